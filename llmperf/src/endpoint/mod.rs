@@ -1,0 +1,220 @@
+//! Endpoint kinds: one wire protocol each.
+//!
+//! An endpoint kind knows bytes, not statistics: it turns a
+//! [`RequestPlan`] into an HTTP request ([`EndpointKind::build_request`]) and
+//! a byte stream into events ([`StreamDecoder`]). The shared stream reader
+//! ([`reader`]) stamps every read with a monotonic clock as its bytes arrive
+//! and hands the bytes and their arrival time to the decoder, so every
+//! protocol is timed the same way.
+//!
+//! Kinds register through [`inventory`], so a crate outside llmperf can add
+//! its own with [`inventory::submit!`] and select it by name:
+//!
+//! ```
+//! let names: Vec<&str> = llmperf::endpoint::kinds().map(|k| k.name()).collect();
+//! assert!(names.contains(&"openai-chat"));
+//! ```
+
+pub mod openai;
+pub mod reader;
+pub mod sse;
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spec::Secret;
+use crate::workload::RequestPlan;
+
+/// Where and as whom requests are sent, resolved before the run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Base URL without a trailing slash, e.g. `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// Model name.
+    pub model: String,
+    /// API key, if any.
+    pub api_key: Option<Secret>,
+    /// The variable the key comes from, named in authentication errors.
+    pub api_key_env: String,
+    /// Fields merged into every request body, overriding llmperf's own.
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+}
+
+/// One wire protocol.
+pub trait EndpointKind: Send + Sync + 'static {
+    /// The name used in specs and `--api`, e.g. `openai-chat`.
+    fn name(&self) -> &'static str;
+    /// One line for listings.
+    fn description(&self) -> &'static str;
+    /// The HTTP request for one planned prompt.
+    fn build_request(
+        &self,
+        client: &reqwest::Client,
+        target: &Target,
+        plan: &RequestPlan,
+    ) -> reqwest::RequestBuilder;
+    /// A fresh decoder for one response stream.
+    fn decoder(&self) -> Box<dyn StreamDecoder>;
+}
+
+/// Turns one response's bytes into events.
+pub trait StreamDecoder: Send {
+    /// Decodes `bytes`, which arrived at `at`; pushes completed events.
+    fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>);
+    /// The body ended cleanly at `at`; pushes what remains (and an error
+    /// when the protocol's end marker never came).
+    fn finish(&mut self, at: Instant, out: &mut Vec<TimedEvent>);
+}
+
+/// An event and the instant its last bytes arrived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedEvent {
+    /// Arrival time of the read that completed the event.
+    pub at: Instant,
+    /// What the event said.
+    pub event: StreamEvent,
+}
+
+/// What a response stream can say.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    /// Answer text (non-empty).
+    Content(String),
+    /// Reasoning text (`reasoning_content` / `reasoning`), which does not end TTFT.
+    Reasoning(String),
+    /// Token counts from the server.
+    Usage(Usage),
+    /// Why generation stopped (`stop`, `length`, …).
+    Finish(String),
+    /// An error reported inside the stream, or a stream that broke the protocol.
+    Error(RequestError),
+    /// The protocol's end marker (`[DONE]`).
+    Done,
+}
+
+/// Token counts reported by the server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u32>,
+    /// Completion tokens (including reasoning tokens).
+    pub completion_tokens: Option<u32>,
+    /// Reasoning tokens, when the server breaks them out.
+    pub reasoning_tokens: Option<u32>,
+}
+
+/// The named kinds of request failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The connection was refused or could not be made.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// HTTP 401 or 403: a missing, wrong or expired key.
+    Unauthorized,
+    /// HTTP 429.
+    RateLimited,
+    /// Another HTTP 4xx.
+    ClientError,
+    /// HTTP 5xx.
+    ServerError,
+    /// The request did not finish within the per-request timeout.
+    Timeout,
+    /// No bytes arrived for longer than the stall timeout.
+    Stall,
+    /// The connection broke in the middle of the stream.
+    Disconnect,
+    /// An event that is not valid JSON of the expected shape.
+    MalformedEvent,
+    /// An error object sent inside a 200 stream.
+    StreamError,
+    /// The stream ended without the protocol's end marker.
+    MissingDone,
+    /// The stream ended with no content at all.
+    EmptyResponse,
+    /// The request could not be built or sent for another reason.
+    Request,
+}
+
+impl ErrorKind {
+    /// The snake_case name used in results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Dns => "dns",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::ClientError => "client_error",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Stall => "stall",
+            ErrorKind::Disconnect => "disconnect",
+            ErrorKind::MalformedEvent => "malformed_event",
+            ErrorKind::StreamError => "stream_error",
+            ErrorKind::MissingDone => "missing_done",
+            ErrorKind::EmptyResponse => "empty_response",
+            ErrorKind::Request => "request",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestError {
+    /// The named kind.
+    pub kind: ErrorKind,
+    /// What happened, with secrets removed.
+    pub message: String,
+    /// The HTTP status, when the server answered with an error status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+}
+
+impl RequestError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RequestError {
+            kind,
+            message: message.into(),
+            http_status: None,
+        }
+    }
+}
+
+/// A registered endpoint kind (see the module docs).
+pub struct Registration {
+    /// The kind.
+    pub kind: &'static dyn EndpointKind,
+}
+
+impl Registration {
+    /// Registers `kind`; use inside [`inventory::submit!`].
+    pub const fn new(kind: &'static dyn EndpointKind) -> Self {
+        Registration { kind }
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Every registered endpoint kind, sorted by name.
+pub fn kinds() -> impl Iterator<Item = &'static dyn EndpointKind> {
+    let mut kinds: Vec<&'static dyn EndpointKind> = inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    kinds.sort_by_key(|k| k.name());
+    kinds.into_iter()
+}
+
+/// The kind registered under `name`.
+pub fn find(name: &str) -> Option<&'static dyn EndpointKind> {
+    kinds().find(|k| k.name() == name)
+}

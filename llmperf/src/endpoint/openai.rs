@@ -1,0 +1,366 @@
+//! OpenAI-compatible chat and completions streaming.
+//!
+//! `POST {base}/chat/completions` and `POST {base}/completions` with
+//! `stream: true` and `stream_options.include_usage`, Bearer auth. One
+//! decoder serves both: chunks carry `choices[].delta.content` (chat) or
+//! `choices[].text` (completions), reasoning in `delta.reasoning_content` or
+//! `delta.reasoning`, a final usage chunk (often with empty `choices`), then
+//! `data: [DONE]`. An `{"error": …}` object inside a 200 stream is an error.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::sse::SseDecoder;
+use super::{
+    EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent, Target,
+    TimedEvent, Usage,
+};
+use crate::workload::RequestPlan;
+
+/// `openai-chat`: `POST {base}/chat/completions`.
+pub struct OpenAiChat;
+
+/// `openai-completions`: `POST {base}/completions`.
+pub struct OpenAiCompletions;
+
+inventory::submit! { Registration::new(&OpenAiChat) }
+inventory::submit! { Registration::new(&OpenAiCompletions) }
+
+impl EndpointKind for OpenAiChat {
+    fn name(&self) -> &'static str {
+        "openai-chat"
+    }
+
+    fn description(&self) -> &'static str {
+        "OpenAI-compatible chat completions (POST {base}/chat/completions, SSE)"
+    }
+
+    fn build_request(
+        &self,
+        client: &reqwest::Client,
+        target: &Target,
+        plan: &RequestPlan,
+    ) -> reqwest::RequestBuilder {
+        let body = json!({
+            "model": target.model,
+            "messages": [{"role": "user", "content": plan.prompt}],
+        });
+        post(client, target, "chat/completions", body, plan)
+    }
+
+    fn decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiDecoder::default())
+    }
+}
+
+impl EndpointKind for OpenAiCompletions {
+    fn name(&self) -> &'static str {
+        "openai-completions"
+    }
+
+    fn description(&self) -> &'static str {
+        "OpenAI-compatible text completions (POST {base}/completions, SSE)"
+    }
+
+    fn build_request(
+        &self,
+        client: &reqwest::Client,
+        target: &Target,
+        plan: &RequestPlan,
+    ) -> reqwest::RequestBuilder {
+        let body = json!({ "model": target.model, "prompt": plan.prompt });
+        post(client, target, "completions", body, plan)
+    }
+
+    fn decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiDecoder::default())
+    }
+}
+
+/// Adds the streaming and length fields and the user's extra body, then
+/// builds the POST with Bearer auth.
+fn post(
+    client: &reqwest::Client,
+    target: &Target,
+    path: &str,
+    mut body: Value,
+    plan: &RequestPlan,
+) -> reqwest::RequestBuilder {
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert("stream".into(), json!(true));
+        fields.insert("stream_options".into(), json!({"include_usage": true}));
+        if let Some(max_tokens) = plan.max_tokens {
+            fields.insert("max_tokens".into(), json!(max_tokens));
+            if plan.ignore_eos {
+                fields.insert("min_tokens".into(), json!(max_tokens));
+            }
+        }
+        if plan.ignore_eos {
+            fields.insert("ignore_eos".into(), json!(true));
+        }
+        for (key, value) in &target.extra_body {
+            fields.insert(key.clone(), value.clone());
+        }
+    }
+    let mut request = client
+        .post(format!("{}/{path}", target.base_url))
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .json(&body);
+    if let Some(key) = &target.api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    request
+}
+
+/// Decodes OpenAI-style SSE chunks (chat and completions).
+#[derive(Default)]
+pub struct OpenAiDecoder {
+    sse: SseDecoder,
+    saw_done: bool,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<WireUsage>,
+    error: Option<Value>,
+    /// vLLM-style errors: `{"object": "error", "message": …}`.
+    object: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    delta: Option<Delta>,
+    text: Option<String>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u32>,
+    completion_tokens: Option<u32>,
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct CompletionDetails {
+    reasoning_tokens: Option<u32>,
+}
+
+impl StreamDecoder for OpenAiDecoder {
+    fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
+        let saw_done = &mut self.saw_done;
+        self.sse
+            .feed(bytes, |event| decode_data(event.data, at, saw_done, out));
+    }
+
+    fn finish(&mut self, at: Instant, out: &mut Vec<TimedEvent>) {
+        let saw_done = &mut self.saw_done;
+        self.sse
+            .finish(|event| decode_data(event.data, at, saw_done, out));
+        if !self.saw_done {
+            out.push(TimedEvent {
+                at,
+                event: StreamEvent::Error(RequestError::new(
+                    ErrorKind::MissingDone,
+                    "the stream ended without `data: [DONE]`",
+                )),
+            });
+        }
+    }
+}
+
+fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<TimedEvent>) {
+    let mut push = |event| out.push(TimedEvent { at, event });
+    if data.trim() == "[DONE]" {
+        *saw_done = true;
+        push(StreamEvent::Done);
+        return;
+    }
+    let chunk: Chunk = match serde_json::from_str(data) {
+        Ok(chunk) => chunk,
+        Err(error) => {
+            push(StreamEvent::Error(RequestError::new(
+                ErrorKind::MalformedEvent,
+                format!("malformed event ({error}): {}", excerpt(data)),
+            )));
+            return;
+        }
+    };
+    if let Some(error) = chunk.error {
+        push(StreamEvent::Error(RequestError::new(
+            ErrorKind::StreamError,
+            format!("error in stream: {}", error_message(&error)),
+        )));
+        return;
+    }
+    if chunk.object.as_deref() == Some("error") {
+        push(StreamEvent::Error(RequestError::new(
+            ErrorKind::StreamError,
+            format!("error in stream: {}", chunk.message.unwrap_or_default()),
+        )));
+        return;
+    }
+    for choice in chunk.choices {
+        if let Some(delta) = choice.delta {
+            if let Some(reasoning) = delta.reasoning_content.or(delta.reasoning) {
+                if !reasoning.is_empty() {
+                    push(StreamEvent::Reasoning(reasoning));
+                }
+            }
+            if let Some(content) = delta.content {
+                if !content.is_empty() {
+                    push(StreamEvent::Content(content));
+                }
+            }
+        }
+        if let Some(text) = choice.text {
+            if !text.is_empty() {
+                push(StreamEvent::Content(text));
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            push(StreamEvent::Finish(reason));
+        }
+    }
+    if let Some(usage) = chunk.usage {
+        push(StreamEvent::Usage(Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            reasoning_tokens: usage
+                .completion_tokens_details
+                .and_then(|details| details.reasoning_tokens),
+        }));
+    }
+}
+
+/// The message of an OpenAI-style error object (or the whole object).
+pub(crate) fn error_message(error: &Value) -> String {
+    match error.get("message").and_then(Value::as_str) {
+        Some(message) => message.to_string(),
+        None => excerpt(&error.to_string()),
+    }
+}
+
+/// At most 200 characters of `text`, for error messages.
+pub(crate) fn excerpt(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(pieces: &[&str]) -> Vec<StreamEvent> {
+        let mut decoder = OpenAiDecoder::default();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for piece in pieces {
+            decoder.feed(piece.as_bytes(), now, &mut out);
+        }
+        decoder.finish(now, &mut out);
+        out.into_iter().map(|e| e.event).collect()
+    }
+
+    #[test]
+    fn a_chat_stream_as_openai_sends_it() {
+        // Captured shape of api.openai.com's chat stream with include_usage.
+        let events = decode(&[
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null},\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"},\"finish_reason\":null}],\"usage\":null}\n\ndata: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" there\"},\"finish_reason\":null}],\"usage\":null}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
+            "data: {\"id\":\"chatcmpl-1\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11,\"completion_tokens_details\":{\"reasoning_tokens\":0}}}\n\n",
+            "data: [DONE]\n\n",
+        ]);
+        assert_eq!(
+            events,
+            vec![
+                StreamEvent::Content("Hello".into()),
+                StreamEvent::Content(" there".into()),
+                StreamEvent::Finish("stop".into()),
+                StreamEvent::Usage(Usage {
+                    prompt_tokens: Some(9),
+                    completion_tokens: Some(2),
+                    reasoning_tokens: Some(0)
+                }),
+                StreamEvent::Done,
+            ]
+        );
+    }
+
+    #[test]
+    fn reasoning_deltas_are_not_content() {
+        let events = decode(&[
+            "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"Let me think\"}}]}\n\n",
+            "data:{\"choices\":[{\"delta\":{\"reasoning\":\" more\"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"42\"}}]}\n\ndata: [DONE]\n\n",
+        ]);
+        assert_eq!(events[0], StreamEvent::Reasoning("Let me think".into()));
+        assert_eq!(events[1], StreamEvent::Reasoning(" more".into()));
+        assert_eq!(events[2], StreamEvent::Content("42".into()));
+    }
+
+    #[test]
+    fn completions_text_chunks_are_content() {
+        let events = decode(&[
+            "data: {\"object\":\"text_completion\",\"choices\":[{\"text\":\" lo\",\"index\":0,\"finish_reason\":null}]}\n\n",
+            "data: [DONE]\n\n",
+        ]);
+        assert_eq!(
+            events,
+            vec![StreamEvent::Content(" lo".into()), StreamEvent::Done]
+        );
+    }
+
+    #[test]
+    fn an_error_object_inside_a_200_stream_is_a_stream_error() {
+        let events = decode(&[
+            "data: {\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}\n\n",
+            "data: {\"object\":\"error\",\"message\":\"vllm says no\",\"code\":400}\n\n",
+            "data: [DONE]\n\n",
+        ]);
+        let kinds: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Error(error) => Some((error.kind, error.message.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds[0],
+            (ErrorKind::StreamError, "error in stream: overloaded".into())
+        );
+        assert_eq!(kinds[1].1, "error in stream: vllm says no");
+    }
+
+    #[test]
+    fn malformed_json_and_a_missing_done_are_named_errors() {
+        let events = decode(&["data: {\"choices\": [\n\n", "data: {\"choices\":[]}\n\n"]);
+        let kinds: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Error(error) => Some(error.kind),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![ErrorKind::MalformedEvent, ErrorKind::MissingDone]
+        );
+    }
+}

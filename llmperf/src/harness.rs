@@ -1,0 +1,292 @@
+//! The `cargo bench` harness: command line, discovery, modes.
+//!
+//! `cargo bench` runs each bench target with `--bench`: every selected
+//! benchmark runs in full and writes `target/llmperf/<id>/new/`. Without
+//! `--bench` (as under `cargo test --benches`) each benchmark runs a quick
+//! smoke test of two requests and writes nothing, so benches are compile-
+//! and run-checked by the test suite. `--list` prints `id: benchmark` lines
+//! as libtest does.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use crate::registry::{self, BenchEntry};
+use crate::report::terminal::{self, Palette};
+use crate::run::{run_benchmark, RunOptions};
+
+/// Requests per benchmark in test mode.
+const TEST_MODE_REQUESTS: u64 = 2;
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// `cargo bench -- [OPTIONS] [FILTER]`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo bench --",
+    about = "Runs this target's llmperf endpoint benchmarks.",
+    after_help = "Without --bench (as under `cargo test --benches`) each benchmark runs a two-request smoke test and writes nothing."
+)]
+pub struct BenchArgs {
+    /// Run only benchmarks whose id contains this text.
+    pub filter: Option<String>,
+    /// Match the filter against the whole id.
+    #[arg(long)]
+    pub exact: bool,
+    /// List the benchmarks (`id: benchmark`) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Measure (cargo bench passes this); without it, run a smoke test.
+    #[arg(long)]
+    pub bench: bool,
+    /// Force the smoke-test mode.
+    #[arg(long, conflicts_with = "bench")]
+    pub test: bool,
+    /// Override every benchmark's number of requests.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Override every benchmark's concurrency.
+    #[arg(long, value_parser = parse_positive)]
+    pub concurrency: Option<usize>,
+    /// Where results go (default: target/llmperf); each benchmark writes `<dir>/<id>/new/`.
+    #[arg(long, env = "LLMPERF_RESULTS_DIR")]
+    pub results_dir: Option<PathBuf>,
+    /// Print one line per benchmark.
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print configuration and file paths too.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// (libtest flag, accepted and ignored)
+    #[arg(long, hide = true)]
+    pub nocapture: bool,
+    /// (libtest flag, accepted and ignored)
+    #[arg(long, hide = true)]
+    pub show_output: bool,
+    /// (libtest flag, accepted and ignored)
+    #[arg(long, hide = true)]
+    pub ignored: bool,
+    /// (libtest flag, accepted and ignored)
+    #[arg(long, hide = true)]
+    pub include_ignored: bool,
+    /// (libtest flag, accepted and ignored)
+    #[arg(long, hide = true)]
+    pub test_threads: Option<String>,
+    /// (libtest flag, accepted and ignored)
+    #[arg(long, hide = true)]
+    pub format: Option<String>,
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be 1 or more".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// Runs the harness with the process's arguments (what `llmperf::main!()` calls).
+pub fn main() -> ExitCode {
+    let args = match BenchArgs::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
+    };
+    if let Err(message) = load_dotenv() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    run(&args, registry::entries())
+}
+
+/// Loads `.env` from the working directory or a parent; a missing file is fine.
+pub fn load_dotenv() -> Result<(), String> {
+    match dotenvy::dotenv() {
+        Ok(_) => Ok(()),
+        Err(error) if error.not_found() => Ok(()),
+        Err(error) => Err(format!(
+            "cannot read .env ({error}): fix the file or remove it"
+        )),
+    }
+}
+
+fn color_on(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    }
+}
+
+fn selected<'a>(args: &BenchArgs, entries: Vec<&'a BenchEntry>) -> Vec<&'a BenchEntry> {
+    entries
+        .into_iter()
+        .filter(|entry| match &args.filter {
+            None => true,
+            Some(filter) if args.exact => entry.id() == *filter,
+            Some(filter) => entry.id().contains(filter.as_str()),
+        })
+        .collect()
+}
+
+/// The target directory of this cargo build: `CARGO_TARGET_DIR`, else
+/// derived from the bench executable's path (`<target>/<profile>/deps/`).
+fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| {
+            let deps = exe.parent()?;
+            (deps.file_name()? == "deps").then(|| deps.parent()?.parent().map(Path::to_path_buf))?
+        })
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+/// Runs the selected entries as `args` say.
+pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
+    let entries = selected(args, entries);
+    if args.list {
+        for entry in &entries {
+            println!("{}: benchmark", entry.id());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let measuring = args.bench && !args.test;
+    let palette = Palette::new(color_on(args.color));
+    let results_root = args
+        .results_dir
+        .clone()
+        .unwrap_or_else(|| target_dir().join("llmperf"));
+    let mut failures = 0;
+    for entry in &entries {
+        let id = entry.id();
+        let mut bench = entry.benchmark();
+        if let Some(requests) = args.requests {
+            bench = bench.requests(requests);
+        } else if !measuring {
+            let requests = bench.load_spec().requests.min(TEST_MODE_REQUESTS);
+            bench = bench.requests(requests);
+        }
+        if let Some(concurrency) = args.concurrency {
+            bench = bench.concurrency(concurrency);
+        }
+        let options = RunOptions {
+            results_dir: measuring.then(|| results_root.join(&id).join("new")),
+            progress: measuring && !args.quiet && std::io::stderr().is_terminal(),
+            mode: if measuring { "bench" } else { "test" }.to_string(),
+            handle_interrupt: measuring,
+        };
+        if !measuring {
+            print!("Testing {id} ... ");
+        }
+        match run_benchmark(&id, &bench, &options) {
+            Ok(outcome) => {
+                let requests = &outcome.summary.summary.requests;
+                if !measuring {
+                    if requests.completed == 0 {
+                        failures += 1;
+                        println!(
+                            "{}",
+                            palette.red(&format!("FAILED: all {} requests failed", requests.total))
+                        );
+                        for record in outcome.records.iter().take(1) {
+                            if let Some(error) = &record.error {
+                                println!("  {}: {}", error.kind, error.message);
+                            }
+                        }
+                    } else {
+                        println!("{}", palette.green("Success"));
+                    }
+                } else if args.quiet {
+                    let ttft = outcome
+                        .summary
+                        .summary
+                        .ttft_ms
+                        .map_or("-".to_string(), |s| terminal::format_ms(s.p50));
+                    println!(
+                        "{id}: ttft p50 {ttft}, {:.1} output tok/s, {} of {} ok",
+                        outcome.summary.summary.throughput.output_tokens_per_s,
+                        requests.completed,
+                        requests.total
+                    );
+                } else {
+                    print!("{}", terminal::render(&outcome.summary, palette));
+                    if args.verbose {
+                        if let Some(path) = &outcome.summary_path {
+                            println!("  results    {}", path.display());
+                        }
+                        println!(
+                            "  workload   {}",
+                            serde_json::to_string(&outcome.summary.config.workload)
+                                .unwrap_or_default()
+                        );
+                    }
+                    println!();
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                if !measuring {
+                    println!("{}", palette.red("FAILED"));
+                }
+                eprintln!(
+                    "{} {id} ({}:{}): {error}",
+                    palette.red("error:"),
+                    entry.file,
+                    entry.line
+                );
+            }
+        }
+    }
+    if !measuring {
+        println!("\n{} passed, {failures} failed", entries.len() - failures);
+    }
+    if failures > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_and_libtest_flags_are_accepted_and_unknown_flags_are_errors() {
+        let args = BenchArgs::try_parse_from([
+            "bench",
+            "--bench",
+            "chat",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .unwrap();
+        assert!(args.bench);
+        assert_eq!(args.filter.as_deref(), Some("chat"));
+        let error = BenchArgs::try_parse_from(["bench", "--frobnicate"]).unwrap_err();
+        assert!(error.to_string().contains("--frobnicate"));
+        assert!(BenchArgs::try_parse_from(["bench", "--concurrency", "0"]).is_err());
+    }
+}

@@ -1,0 +1,76 @@
+//! # llmperf
+//!
+//! Benchmark streaming LLM endpoints the way criterion benchmarks code.
+//!
+//! Declare endpoint benchmarks in `benches/*.rs` (with `harness = false`
+//! in `Cargo.toml`) and run them with `cargo bench`:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use llmperf::{Benchmark, Endpoint, Load, Workload};
+//!
+//! #[llmperf::bench(group = "chat", requests = 50, concurrency = 8)]
+//! fn short_prompts() -> Benchmark {
+//!     Benchmark::new()
+//!         .endpoint(Endpoint::openai_chat()) // OPENAI_API_BASE / OPENAI_API_KEY, or the built-in endpoint
+//!         .workload(Workload::token_lengths(550, 150, 150, 80))
+//!         .load(Load::closed(8).timeout(Duration::from_secs(60)))
+//!         .validate(true)
+//! }
+//!
+//! llmperf::main!();
+//! ```
+//!
+//! Each run measures, per request, time to first token (TTFT), every
+//! inter-token gap, time per output token (TPOT), end-to-end latency and
+//! throughput from monotonic timestamps taken as bytes arrive, checks that
+//! every response answers its own request (cross-over validation), and
+//! writes `target/llmperf/<id>/new/summary.json` and `requests.jsonl`.
+//!
+//! With no endpoint configured, benchmarks run against the built-in
+//! endpoint ([`mock`]), a real HTTP server on 127.0.0.1 with scripted
+//! timing, so examples and tests do real work on any machine.
+
+#![warn(missing_docs)]
+
+pub mod endpoint;
+pub mod harness;
+pub mod load;
+pub mod metrics;
+pub mod mock;
+pub mod record;
+mod registry;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod spec;
+pub mod validate;
+pub mod workload;
+
+pub use llmperf_macros::bench;
+pub use mock::{Fault, FaultSchedule, MockScript, MockServer};
+pub use registry::BenchEntry;
+pub use spec::{Benchmark, Endpoint, Load, Workload};
+pub use workload::tokenizer::Tokenizer;
+
+/// Runs the harness over every `#[llmperf::bench]` in this binary.
+pub fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
+/// Defines `fn main()` running the harness: put `llmperf::main!();` at the
+/// end of a `benches/*.rs` file.
+#[macro_export]
+macro_rules! main {
+    () => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::main()
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::{BenchEntry, BENCHES};
+    pub use linkme;
+}

@@ -1,0 +1,370 @@
+//! The `llmperf` command: ad-hoc runs, the built-in endpoint, listings.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use llmperf::harness::{load_dotenv, ColorChoice};
+use llmperf::report::terminal::{self, Palette};
+use llmperf::run::{run_benchmark, RunOptions};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, MockServer, Workload};
+
+/// Benchmark streaming LLM endpoints: TTFT, inter-token latency, throughput, cross-over validation.
+#[derive(Debug, Parser)]
+#[command(name = "llmperf", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one benchmark from flags (reads .env; OPENAI_API_BASE / OPENAI_API_KEY by default).
+    Run(RunArgs),
+    /// Serve the built-in endpoint (OpenAI chat/completions streaming with scripted timing and faults).
+    Mock(MockArgs),
+    /// List the endpoint kinds this build knows (--api values).
+    ListApis,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Endpoint kind (see `llmperf list-apis`).
+    #[arg(long, default_value = "openai-chat")]
+    api: String,
+    /// Base URL, e.g. http://127.0.0.1:8000/v1 (default: ${PREFIX}_API_BASE).
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Environment variable prefix for the base URL and key (TOGETHER reads TOGETHER_API_BASE/TOGETHER_API_KEY).
+    #[arg(long, default_value = "OPENAI")]
+    env_prefix: String,
+    /// Run against a built-in endpoint started for this run (default script: TTFT 100 ms, 10 ms per token).
+    #[arg(long, conflicts_with = "base_url")]
+    mock: bool,
+    /// Model name (default: LLMPERF_MODEL; `llmperf-mock` with --mock).
+    #[arg(long, short = 'm')]
+    model: Option<String>,
+    /// Name of the run in results and output.
+    #[arg(long, default_value = "run")]
+    name: String,
+    /// Number of requests.
+    #[arg(long, short = 'r', default_value_t = 10)]
+    requests: u64,
+    /// Requests in flight.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    concurrency: usize,
+    /// Cap on output tokens per request.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Classic prompts: fewest sonnet lines (selects the line scheme).
+    #[arg(long)]
+    min_lines: Option<u32>,
+    /// Classic prompts: most sonnet lines (selects the line scheme).
+    #[arg(long)]
+    max_lines: Option<u32>,
+    /// Classic prompts: lines asked back (selects the line scheme).
+    #[arg(long)]
+    req_lines: Option<u32>,
+    /// Token-length prompts: mean input tokens.
+    #[arg(long, default_value_t = 550)]
+    mean_input_tokens: u32,
+    /// Token-length prompts: standard deviation of input tokens.
+    #[arg(long, default_value_t = 150)]
+    stddev_input_tokens: u32,
+    /// Token-length prompts: mean output tokens.
+    #[arg(long, default_value_t = 150)]
+    mean_output_tokens: u32,
+    /// Token-length prompts: standard deviation of output tokens.
+    #[arg(long, default_value_t = 80)]
+    stddev_output_tokens: u32,
+    /// Ask the server to ignore EOS (ignore_eos, min_tokens), as vLLM/SGLang/TGI support.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Pause per slot after each request (e.g. 500ms, 2s; a bare number is seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    sleep: Duration,
+    /// Per-request timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    timeout: Duration,
+    /// Longest silence allowed inside a stream (default: none).
+    #[arg(long, value_parser = parse_duration)]
+    stall_timeout: Option<Duration>,
+    /// Seed for prompts, lengths and validation numbers.
+    #[arg(long, default_value_t = llmperf::spec::DEFAULT_SEED)]
+    seed: u64,
+    /// Check every answer (number ↔ words) and detect cross-overs.
+    #[arg(long)]
+    validate: bool,
+    /// Send only validation prompts (a correctness run).
+    #[arg(long)]
+    validate_only: bool,
+    /// A Hugging Face tokenizer.json for client-side counts (default: bundled cl100k_base).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Extra JSON object merged into every request body, e.g. '{"temperature":0}'.
+    #[arg(long)]
+    extra_body: Option<String>,
+    /// Write DIR/summary.json and DIR/requests.jsonl.
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+    /// Print one line.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Debug, Args)]
+struct MockArgs {
+    /// Port on 127.0.0.1 (0 picks a free one).
+    #[arg(long, short, default_value_t = 0)]
+    port: u16,
+    /// Time to first content token.
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    ttft: Duration,
+    /// Time per token after the first.
+    #[arg(long, value_parser = parse_duration, default_value = "10ms")]
+    inter_token: Duration,
+    /// Uniform ± jitter on every event.
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    jitter: Duration,
+    /// Tokens per SSE event.
+    #[arg(long, default_value_t = 1)]
+    tokens_per_event: u32,
+    /// Extra TTFT per prompt token (prefill).
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    ttft_per_prompt_token: Duration,
+    /// Requests served at once; more wait in a queue.
+    #[arg(long)]
+    concurrency_limit: Option<usize>,
+    /// Output tokens when a request sets no max_tokens.
+    #[arg(long, default_value_t = 128)]
+    output_tokens: u32,
+    /// Reasoning tokens streamed before the content.
+    #[arg(long, default_value_t = 0)]
+    reasoning_tokens: u32,
+    /// Require this Bearer key (401 otherwise).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Inject a fault: KIND:every=N or KIND:p=P; KIND is 500 (any status), disconnect, malformed, stall, cross-over, stream-error, missing-done. Repeatable.
+    #[arg(long, value_parser = parse_fault)]
+    fault: Vec<(Fault, FaultSchedule)>,
+    /// Seed for jitter, filler text and probabilistic faults.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"))
+}
+
+fn parse_fault(text: &str) -> Result<(Fault, FaultSchedule), String> {
+    let usage = "write KIND:every=N or KIND:p=P, e.g. 500:every=10 or disconnect:p=0.05";
+    let (kind, schedule) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}`: {usage}"))?;
+    let fault = match kind {
+        "disconnect" => Fault::Disconnect,
+        "malformed" => Fault::MalformedEvent,
+        "stall" => Fault::Stall,
+        "cross-over" | "crossover" => Fault::CrossOver,
+        "stream-error" => Fault::StreamError,
+        "missing-done" => Fault::MissingDone,
+        status => Fault::Status(
+            status
+                .parse::<u16>()
+                .ok()
+                .filter(|s| (400..=599).contains(s))
+                .ok_or_else(|| {
+                    format!("`{kind}` is not a fault kind or an HTTP error status: {usage}")
+                })?,
+        ),
+    };
+    let schedule = if let Some(n) = schedule.strip_prefix("every=") {
+        FaultSchedule::Every(
+            n.parse::<u64>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("`{n}` is not a positive whole number: {usage}"))?,
+        )
+    } else if let Some(p) = schedule.strip_prefix("p=") {
+        FaultSchedule::Probability(
+            p.parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=1.0).contains(p))
+                .ok_or_else(|| format!("`{p}` is not a probability between 0 and 1: {usage}"))?,
+        )
+    } else {
+        return Err(format!("`{schedule}`: {usage}"));
+    };
+    Ok((fault, schedule))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Mock(args) => mock(args),
+        Command::ListApis => {
+            for kind in llmperf::endpoint::kinds() {
+                println!("{:<20} {}", kind.name(), kind.description());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    load_dotenv().map_err(anyhow::Error::msg)?;
+    let mut endpoint = Endpoint::kind(&args.api).env_prefix(&args.env_prefix);
+    if let Some(url) = &args.base_url {
+        endpoint = endpoint.base_url(url);
+    }
+    if args.mock {
+        endpoint = endpoint.builtin();
+    } else if args.base_url.is_none()
+        && std::env::var(format!("{}_API_BASE", args.env_prefix.to_ascii_uppercase())).is_err()
+    {
+        bail!(
+            "no endpoint: pass --base-url URL, set {}_API_BASE (a .env file works), or pass --mock to try the built-in endpoint",
+            args.env_prefix.to_ascii_uppercase()
+        );
+    }
+    if let Some(model) = &args.model {
+        endpoint = endpoint.model(model);
+    }
+    let lines = args.min_lines.is_some() || args.max_lines.is_some() || args.req_lines.is_some();
+    let mut workload = if args.validate_only {
+        Workload::validation_only()
+    } else if lines {
+        let min = args.min_lines.unwrap_or(2);
+        Workload::lines(
+            min,
+            args.max_lines.unwrap_or(min.max(8)),
+            args.req_lines.unwrap_or(4),
+        )
+    } else {
+        Workload::token_lengths(
+            args.mean_input_tokens,
+            args.stddev_input_tokens,
+            args.mean_output_tokens,
+            args.stddev_output_tokens,
+        )
+    };
+    if let Some(max_tokens) = args.max_tokens {
+        workload = workload.max_tokens(max_tokens);
+    }
+    workload = workload.ignore_eos(args.ignore_eos);
+    if let Some(path) = &args.tokenizer {
+        workload = workload.tokenizer(path);
+    }
+    let mut load = Load::closed(args.concurrency)
+        .requests(args.requests)
+        .timeout(args.timeout)
+        .sleep(args.sleep);
+    if let Some(stall) = args.stall_timeout {
+        load = load.stall_timeout(stall);
+    }
+    let mut bench = Benchmark::new()
+        .endpoint(endpoint)
+        .workload(workload)
+        .load(load)
+        .validate(args.validate)
+        .seed(args.seed);
+    if let Some(extra) = &args.extra_body {
+        let value: serde_json::Value = serde_json::from_str(extra)
+            .with_context(|| format!("--extra-body is not valid JSON: {extra}"))?;
+        let serde_json::Value::Object(fields) = value else {
+            bail!("--extra-body must be a JSON object, e.g. '{{\"temperature\": 0}}'");
+        };
+        for (key, value) in fields {
+            bench = bench.extra_body(key, value);
+        }
+    }
+    let options = RunOptions {
+        results_dir: args.results_dir.clone(),
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+        mode: "run".to_string(),
+        handle_interrupt: true,
+    };
+    let outcome = run_benchmark(&args.name, &bench, &options)?;
+    let palette = Palette::new(match args.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+        }
+    });
+    if args.quiet {
+        let s = &outcome.summary.summary;
+        println!(
+            "{}: ttft p50 {}, {:.1} output tok/s, {} of {} ok",
+            args.name,
+            s.ttft_ms
+                .map_or("-".to_string(), |t| terminal::format_ms(t.p50)),
+            s.throughput.output_tokens_per_s,
+            s.requests.completed,
+            s.requests.total
+        );
+    } else {
+        print!("{}", terminal::render(&outcome.summary, palette));
+    }
+    match &outcome.summary_path {
+        Some(path) => eprintln!("results: {}", path.display()),
+        None if !args.quiet => {
+            eprintln!("(pass --results-dir DIR to keep summary.json and requests.jsonl)")
+        }
+        None => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mock(args: MockArgs) -> Result<ExitCode> {
+    let mut script = MockScript::new()
+        .ttft(args.ttft)
+        .inter_token(args.inter_token)
+        .jitter(args.jitter)
+        .tokens_per_event(args.tokens_per_event)
+        .ttft_per_prompt_token(args.ttft_per_prompt_token)
+        .output_tokens(args.output_tokens)
+        .reasoning_tokens(args.reasoning_tokens)
+        .seed(args.seed);
+    if let Some(limit) = args.concurrency_limit {
+        script = script.concurrency_limit(limit);
+    }
+    if let Some(key) = args.api_key {
+        script = script.require_api_key(key);
+    }
+    for (fault, schedule) in args.fault {
+        script = script.fault(fault, schedule);
+    }
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
+    let server = MockServer::start_on(address, script)
+        .with_context(|| format!("cannot serve on {address}"))?;
+    println!("llmperf built-in endpoint serving on {}", server.base_url());
+    println!(
+        "try: llmperf run --base-url {} -m llmperf-mock -r 20 -c 4",
+        server.base_url()
+    );
+    server.wait();
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,536 @@
+//! Per-request metrics and summary statistics, computed from records only.
+//!
+//! Definitions (all from the monotonic timestamps of a [`RequestRecord`]):
+//! - TTFT: first content event − send. Role-only and empty chunks, and
+//!   reasoning, do not count as the first token.
+//! - end-to-end (E2E): end of stream − send.
+//! - inter-token latency (ITL): the gap between consecutive content events,
+//!   spread over the tokens of the later event (an event carrying k tokens
+//!   gives k samples of gap/k); per-event token counts come from the client
+//!   tokenizer, scaled so they add up to the server's `usage` count when the
+//!   server gave one. TTFT is never an ITL sample.
+//! - TPOT: (E2E − TTFT) / (output tokens − 1).
+//! - output tokens/s of a request: output tokens / E2E.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{RequestRecord, ValidationOutcome};
+
+/// TTFT above which a request counts toward the overload verdict.
+pub const OVERLOAD_TTFT_MS: f64 = 3_000.0;
+/// Share of slow-TTFT requests above which a run is `overloaded`.
+pub const OVERLOAD_SHARE: f64 = 0.05;
+/// Validation problems listed one by one in a summary (the counts cover all).
+const LISTED_VALIDATION_ISSUES: usize = 50;
+
+/// Metrics of one request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RequestMetrics {
+    /// Time to first content token.
+    pub ttft_ms: Option<f64>,
+    /// Time to first reasoning token.
+    pub time_to_first_reasoning_ms: Option<f64>,
+    /// Send to end of stream.
+    pub e2e_ms: f64,
+    /// Time per output token after the first.
+    pub tpot_ms: Option<f64>,
+    /// Output tokens / E2E.
+    pub output_tokens_per_s: Option<f64>,
+}
+
+fn ms(from_us: u64, to_us: u64) -> f64 {
+    to_us.saturating_sub(from_us) as f64 / 1e3
+}
+
+impl RequestMetrics {
+    /// The metrics of `record`.
+    pub fn of(record: &RequestRecord) -> RequestMetrics {
+        let e2e_ms = ms(record.sent_us, record.end_us);
+        let ttft_ms = record.first_token_us.map(|t| ms(record.sent_us, t));
+        let output_tokens = record.output_tokens();
+        let tpot_ms = match ttft_ms {
+            Some(ttft) if output_tokens > 1 => Some((e2e_ms - ttft) / f64::from(output_tokens - 1)),
+            _ => None,
+        };
+        RequestMetrics {
+            ttft_ms,
+            time_to_first_reasoning_ms: record.first_reasoning_us.map(|t| ms(record.sent_us, t)),
+            e2e_ms,
+            tpot_ms,
+            output_tokens_per_s: (e2e_ms > 0.0 && output_tokens > 0)
+                .then(|| f64::from(output_tokens) / (e2e_ms / 1e3)),
+        }
+    }
+}
+
+/// Gaps between consecutive content events, in milliseconds.
+pub fn event_gaps_ms(record: &RequestRecord) -> Vec<f64> {
+    record
+        .content_events_us
+        .windows(2)
+        .map(|pair| ms(pair[0], pair[1]))
+        .collect()
+}
+
+/// Per-token inter-token latencies, in milliseconds (see the module docs).
+pub fn inter_token_latencies_ms(record: &RequestRecord) -> Vec<f64> {
+    let tokens = &record.content_event_tokens;
+    let client_total: u32 = tokens.iter().sum();
+    // Reasoning tokens are not content; scale content events to the server's
+    // content count when it reported one.
+    let server_content = record
+        .output_tokens_server
+        .map(|out| out.saturating_sub(record.reasoning_tokens_server.unwrap_or(0)));
+    let scale = match server_content {
+        Some(server) if client_total > 0 && server > 0 => {
+            f64::from(server) / f64::from(client_total)
+        }
+        _ => 1.0,
+    };
+    let mut samples = Vec::with_capacity(tokens.len());
+    for (i, gap) in event_gaps_ms(record).into_iter().enumerate() {
+        let weight = (f64::from(tokens.get(i + 1).copied().unwrap_or(1).max(1)) * scale).max(1.0);
+        let count = weight.round().max(1.0) as usize;
+        let per_token = gap / weight;
+        samples.extend(std::iter::repeat_n(per_token, count));
+    }
+    samples
+}
+
+/// Distribution statistics of one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Number of samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one sample).
+    pub stddev: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+impl Stats {
+    /// Statistics of `samples` (`None` when empty). Percentiles interpolate
+    /// linearly between order statistics (Hyndman–Fan type 7, as numpy).
+    ///
+    /// ```
+    /// let stats = llmperf::metrics::Stats::of(vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    /// assert_eq!(stats.p50, 2.5);
+    /// assert_eq!(stats.max, 4.0);
+    /// ```
+    pub fn of(mut samples: Vec<f64>) -> Option<Stats> {
+        samples.retain(|x| x.is_finite());
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_by(f64::total_cmp);
+        let n = samples.len() as f64;
+        let mean = samples.iter().sum::<f64>() / n;
+        let variance = if samples.len() > 1 {
+            samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
+        } else {
+            0.0
+        };
+        Some(Stats {
+            count: samples.len() as u64,
+            mean,
+            stddev: variance.sqrt(),
+            min: samples[0],
+            max: samples[samples.len() - 1],
+            p50: percentile(&samples, 0.50),
+            p90: percentile(&samples, 0.90),
+            p95: percentile(&samples, 0.95),
+            p99: percentile(&samples, 0.99),
+        })
+    }
+}
+
+/// The `q` quantile of sorted samples (type 7).
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let low = rank.floor() as usize;
+    let high = rank.ceil() as usize;
+    sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64)
+}
+
+/// The summary of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Request counts and errors.
+    pub requests: RequestCounts,
+    /// Time to first token, ms.
+    pub ttft_ms: Option<Stats>,
+    /// Per-token inter-token latency, ms.
+    pub inter_token_latency_ms: Option<Stats>,
+    /// Gap between content events, ms.
+    pub inter_event_latency_ms: Option<Stats>,
+    /// Time per output token, ms.
+    pub tpot_ms: Option<Stats>,
+    /// End-to-end latency, ms.
+    pub e2e_ms: Option<Stats>,
+    /// Time to first reasoning token, ms (reasoning models).
+    pub time_to_first_reasoning_ms: Option<Stats>,
+    /// Output tokens/s of each request.
+    pub request_output_tokens_per_s: Option<Stats>,
+    /// Input tokens per request.
+    pub input_tokens: Option<Stats>,
+    /// Output tokens per request.
+    pub output_tokens: Option<Stats>,
+    /// Whole-run throughput.
+    pub throughput: Throughput,
+    /// The TTFT > 3 s overload rule.
+    pub overload: Overload,
+    /// Server vs client token counts.
+    pub token_counts: TokenCountCheck,
+    /// Validation results, when validated.
+    pub validation: Option<ValidationSummary>,
+}
+
+/// Request counts and errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    /// Requests sent.
+    pub total: u64,
+    /// Requests that succeeded.
+    pub completed: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// failed / total.
+    pub error_rate: f64,
+    /// Failures by error kind.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Failures by HTTP status (error statuses only).
+    pub errors_by_status: BTreeMap<String, u64>,
+}
+
+/// Whole-run throughput over the measured window (first send to last end).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// The window, seconds.
+    pub window_s: f64,
+    /// Completed requests per minute.
+    pub requests_per_minute: f64,
+    /// Output tokens of completed requests per second.
+    pub output_tokens_per_s: f64,
+    /// Input and output tokens of completed requests per second.
+    pub total_tokens_per_s: f64,
+    /// Input tokens of completed requests.
+    pub total_input_tokens: u64,
+    /// Output tokens of completed requests.
+    pub total_output_tokens: u64,
+}
+
+/// The overload verdict: more than 5% of requests over 3 s to first token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overload {
+    /// The TTFT threshold, ms.
+    pub ttft_threshold_ms: f64,
+    /// Share of completed requests above it.
+    pub share_over_threshold: f64,
+    /// The share above which the run is overloaded.
+    pub share_limit: f64,
+    /// The verdict.
+    pub overloaded: bool,
+}
+
+/// Server counts compared with the client tokenizer's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenCountCheck {
+    /// Requests whose server reported usage.
+    pub requests_with_server_counts: u64,
+    /// Requests whose server and client counts differ.
+    pub mismatched_requests: u64,
+    /// Mean |server − client| / server over output counts.
+    pub mean_output_relative_difference: f64,
+}
+
+/// Validation results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationSummary {
+    /// Validated requests that completed.
+    pub validated: u64,
+    /// Right answers.
+    pub passed: u64,
+    /// Answers carrying another request's number.
+    pub cross_overs: u64,
+    /// Answers with no right number.
+    pub mismatches: u64,
+    /// Every cross-over.
+    pub cross_over_requests: Vec<ValidationIssue>,
+    /// The first mismatches (up to 50).
+    pub mismatch_requests: Vec<ValidationIssue>,
+}
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationIssue {
+    /// The request.
+    pub request_id: u64,
+    /// Its number.
+    pub expected: u64,
+    /// The other request's number found instead (cross-over).
+    pub found: Option<u64>,
+    /// The other request (cross-over).
+    pub other_request_id: Option<u64>,
+    /// The start of the response.
+    pub excerpt: String,
+}
+
+impl Summary {
+    /// Summarizes the records of one run.
+    pub fn of(records: &[RequestRecord]) -> Summary {
+        let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+        let collect = |f: &dyn Fn(&RequestRecord) -> Option<f64>| -> Option<Stats> {
+            Stats::of(ok.iter().filter_map(|r| f(r)).collect())
+        };
+        let mut errors_by_kind = BTreeMap::new();
+        let mut errors_by_status = BTreeMap::new();
+        for record in records.iter().filter(|r| !r.ok) {
+            if let Some(error) = &record.error {
+                *errors_by_kind
+                    .entry(error.kind.as_str().to_string())
+                    .or_insert(0) += 1;
+                if let Some(status) = error.http_status {
+                    *errors_by_status.entry(status.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        let total = records.len() as u64;
+        let completed = ok.len() as u64;
+        let window_s = match (
+            records.iter().map(|r| r.sent_us).min(),
+            records.iter().map(|r| r.end_us).max(),
+        ) {
+            (Some(start), Some(end)) => end.saturating_sub(start) as f64 / 1e6,
+            _ => 0.0,
+        };
+        let per_s = |x: f64| if window_s > 0.0 { x / window_s } else { 0.0 };
+        let total_input_tokens: u64 = ok.iter().map(|r| u64::from(r.input_tokens())).sum();
+        let total_output_tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens())).sum();
+        let with_ttft: Vec<f64> = ok.iter().filter_map(|r| r.metrics.ttft_ms).collect();
+        let share_over_threshold = if with_ttft.is_empty() {
+            0.0
+        } else {
+            with_ttft.iter().filter(|&&t| t > OVERLOAD_TTFT_MS).count() as f64
+                / with_ttft.len() as f64
+        };
+        Summary {
+            requests: RequestCounts {
+                total,
+                completed,
+                failed: total - completed,
+                error_rate: if total > 0 {
+                    (total - completed) as f64 / total as f64
+                } else {
+                    0.0
+                },
+                errors_by_kind,
+                errors_by_status,
+            },
+            ttft_ms: collect(&|r| r.metrics.ttft_ms),
+            inter_token_latency_ms: Stats::of(
+                ok.iter()
+                    .flat_map(|r| inter_token_latencies_ms(r))
+                    .collect(),
+            ),
+            inter_event_latency_ms: Stats::of(ok.iter().flat_map(|r| event_gaps_ms(r)).collect()),
+            tpot_ms: collect(&|r| r.metrics.tpot_ms),
+            e2e_ms: collect(&|r| Some(r.metrics.e2e_ms)),
+            time_to_first_reasoning_ms: collect(&|r| r.metrics.time_to_first_reasoning_ms),
+            request_output_tokens_per_s: collect(&|r| r.metrics.output_tokens_per_s),
+            input_tokens: collect(&|r| Some(f64::from(r.input_tokens()))),
+            output_tokens: collect(&|r| Some(f64::from(r.output_tokens()))),
+            throughput: Throughput {
+                window_s,
+                requests_per_minute: per_s(completed as f64) * 60.0,
+                output_tokens_per_s: per_s(total_output_tokens as f64),
+                total_tokens_per_s: per_s((total_input_tokens + total_output_tokens) as f64),
+                total_input_tokens,
+                total_output_tokens,
+            },
+            overload: Overload {
+                ttft_threshold_ms: OVERLOAD_TTFT_MS,
+                share_over_threshold,
+                share_limit: OVERLOAD_SHARE,
+                overloaded: share_over_threshold > OVERLOAD_SHARE,
+            },
+            token_counts: token_count_check(&ok),
+            validation: validation_summary(&ok),
+        }
+    }
+}
+
+fn token_count_check(ok: &[&RequestRecord]) -> TokenCountCheck {
+    let with_server: Vec<&&RequestRecord> = ok
+        .iter()
+        .filter(|r| r.output_tokens_server.is_some())
+        .collect();
+    let relative: Vec<f64> = with_server
+        .iter()
+        .filter_map(|r| {
+            let server = f64::from(r.output_tokens_server?);
+            (server > 0.0).then(|| (server - f64::from(r.output_tokens_client)).abs() / server)
+        })
+        .collect();
+    TokenCountCheck {
+        requests_with_server_counts: with_server.len() as u64,
+        mismatched_requests: ok.iter().filter(|r| r.token_count_mismatch).count() as u64,
+        mean_output_relative_difference: if relative.is_empty() {
+            0.0
+        } else {
+            relative.iter().sum::<f64>() / relative.len() as f64
+        },
+    }
+}
+
+fn validation_summary(ok: &[&RequestRecord]) -> Option<ValidationSummary> {
+    let validated: Vec<(&RequestRecord, &crate::record::ValidationRecord)> = ok
+        .iter()
+        .filter_map(|r| r.validation.as_ref().map(|v| (*r, v)))
+        .collect();
+    if validated.is_empty() {
+        return None;
+    }
+    let issues = |outcome: ValidationOutcome| -> Vec<ValidationIssue> {
+        validated
+            .iter()
+            .filter(|(_, v)| v.outcome == outcome)
+            .map(|(r, v)| ValidationIssue {
+                request_id: r.id,
+                expected: v.expected,
+                found: v.other_number,
+                other_request_id: v.other_request_id,
+                excerpt: r.text_excerpt.clone(),
+            })
+            .collect()
+    };
+    let cross_over_requests = issues(ValidationOutcome::CrossOver);
+    let mut mismatch_requests = issues(ValidationOutcome::Mismatch);
+    let mismatches = mismatch_requests.len() as u64;
+    mismatch_requests.truncate(LISTED_VALIDATION_ISSUES);
+    Some(ValidationSummary {
+        validated: validated.len() as u64,
+        passed: validated
+            .iter()
+            .filter(|(_, v)| v.outcome == ValidationOutcome::Pass)
+            .count() as u64,
+        cross_overs: cross_over_requests.len() as u64,
+        mismatches,
+        cross_over_requests,
+        mismatch_requests,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        sent_us: u64,
+        events_us: &[u64],
+        tokens: &[u32],
+        server_out: Option<u32>,
+    ) -> RequestRecord {
+        let mut record = RequestRecord {
+            id: 0,
+            ok: true,
+            error: None,
+            http_status: Some(200),
+            scheduled_us: sent_us,
+            sent_us,
+            headers_us: Some(sent_us),
+            first_token_us: events_us.first().copied(),
+            first_reasoning_us: None,
+            end_us: events_us.last().copied().unwrap_or(sent_us),
+            content_events_us: events_us.to_vec(),
+            content_event_tokens: tokens.to_vec(),
+            reasoning_events: 0,
+            max_tokens: None,
+            finish_reason: None,
+            input_tokens_server: None,
+            input_tokens_client: 10,
+            output_tokens_server: server_out,
+            output_tokens_client: tokens.iter().sum(),
+            reasoning_tokens_server: None,
+            reasoning_tokens_client: 0,
+            token_count_mismatch: false,
+            text_excerpt: String::new(),
+            validation: None,
+            metrics: RequestMetrics::default(),
+        };
+        record.metrics = RequestMetrics::of(&record);
+        record
+    }
+
+    #[test]
+    fn ttft_is_not_an_inter_token_latency_and_tpot_excludes_it() {
+        // Sent at 0, first token at 100 ms, then 4 tokens 10 ms apart.
+        let r = record(
+            0,
+            &[100_000, 110_000, 120_000, 130_000, 140_000],
+            &[1; 5],
+            Some(5),
+        );
+        assert_eq!(r.metrics.ttft_ms, Some(100.0));
+        assert_eq!(r.metrics.e2e_ms, 140.0);
+        assert_eq!(r.metrics.tpot_ms, Some(10.0));
+        assert_eq!(inter_token_latencies_ms(&r), vec![10.0; 4]);
+    }
+
+    #[test]
+    fn an_event_with_several_tokens_spreads_its_gap_over_them() {
+        // Events of 3 tokens every 30 ms: nine tokens, per-token ITL 10 ms.
+        let r = record(0, &[100_000, 130_000, 160_000], &[3, 3, 3], Some(9));
+        assert_eq!(inter_token_latencies_ms(&r), vec![10.0; 6]);
+        assert_eq!(event_gaps_ms(&r), vec![30.0, 30.0]);
+        assert_eq!(r.metrics.tpot_ms, Some(60.0 / 8.0));
+    }
+
+    #[test]
+    fn server_usage_rescales_client_event_counts() {
+        // The client saw 1 token per event, the server says 2 per event.
+        let r = record(0, &[0, 20_000, 40_000], &[1, 1, 1], Some(6));
+        assert_eq!(inter_token_latencies_ms(&r), vec![10.0; 4]);
+    }
+
+    #[test]
+    fn percentiles_match_numpy_linear_interpolation() {
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        let stats = Stats::of(samples).unwrap();
+        assert_eq!(stats.p50, 50.5);
+        assert!((stats.p90 - 90.1).abs() < 1e-9);
+        assert!((stats.p99 - 99.01).abs() < 1e-9);
+        assert_eq!(Stats::of(vec![]), None);
+    }
+
+    #[test]
+    fn the_overload_verdict_needs_more_than_five_percent_slow() {
+        let mut records: Vec<RequestRecord> = (0..100)
+            .map(|_| record(0, &[100_000, 110_000], &[1, 1], None))
+            .collect();
+        for slow in records.iter_mut().take(5) {
+            *slow = record(0, &[3_500_000, 3_510_000], &[1, 1], None);
+        }
+        assert!(!Summary::of(&records).overload.overloaded);
+        records[5] = record(0, &[3_500_000, 3_510_000], &[1, 1], None);
+        let summary = Summary::of(&records);
+        assert!(summary.overload.overloaded);
+        assert!((summary.overload.share_over_threshold - 0.06).abs() < 1e-12);
+    }
+}

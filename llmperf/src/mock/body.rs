@@ -1,0 +1,192 @@
+//! The response body: a state machine that hands hyper each planned frame
+//! at its absolute deadline. Each frame is its own body frame, so hyper
+//! writes and flushes it when it is due; deadlines are absolute (admission +
+//! offset), so a late wake-up never delays the events after it.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use super::pacer::{Alarm, PacerHandle};
+use super::plan::{End, Timeline};
+use super::state::Slot;
+
+/// How long a stalled response stays silent before the connection is
+/// aborted, if the client has not gone away first.
+pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(600);
+
+/// A response body sent on a schedule.
+pub(crate) struct MockBody {
+    frames: VecDeque<(Instant, Bytes)>,
+    end_at: Instant,
+    end: End,
+    length: Option<u64>,
+    /// Wakes the connection's task when the next frame is due; `None` for
+    /// bodies that are due at once.
+    alarm: Option<Alarm>,
+    /// The request's concurrency slot and in-flight count; released when the
+    /// body ends, or when hyper drops it because the client went away.
+    slot: Option<Slot>,
+    /// An abort has yielded once so the frames before it got flushed.
+    flushed: bool,
+}
+
+impl MockBody {
+    /// A body sent at once: error bodies, `/health`, `/v1/models`.
+    pub(crate) fn now(bytes: Bytes) -> Self {
+        let at = Instant::now();
+        MockBody {
+            length: Some(bytes.len() as u64),
+            frames: VecDeque::from([(at, bytes)]),
+            end_at: at,
+            end: End::Finish,
+            alarm: None,
+            slot: None,
+            flushed: false,
+        }
+    }
+
+    /// The planned body of a generation request admitted at `admitted`.
+    pub(crate) fn scripted(
+        admitted: Instant,
+        timeline: Timeline,
+        slot: Slot,
+        pacer: PacerHandle,
+    ) -> Self {
+        let length = timeline
+            .whole
+            .then(|| timeline.frames.iter().map(|(_, b)| b.len() as u64).sum());
+        MockBody {
+            frames: timeline
+                .frames
+                .into_iter()
+                .map(|(offset, bytes)| (admitted + offset, bytes))
+                .collect(),
+            end_at: admitted + timeline.end_at,
+            end: timeline.end,
+            length,
+            alarm: Some(Alarm::new(pacer)),
+            slot: Some(slot),
+            flushed: false,
+        }
+    }
+
+    /// Whether `at` has come; if not, arranges a wake-up for it.
+    fn due(&mut self, at: Instant, cx: &mut Context<'_>) -> bool {
+        match &mut self.alarm {
+            Some(alarm) => alarm.due(at, cx),
+            None => true,
+        }
+    }
+}
+
+impl Body for MockBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(at) = this.frames.front().map(|(at, _)| *at) {
+                if !this.due(at, cx) {
+                    return Poll::Pending;
+                }
+                if let Some((_, bytes)) = this.frames.pop_front() {
+                    return Poll::Ready(Some(Ok(Frame::data(bytes))));
+                }
+            }
+            if !this.due(this.end_at, cx) {
+                return Poll::Pending;
+            }
+            match this.end {
+                End::Finish => {
+                    this.slot = None;
+                    return Poll::Ready(None);
+                }
+                End::Abort if !this.flushed => {
+                    // Frames handed to hyper in this same poll may still sit
+                    // in its write buffer, and an error drops the connection
+                    // without flushing: yield once so hyper flushes them.
+                    this.flushed = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                End::Abort => {
+                    this.slot = None;
+                    this.end = End::Finish;
+                    // hyper closes the connection without ending the chunked
+                    // body, so the client sees a broken body, not a clean end.
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "injected disconnect",
+                    ))));
+                }
+                End::Stall => {
+                    this.end = End::Abort;
+                    this.end_at += STALL_LIMIT;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty() && self.end == End::Finish && self.slot.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.length {
+            Some(length) => SizeHint::with_exact(length),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_come_at_their_deadlines_and_an_abort_is_an_error() {
+        let pacer = crate::mock::pacer::Pacer::start().unwrap();
+        let state = std::sync::Arc::new(crate::mock::state::State::new(
+            crate::mock::MockScript::new(),
+            pacer.handle(),
+        ));
+        let slot = state.enter(None);
+        assert_eq!(state.stats().max_in_flight, 1);
+        let timeline = Timeline {
+            status: hyper::StatusCode::OK,
+            content_type: "text/plain",
+            head_at: Duration::ZERO,
+            frames: vec![
+                (Duration::ZERO, Bytes::from_static(b"a")),
+                (Duration::from_millis(30), Bytes::from_static(b"b")),
+            ],
+            end_at: Duration::from_millis(40),
+            end: End::Abort,
+            whole: false,
+        };
+        let start = Instant::now();
+        let mut body = MockBody::scripted(start, timeline, slot, pacer.handle());
+        let a = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(
+            (&a[..], start.elapsed() < Duration::from_millis(10)),
+            (&b"a"[..], true)
+        );
+        let b = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&b[..], b"b");
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(body.frame().await.unwrap().is_err());
+        assert!(start.elapsed() >= Duration::from_millis(40));
+        assert_eq!(state.in_flight(), 0, "the slot is released at the end");
+    }
+}

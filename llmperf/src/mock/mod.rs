@@ -1,0 +1,236 @@
+//! The built-in endpoint: a real HTTP server on 127.0.0.1 that speaks the
+//! OpenAI chat/completions streaming formats with scripted timing and
+//! injected faults.
+//!
+//! Benchmarks and tests measure against it to check that llmperf measures
+//! right: when the script says "first token after 50 ms, then one every
+//! 5 ms", a correct client reports a TTFT of about 50 ms and an inter-token
+//! latency of about 5 ms, and every injected fault shows up as the error it
+//! is.
+//!
+//! ```
+//! use std::time::Duration;
+//! use llmperf::mock::{MockScript, MockServer};
+//!
+//! let server = MockServer::start(
+//!     MockScript::new()
+//!         .ttft(Duration::from_millis(50))
+//!         .inter_token(Duration::from_millis(5))
+//!         .output_tokens(20),
+//! )?;
+//! println!("OpenAI-compatible endpoint at {}", server.base_url());
+//! // ... point a client at server.base_url() ...
+//! assert_eq!(server.stats().requests, 0);
+//! server.shutdown();
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # What it serves
+//!
+//! - `POST /v1/chat/completions` and `POST /v1/completions` (also without
+//!   the `/v1` prefix): the request's `messages` (or `prompt`), `max_tokens`
+//!   (or `max_completion_tokens`), `stream`, `stream_options.include_usage`,
+//!   `ignore_eos` and `min_tokens` are honoured; everything else is ignored.
+//! - `GET /v1/models`: one model, named after the last `model` a request
+//!   gave (`llmperf-mock` before any).
+//! - `GET /health`.
+//!
+//! Anything else is a 404, a body that does not parse a 400 naming the
+//! problem, both with an OpenAI-style error body.
+//!
+//! # What it generates
+//!
+//! `max_tokens` content tokens (the script's
+//! [`output_tokens`](MockScript::output_tokens) when unset, at most 131072),
+//! drawn from a vocabulary of common English words that are each exactly one
+//! `cl100k_base` token, so the client's count of the streamed text equals the
+//! server's `completion_tokens`. A prompt holding a validation
+//! [`Task`](crate::validate::Task) is answered with the task's answer (token
+//! by token) and then stops with `finish_reason: "stop"`, unless `ignore_eos`
+//! or `min_tokens` asks it to fill up to `max_tokens`.
+//!
+//! # When it sends
+//!
+//! A request is admitted when its body is read and it holds a concurrency
+//! slot. Every event has an absolute deadline from that instant: the role
+//! chunk at once, the first content event after
+//! `ttft + ttft_per_prompt_token × prompt tokens`, each later event
+//! `inter_token` per token after that, ± `jitter`. The whole response is
+//! formatted before admission, so sending only waits and writes. The server
+//! runs on its own thread and tokio runtime, so a client in the same process
+//! does not share a scheduler with it, and a pacer thread wakes each stream
+//! at its deadline with sub-millisecond precision (tokio's own timer is only
+//! good to a millisecond, which would skew a 5 ms inter-token latency by
+//! several percent).
+//!
+//! # Faults
+//!
+//! [`MockScript::fault`] injects a [`Fault`] on the requests a
+//! [`FaultSchedule`] picks; [`MockServer::stats`] counts requests, injected
+//! faults and the most requests in flight at once.
+
+mod body;
+mod generate;
+mod openai;
+mod pacer;
+mod plan;
+mod request;
+mod script;
+mod server;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub use script::{Fault, FaultSchedule, MockScript};
+
+use serde::Serialize;
+
+use crate::workload::tokenizer::Tokenizer;
+use state::State;
+
+/// How long dropping a server waits for its thread, and its runtime for
+/// blocking work, before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Counters the tests assert on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MockStats {
+    /// Requests received on the generation routes (including ones answered
+    /// with an error).
+    pub requests: u64,
+    /// Faults injected.
+    pub faults_injected: u64,
+    /// The most generation requests admitted (generating) at once.
+    pub max_in_flight: usize,
+}
+
+/// A running built-in endpoint.
+///
+/// It runs on its own thread with its own tokio runtime; dropping it (or
+/// [`shutdown`](MockServer::shutdown)) stops accepting, drops every open
+/// connection and joins the thread, waiting at most a couple of seconds.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    finished: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl std::fmt::Debug for MockServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockServer")
+            .field("addr", &self.addr)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl MockServer {
+    /// Starts the endpoint on a free port of 127.0.0.1.
+    pub fn start(script: MockScript) -> std::io::Result<MockServer> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), script)
+    }
+
+    /// Starts the endpoint on `addr` (port 0 picks a free port).
+    pub fn start_on(addr: SocketAddr, script: MockScript) -> std::io::Result<MockServer> {
+        // Loading the tokenizer takes a while the first time in a process;
+        // do it now rather than inside the first request's timing.
+        Tokenizer::bundled();
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(script.server_threads.max(1))
+            .thread_name("llmperf-mock")
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _context = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        let pacer = pacer::Pacer::start()?;
+        let state = Arc::new(State::new(script, pacer.handle()));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let finished = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread = {
+            let state = Arc::clone(&state);
+            let finished = Arc::clone(&finished);
+            std::thread::Builder::new()
+                .name("llmperf-mock".to_string())
+                .spawn(move || {
+                    runtime.block_on(server::serve(listener, state, stopped));
+                    // Drops every connection task; a stalled stream ends here.
+                    runtime.shutdown_timeout(SHUTDOWN_GRACE);
+                    drop(pacer);
+                    let (done, signal) = &*finished;
+                    *done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+                    signal.notify_all();
+                })?
+        };
+        Ok(MockServer {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+            finished,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The OpenAI base URL, `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> MockStats {
+        self.state.stats()
+    }
+
+    /// Stops the server; the same as dropping it.
+    pub fn shutdown(self) {}
+
+    /// Blocks until the server has stopped (for the `llmperf mock` command,
+    /// which serves until the process is interrupted).
+    pub fn wait(&self) {
+        let (done, signal) = &*self.finished;
+        let mut done = done.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while !*done {
+            done = signal
+                .wait(done)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let (done, signal) = &*self.finished;
+        let guard = done.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (guard, _) = signal
+            .wait_timeout_while(guard, SHUTDOWN_GRACE * 2, |done| !*done)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let finished = *guard;
+        drop(guard);
+        if let Some(thread) = self.thread.take() {
+            // Joining a finished thread is immediate; one still stuck after
+            // the grace period is left to end on its own.
+            if finished {
+                let _ = thread.join();
+            }
+        }
+    }
+}

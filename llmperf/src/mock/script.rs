@@ -1,0 +1,314 @@
+//! The script: what the built-in endpoint does with each request (timing,
+//! output size, faults). Plain data with a builder, so a benchmark can record
+//! the script it ran against next to its results.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// What the built-in endpoint does with each request.
+///
+/// A builder: start from [`MockScript::new`] (the defaults below) and chain
+/// the setters. Serialized (e.g. into a results file) with durations as
+/// fractional milliseconds in fields named `*_ms`; fields missing from JSON
+/// take their defaults.
+///
+/// | setting | default |
+/// | --- | --- |
+/// | `ttft` | 100 ms |
+/// | `inter_token` | 10 ms |
+/// | `jitter` | 0 |
+/// | `tokens_per_event` | 1 |
+/// | `ttft_per_prompt_token` | 0 |
+/// | `concurrency_limit` | none |
+/// | `output_tokens` | 128 |
+/// | `reasoning_tokens` | 0 |
+/// | `keep_alive`, `crlf` | off |
+/// | `seed` | 0 |
+/// | faults, API key | none |
+/// | `server_threads` | 1 |
+///
+/// ```
+/// use std::time::Duration;
+/// use llmperf::mock::{Fault, FaultSchedule, MockScript};
+///
+/// let script = MockScript::new()
+///     .ttft(Duration::from_millis(50))
+///     .inter_token(Duration::from_millis(5))
+///     .output_tokens(64)
+///     .fault(Fault::Status(503), FaultSchedule::Every(10));
+/// let json = serde_json::to_value(&script).unwrap();
+/// assert_eq!(json["ttft_ms"], 50.0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MockScript {
+    #[serde(rename = "ttft_ms", with = "millis")]
+    pub(crate) ttft: Duration,
+    #[serde(rename = "inter_token_ms", with = "millis")]
+    pub(crate) inter_token: Duration,
+    #[serde(rename = "jitter_ms", with = "millis")]
+    pub(crate) jitter: Duration,
+    pub(crate) tokens_per_event: u32,
+    #[serde(rename = "ttft_per_prompt_token_ms", with = "millis")]
+    pub(crate) ttft_per_prompt_token: Duration,
+    pub(crate) concurrency_limit: Option<usize>,
+    pub(crate) output_tokens: u32,
+    pub(crate) reasoning_tokens: u32,
+    pub(crate) keep_alive: bool,
+    pub(crate) crlf: bool,
+    pub(crate) seed: u64,
+    /// Read from a script file but never written out, so a results file
+    /// that records the script does not record a key.
+    #[serde(skip_serializing)]
+    pub(crate) api_key: Option<String>,
+    pub(crate) faults: Vec<FaultRule>,
+    pub(crate) server_threads: usize,
+}
+
+impl Default for MockScript {
+    fn default() -> Self {
+        MockScript {
+            ttft: Duration::from_millis(100),
+            inter_token: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            tokens_per_event: 1,
+            ttft_per_prompt_token: Duration::ZERO,
+            concurrency_limit: None,
+            output_tokens: 128,
+            reasoning_tokens: 0,
+            keep_alive: false,
+            crlf: false,
+            seed: 0,
+            api_key: None,
+            faults: Vec::new(),
+            server_threads: 1,
+        }
+    }
+}
+
+impl MockScript {
+    /// The default script (see the table on [`MockScript`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Time from admission (request body read and a concurrency slot
+    /// acquired) to the first content token event.
+    pub fn ttft(mut self, d: Duration) -> Self {
+        self.ttft = d;
+        self
+    }
+
+    /// Time per token after the first.
+    pub fn inter_token(mut self, d: Duration) -> Self {
+        self.inter_token = d;
+        self
+    }
+
+    /// Uniform ±`d` added to each token event's deadline, drawn from the
+    /// seeded generator (deadlines never move before admission).
+    pub fn jitter(mut self, d: Duration) -> Self {
+        self.jitter = d;
+        self
+    }
+
+    /// Tokens carried by each SSE event; an event with `k` tokens comes
+    /// `k * inter_token` after the previous one. `0` is taken as `1`.
+    pub fn tokens_per_event(mut self, n: u32) -> Self {
+        self.tokens_per_event = n.max(1);
+        self
+    }
+
+    /// Extra time to first token per prompt token (a prefill cost), counted
+    /// with the bundled `cl100k_base` tokenizer.
+    pub fn ttft_per_prompt_token(mut self, d: Duration) -> Self {
+        self.ttft_per_prompt_token = d;
+        self
+    }
+
+    /// At most `n` requests are generated at once; later ones queue for a
+    /// slot, and their time to first token includes the wait. `0` is taken
+    /// as `1` (a limit of zero would hang every request).
+    pub fn concurrency_limit(mut self, n: usize) -> Self {
+        self.concurrency_limit = Some(n.max(1));
+        self
+    }
+
+    /// Content tokens generated when a request sets no `max_tokens` (or
+    /// `max_completion_tokens`).
+    pub fn output_tokens(mut self, n: u32) -> Self {
+        self.output_tokens = n;
+        self
+    }
+
+    /// Reasoning tokens streamed as `delta.reasoning_content` before the
+    /// content (chat only), starting at the time to first token; content then
+    /// starts `n * inter_token` later. They come on top of the content
+    /// tokens and are counted in `completion_tokens` and
+    /// `completion_tokens_details.reasoning_tokens`.
+    pub fn reasoning_tokens(mut self, n: u32) -> Self {
+        self.reasoning_tokens = n;
+        self
+    }
+
+    /// Send the SSE comment `: keep-alive` before the first token (halfway
+    /// between admission and the first token), as proxies and some servers
+    /// do; a client must skip it and not count it as a token.
+    pub fn keep_alive(mut self, on: bool) -> Self {
+        self.keep_alive = on;
+        self
+    }
+
+    /// Use `\r\n` line endings in the SSE stream (allowed by the SSE spec,
+    /// and sent by some servers).
+    pub fn crlf(mut self, on: bool) -> Self {
+        self.crlf = on;
+        self
+    }
+
+    /// Seed of the generator behind filler words, jitter and probabilistic
+    /// faults; the same seed gives the same outputs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Answer 401 with an OpenAI-style error body unless the request carries
+    /// `Authorization: Bearer <key>`.
+    pub fn require_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Inject `fault` on the requests `schedule` picks. May be called several
+    /// times; for each request the first rule whose schedule fires wins.
+    pub fn fault(mut self, fault: Fault, schedule: FaultSchedule) -> Self {
+        self.faults.push(FaultRule { fault, schedule });
+        self
+    }
+
+    /// Worker threads of the server's own runtime (default 1; `0` is taken
+    /// as `1`). More threads help only with many concurrent streams.
+    pub fn server_threads(mut self, n: usize) -> Self {
+        self.server_threads = n.max(1);
+        self
+    }
+}
+
+/// A fault the built-in endpoint can inject into a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Answer with this HTTP status and an OpenAI-style JSON error body
+    /// `{"error":{"message","type","code"}}`; 429 also sends `retry-after: 1`.
+    /// A number that is not a valid status is sent as 500.
+    Status(u16),
+    /// Stream half the tokens, then abort the connection: the client sees a
+    /// body or connection error, not a clean end.
+    Disconnect,
+    /// One event with invalid JSON (`data: {"choices": [`) in the middle of
+    /// an otherwise normal stream. A non-streaming response's whole body is
+    /// that invalid JSON.
+    MalformedEvent,
+    /// Stream half the tokens, then send nothing more, until the client goes
+    /// away or 10 minutes pass (then the connection is aborted).
+    Stall,
+    /// Answer a validation prompt with another request's number: the most
+    /// recent validated number this server saw from a different request, or
+    /// the prompt's number + 1 if there is none. No effect (and not counted)
+    /// on a prompt without a validation task.
+    CrossOver,
+    /// After half the tokens, send `data: {"error":{"message":"injected
+    /// stream error","type":"server_error","code":500}}` and end the stream
+    /// without `[DONE]`. A non-streaming response becomes a 500 error.
+    StreamError,
+    /// A normal stream that ends without `data: [DONE]`. No effect (and not
+    /// counted) on a non-streaming response.
+    MissingDone,
+}
+
+/// Which generation requests a [`Fault`] is injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultSchedule {
+    /// The n-th, 2n-th, … generation request the server receives (1-based,
+    /// counting every request on a generation route). `Every(0)` never fires.
+    Every(u64),
+    /// Each request independently with this probability (clamped to 0..=1),
+    /// drawn from the seeded generator in arrival order.
+    Probability(f64),
+}
+
+/// One `fault(...)` call of the script.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct FaultRule {
+    pub(crate) fault: Fault,
+    pub(crate) schedule: FaultSchedule,
+}
+
+/// Durations as fractional milliseconds, the unit people script latencies in.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1000.0)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{ms} ms is not a duration (expected a finite, non-negative number of milliseconds)"
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_durations_as_milliseconds_and_round_trips() {
+        let script = MockScript::new()
+            .ttft(Duration::from_micros(12_500))
+            .inter_token(Duration::from_millis(5))
+            .concurrency_limit(4)
+            .fault(Fault::Status(429), FaultSchedule::Every(3))
+            .fault(Fault::Stall, FaultSchedule::Probability(0.25));
+        let json = serde_json::to_value(&script).unwrap();
+        assert_eq!(json["ttft_ms"], 12.5);
+        assert_eq!(json["inter_token_ms"], 5.0);
+        assert_eq!(json["jitter_ms"], 0.0);
+        assert_eq!(json["concurrency_limit"], 4);
+        assert_eq!(
+            json["faults"][0],
+            serde_json::json!({"fault": {"status": 429}, "schedule": {"every": 3}})
+        );
+        assert_eq!(json["faults"][1]["fault"], "stall");
+        let back: MockScript = serde_json::from_value(json).unwrap();
+        assert_eq!(back, script);
+        let keyed = MockScript::new().require_api_key("sk-secret");
+        let json = serde_json::to_string(&keyed).unwrap();
+        assert!(!json.contains("sk-secret"), "{json}");
+        let read: MockScript = serde_json::from_str(r#"{"api_key": "k"}"#).unwrap();
+        assert_eq!(read.api_key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn missing_fields_take_defaults_and_bad_durations_are_rejected() {
+        let script: MockScript = serde_json::from_str(r#"{"ttft_ms": 20}"#).unwrap();
+        assert_eq!(script.ttft, Duration::from_millis(20));
+        assert_eq!(script.inter_token, Duration::from_millis(10));
+        assert_eq!(script.output_tokens, 128);
+        assert_eq!(script.server_threads, 1);
+        let error = serde_json::from_str::<MockScript>(r#"{"ttft_ms": -1}"#).unwrap_err();
+        assert!(
+            error.to_string().contains("-1 ms is not a duration"),
+            "{error}"
+        );
+    }
+}

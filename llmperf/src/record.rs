@@ -1,0 +1,240 @@
+//! `RequestRecord`: everything one request did, as written to `requests.jsonl`.
+//!
+//! Times are whole microseconds since the run started (a monotonic clock),
+//! so records of one run line up on one timeline. A failed request is a
+//! record like any other, with its error kind and what arrived before the
+//! failure.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::endpoint::reader::Exchange;
+use crate::endpoint::{RequestError, StreamEvent, Usage};
+use crate::metrics::RequestMetrics;
+use crate::validate::{self, Direction, Outcome};
+use crate::workload::tokenizer::Tokenizer;
+use crate::workload::RequestPlan;
+
+/// Characters of response text kept in a record.
+const EXCERPT_CHARS: usize = 240;
+
+/// One request, as observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// The plan's id (request index in the run).
+    pub id: u64,
+    /// Whether the request succeeded.
+    pub ok: bool,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RequestError>,
+    /// HTTP status of the response, when one came.
+    pub http_status: Option<u16>,
+    /// When the load driver meant to send it.
+    pub scheduled_us: u64,
+    /// When it was sent.
+    pub sent_us: u64,
+    /// When the response headers arrived.
+    pub headers_us: Option<u64>,
+    /// When the first content text arrived.
+    pub first_token_us: Option<u64>,
+    /// When the first reasoning text arrived.
+    pub first_reasoning_us: Option<u64>,
+    /// When the stream ended (`[DONE]`, close, or failure).
+    pub end_us: u64,
+    /// Arrival time of every content event.
+    pub content_events_us: Vec<u64>,
+    /// Client-tokenizer tokens in each content event.
+    pub content_event_tokens: Vec<u32>,
+    /// Number of reasoning events.
+    pub reasoning_events: u32,
+    /// `max_tokens` sent.
+    pub max_tokens: Option<u32>,
+    /// The server's finish reason.
+    pub finish_reason: Option<String>,
+    /// Prompt tokens, by the server.
+    pub input_tokens_server: Option<u32>,
+    /// Prompt tokens, by the client's tokenizer.
+    pub input_tokens_client: u32,
+    /// Completion tokens (content and reasoning), by the server.
+    pub output_tokens_server: Option<u32>,
+    /// Content and reasoning tokens, by the client's tokenizer.
+    pub output_tokens_client: u32,
+    /// Reasoning tokens, by the server.
+    pub reasoning_tokens_server: Option<u32>,
+    /// Reasoning tokens, by the client's tokenizer.
+    pub reasoning_tokens_client: u32,
+    /// The server's and the client's counts differ (input or output).
+    pub token_count_mismatch: bool,
+    /// The start of the response text.
+    pub text_excerpt: String,
+    /// The validation outcome, when validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationRecord>,
+    /// Per-request metrics derived from the fields above.
+    pub metrics: RequestMetrics,
+}
+
+/// The validation outcome of one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationRecord {
+    /// The number this request asked about.
+    pub expected: u64,
+    /// `digits_to_words` or `words_to_digits`.
+    pub direction: String,
+    /// `pass`, `cross_over` or `mismatch`.
+    pub outcome: ValidationOutcome,
+    /// The other request's number found in the answer (cross-over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_number: Option<u64>,
+    /// The other request's id (cross-over).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_request_id: Option<u64>,
+}
+
+/// How a validated response compared with its request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationOutcome {
+    /// The right number.
+    Pass,
+    /// Another request's number: a response went to the wrong request.
+    CrossOver,
+    /// Neither.
+    Mismatch,
+}
+
+/// What the collector needs to finish records: the run's clock origin,
+/// tokenizer and validation numbers.
+pub struct RecordContext<'a> {
+    /// Run start; record times count from here.
+    pub t0: Instant,
+    /// Client-side token counting.
+    pub tokenizer: &'a Tokenizer,
+    /// Validation number → request id, for every request of the run.
+    pub numbers: HashMap<u64, u64>,
+}
+
+impl RecordContext<'_> {
+    fn us(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.t0).as_micros() as u64
+    }
+}
+
+impl RequestRecord {
+    /// Builds the record of one finished exchange (after the request, off
+    /// the streaming path: tokenizing and validation happen here).
+    pub fn from_exchange(
+        plan: &RequestPlan,
+        scheduled_at: Instant,
+        exchange: &Exchange,
+        context: &RecordContext<'_>,
+    ) -> RequestRecord {
+        let mut text = String::new();
+        let mut reasoning_text = String::new();
+        let mut content_events_us = Vec::new();
+        let mut content_event_tokens = Vec::new();
+        let mut first_reasoning_us = None;
+        let mut reasoning_events = 0;
+        let mut usage = Usage::default();
+        let mut finish_reason = None;
+        for event in &exchange.events {
+            match &event.event {
+                StreamEvent::Content(piece) => {
+                    content_events_us.push(context.us(event.at));
+                    content_event_tokens.push(context.tokenizer.count(piece) as u32);
+                    text.push_str(piece);
+                }
+                StreamEvent::Reasoning(piece) => {
+                    first_reasoning_us.get_or_insert(context.us(event.at));
+                    reasoning_events += 1;
+                    reasoning_text.push_str(piece);
+                }
+                StreamEvent::Usage(reported) => usage = *reported,
+                StreamEvent::Finish(reason) => finish_reason = Some(reason.clone()),
+                StreamEvent::Error(_) | StreamEvent::Done => {}
+            }
+        }
+        let content_tokens = context.tokenizer.count(&text) as u32;
+        let reasoning_tokens_client = context.tokenizer.count(&reasoning_text) as u32;
+        let output_tokens_client = content_tokens + reasoning_tokens_client;
+        let token_count_mismatch = usage
+            .prompt_tokens
+            .is_some_and(|server| server != plan.input_tokens_client)
+            || usage
+                .completion_tokens
+                .is_some_and(|server| server != output_tokens_client);
+        let validation = plan.task.as_ref().map(|task| {
+            let outcome = validate::check(task, &text, |n| {
+                n != task.number && context.numbers.contains_key(&n)
+            });
+            let (outcome, other_number) = match outcome {
+                Outcome::Pass => (ValidationOutcome::Pass, None),
+                Outcome::CrossOver { other_number } => {
+                    (ValidationOutcome::CrossOver, Some(other_number))
+                }
+                Outcome::Mismatch => (ValidationOutcome::Mismatch, None),
+            };
+            ValidationRecord {
+                expected: task.number,
+                direction: match task.direction {
+                    Direction::DigitsToWords => "digits_to_words",
+                    Direction::WordsToDigits => "words_to_digits",
+                }
+                .to_string(),
+                outcome,
+                other_request_id: other_number.and_then(|n| context.numbers.get(&n).copied()),
+                other_number,
+            }
+        });
+        let mut record = RequestRecord {
+            id: plan.id,
+            ok: exchange.error.is_none(),
+            error: exchange.error.clone(),
+            http_status: exchange.http_status,
+            scheduled_us: context.us(scheduled_at),
+            sent_us: context.us(exchange.sent_at),
+            headers_us: exchange.headers_at.map(|at| context.us(at)),
+            first_token_us: content_events_us.first().copied(),
+            first_reasoning_us,
+            end_us: context.us(exchange.ended_at),
+            content_events_us,
+            content_event_tokens,
+            reasoning_events,
+            max_tokens: plan.max_tokens,
+            finish_reason,
+            input_tokens_server: usage.prompt_tokens,
+            input_tokens_client: plan.input_tokens_client,
+            output_tokens_server: usage.completion_tokens,
+            output_tokens_client,
+            reasoning_tokens_server: usage.reasoning_tokens,
+            reasoning_tokens_client,
+            token_count_mismatch,
+            text_excerpt: excerpt(&text),
+            validation,
+            metrics: RequestMetrics::default(),
+        };
+        record.metrics = RequestMetrics::of(&record);
+        record
+    }
+
+    /// Output tokens: the server's count when it gave one, else the client's.
+    pub fn output_tokens(&self) -> u32 {
+        self.output_tokens_server
+            .unwrap_or(self.output_tokens_client)
+    }
+
+    /// Input tokens: the server's count when it gave one, else the client's.
+    pub fn input_tokens(&self) -> u32 {
+        self.input_tokens_server.unwrap_or(self.input_tokens_client)
+    }
+}
+
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,5 @@
+//! Reports: what people read after a run.
+//!
+//! Terminal output lives here now; machine formats and HTML join it later.
+
+pub mod terminal;

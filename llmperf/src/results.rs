@@ -1,0 +1,245 @@
+//! Results on disk: `summary.json` and `requests.jsonl`.
+//!
+//! These files are the interface between a run and everything after it
+//! (reports, baselines, comparisons). `summary.json` carries
+//! [`SCHEMA_VERSION`]; readers refuse a newer version with a clear error.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Summary;
+use crate::record::RequestRecord;
+use crate::spec::BenchmarkConfig;
+
+/// Version of the `summary.json` / `requests.jsonl` schema.
+pub const SCHEMA_VERSION: u32 = 1;
+/// File name of the summary.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// File name of the per-request records.
+pub const REQUESTS_FILE: &str = "requests.jsonl";
+
+/// A results file could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// Disk I/O failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid results JSON.
+    #[error("{path} is not a valid llmperf results file: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// The file was written by a newer llmperf.
+    #[error("{path} has schema version {found}, newer than this llmperf understands ({SCHEMA_VERSION}): upgrade llmperf")]
+    NewerSchema {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        found: u32,
+    },
+}
+
+/// The tool that wrote a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    /// `llmperf`.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+}
+
+impl Default for ToolInfo {
+    fn default() -> Self {
+        ToolInfo {
+            name: "llmperf".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// Where a run happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Operating system.
+    pub os: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// Logical CPUs available to the process.
+    pub cpus: usize,
+    /// `bench` (cargo bench), `test` (smoke run) or `run` (llmperf run).
+    pub mode: String,
+}
+
+impl Environment {
+    /// This machine, in the given mode.
+    pub fn current(mode: &str) -> Self {
+        Environment {
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            mode: mode.to_string(),
+        }
+    }
+}
+
+/// The contents of `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryFile {
+    /// [`SCHEMA_VERSION`] at writing.
+    pub schema_version: u32,
+    /// The writer.
+    pub tool: ToolInfo,
+    /// The benchmark id (`group/name`).
+    pub benchmark: String,
+    /// Wall-clock start, RFC 3339 UTC (for people; durations use a monotonic clock).
+    pub started_at: String,
+    /// Whether the run was interrupted (Ctrl-C) before all requests ran.
+    pub interrupted: bool,
+    /// What the run was asked to do (no secrets).
+    pub config: BenchmarkConfig,
+    /// Where it ran.
+    pub environment: Environment,
+    /// The metrics.
+    pub summary: Summary,
+}
+
+/// Appends records to `requests.jsonl` as requests finish, flushing each
+/// line so an interrupted run keeps every finished request.
+pub struct RecordWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl RecordWriter {
+    /// Creates (truncates) `dir/requests.jsonl`, creating `dir` as needed.
+    pub fn create(dir: &Path) -> Result<Self, ResultsError> {
+        fs::create_dir_all(dir).map_err(|source| ResultsError::Io {
+            action: "cannot create the results directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(REQUESTS_FILE);
+        let file = File::create(&path).map_err(|source| ResultsError::Io {
+            action: "cannot create",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(RecordWriter {
+            path,
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Writes one record as one line.
+    pub fn write(&mut self, record: &RequestRecord) -> Result<(), ResultsError> {
+        let io = |source| ResultsError::Io {
+            action: "cannot write",
+            path: self.path.clone(),
+            source,
+        };
+        serde_json::to_writer(&mut self.out, record).map_err(|e| io(e.into()))?;
+        self.out.write_all(b"\n").map_err(io)?;
+        self.out.flush().map_err(io)
+    }
+}
+
+/// Writes `summary.json` into `dir` (atomically: a temporary file renamed).
+pub fn write_summary(dir: &Path, summary: &SummaryFile) -> Result<PathBuf, ResultsError> {
+    fs::create_dir_all(dir).map_err(|source| ResultsError::Io {
+        action: "cannot create the results directory",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let path = dir.join(SUMMARY_FILE);
+    let temporary = dir.join(".summary.json.tmp");
+    let text = serde_json::to_string_pretty(summary).map_err(|e| ResultsError::Corrupt {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    fs::write(&temporary, text + "\n").map_err(|source| ResultsError::Io {
+        action: "cannot write",
+        path: temporary.clone(),
+        source,
+    })?;
+    fs::rename(&temporary, &path).map_err(|source| ResultsError::Io {
+        action: "cannot write",
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// Reads a `summary.json`, refusing newer schema versions.
+pub fn read_summary(path: &Path) -> Result<SummaryFile, ResultsError> {
+    let text = fs::read_to_string(path).map_err(|source| ResultsError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |message: String| ResultsError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+    let version = value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| corrupt("no schema_version".to_string()))?;
+    if version > u64::from(SCHEMA_VERSION) {
+        return Err(ResultsError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version as u32,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Reads every record of a `requests.jsonl`. A truncated last line (an
+/// interrupted write) is skipped; any other bad line is an error naming it.
+pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
+    let file = File::open(path).map_err(|source| ResultsError::Io {
+        action: "cannot read",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let lines: Vec<String> = BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| ResultsError::Io {
+            action: "cannot read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let last = lines.len().saturating_sub(1);
+    let mut records = Vec::with_capacity(lines.len());
+    for (number, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(_) if number == last => {}
+            Err(error) => {
+                return Err(ResultsError::Corrupt {
+                    path: path.to_path_buf(),
+                    message: format!("line {}: {error}", number + 1),
+                })
+            }
+        }
+    }
+    Ok(records)
+}

@@ -1,0 +1,587 @@
+//! The benchmark spec: what a run is asked to do.
+//!
+//! A [`Benchmark`] is built with a small builder API in a `benches/*.rs`
+//! function marked `#[llmperf::bench]`, or from `llmperf run` flags. Its
+//! serializable [`BenchmarkConfig`] is written into every `summary.json`
+//! (with secrets removed), so a result always says how it was produced.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::mock::MockScript;
+
+/// The fixed default seed: the same seed gives the same prompts and lengths.
+pub const DEFAULT_SEED: u64 = 42;
+
+/// A string that must never reach disk, logs or error text (API keys).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for building the request header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Which endpoint to benchmark and how to reach it.
+///
+/// Unset parts come from the environment (and a `.env` file) at run time:
+/// `{PREFIX}_API_BASE` and `{PREFIX}_API_KEY` with prefix `OPENAI` by
+/// default. With no base URL configured anywhere, the benchmark targets the
+/// built-in endpoint ([`crate::mock`]), so examples run out of the box.
+///
+/// ```
+/// use llmperf::Endpoint;
+/// let endpoint = Endpoint::openai_chat()
+///     .base_url("http://127.0.0.1:8000/v1")
+///     .model("meta-llama/Llama-3.1-8B-Instruct");
+/// assert_eq!(endpoint.kind_name(), "openai-chat");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub(crate) kind: String,
+    pub(crate) base_url: Option<String>,
+    pub(crate) model: Option<String>,
+    pub(crate) api_key: Option<Secret>,
+    pub(crate) env_prefix: String,
+    pub(crate) builtin: bool,
+}
+
+impl Endpoint {
+    /// An endpoint of the named kind (see [`crate::endpoint::kinds`]).
+    pub fn kind(name: impl Into<String>) -> Self {
+        Endpoint {
+            kind: name.into(),
+            base_url: None,
+            model: None,
+            api_key: None,
+            env_prefix: "OPENAI".to_string(),
+            builtin: false,
+        }
+    }
+
+    /// OpenAI-compatible `POST {base}/chat/completions`.
+    pub fn openai_chat() -> Self {
+        Endpoint::kind("openai-chat")
+    }
+
+    /// OpenAI-compatible `POST {base}/completions`.
+    pub fn openai_completions() -> Self {
+        Endpoint::kind("openai-completions")
+    }
+
+    /// The base URL, e.g. `https://api.openai.com/v1` (overrides the environment).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The model name sent in each request.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// The API key (overrides `{PREFIX}_API_KEY`). Never written anywhere.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(Secret::new(key));
+        self
+    }
+
+    /// The environment variable prefix: `TOGETHER` reads `TOGETHER_API_BASE`
+    /// and `TOGETHER_API_KEY`. Default `OPENAI`.
+    pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.env_prefix = prefix.into();
+        self
+    }
+
+    /// Always target the built-in endpoint, ignoring the environment.
+    pub fn builtin(mut self) -> Self {
+        self.builtin = true;
+        self
+    }
+
+    /// The endpoint kind's name.
+    pub fn kind_name(&self) -> &str {
+        &self.kind
+    }
+}
+
+/// How prompts are made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "scheme", rename_all = "snake_case")]
+pub enum PromptScheme {
+    /// The classic scheme: a random number of corpus lines (Shakespeare's
+    /// sonnets), asking for `req_lines` lines back.
+    Lines {
+        /// Fewest corpus lines in a prompt.
+        min_lines: u32,
+        /// Most corpus lines in a prompt.
+        max_lines: u32,
+        /// Lines the model is asked to write back.
+        req_lines: u32,
+    },
+    /// Input and output token counts drawn from normal distributions.
+    TokenLengths {
+        /// Mean prompt length in tokens.
+        mean_input_tokens: u32,
+        /// Standard deviation of the prompt length.
+        stddev_input_tokens: u32,
+        /// Mean output length in tokens (sent as `max_tokens`).
+        mean_output_tokens: u32,
+        /// Standard deviation of the output length.
+        stddev_output_tokens: u32,
+    },
+    /// Only the validation task, with short answers (a correctness run).
+    ValidationOnly,
+}
+
+/// What is sent: the prompt scheme, output limits and extra parameters.
+///
+/// ```
+/// use llmperf::Workload;
+/// let workload = Workload::token_lengths(550, 150, 150, 80).ignore_eos(true);
+/// let classic = Workload::lines(2, 8, 4).max_tokens(128);
+/// # let _ = (workload, classic);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// How prompts are made.
+    pub prompts: PromptScheme,
+    /// A cap on output tokens for every request (the token-length scheme
+    /// sets each request's own `max_tokens` from its drawn length).
+    pub max_tokens: Option<u32>,
+    /// Ask the server to ignore end-of-sequence (`ignore_eos` and
+    /// `min_tokens`), as vLLM, SGLang and TGI support, so outputs have the
+    /// planned length. Off by default: OpenAI's own API rejects the fields.
+    pub ignore_eos: bool,
+    /// A Hugging Face `tokenizer.json` for client-side counts; the bundled
+    /// `cl100k_base` when unset.
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Workload::token_lengths(550, 150, 150, 80)
+    }
+}
+
+impl Workload {
+    /// The token-length scheme: input ~ N(mean_in, sd_in), output ~ N(mean_out, sd_out).
+    pub fn token_lengths(mean_in: u32, sd_in: u32, mean_out: u32, sd_out: u32) -> Self {
+        Workload {
+            prompts: PromptScheme::TokenLengths {
+                mean_input_tokens: mean_in,
+                stddev_input_tokens: sd_in,
+                mean_output_tokens: mean_out,
+                stddev_output_tokens: sd_out,
+            },
+            max_tokens: None,
+            ignore_eos: false,
+            tokenizer: None,
+        }
+    }
+
+    /// The classic scheme: `min..=max` sonnet lines, asking for `req_lines` back.
+    pub fn lines(min_lines: u32, max_lines: u32, req_lines: u32) -> Self {
+        Workload {
+            prompts: PromptScheme::Lines {
+                min_lines,
+                max_lines,
+                req_lines,
+            },
+            max_tokens: Some(128),
+            ignore_eos: false,
+            tokenizer: None,
+        }
+    }
+
+    /// Only validation prompts (number ↔ words), with short answers.
+    pub fn validation_only() -> Self {
+        Workload {
+            prompts: PromptScheme::ValidationOnly,
+            max_tokens: Some(64),
+            ignore_eos: false,
+            tokenizer: None,
+        }
+    }
+
+    /// Caps every request's output tokens.
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Asks the server to ignore EOS so outputs have the planned length.
+    pub fn ignore_eos(mut self, on: bool) -> Self {
+        self.ignore_eos = on;
+        self
+    }
+
+    /// Counts tokens with this `tokenizer.json` instead of the bundled one.
+    pub fn tokenizer(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tokenizer = Some(path.into());
+        self
+    }
+}
+
+/// When requests are sent.
+///
+/// ```
+/// use std::time::Duration;
+/// use llmperf::Load;
+/// let load = Load::closed(8).requests(200).timeout(Duration::from_secs(60));
+/// # let _ = load;
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// Requests kept in flight (closed loop: a finished request is replaced at once).
+    pub concurrency: usize,
+    /// Requests to complete.
+    pub requests: u64,
+    /// Limit on one request, from send to the end of its stream.
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    /// Limit on silence within a stream (no bytes for this long is a `stall`).
+    #[serde(with = "option_duration_ms", default)]
+    pub stall_timeout: Option<Duration>,
+    /// Pause a slot takes after each request before sending the next, for
+    /// rate-limited providers.
+    #[serde(with = "duration_ms")]
+    pub sleep: Duration,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Load::closed(1)
+    }
+}
+
+impl Load {
+    /// A closed loop keeping `concurrency` requests in flight.
+    pub fn closed(concurrency: usize) -> Self {
+        Load {
+            concurrency,
+            requests: 10,
+            timeout: Duration::from_secs(90),
+            stall_timeout: None,
+            sleep: Duration::ZERO,
+        }
+    }
+
+    /// Number of requests to complete.
+    pub fn requests(mut self, requests: u64) -> Self {
+        self.requests = requests;
+        self
+    }
+
+    /// Per-request timeout (default 90 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Longest silence allowed inside a stream (default: none).
+    pub fn stall_timeout(mut self, stall: Duration) -> Self {
+        self.stall_timeout = Some(stall);
+        self
+    }
+
+    /// Pause after each request, per slot.
+    pub fn sleep(mut self, sleep: Duration) -> Self {
+        self.sleep = sleep;
+        self
+    }
+}
+
+/// One endpoint benchmark: endpoint, workload, load and validation.
+///
+/// ```
+/// use llmperf::{Benchmark, Endpoint, Load, Workload};
+/// let bench = Benchmark::new()
+///     .endpoint(Endpoint::openai_chat().model("gpt-4o-mini"))
+///     .workload(Workload::token_lengths(550, 150, 150, 80))
+///     .load(Load::closed(4).requests(20))
+///     .validate(true);
+/// assert_eq!(bench.load_spec().concurrency, 4);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Benchmark {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) workload: Workload,
+    pub(crate) load: Load,
+    pub(crate) validate: bool,
+    pub(crate) seed: u64,
+    pub(crate) extra_body: serde_json::Map<String, serde_json::Value>,
+    pub(crate) mock: MockScript,
+}
+
+impl Default for Benchmark {
+    fn default() -> Self {
+        Benchmark::new()
+    }
+}
+
+impl Benchmark {
+    /// A benchmark of the OpenAI chat endpoint with the default workload
+    /// (550±150 tokens in, 150±80 out), 1 request in flight, 10 requests.
+    pub fn new() -> Self {
+        Benchmark {
+            endpoint: Endpoint::openai_chat(),
+            workload: Workload::default(),
+            load: Load::default(),
+            validate: false,
+            seed: DEFAULT_SEED,
+            extra_body: serde_json::Map::new(),
+            mock: MockScript::default(),
+        }
+    }
+
+    /// Sets the endpoint.
+    pub fn endpoint(mut self, endpoint: Endpoint) -> Self {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// Sets the model (shortcut for the endpoint's model).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.endpoint.model = Some(model.into());
+        self
+    }
+
+    /// Sets the workload.
+    pub fn workload(mut self, workload: Workload) -> Self {
+        self.workload = workload;
+        self
+    }
+
+    /// Sets the load.
+    pub fn load(mut self, load: Load) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// Sets the number of requests (shortcut for the load's).
+    pub fn requests(mut self, requests: u64) -> Self {
+        self.load.requests = requests;
+        self
+    }
+
+    /// Sets the concurrency (shortcut for the load's).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.load.concurrency = concurrency;
+        self
+    }
+
+    /// Checks every response for the right answer (and cross-overs).
+    pub fn validate(mut self, on: bool) -> Self {
+        self.validate = on;
+        self
+    }
+
+    /// The seed for prompts, lengths and validation numbers.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Adds a field to every request body (e.g. `temperature`, `top_p`);
+    /// it overrides what llmperf would send.
+    pub fn extra_body(mut self, key: impl Into<String>, value: serde_json::Value) -> Self {
+        self.extra_body.insert(key.into(), value);
+        self
+    }
+
+    /// The script of the built-in endpoint, used when the benchmark runs
+    /// against it (no endpoint configured, or [`Endpoint::builtin`]).
+    pub fn mock(mut self, script: MockScript) -> Self {
+        self.mock = script;
+        self
+    }
+
+    /// The load as configured.
+    pub fn load_spec(&self) -> &Load {
+        &self.load
+    }
+
+    /// The workload as configured.
+    pub fn workload_spec(&self) -> &Workload {
+        &self.workload
+    }
+
+    /// The endpoint as configured.
+    pub fn endpoint_spec(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Checks values that can never work, with a message naming the fix.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if self.load.concurrency == 0 {
+            return Err(SpecError::new(
+                "concurrency is 0: set it to 1 or more (--concurrency N)",
+            ));
+        }
+        if self.load.requests == 0 {
+            return Err(SpecError::new(
+                "requests is 0: set it to 1 or more (--requests N)",
+            ));
+        }
+        if self.load.timeout.is_zero() {
+            return Err(SpecError::new(
+                "the request timeout is 0: give a positive duration (--timeout 90s)",
+            ));
+        }
+        match &self.workload.prompts {
+            PromptScheme::Lines {
+                min_lines,
+                max_lines,
+                ..
+            } => {
+                if min_lines > max_lines {
+                    return Err(SpecError::new(format!(
+                        "min lines ({min_lines}) is greater than max lines ({max_lines}): make --min-lines <= --max-lines"
+                    )));
+                }
+                if *max_lines == 0 {
+                    return Err(SpecError::new(
+                        "max lines is 0: prompts need at least one line (--max-lines 1 or more)",
+                    ));
+                }
+            }
+            PromptScheme::TokenLengths {
+                mean_input_tokens,
+                mean_output_tokens,
+                ..
+            } => {
+                if *mean_input_tokens == 0 || *mean_output_tokens == 0 {
+                    return Err(SpecError::new(
+                        "mean input and output tokens must be positive (--mean-input-tokens, --mean-output-tokens)",
+                    ));
+                }
+            }
+            PromptScheme::ValidationOnly => {}
+        }
+        if self.workload.max_tokens == Some(0) {
+            return Err(SpecError::new(
+                "max tokens is 0: allow at least 1 output token (--max-tokens)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A spec value that can never work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SpecError(String);
+
+impl SpecError {
+    /// A spec error with a message that names the fix.
+    pub fn new(message: impl Into<String>) -> Self {
+        SpecError(message.into())
+    }
+}
+
+/// What a run was asked to do, as written to `summary.json` (no secrets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkConfig {
+    /// Endpoint kind, e.g. `openai-chat`.
+    pub endpoint_kind: String,
+    /// Base URL used (`builtin` runs show the loopback address).
+    pub base_url: String,
+    /// Whether the built-in endpoint served the run.
+    pub builtin_endpoint: bool,
+    /// Model name sent.
+    pub model: String,
+    /// Whether an API key was sent (never the key).
+    pub api_key_set: bool,
+    /// The workload.
+    pub workload: Workload,
+    /// The load.
+    pub load: Load,
+    /// Whether responses were validated.
+    pub validate: bool,
+    /// The seed.
+    pub seed: u64,
+    /// Extra body fields sent with every request.
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// The built-in endpoint's script, when it served the run.
+    pub mock: Option<MockScript>,
+    /// The tokenizer used for client-side counts.
+    pub tokenizer: String,
+}
+
+/// Serde for a [`Duration`] as fractional milliseconds.
+pub(crate) mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64() * 1e3)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(ms / 1e3).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for an optional [`Duration`] as fractional milliseconds.
+pub(crate) mod option_duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_secs_f64() * 1e3)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impossible_values_are_rejected_with_the_fix() {
+        let zero = Benchmark::new().concurrency(0).check().unwrap_err();
+        assert!(zero.to_string().contains("--concurrency"));
+        let lines = Benchmark::new()
+            .workload(Workload::lines(9, 3, 1))
+            .check()
+            .unwrap_err();
+        assert!(lines.to_string().contains("--min-lines <= --max-lines"));
+        assert!(Benchmark::new().check().is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let endpoint = Endpoint::openai_chat().api_key("sk-very-secret");
+        assert!(!format!("{endpoint:?}").contains("sk-very-secret"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Token counting on the client side.
+//!
+//! The server's own `usage` counts are preferred; this tokenizer gives the
+//! client's count (kept beside the server's so a mismatch can be flagged) and
+//! sizes prompts for the token-length workload. The bundled tokenizer is
+//! OpenAI's `cl100k_base` BPE, shipped inside the `tiktoken-rs` crate, so no
+//! network is needed at run time. A Hugging Face `tokenizer.json` for the
+//! model under test can be supplied instead.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Why a tokenizer could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// The `tokenizer.json` file could not be read or parsed.
+    #[error("cannot load tokenizer file {path}: {message} (pass a Hugging Face tokenizer.json, or omit it to use the bundled cl100k_base)")]
+    Load {
+        /// The file that was given.
+        path: PathBuf,
+        /// What the tokenizers crate said.
+        message: String,
+    },
+}
+
+/// A tokenizer that counts, encodes and decodes text.
+pub struct Tokenizer {
+    name: String,
+    inner: Inner,
+}
+
+enum Inner {
+    Bpe(&'static tiktoken_rs::CoreBPE),
+    HuggingFace(Box<tokenizers::Tokenizer>),
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Tokenizer {
+    /// The bundled `cl100k_base` tokenizer, loaded once per process.
+    ///
+    /// ```
+    /// let tokenizer = llmperf::Tokenizer::bundled();
+    /// assert_eq!(tokenizer.count("hello world"), 2);
+    /// ```
+    pub fn bundled() -> &'static Tokenizer {
+        static BUNDLED: OnceLock<Tokenizer> = OnceLock::new();
+        BUNDLED.get_or_init(|| Tokenizer {
+            name: "cl100k_base".to_string(),
+            inner: Inner::Bpe(tiktoken_rs::cl100k_base_singleton()),
+        })
+    }
+
+    /// Loads a Hugging Face `tokenizer.json` from disk (no network).
+    pub fn from_file(path: &Path) -> Result<Tokenizer, TokenizerError> {
+        let tokenizer =
+            tokenizers::Tokenizer::from_file(path).map_err(|error| TokenizerError::Load {
+                path: path.to_path_buf(),
+                message: error.to_string(),
+            })?;
+        Ok(Tokenizer {
+            name: path.display().to_string(),
+            inner: Inner::HuggingFace(Box::new(tokenizer)),
+        })
+    }
+
+    /// A short name for results: `cl100k_base` or the file's path.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Token ids of `text` (no special tokens added).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        match &self.inner {
+            Inner::Bpe(bpe) => bpe.encode_ordinary(text),
+            Inner::HuggingFace(tokenizer) => tokenizer
+                .encode(text, false)
+                .map(|encoding| encoding.get_ids().to_vec())
+                // An encoding failure on odd text is counted as no tokens
+                // rather than aborting a run; the server's count still stands.
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Number of tokens in `text`.
+    pub fn count(&self, text: &str) -> usize {
+        if text.is_empty() {
+            return 0;
+        }
+        self.encode(text).len()
+    }
+
+    /// Text of the given token ids; ids that do not decode are dropped, and
+    /// a token that ends inside a UTF-8 character is replaced lossily.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match &self.inner {
+            Inner::Bpe(bpe) => match bpe.decode_bytes(ids) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => String::new(),
+            },
+            Inner::HuggingFace(tokenizer) => tokenizer.decode(ids, false).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_tokenizer_counts_known_text() {
+        let tokenizer = Tokenizer::bundled();
+        assert_eq!(tokenizer.count(""), 0);
+        assert_eq!(tokenizer.count("hello world"), 2);
+        let ids = tokenizer.encode("From fairest creatures we desire increase,");
+        assert_eq!(
+            tokenizer.decode(&ids),
+            "From fairest creatures we desire increase,"
+        );
+    }
+
+    #[test]
+    fn missing_tokenizer_file_is_a_clear_error() {
+        let error = Tokenizer::from_file(Path::new("/nonexistent/tokenizer.json"))
+            .expect_err("a missing file must not load");
+        assert!(error.to_string().contains("/nonexistent/tokenizer.json"));
+    }
+}
