@@ -1,16 +1,19 @@
 //! Timing accuracy and client cost at 1, 64 and 512 concurrent streams.
 //!
 //! The built-in endpoint runs in a child process (this same executable,
-//! re-run with `LLMPERF_TIMING_MOCK_PORT_FILE` set) so that the CPU time and
-//! peak memory read here are the client's alone. Its script: TTFT 100 ms,
-//! 10 ms per token, 128 tokens. For each level this prints the measured
-//! p50/p99 TTFT and inter-token latency, their error against the script,
-//! the client's CPU time per 1,000 stream events, and its peak RSS.
+//! re-run with `LLMPERF_TIMING_MOCK` set; a fresh one per level) so that the
+//! CPU time and peak memory read here are the client's alone. Its script:
+//! TTFT 100 ms, 10 ms per token, 128 tokens. For each level this prints the
+//! measured p50/p99 TTFT and inter-token latency, their error against the
+//! script, how late the server itself sent its events (from the endpoint's
+//! `/v1/mock/stats`), the client's CPU time per 1,000 stream events during
+//! the run, and its peak RSS.
 //!
 //! `cargo bench --bench timing_accuracy` runs the full measurement; without
 //! `--bench` (under `cargo test --benches`) it runs a small smoke version.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
@@ -57,20 +60,39 @@ fn spawn_endpoint() -> std::io::Result<(Child, String)> {
     Ok((child, url.trim().to_string()))
 }
 
-/// CPU time (user + system) of this process so far.
+/// CPU time (user + system) of this process so far, from getrusage.
 fn cpu_time() -> Duration {
-    // /proc/self/stat fields 14 and 15: utime and stime in clock ticks.
-    let ticks_per_s = 100.0;
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            let after_name = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after_name.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some(Duration::from_secs_f64((utime + stime) / ticks_per_s))
-        })
-        .unwrap_or_default()
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// The endpoint's own counters (`GET /v1/mock/stats`) over a plain socket.
+fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
+    let authority = base_url.strip_prefix("http://")?.split('/').next()?;
+    let mut stream = TcpStream::connect(authority).ok()?;
+    write!(
+        stream,
+        "GET /v1/mock/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split_once("\r\n\r\n")?.1;
+    let stats: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some((
+        stats.get("send_lateness_p50_us")?.as_u64()?,
+        stats.get("send_lateness_p99_us")?.as_u64()?,
+    ))
 }
 
 /// Peak resident memory since the last reset, in MiB.
@@ -100,18 +122,14 @@ fn main() -> ExitCode {
     } else {
         &[(1, 2), (8, 8)]
     };
-    let (mut child, base_url) = match spawn_endpoint() {
-        Ok(spawned) => spawned,
-        Err(error) => {
-            eprintln!("cannot start the endpoint process: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // Load the bundled tokenizer now so its one-off start-up is not charged
+    // to the first level.
+    let _ = llmperf::Tokenizer::bundled().count("warm up");
     println!(
         "timing accuracy against the built-in endpoint (separate process): TTFT {TTFT_MS} ms, {ITL_MS} ms/token, {TOKENS} tokens"
     );
     println!(
-        "{:>7} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "{:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>15} {:>11} {:>9}",
         "streams",
         "requests",
         "ttft p50",
@@ -120,11 +138,19 @@ fn main() -> ExitCode {
         "itl p50",
         "itl p99",
         "itl err",
-        "cpu/1k evts",
+        "server late",
+        "cpu/1k ev",
         "peak RSS"
     );
     let mut failed = false;
     for &(concurrency, requests) in levels {
+        let (mut child, base_url) = match spawn_endpoint() {
+            Ok(spawned) => spawned,
+            Err(error) => {
+                eprintln!("cannot start the endpoint process: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
         let bench = Benchmark::new()
             .endpoint(
                 Endpoint::openai_chat()
@@ -135,7 +161,12 @@ fn main() -> ExitCode {
             .load(Load::closed(concurrency).requests(requests));
         reset_peak_rss();
         let cpu_before = cpu_time();
-        let outcome = match run_benchmark("timing_accuracy", &bench, &RunOptions::default()) {
+        let result = run_benchmark("timing_accuracy", &bench, &RunOptions::default());
+        let cpu = cpu_time().saturating_sub(cpu_before);
+        let late = server_lateness(&base_url);
+        drop(child.stdin.take());
+        let _ = child.wait();
+        let outcome = match result {
             Ok(outcome) => outcome,
             Err(error) => {
                 eprintln!("run failed: {error}");
@@ -143,7 +174,6 @@ fn main() -> ExitCode {
                 break;
             }
         };
-        let cpu = cpu_time().saturating_sub(cpu_before);
         let summary = &outcome.summary.summary;
         let events: usize = outcome
             .records
@@ -158,8 +188,9 @@ fn main() -> ExitCode {
             failed = true;
             break;
         };
+        let late = late.map_or("-".to_string(), |(p50, p99)| format!("{p50}/{p99} µs"));
         println!(
-            "{:>7} {:>8} {:>8.2}ms {:>8.2}ms {:>+8.2}ms {:>8.3}ms {:>8.3}ms {:>+8.3}ms {:>10.1}ms {:>7.1}MiB",
+            "{:>7} {:>9} {:>7.2}ms {:>7.2}ms {:>+7.2}ms {:>7.3}ms {:>7.3}ms {:>+7.3}ms {:>15} {:>9.1}ms {:>6.1}MiB",
             concurrency,
             format!("{}/{}", summary.requests.completed, summary.requests.total),
             ttft.p50,
@@ -168,14 +199,17 @@ fn main() -> ExitCode {
             itl.p50,
             itl.p99,
             itl.p50 - ITL_MS,
+            late,
             cpu.as_secs_f64() * 1e3 / (events as f64 / 1e3),
             peak_rss_mib()
         );
         failed |= summary.requests.failed > 0;
     }
-    println!("(events per request: content events plus the role, finish, usage and [DONE] events; CPU from /proc/self/stat, 10 ms ticks)");
-    drop(child.stdin.take());
-    let _ = child.wait();
+    println!(
+        "(err: measured p50 − script. server late: p50/p99 of how late the endpoint handed events to \
+         the connection. cpu: the client process during the run, incl. planning, per content event \
+         plus the role, finish, usage and [DONE] events.)"
+    );
     if failed {
         ExitCode::FAILURE
     } else {

@@ -163,7 +163,7 @@ pub fn run_benchmark(
 ) -> Result<RunOutcome, RunError> {
     bench.check()?;
     let tokenizer: &Tokenizer = match &bench.workload.tokenizer {
-        Some(path) => Box::leak(Box::new(Tokenizer::from_file(path)?)),
+        Some(path) => Tokenizer::shared(path)?,
         None => Tokenizer::bundled(),
     };
     let resolved = resolve(bench)?;

@@ -114,12 +114,12 @@ impl SseDecoder {
                 if self.has_data {
                     self.data.push('\n');
                 }
-                self.data.push_str(&String::from_utf8_lossy(value));
+                push_text(&mut self.data, value);
                 self.has_data = true;
             }
             b"event" => {
                 self.event.clear();
-                self.event.push_str(&String::from_utf8_lossy(value));
+                push_text(&mut self.event, value);
                 self.has_event = true;
             }
             // `id` and `retry` carry nothing a benchmark needs.
@@ -138,6 +138,15 @@ impl SseDecoder {
         self.event.clear();
         self.has_data = false;
         self.has_event = false;
+    }
+}
+
+/// Appends `bytes` as text; invalid UTF-8 is replaced rather than refused,
+/// so the event still reaches the decoder (which reports it as malformed).
+fn push_text(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 

@@ -99,6 +99,9 @@ impl Body for MockBody {
                     return Poll::Pending;
                 }
                 if let Some((_, bytes)) = this.frames.pop_front() {
+                    if let Some(slot) = &this.slot {
+                        slot.record_lateness(at.elapsed());
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
             }

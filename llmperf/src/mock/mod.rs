@@ -33,6 +33,8 @@
 //!   `ignore_eos` and `min_tokens` are honoured; everything else is ignored.
 //! - `GET /v1/models`: one model, named after the last `model` a request
 //!   gave (`llmperf-mock` before any).
+//! - `GET /v1/mock/stats`: the [`MockStats`] counters as JSON, including how
+//!   late events went out against their deadlines.
 //! - `GET /health`.
 //!
 //! Anything else is a 404, a body that does not parse a 400 naming the
@@ -71,6 +73,7 @@
 
 mod body;
 mod generate;
+mod lateness;
 mod openai;
 mod pacer;
 mod plan;
@@ -107,6 +110,15 @@ pub struct MockStats {
     pub faults_injected: u64,
     /// The most generation requests admitted (generating) at once.
     pub max_in_flight: usize,
+    /// Scripted events handed to connections.
+    pub frames_sent: u64,
+    /// Median lateness of an event against its scripted deadline, µs
+    /// (10 µs buckets): the server's share of any timing error.
+    pub send_lateness_p50_us: u64,
+    /// 99th percentile of that lateness, µs.
+    pub send_lateness_p99_us: u64,
+    /// Largest lateness, µs.
+    pub send_lateness_max_us: u64,
 }
 
 /// A running built-in endpoint.

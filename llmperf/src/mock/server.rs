@@ -81,6 +81,15 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
                 json_response(StatusCode::OK, openai::models_body(&model, 0))
             }
         },
+        ("/mock/stats", &Method::GET) => match serde_json::to_vec(&state.stats()) {
+            Ok(body) => json_response(StatusCode::OK, Bytes::from(body)),
+            Err(e) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e.to_string(),
+                "server_error",
+                Value::Null,
+            ),
+        },
         ("/health", &Method::GET) => {
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
         }
@@ -94,7 +103,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             StatusCode::NOT_FOUND,
             &format!(
                 "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
-                 POST /v1/completions, GET /v1/models, GET /health)"
+                 POST /v1/completions, GET /v1/models, GET /v1/mock/stats, GET /health)"
             ),
             "invalid_request_error",
             json!("unknown_url"),

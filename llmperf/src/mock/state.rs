@@ -9,6 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::lateness::SendLateness;
 use super::pacer::PacerHandle;
 use super::script::{Fault, FaultSchedule, MockScript};
 use super::MockStats;
@@ -30,6 +31,8 @@ pub(crate) struct State {
     /// (request number, validated number), most recent last.
     recent_tasks: Mutex<VecDeque<(u64, u64)>>,
     last_model: Mutex<Option<String>>,
+    /// How late scripted events go out.
+    lateness: SendLateness,
 }
 
 /// A generation request being served: holds its concurrency slot (if any)
@@ -37,6 +40,13 @@ pub(crate) struct State {
 pub(crate) struct Slot {
     state: Arc<State>,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    /// Counts a scripted event handed out `late` after its deadline.
+    pub(crate) fn record_lateness(&self, late: std::time::Duration) {
+        self.state.lateness.record(late);
+    }
 }
 
 impl Drop for Slot {
@@ -72,6 +82,7 @@ impl State {
             fault_rng: Mutex::new(fault_rng),
             recent_tasks: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
             last_model: Mutex::new(None),
+            lateness: SendLateness::new(),
             script,
         }
     }
@@ -151,10 +162,15 @@ impl State {
     }
 
     pub(crate) fn stats(&self) -> MockStats {
+        let lateness = self.lateness.percentiles();
         MockStats {
             requests: self.requests.load(Ordering::SeqCst),
             faults_injected: self.faults_injected.load(Ordering::SeqCst),
             max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
+            frames_sent: lateness.frames,
+            send_lateness_p50_us: lateness.p50_us,
+            send_lateness_p99_us: lateness.p99_us,
+            send_lateness_max_us: lateness.max_us,
         }
     }
 }

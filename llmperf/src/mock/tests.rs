@@ -221,14 +221,15 @@ async fn chat_stream_follows_the_script() {
         20,
         "client count agrees"
     );
+    let stats = server.stats();
     assert_eq!(
-        server.stats(),
-        MockStats {
-            requests: 1,
-            faults_injected: 0,
-            max_in_flight: 1
-        }
+        (stats.requests, stats.faults_injected, stats.max_in_flight),
+        (1, 0, 1)
     );
+    // The role chunk, 20 content events, the finish and usage chunks, [DONE].
+    assert_eq!(stats.frames_sent, 24);
+    assert!(stats.send_lateness_p50_us <= stats.send_lateness_p99_us);
+    assert!(stats.send_lateness_max_us < 50_000, "{stats:?}");
 }
 
 #[tokio::test]

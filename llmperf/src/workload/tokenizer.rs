@@ -7,8 +7,9 @@
 //! network is needed at run time. A Hugging Face `tokenizer.json` for the
 //! model under test can be supplied instead.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Why a tokenizer could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,24 @@ impl Tokenizer {
             name: path.display().to_string(),
             inner: Inner::HuggingFace(Box::new(tokenizer)),
         })
+    }
+
+    /// The tokenizer of `path`, loaded once per process and shared after
+    /// (a run's records are finished on another thread, and a process may
+    /// run many benchmarks with the same file).
+    pub fn shared(path: &Path) -> Result<&'static Tokenizer, TokenizerError> {
+        static LOADED: OnceLock<Mutex<HashMap<PathBuf, &'static Tokenizer>>> = OnceLock::new();
+        let mut loaded = LOADED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(tokenizer) = loaded.get(path) {
+            return Ok(tokenizer);
+        }
+        // Leaked on purpose: one tokenizer per distinct file for the process's life.
+        let tokenizer: &'static Tokenizer = Box::leak(Box::new(Tokenizer::from_file(path)?));
+        loaded.insert(path.to_path_buf(), tokenizer);
+        Ok(tokenizer)
     }
 
     /// A short name for results: `cl100k_base` or the file's path.
