@@ -27,6 +27,29 @@
 //! every response answers its own request (cross-over validation), and
 //! writes `target/llmperf/<id>/new/summary.json` and `requests.jsonl`.
 //!
+//! The attribute refuses what the harness could not run, at compile time:
+//!
+//! ```compile_fail
+//! #[llmperf::bench]
+//! fn takes_an_argument(concurrency: usize) -> llmperf::Benchmark {
+//!     llmperf::Benchmark::new().concurrency(concurrency)
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! #[llmperf::bench(requests = 0)]
+//! fn no_requests() -> llmperf::Benchmark {
+//!     llmperf::Benchmark::new()
+//! }
+//! ```
+//!
+//! ```compile_fail
+//! #[llmperf::bench(repeats = 3)]
+//! fn unknown_option() -> llmperf::Benchmark {
+//!     llmperf::Benchmark::new()
+//! }
+//! ```
+//!
 //! With no endpoint configured, benchmarks run against the built-in
 //! endpoint ([`mock`]), a real HTTP server on 127.0.0.1 with scripted
 //! timing, so examples and tests do real work on any machine.

@@ -536,8 +536,14 @@ pub(crate) mod duration_ms {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let ms = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(ms / 1e3).map_err(serde::de::Error::custom)
+        from_ms(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+
+    /// A duration from milliseconds, refusing negative and non-finite values.
+    pub fn from_ms(ms: f64) -> Result<Duration, String> {
+        Duration::try_from_secs_f64(ms / 1e3).map_err(|_| {
+            format!("{ms} ms is not a duration (expected a finite, non-negative number of milliseconds)")
+        })
     }
 }
 
@@ -555,7 +561,7 @@ pub(crate) mod option_duration_ms {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         match Option::<f64>::deserialize(d)? {
-            Some(ms) => Duration::try_from_secs_f64(ms / 1e3)
+            Some(ms) => super::duration_ms::from_ms(ms)
                 .map(Some)
                 .map_err(serde::de::Error::custom),
             None => Ok(None),

@@ -43,14 +43,14 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MockScript {
-    #[serde(rename = "ttft_ms", with = "millis")]
+    #[serde(rename = "ttft_ms", with = "crate::spec::duration_ms")]
     pub(crate) ttft: Duration,
-    #[serde(rename = "inter_token_ms", with = "millis")]
+    #[serde(rename = "inter_token_ms", with = "crate::spec::duration_ms")]
     pub(crate) inter_token: Duration,
-    #[serde(rename = "jitter_ms", with = "millis")]
+    #[serde(rename = "jitter_ms", with = "crate::spec::duration_ms")]
     pub(crate) jitter: Duration,
     pub(crate) tokens_per_event: u32,
-    #[serde(rename = "ttft_per_prompt_token_ms", with = "millis")]
+    #[serde(rename = "ttft_per_prompt_token_ms", with = "crate::spec::duration_ms")]
     pub(crate) ttft_per_prompt_token: Duration,
     pub(crate) concurrency_limit: Option<usize>,
     pub(crate) output_tokens: u32,
@@ -248,25 +248,6 @@ pub(crate) struct FaultRule {
 }
 
 /// Durations as fractional milliseconds, the unit people script latencies in.
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64() * 1000.0)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let ms = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(ms / 1000.0).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{ms} ms is not a duration (expected a finite, non-negative number of milliseconds)"
-            ))
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
