@@ -15,6 +15,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::registry::{self, BenchEntry};
 use crate::report::terminal::{self, Palette};
+use crate::results::RunMode;
 use crate::run::{run_benchmark, RunOptions};
 
 /// Requests per benchmark in test mode.
@@ -31,7 +32,8 @@ pub enum ColorChoice {
     Never,
 }
 
-/// `cargo bench -- [OPTIONS] [FILTER]`.
+/// `cargo bench -- [OPTIONS] [FILTER]`. The process exits non-zero when a
+/// benchmark cannot run or all of its requests failed.
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo bench --",
@@ -50,9 +52,12 @@ pub struct BenchArgs {
     /// Measure (cargo bench passes this); without it, run a smoke test.
     #[arg(long)]
     pub bench: bool,
-    /// Force the smoke-test mode.
-    #[arg(long, conflicts_with = "bench")]
+    /// Run the smoke test even under `cargo bench` (wins over --bench).
+    #[arg(long)]
     pub test: bool,
+    /// Skip benchmarks whose id contains this text (repeatable, as libtest).
+    #[arg(long, value_name = "FILTER")]
+    pub skip: Vec<String>,
     /// Override every benchmark's number of requests.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
@@ -77,7 +82,7 @@ pub struct BenchArgs {
     /// (libtest flag, accepted and ignored)
     #[arg(long, hide = true)]
     pub show_output: bool,
-    /// (libtest flag, accepted and ignored)
+    /// (libtest flag: run only ignored tests; no benchmark is ignored, so none runs)
     #[arg(long, hide = true)]
     pub ignored: bool,
     /// (libtest flag, accepted and ignored)
@@ -126,23 +131,33 @@ pub fn load_dotenv() -> Result<(), String> {
     }
 }
 
-fn color_on(choice: ColorChoice) -> bool {
-    match choice {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+impl ColorChoice {
+    /// Whether to colour standard output.
+    pub fn enabled(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         }
     }
 }
 
 fn selected<'a>(args: &BenchArgs, entries: Vec<&'a BenchEntry>) -> Vec<&'a BenchEntry> {
+    if args.ignored {
+        return Vec::new();
+    }
     entries
         .into_iter()
-        .filter(|entry| match &args.filter {
-            None => true,
-            Some(filter) if args.exact => entry.id() == *filter,
-            Some(filter) => entry.id().contains(filter.as_str()),
+        .filter(|entry| {
+            let id = entry.id();
+            let chosen = match &args.filter {
+                None => true,
+                Some(filter) if args.exact => id == *filter,
+                Some(filter) => id.contains(filter.as_str()),
+            };
+            chosen && !args.skip.iter().any(|skip| id.contains(skip.as_str()))
         })
         .collect()
 }
@@ -172,7 +187,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let measuring = args.bench && !args.test;
-    let palette = Palette::new(color_on(args.color));
+    let palette = Palette::new(args.color.enabled());
     let results_root = args
         .results_dir
         .clone()
@@ -193,7 +208,11 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         let options = RunOptions {
             results_dir: measuring.then(|| results_root.join(&id).join("new")),
             progress: measuring && !args.quiet && std::io::stderr().is_terminal(),
-            mode: if measuring { "bench" } else { "test" }.to_string(),
+            mode: if measuring {
+                RunMode::Bench
+            } else {
+                RunMode::Test
+            },
             handle_interrupt: measuring,
         };
         if !measuring {
@@ -218,17 +237,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                         println!("{}", palette.green("Success"));
                     }
                 } else if args.quiet {
-                    let ttft = outcome
-                        .summary
-                        .summary
-                        .ttft_ms
-                        .map_or("-".to_string(), |s| terminal::format_ms(s.p50));
-                    println!(
-                        "{id}: ttft p50 {ttft}, {:.1} output tok/s, {} of {} ok",
-                        outcome.summary.summary.throughput.output_tokens_per_s,
-                        requests.completed,
-                        requests.total
-                    );
+                    println!("{}", terminal::one_line(&outcome.summary));
                 } else {
                     print!("{}", terminal::render(&outcome.summary, palette));
                     if args.verbose {
@@ -242,6 +251,15 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                         );
                     }
                     println!();
+                }
+                if measuring && requests.completed == 0 {
+                    // Every request failed: the figures mean nothing, and CI must see it.
+                    failures += 1;
+                    eprintln!(
+                        "{} {id}: all {} requests failed",
+                        palette.red("error:"),
+                        requests.total
+                    );
                 }
             }
             Err(error) => {

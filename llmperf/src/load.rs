@@ -46,7 +46,15 @@ pub async fn closed_loop<F, Fut>(
             }
         });
     }
-    while slots.join_next().await.is_some() {}
+    while let Some(joined) = slots.join_next().await {
+        if let Err(error) = joined {
+            if error.is_panic() {
+                // A panicking slot is a bug; hiding it would quietly lower
+                // the concurrency the run reports.
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

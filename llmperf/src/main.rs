@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use llmperf::harness::{load_dotenv, ColorChoice};
 use llmperf::report::terminal::{self, Palette};
+use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, MockServer, Workload};
 
@@ -242,7 +243,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.mock {
         endpoint = endpoint.builtin();
     } else if args.base_url.is_none()
-        && std::env::var(format!("{}_API_BASE", args.env_prefix.to_ascii_uppercase())).is_err()
+        && std::env::var(format!("{}_API_BASE", args.env_prefix.to_ascii_uppercase()))
+            .map_or(true, |v| v.trim().is_empty())
     {
         bail!(
             "no endpoint: pass --base-url URL, set {}_API_BASE (a .env file works), or pass --mock to try the built-in endpoint",
@@ -303,30 +305,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let options = RunOptions {
         results_dir: args.results_dir.clone(),
         progress: !args.quiet && std::io::stderr().is_terminal(),
-        mode: "run".to_string(),
+        mode: RunMode::Run,
         handle_interrupt: true,
     };
     let outcome = run_benchmark(&args.name, &bench, &options)?;
-    let palette = Palette::new(match args.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-        }
-    });
     if args.quiet {
-        let s = &outcome.summary.summary;
-        println!(
-            "{}: ttft p50 {}, {:.1} output tok/s, {} of {} ok",
-            args.name,
-            s.ttft_ms
-                .map_or("-".to_string(), |t| terminal::format_ms(t.p50)),
-            s.throughput.output_tokens_per_s,
-            s.requests.completed,
-            s.requests.total
-        );
+        println!("{}", terminal::one_line(&outcome.summary));
     } else {
-        print!("{}", terminal::render(&outcome.summary, palette));
+        print!(
+            "{}",
+            terminal::render(&outcome.summary, Palette::new(args.color.enabled()))
+        );
     }
     match &outcome.summary_path {
         Some(path) => eprintln!("results: {}", path.display()),
@@ -334,6 +323,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             eprintln!("(pass --results-dir DIR to keep summary.json and requests.jsonl)")
         }
         None => {}
+    }
+    let requests = &outcome.summary.summary.requests;
+    if requests.completed == 0 {
+        eprintln!("error: all {} requests failed", requests.total);
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,8 @@
 //!   gives k samples of gap/k); per-event token counts come from the client
 //!   tokenizer, scaled so they add up to the server's `usage` count when the
 //!   server gave one. TTFT is never an ITL sample.
-//! - TPOT: (E2E − TTFT) / (output tokens − 1).
+//! - TPOT: (E2E − TTFT) / (content tokens − 1); reasoning tokens came
+//!   before the first content token, so they are not in it.
 //! - output tokens/s of a request: output tokens / E2E.
 
 use std::collections::BTreeMap;
@@ -50,8 +51,11 @@ impl RequestMetrics {
         let e2e_ms = ms(record.sent_us, record.end_us);
         let ttft_ms = record.first_token_us.map(|t| ms(record.sent_us, t));
         let output_tokens = record.output_tokens();
+        let content_tokens = record.content_tokens();
         let tpot_ms = match ttft_ms {
-            Some(ttft) if output_tokens > 1 => Some((e2e_ms - ttft) / f64::from(output_tokens - 1)),
+            Some(ttft) if content_tokens > 1 => {
+                Some((e2e_ms - ttft) / f64::from(content_tokens - 1))
+            }
             _ => None,
         };
         RequestMetrics {
@@ -76,27 +80,51 @@ pub fn event_gaps_ms(record: &RequestRecord) -> Vec<f64> {
 
 /// Per-token inter-token latencies, in milliseconds (see the module docs).
 pub fn inter_token_latencies_ms(record: &RequestRecord) -> Vec<f64> {
-    let tokens = &record.content_event_tokens;
-    let client_total: u32 = tokens.iter().sum();
-    // Reasoning tokens are not content; scale content events to the server's
-    // content count when it reported one.
-    let server_content = record
-        .output_tokens_server
-        .map(|out| out.saturating_sub(record.reasoning_tokens_server.unwrap_or(0)));
-    let scale = match server_content {
-        Some(server) if client_total > 0 && server > 0 => {
-            f64::from(server) / f64::from(client_total)
+    let counts = tokens_per_event(record);
+    let mut samples = Vec::with_capacity(counts.iter().skip(1).sum::<u32>() as usize);
+    for (gap, &count) in event_gaps_ms(record).into_iter().zip(counts.iter().skip(1)) {
+        // An event that holds no whole token adds its gap to no sample.
+        if count > 0 {
+            samples.extend(std::iter::repeat_n(gap / f64::from(count), count as usize));
         }
-        _ => 1.0,
-    };
-    let mut samples = Vec::with_capacity(tokens.len());
-    for (i, gap) in event_gaps_ms(record).into_iter().enumerate() {
-        let weight = (f64::from(tokens.get(i + 1).copied().unwrap_or(1).max(1)) * scale).max(1.0);
-        let count = weight.round().max(1.0) as usize;
-        let per_token = gap / weight;
-        samples.extend(std::iter::repeat_n(per_token, count));
     }
     samples
+}
+
+/// Tokens carried by each content event: the client tokenizer's counts,
+/// rescaled to add up to the server's content count when it gave one
+/// (largest-remainder rounding, so the sum is exact).
+pub fn tokens_per_event(record: &RequestRecord) -> Vec<u32> {
+    let weights: Vec<u32> = record
+        .content_event_tokens
+        .iter()
+        .map(|&tokens| tokens.max(1))
+        .collect();
+    let client_total: u32 = weights.iter().sum();
+    let target = match record.output_tokens_server {
+        Some(_) => record.content_tokens(),
+        None => return weights,
+    };
+    if client_total == 0 || target == client_total {
+        return weights;
+    }
+    let scale = f64::from(target) / f64::from(client_total);
+    let exact: Vec<f64> = weights.iter().map(|&w| f64::from(w) * scale).collect();
+    let mut counts: Vec<u32> = exact.iter().map(|x| x.floor() as u32).collect();
+    let mut remaining = target.saturating_sub(counts.iter().sum());
+    let mut by_remainder: Vec<usize> = (0..exact.len()).collect();
+    by_remainder.sort_by(|&a, &b| {
+        let fraction = |i: usize| exact[i] - exact[i].floor();
+        fraction(b).total_cmp(&fraction(a))
+    });
+    for index in by_remainder {
+        if remaining == 0 {
+            break;
+        }
+        counts[index] += 1;
+        remaining -= 1;
+    }
+    counts
 }
 
 /// Distribution statistics of one metric.
@@ -241,7 +269,8 @@ pub struct Throughput {
 pub struct Overload {
     /// The TTFT threshold, ms.
     pub ttft_threshold_ms: f64,
-    /// Share of completed requests above it.
+    /// Share of requests above it (failed requests that waited longer
+    /// without a first token count as above).
     pub share_over_threshold: f64,
     /// The share above which the run is overloaded.
     pub share_limit: f64,
@@ -263,7 +292,7 @@ pub struct TokenCountCheck {
 /// Validation results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationSummary {
-    /// Validated requests that completed.
+    /// Validated requests that brought an answer (failed ones included).
     pub validated: u64,
     /// Right answers.
     pub passed: u64,
@@ -323,13 +352,7 @@ impl Summary {
         let per_s = |x: f64| if window_s > 0.0 { x / window_s } else { 0.0 };
         let total_input_tokens: u64 = ok.iter().map(|r| u64::from(r.input_tokens())).sum();
         let total_output_tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens())).sum();
-        let with_ttft: Vec<f64> = ok.iter().filter_map(|r| r.metrics.ttft_ms).collect();
-        let share_over_threshold = if with_ttft.is_empty() {
-            0.0
-        } else {
-            with_ttft.iter().filter(|&&t| t > OVERLOAD_TTFT_MS).count() as f64
-                / with_ttft.len() as f64
-        };
+        let share_over_threshold = slow_first_token_share(records);
         Summary {
             requests: RequestCounts {
                 total,
@@ -371,8 +394,34 @@ impl Summary {
                 overloaded: share_over_threshold > OVERLOAD_SHARE,
             },
             token_counts: token_count_check(&ok),
-            validation: validation_summary(&ok),
+            validation: validation_summary(records),
         }
+    }
+}
+
+/// Share of requests whose first token came after [`OVERLOAD_TTFT_MS`]:
+/// requests with a first token, plus failed requests that waited longer
+/// than that without one (a timeout under overload is the slowest of all).
+fn slow_first_token_share(records: &[RequestRecord]) -> f64 {
+    let mut counted = 0u64;
+    let mut slow = 0u64;
+    for record in records {
+        match record.metrics.ttft_ms {
+            Some(ttft) => {
+                counted += 1;
+                slow += u64::from(ttft > OVERLOAD_TTFT_MS);
+            }
+            None if !record.ok && record.metrics.e2e_ms > OVERLOAD_TTFT_MS => {
+                counted += 1;
+                slow += 1;
+            }
+            None => {}
+        }
+    }
+    if counted == 0 {
+        0.0
+    } else {
+        slow as f64 / counted as f64
     }
 }
 
@@ -399,10 +448,13 @@ fn token_count_check(ok: &[&RequestRecord]) -> TokenCountCheck {
     }
 }
 
-fn validation_summary(ok: &[&RequestRecord]) -> Option<ValidationSummary> {
-    let validated: Vec<(&RequestRecord, &crate::record::ValidationRecord)> = ok
+/// Validation over every request that brought an answer, failed or not: a
+/// cross-over is serious even in a request that later broke.
+fn validation_summary(records: &[RequestRecord]) -> Option<ValidationSummary> {
+    let validated: Vec<(&RequestRecord, &crate::record::ValidationRecord)> = records
         .iter()
-        .filter_map(|r| r.validation.as_ref().map(|v| (*r, v)))
+        .filter(|r| r.ok || !r.content_events_us.is_empty())
+        .filter_map(|r| r.validation.as_ref().map(|v| (r, v)))
         .collect();
     if validated.is_empty() {
         return None;
@@ -510,6 +562,32 @@ mod tests {
     }
 
     #[test]
+    fn uneven_rescaling_keeps_the_server_total_and_the_real_gaps() {
+        // 4 events of one client token, the server says 6: two events carry 2.
+        let r = record(0, &[0, 10_000, 20_000, 30_000], &[1, 1, 1, 1], Some(6));
+        let counts = tokens_per_event(&r);
+        assert_eq!(counts.iter().sum::<u32>(), 6);
+        let itl = inter_token_latencies_ms(&r);
+        assert_eq!(itl.len() as u32, 6 - counts[0]);
+        // Every gap is 10 ms: the samples of each event add back up to it.
+        assert!((itl.iter().sum::<f64>() - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tpot_counts_content_tokens_only() {
+        // 10 reasoning tokens before the first content token, then 20 content
+        // tokens 5 ms apart: TPOT is 5 ms, not diluted by the reasoning.
+        let events: Vec<u64> = (0..20).map(|i| 100_000 + i * 5_000).collect();
+        let mut r = record(0, &events, &[1; 20], Some(30));
+        r.reasoning_tokens_server = Some(10);
+        r.reasoning_tokens_client = 10;
+        let metrics = RequestMetrics::of(&r);
+        assert_eq!(metrics.tpot_ms, Some(5.0));
+        r.metrics = metrics;
+        assert_eq!(inter_token_latencies_ms(&r), vec![5.0; 19]);
+    }
+
+    #[test]
     fn percentiles_match_numpy_linear_interpolation() {
         let samples: Vec<f64> = (1..=100).map(f64::from).collect();
         let stats = Stats::of(samples).unwrap();
@@ -532,5 +610,19 @@ mod tests {
         let summary = Summary::of(&records);
         assert!(summary.overload.overloaded);
         assert!((summary.overload.share_over_threshold - 0.06).abs() < 1e-12);
+    }
+
+    #[test]
+    fn requests_that_timed_out_without_a_first_token_count_as_slow() {
+        let mut records: Vec<RequestRecord> = (0..19)
+            .map(|_| record(0, &[100_000, 110_000], &[1, 1], None))
+            .collect();
+        let mut timed_out = record(0, &[], &[], None);
+        timed_out.ok = false;
+        timed_out.end_us = 60_000_000;
+        timed_out.metrics = RequestMetrics::of(&timed_out);
+        records.push(timed_out);
+        let summary = Summary::of(&records);
+        assert!((summary.overload.share_over_threshold - 0.05).abs() < 1e-12);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::reader::Exchange;
-use crate::endpoint::{RequestError, StreamEvent, Usage};
+use crate::endpoint::{excerpt, RequestError, StreamEvent, Usage};
 use crate::metrics::RequestMetrics;
 use crate::validate::{self, Direction, Outcome};
 use crate::workload::tokenizer::Tokenizer;
@@ -66,7 +66,8 @@ pub struct RequestRecord {
     pub reasoning_tokens_server: Option<u32>,
     /// Reasoning tokens, by the client's tokenizer.
     pub reasoning_tokens_client: u32,
-    /// The server's and the client's counts differ (input or output).
+    /// The server's and the client's output counts differ (input counts
+    /// are kept but not compared: chat servers count their template too).
     pub token_count_mismatch: bool,
     /// The start of the response text.
     pub text_excerpt: String,
@@ -160,12 +161,11 @@ impl RequestRecord {
         let content_tokens = context.tokenizer.count(&text) as u32;
         let reasoning_tokens_client = context.tokenizer.count(&reasoning_text) as u32;
         let output_tokens_client = content_tokens + reasoning_tokens_client;
+        // Output only: a chat server's prompt count includes its chat
+        // template, which the client never sees.
         let token_count_mismatch = usage
-            .prompt_tokens
-            .is_some_and(|server| server != plan.input_tokens_client)
-            || usage
-                .completion_tokens
-                .is_some_and(|server| server != output_tokens_client);
+            .completion_tokens
+            .is_some_and(|server| server != output_tokens_client);
         let validation = plan.task.as_ref().map(|task| {
             let outcome = validate::check(task, &text, |n| {
                 n != task.number && context.numbers.contains_key(&n)
@@ -212,7 +212,7 @@ impl RequestRecord {
             reasoning_tokens_server: usage.reasoning_tokens,
             reasoning_tokens_client,
             token_count_mismatch,
-            text_excerpt: excerpt(&text),
+            text_excerpt: excerpt(&text, EXCERPT_CHARS),
             validation,
             metrics: RequestMetrics::default(),
         };
@@ -226,15 +226,23 @@ impl RequestRecord {
             .unwrap_or(self.output_tokens_client)
     }
 
+    /// Content (non-reasoning) output tokens: the server's count less its
+    /// reasoning tokens (the client's reasoning count when the server does
+    /// not break them out), else the client's.
+    pub fn content_tokens(&self) -> u32 {
+        match self.output_tokens_server {
+            Some(server) => server.saturating_sub(
+                self.reasoning_tokens_server
+                    .unwrap_or(self.reasoning_tokens_client),
+            ),
+            None => self
+                .output_tokens_client
+                .saturating_sub(self.reasoning_tokens_client),
+        }
+    }
+
     /// Input tokens: the server's count when it gave one, else the client's.
     pub fn input_tokens(&self) -> u32 {
         self.input_tokens_server.unwrap_or(self.input_tokens_client)
-    }
-}
-
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(EXCERPT_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
     }
 }

@@ -70,6 +70,19 @@ impl Default for ToolInfo {
     }
 }
 
+/// What started a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// `cargo bench` (measuring).
+    Bench,
+    /// A smoke test (`cargo test --benches`).
+    Test,
+    /// `llmperf run`, or the library called directly.
+    #[default]
+    Run,
+}
+
 /// Where a run happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Environment {
@@ -79,18 +92,18 @@ pub struct Environment {
     pub arch: String,
     /// Logical CPUs available to the process.
     pub cpus: usize,
-    /// `bench` (cargo bench), `test` (smoke run) or `run` (llmperf run).
-    pub mode: String,
+    /// What started the run.
+    pub mode: RunMode,
 }
 
 impl Environment {
     /// This machine, in the given mode.
-    pub fn current(mode: &str) -> Self {
+    pub fn current(mode: RunMode) -> Self {
         Environment {
             os: std::env::consts::OS.to_string(),
             arch: std::env::consts::ARCH.to_string(),
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            mode: mode.to_string(),
+            mode,
         }
     }
 }
@@ -124,13 +137,27 @@ pub struct RecordWriter {
 }
 
 impl RecordWriter {
-    /// Creates (truncates) `dir/requests.jsonl`, creating `dir` as needed.
+    /// Creates (truncates) `dir/requests.jsonl`, creating `dir` as needed,
+    /// and removes an older `summary.json` there, so a run killed before its
+    /// end never leaves new records beside an old summary.
     pub fn create(dir: &Path) -> Result<Self, ResultsError> {
         fs::create_dir_all(dir).map_err(|source| ResultsError::Io {
             action: "cannot create the results directory",
             path: dir.to_path_buf(),
             source,
         })?;
+        let stale = dir.join(SUMMARY_FILE);
+        match fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ResultsError::Io {
+                    action: "cannot remove the previous",
+                    path: stale,
+                    source,
+                })
+            }
+        }
         let path = dir.join(REQUESTS_FILE);
         let file = File::create(&path).map_err(|source| ResultsError::Io {
             action: "cannot create",

@@ -19,7 +19,9 @@ use crate::load;
 use crate::metrics::Summary;
 use crate::mock::{MockServer, MockStats};
 use crate::record::{RecordContext, RequestRecord};
-use crate::results::{self, Environment, RecordWriter, ResultsError, SummaryFile, ToolInfo};
+use crate::results::{
+    self, Environment, RecordWriter, ResultsError, RunMode, SummaryFile, ToolInfo,
+};
 use crate::spec::{Benchmark, BenchmarkConfig, SpecError};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
 use crate::workload::{plan_requests, RequestPlan};
@@ -34,8 +36,8 @@ pub struct RunOptions {
     pub results_dir: Option<PathBuf>,
     /// Show a live progress bar (on a terminal).
     pub progress: bool,
-    /// `bench`, `test` or `run`, recorded in the environment.
-    pub mode: String,
+    /// What started the run, recorded in the environment.
+    pub mode: RunMode,
     /// Stop on Ctrl-C, keeping what finished.
     pub handle_interrupt: bool,
 }
@@ -76,6 +78,9 @@ pub enum RunError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
+    /// A part of the run panicked (a bug in llmperf or a user's code).
+    #[error("the run failed inside {0}; this is a bug, please report it")]
+    Panicked(&'static str),
 }
 
 /// The endpoint a run talks to.
@@ -124,24 +129,29 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
             (server.base_url(), Some(server), spec.api_key.clone())
         }
     };
-    let model = match (&spec.model, &mock) {
-        (Some(model), _) => model.clone(),
-        (None, _) if env_var("LLMPERF_MODEL").is_some() => env_var("LLMPERF_MODEL").unwrap_or_default(),
-        (None, Some(_)) => BUILTIN_MODEL.to_string(),
-        (None, None) => {
-            return Err(SpecError::new(format!(
-                "no model for {base_url}: set it with .model(\"…\") in the spec, --model, or LLMPERF_MODEL"
-            ))
-            .into())
-        }
+    let api_key_source = if spec.api_key.is_some() {
+        "the API key given in the spec".to_string()
+    } else {
+        key_env
     };
+    let model = spec
+        .model
+        .clone()
+        .or_else(|| env_var("LLMPERF_MODEL"))
+        .or_else(|| mock.as_ref().map(|_| BUILTIN_MODEL.to_string()))
+        .ok_or_else(|| {
+            SpecError::new(format!(
+                "no model for {}: set it with .model(\"…\") in the spec, --model, or LLMPERF_MODEL",
+                crate::spec::display_url(&base_url)
+            ))
+        })?;
     Ok(Resolved {
         kind,
         target: Target {
             base_url: base_url.trim_end_matches('/').to_string(),
             model,
             api_key,
-            api_key_env: key_env,
+            api_key_source,
             extra_body: bench.extra_body.clone(),
         },
         mock,
@@ -180,7 +190,7 @@ pub fn run_benchmark(
         .collect();
     let config = BenchmarkConfig {
         endpoint_kind: resolved.kind.name().to_string(),
-        base_url: resolved.target.base_url.clone(),
+        base_url: crate::spec::display_url(&resolved.target.base_url),
         builtin_endpoint: resolved.mock.is_some(),
         model: resolved.target.model.clone(),
         api_key_set: resolved.target.api_key.is_some(),
@@ -212,18 +222,21 @@ pub fn run_benchmark(
         .progress
         .then(|| progress_bar(id, bench.load.requests));
     let (sender, receiver) = mpsc::channel::<Finished>();
+    let stop = Arc::new(AtomicBool::new(false));
     let collector = {
         let plans = Arc::clone(&plans);
         let progress = progress.clone();
+        let stop = Arc::clone(&stop);
         std::thread::Builder::new()
             .name("llmperf-collector".into())
-            .spawn(move || -> Result<Vec<RequestRecord>, ResultsError> {
+            .spawn(move || -> (Vec<RequestRecord>, Option<ResultsError>) {
                 let context = RecordContext {
                     t0,
                     tokenizer,
                     numbers,
                 };
                 let mut records = Vec::with_capacity(plans.len());
+                let mut write_error = None;
                 let mut failed = 0u64;
                 for finished in receiver {
                     let record = RequestRecord::from_exchange(
@@ -232,8 +245,14 @@ pub fn run_benchmark(
                         &finished.exchange,
                         &context,
                     );
-                    if let Some(writer) = writer.as_mut() {
-                        writer.write(&record)?;
+                    if let Some(out) = writer.as_mut() {
+                        if let Err(error) = out.write(&record) {
+                            // The results cannot be kept: stop sending, and
+                            // report the error once the requests in flight end.
+                            stop.store(true, Ordering::Relaxed);
+                            write_error = Some(error);
+                            writer = None;
+                        }
                     }
                     if let Some(bar) = &progress {
                         failed += u64::from(!record.ok);
@@ -242,7 +261,7 @@ pub fn run_benchmark(
                     }
                     records.push(record);
                 }
-                Ok(records)
+                (records, write_error)
             })
             .map_err(|source| RunError::Start {
                 what: "the collector thread",
@@ -250,7 +269,7 @@ pub fn run_benchmark(
             })?
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let interrupted = Arc::new(AtomicBool::new(false));
     let limits = Limits {
         timeout: bench.load.timeout,
         stall_timeout: bench.load.stall_timeout,
@@ -291,8 +310,16 @@ pub fn run_benchmark(
                 () = &mut driver => {}
                 _ = tokio::signal::ctrl_c() => {
                     stop.store(true, Ordering::Relaxed);
+                    interrupted.store(true, Ordering::Relaxed);
                     eprintln!("\ninterrupted: finishing the requests in flight (Ctrl-C again to abort)");
-                    driver.await;
+                    tokio::select! {
+                        () = &mut driver => {}
+                        _ = tokio::signal::ctrl_c() => {
+                            // requests.jsonl already holds every finished request.
+                            eprintln!("aborted");
+                            std::process::exit(130);
+                        }
+                    }
                 }
             }
         } else {
@@ -300,10 +327,12 @@ pub fn run_benchmark(
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let mut records = match collector.join() {
-        Ok(result) => result?,
-        Err(_) => Vec::new(),
-    };
+    let (mut records, write_error) = collector
+        .join()
+        .map_err(|_| RunError::Panicked("the collector thread"))?;
+    if let Some(error) = write_error {
+        return Err(error.into());
+    }
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
@@ -313,9 +342,9 @@ pub fn run_benchmark(
         tool: ToolInfo::default(),
         benchmark: id.to_string(),
         started_at,
-        interrupted: stop.load(Ordering::Relaxed),
+        interrupted: interrupted.load(Ordering::Relaxed),
         config,
-        environment: Environment::current(&options.mode),
+        environment: Environment::current(options.mode),
         summary: Summary::of(&records),
     };
     let summary_path = match &options.results_dir {
@@ -332,7 +361,11 @@ pub fn run_benchmark(
 }
 
 fn build_client(bench: &Benchmark, builtin: bool) -> Result<reqwest::Client, RunError> {
+    // HTTP/1.1, one connection per request in flight, as the common SDKs
+    // do: HTTP/2 would queue requests past the server's stream limit inside
+    // the client, and that wait would count as time to first token.
     let mut builder = reqwest::Client::builder()
+        .http1_only()
         .pool_max_idle_per_host(bench.load.concurrency)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))

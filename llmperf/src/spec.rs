@@ -441,6 +441,18 @@ impl Benchmark {
                 "requests is 0: set it to 1 or more (--requests N)",
             ));
         }
+        if self.load.requests > MAX_REQUESTS {
+            return Err(SpecError::new(format!(
+                "{} requests is more than one run can plan ({MAX_REQUESTS}): split it into several runs",
+                self.load.requests
+            )));
+        }
+        let validated = self.validate || self.workload.prompts == PromptScheme::ValidationOnly;
+        if validated && self.load.requests > MAX_VALIDATED_REQUESTS {
+            return Err(SpecError::new(format!(
+                "validation gives each request its own number, so at most {MAX_VALIDATED_REQUESTS} requests can be validated: lower --requests or drop --validate"
+            )));
+        }
         if self.load.timeout.is_zero() {
             return Err(SpecError::new(
                 "the request timeout is 0: give a positive duration (--timeout 90s)",
@@ -481,7 +493,63 @@ impl Benchmark {
                 "max tokens is 0: allow at least 1 output token (--max-tokens)",
             ));
         }
+        // The largest `max_tokens` a request may send (normal draws beyond
+        // six standard deviations do not happen in practice).
+        let largest_output = match &self.workload.prompts {
+            PromptScheme::TokenLengths {
+                mean_output_tokens,
+                stddev_output_tokens,
+                ..
+            } => {
+                let planned =
+                    mean_output_tokens.saturating_add(stddev_output_tokens.saturating_mul(6));
+                self.workload
+                    .max_tokens
+                    .map_or(planned, |cap| cap.min(planned))
+            }
+            _ => self.workload.max_tokens.unwrap_or(0),
+        };
+        if largest_output > MAX_OUTPUT_TOKENS {
+            return Err(SpecError::new(format!(
+                "output lengths above {MAX_OUTPUT_TOKENS} tokens are not supported: lower --mean-output-tokens / --max-tokens"
+            )));
+        }
         Ok(())
+    }
+}
+
+/// The most requests one run plans (each prompt is made before the run).
+pub const MAX_REQUESTS: u64 = 1_000_000;
+/// The most validated requests in one run: each needs its own number.
+pub const MAX_VALIDATED_REQUESTS: u64 = 500_000;
+/// The most output tokens one request may ask for.
+pub const MAX_OUTPUT_TOKENS: u32 = 1_000_000;
+
+/// `url` as safe to show and store: no user or password, query values
+/// masked (some providers take keys in the query string).
+///
+/// ```
+/// assert_eq!(
+///     llmperf::spec::display_url("https://user:secret@example.com/v1?key=abc&v=1"),
+///     "https://example.com/v1?key=***&v=***"
+/// );
+/// ```
+pub fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+            if keys.is_empty() {
+                parsed.set_query(None);
+            } else {
+                let masked: Vec<String> = keys.iter().map(|k| format!("{k}=***")).collect();
+                parsed.set_query(Some(&masked.join("&")));
+            }
+            parsed.to_string()
+        }
+        // Not a URL: show nothing of it that could be a secret.
+        Err(_) => "(unparsable URL)".to_string(),
     }
 }
 

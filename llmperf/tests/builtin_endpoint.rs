@@ -9,7 +9,7 @@ use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workl
 
 fn quiet() -> RunOptions {
     RunOptions {
-        mode: "test".to_string(),
+        mode: llmperf::results::RunMode::Test,
         ..RunOptions::default()
     }
 }
@@ -266,7 +266,7 @@ fn a_wrong_key_is_one_clear_error_that_never_shows_the_key() {
     assert_eq!(errors(&outcome, "unauthorized"), 2);
     let message = &outcome.records[0].error.as_ref().unwrap().message;
     assert!(message.contains("401"), "{message}");
-    assert!(message.contains("OPENAI_API_KEY"), "{message}");
+    assert!(message.contains("API key given in the spec"), "{message}");
     for file in ["summary.json", "requests.jsonl"] {
         let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
         assert!(!text.contains("sk-wrong-key-12345"), "{file} leaks the key");

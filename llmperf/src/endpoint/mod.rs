@@ -35,8 +35,9 @@ pub struct Target {
     pub model: String,
     /// API key, if any.
     pub api_key: Option<Secret>,
-    /// The variable the key comes from, named in authentication errors.
-    pub api_key_env: String,
+    /// Where the key comes from (an environment variable's name, or the
+    /// spec), named in authentication errors.
+    pub api_key_source: String,
     /// Fields merged into every request body, overriding llmperf's own.
     pub extra_body: serde_json::Map<String, serde_json::Value>,
 }
@@ -56,6 +57,12 @@ pub trait EndpointKind: Send + Sync + 'static {
     ) -> reqwest::RequestBuilder;
     /// A fresh decoder for one response stream.
     fn decoder(&self) -> Box<dyn StreamDecoder>;
+    /// The message inside an error response body, when the protocol has a
+    /// known shape for it (the reader falls back to an excerpt of the body).
+    fn error_detail(&self, body: &str) -> Option<String> {
+        let _ = body;
+        None
+    }
 }
 
 /// Turns one response's bytes into events.
@@ -134,6 +141,8 @@ pub enum ErrorKind {
     MissingDone,
     /// The stream ended with no content at all.
     EmptyResponse,
+    /// A 200 answer that is not an event stream (the server ignored `stream: true`).
+    NotStreaming,
     /// The request could not be built or sent for another reason.
     Request,
 }
@@ -155,6 +164,7 @@ impl ErrorKind {
             ErrorKind::StreamError => "stream_error",
             ErrorKind::MissingDone => "missing_done",
             ErrorKind::EmptyResponse => "empty_response",
+            ErrorKind::NotStreaming => "not_streaming",
             ErrorKind::Request => "request",
         }
     }
@@ -212,6 +222,14 @@ pub fn kinds() -> impl Iterator<Item = &'static dyn EndpointKind> {
         .collect();
     kinds.sort_by_key(|k| k.name());
     kinds.into_iter()
+}
+
+/// At most `max` characters of `text`, marked with `…` when cut.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
 }
 
 /// The kind registered under `name`.

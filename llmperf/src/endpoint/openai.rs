@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 
 use super::sse::SseDecoder;
 use super::{
-    EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent, Target,
-    TimedEvent, Usage,
+    excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
+    Target, TimedEvent, Usage,
 };
 use crate::workload::RequestPlan;
 
@@ -53,6 +53,10 @@ impl EndpointKind for OpenAiChat {
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
     }
+
+    fn error_detail(&self, body: &str) -> Option<String> {
+        error_detail(body)
+    }
 }
 
 impl EndpointKind for OpenAiCompletions {
@@ -76,6 +80,10 @@ impl EndpointKind for OpenAiCompletions {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
+    }
+
+    fn error_detail(&self, body: &str) -> Option<String> {
+        error_detail(body)
     }
 }
 
@@ -123,8 +131,8 @@ pub struct OpenAiDecoder {
 
 #[derive(Deserialize)]
 struct Chunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
+    /// Absent or `null` in usage-only and error chunks.
+    choices: Option<Vec<Choice>>,
     usage: Option<WireUsage>,
     error: Option<Value>,
     /// vLLM-style errors: `{"object": "error", "message": …}`.
@@ -183,7 +191,12 @@ impl StreamDecoder for OpenAiDecoder {
 
 fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<TimedEvent>) {
     let mut push = |event| out.push(TimedEvent { at, event });
-    if data.trim() == "[DONE]" {
+    let data = data.trim();
+    if data.is_empty() {
+        // A bare `data:` line carries nothing (some proxies send it as a keep-alive).
+        return;
+    }
+    if data == "[DONE]" {
         *saw_done = true;
         push(StreamEvent::Done);
         return;
@@ -193,7 +206,7 @@ fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<Timed
         Err(error) => {
             push(StreamEvent::Error(RequestError::new(
                 ErrorKind::MalformedEvent,
-                format!("malformed event ({error}): {}", excerpt(data)),
+                format!("malformed event ({error}): {}", excerpt(data, QUOTED_CHARS)),
             )));
             return;
         }
@@ -212,7 +225,7 @@ fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<Timed
         )));
         return;
     }
-    for choice in chunk.choices {
+    for choice in chunk.choices.unwrap_or_default() {
         if let Some(delta) = choice.delta {
             if let Some(reasoning) = delta.reasoning_content.or(delta.reasoning) {
                 if !reasoning.is_empty() {
@@ -245,20 +258,27 @@ fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<Timed
     }
 }
 
+/// Characters of a server's text quoted in an error message.
+const QUOTED_CHARS: usize = 200;
+
 /// The message of an OpenAI-style error object (or the whole object).
-pub(crate) fn error_message(error: &Value) -> String {
+fn error_message(error: &Value) -> String {
     match error.get("message").and_then(Value::as_str) {
         Some(message) => message.to_string(),
-        None => excerpt(&error.to_string()),
+        None => excerpt(&error.to_string(), QUOTED_CHARS),
     }
 }
 
-/// At most 200 characters of `text`, for error messages.
-pub(crate) fn excerpt(text: &str) -> String {
-    const MAX: usize = 200;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+/// The message of an OpenAI-style error response body
+/// (`{"error": {"message": …}}`, or vLLM's `{"object": "error", "message": …}`).
+fn error_detail(body: &str) -> Option<String> {
+    let value: Value = serde_json::from_str(body).ok()?;
+    match value.get("error") {
+        Some(error) => Some(error_message(error)),
+        None => value
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     }
 }
 
@@ -346,6 +366,32 @@ mod tests {
             (ErrorKind::StreamError, "error in stream: overloaded".into())
         );
         assert_eq!(kinds[1].1, "error in stream: vllm says no");
+    }
+
+    #[test]
+    fn null_choices_and_empty_data_are_harmless() {
+        let events = decode(&[
+            "data:\n\n",
+            "data: {\"choices\":null,\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
+            "data: [DONE]\n\n",
+        ]);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(matches!(events[0], StreamEvent::Usage(_)));
+    }
+
+    #[test]
+    fn error_bodies_give_their_message() {
+        assert_eq!(
+            error_detail(
+                r#"{"error":{"message":"Incorrect API key","type":"invalid_request_error"}}"#
+            ),
+            Some("Incorrect API key".to_string())
+        );
+        assert_eq!(
+            error_detail(r#"{"object":"error","message":"model not found","code":404}"#),
+            Some("model not found".to_string())
+        );
+        assert_eq!(error_detail("<html>bad gateway</html>"), None);
     }
 
     #[test]

@@ -46,12 +46,10 @@ impl SseDecoder {
     /// Feeds the next bytes of the stream; `on_event` is called for every
     /// event completed by these bytes, in order.
     pub fn feed(&mut self, mut bytes: &[u8], mut on_event: impl FnMut(SseEvent<'_>)) {
-        if self.skip_lf {
+        if self.skip_lf && !bytes.is_empty() {
+            self.skip_lf = false;
             if let Some(rest) = bytes.strip_prefix(b"\n") {
                 bytes = rest;
-            }
-            if !bytes.is_empty() {
-                self.skip_lf = false;
             }
         }
         while let Some(end) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') {
@@ -183,6 +181,14 @@ mod tests {
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(decode_in_pieces(&bytes), whole);
+    }
+
+    #[test]
+    fn a_crlf_split_before_a_blank_line_keeps_events_apart() {
+        let events = decode_in_pieces(&[b"data: a\r", b"\n", b"\n", b"data: b\n\n"]);
+        assert_eq!(data(&events), ["a", "b"]);
+        let events = decode_in_pieces(&[b"data: a\r", b"", b"\n\r", b"\ndata: b\n\n"]);
+        assert_eq!(data(&events), ["a", "b"]);
     }
 
     #[test]

@@ -75,11 +75,34 @@ fn latency_line(out: &mut String, label: &str, stats: Option<&Stats>) {
     }
 }
 
+/// One line for `--quiet`: TTFT p50, throughput, requests.
+pub fn one_line(file: &SummaryFile) -> String {
+    let summary = &file.summary;
+    let ttft = summary
+        .ttft_ms
+        .map_or("-".to_string(), |s| format_ms(s.p50));
+    let mut line = format!(
+        "{}: ttft p50 {ttft}, {:.1} output tok/s, {} of {} ok",
+        file.benchmark,
+        summary.throughput.output_tokens_per_s,
+        summary.requests.completed,
+        summary.requests.total
+    );
+    if let Some(v) = &summary.validation {
+        line.push_str(&format!(", {} cross-overs", v.cross_overs));
+    }
+    if file.interrupted {
+        line.push_str(" (interrupted)");
+    }
+    line
+}
+
 /// The block for one run: latencies, throughput, errors, validation.
 pub fn render(file: &SummaryFile, palette: Palette) -> String {
     let summary: &Summary = &file.summary;
     let config = &file.config;
     let mut out = String::new();
+    // config.base_url is stored without credentials (spec::display_url).
     let endpoint = if config.builtin_endpoint {
         format!("built-in endpoint {}", config.base_url)
     } else {

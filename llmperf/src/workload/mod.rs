@@ -56,10 +56,18 @@ pub fn plan_requests(
     seed: u64,
     tokenizer: &Tokenizer,
 ) -> Vec<RequestPlan> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    // Separate streams for lengths, text and validation numbers, so that
+    // turning validation on, or asking for more requests, leaves the other
+    // draws of every request as they were.
+    let stream = |n: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(n);
+        rng
+    };
+    let (mut lengths, mut text, mut numbers) = (stream(0), stream(1), stream(2));
     let validate = validate || workload.prompts == PromptScheme::ValidationOnly;
     let tasks = if validate {
-        distinct_tasks(&mut rng, count)
+        distinct_tasks(&mut numbers, count)
     } else {
         Vec::new()
     };
@@ -74,7 +82,7 @@ pub fn plan_requests(
                     max_lines,
                     req_lines,
                 } => (
-                    lines_prompt(&mut rng, *min_lines, *max_lines, *req_lines),
+                    lines_prompt(&mut text, *min_lines, *max_lines, *req_lines),
                     None,
                 ),
                 PromptScheme::TokenLengths {
@@ -83,12 +91,13 @@ pub fn plan_requests(
                     mean_output_tokens,
                     stddev_output_tokens,
                 } => {
-                    let input = draw_length(&mut rng, *mean_input_tokens, *stddev_input_tokens);
-                    let output = draw_length(&mut rng, *mean_output_tokens, *stddev_output_tokens);
+                    let input = draw_length(&mut lengths, *mean_input_tokens, *stddev_input_tokens);
+                    let output =
+                        draw_length(&mut lengths, *mean_output_tokens, *stddev_output_tokens);
                     let reserved = instruction
                         .as_deref()
                         .map_or(0, |text| tokenizer.count(text) as u32 + 1);
-                    let body = corpus.text(&mut rng, input.saturating_sub(reserved));
+                    let body = corpus.text(&mut text, input.saturating_sub(reserved));
                     (body, Some(output))
                 }
                 PromptScheme::ValidationOnly => (String::new(), None),
@@ -176,15 +185,18 @@ impl<'t> CorpusTokens<'t> {
     }
 
     /// A prompt of about `length` tokens: the preamble, then corpus text
-    /// from a random point (wrapping around).
+    /// from a random point (wrapping around); corpus text alone when the
+    /// preamble would not fit.
     fn text(&self, rng: &mut ChaCha8Rng, length: u32) -> String {
-        if length == 0 {
+        if self.tokens.is_empty() || length == 0 {
             return String::new();
         }
-        if self.tokens.is_empty() || length <= self.preamble_tokens {
-            return String::new();
-        }
-        let wanted = (length - self.preamble_tokens) as usize;
+        let with_preamble = length > self.preamble_tokens * 2;
+        let wanted = if with_preamble {
+            length - self.preamble_tokens
+        } else {
+            length
+        } as usize;
         let start = rng.gen_range(0..self.tokens.len());
         let ids: Vec<u32> = self
             .tokens
@@ -194,7 +206,12 @@ impl<'t> CorpusTokens<'t> {
             .take(wanted)
             .copied()
             .collect();
-        format!("{TOKEN_LENGTH_PREAMBLE}{}", self.tokenizer.decode(&ids))
+        let body = self.tokenizer.decode(&ids);
+        if with_preamble {
+            format!("{TOKEN_LENGTH_PREAMBLE}{body}")
+        } else {
+            body
+        }
     }
 }
 
@@ -209,6 +226,27 @@ mod tests {
         let a = plan_requests(&workload, false, 20, 1, tokenizer);
         assert_eq!(a, plan_requests(&workload, false, 20, 1, tokenizer));
         assert_ne!(a, plan_requests(&workload, false, 20, 2, tokenizer));
+    }
+
+    #[test]
+    fn turning_validation_on_keeps_every_length_and_text() {
+        let workload = Workload::token_lengths(300, 50, 40, 10);
+        let tokenizer = Tokenizer::bundled();
+        let plain = plan_requests(&workload, false, 10, 1, tokenizer);
+        let validated = plan_requests(&workload, true, 20, 1, tokenizer);
+        for (a, b) in plain.iter().zip(&validated) {
+            assert_eq!(a.max_tokens, b.max_tokens);
+            assert!(b.prompt.starts_with(&a.prompt[..a.prompt.len() / 2]));
+        }
+    }
+
+    #[test]
+    fn short_prompts_are_corpus_text_not_empty() {
+        let workload = Workload::token_lengths(8, 0, 5, 0);
+        let plans = plan_requests(&workload, false, 5, 1, Tokenizer::bundled());
+        for plan in &plans {
+            assert!((6..=10).contains(&plan.input_tokens_client), "{plan:?}");
+        }
     }
 
     #[test]
