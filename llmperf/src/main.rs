@@ -40,9 +40,12 @@ struct RunArgs {
     /// Base URL, e.g. http://127.0.0.1:8000/v1 (default: ${PREFIX}_API_BASE).
     #[arg(long)]
     base_url: Option<String>,
-    /// Environment variable prefix for the base URL and key (TOGETHER reads TOGETHER_API_BASE/TOGETHER_API_KEY).
-    #[arg(long, default_value = "OPENAI")]
-    env_prefix: String,
+    /// Environment variable prefix for the base URL and key (TOGETHER reads TOGETHER_API_BASE/TOGETHER_API_KEY; default: the kind's own).
+    #[arg(long)]
+    env_prefix: Option<String>,
+    /// A kind-specific setting, KEY=VALUE (repeatable), e.g. project=my-project for Vertex AI.
+    #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+    options: Vec<(String, String)>,
     /// Run against a built-in endpoint started for this run (default script: TTFT 100 ms, 10 ms per token).
     #[arg(long, conflicts_with = "base_url")]
     mock: bool,
@@ -168,6 +171,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"))
 }
 
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
+        _ => Err(format!("`{text}` is not KEY=VALUE, e.g. region=us-east-1")),
+    }
+}
+
 fn parse_fault(text: &str) -> Result<(Fault, FaultSchedule), String> {
     let usage = "write KIND:every=N or KIND:p=P, e.g. 500:every=10 or disconnect:p=0.05";
     let (kind, schedule) = text
@@ -236,19 +248,21 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     load_dotenv().map_err(anyhow::Error::msg)?;
-    let mut endpoint = Endpoint::kind(&args.api).env_prefix(&args.env_prefix);
+    let mut endpoint = Endpoint::kind(&args.api);
+    if let Some(prefix) = &args.env_prefix {
+        endpoint = endpoint.env_prefix(prefix);
+    }
+    for (key, value) in &args.options {
+        endpoint = endpoint.option(key, value);
+    }
     if let Some(url) = &args.base_url {
         endpoint = endpoint.base_url(url);
     }
     if args.mock {
         endpoint = endpoint.builtin();
-    } else if args.base_url.is_none()
-        && std::env::var(format!("{}_API_BASE", args.env_prefix.to_ascii_uppercase()))
-            .map_or(true, |v| v.trim().is_empty())
-    {
+    } else if llmperf::run::configured_endpoint(&endpoint)?.is_none() {
         bail!(
-            "no endpoint: pass --base-url URL, set {}_API_BASE (a .env file works), or pass --mock to try the built-in endpoint",
-            args.env_prefix.to_ascii_uppercase()
+            "no endpoint: pass --base-url URL, set {{PREFIX}}_API_BASE or the provider's key (a .env file works), or pass --mock to try the built-in endpoint"
         );
     }
     if let Some(model) = &args.model {

@@ -22,7 +22,7 @@ use crate::record::{RecordContext, RequestRecord};
 use crate::results::{
     self, Environment, RecordWriter, ResultsError, RunMode, SummaryFile, ToolInfo,
 };
-use crate::spec::{Benchmark, BenchmarkConfig, SpecError};
+use crate::spec::{Benchmark, BenchmarkConfig, Endpoint, SpecError};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
 use crate::workload::{plan_requests, RequestPlan};
 
@@ -94,24 +94,56 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
-    let spec = &bench.endpoint;
-    let kind = endpoint::find(&spec.kind).ok_or_else(|| {
+fn find_kind(spec: &Endpoint) -> Result<&'static dyn EndpointKind, SpecError> {
+    endpoint::find(&spec.kind).ok_or_else(|| {
         let known: Vec<&str> = endpoint::kinds().map(|k| k.name()).collect();
         SpecError::new(format!(
-            "unknown endpoint kind `{}`: use one of {}",
+            "unknown endpoint kind `{}`: use one of {} (llmperf list-apis)",
             spec.kind,
             known.join(", ")
         ))
-    })?;
-    let prefix = spec.env_prefix.to_ascii_uppercase();
+    })
+}
+
+/// The environment prefix in force, and the base URL the spec and the
+/// environment configure (`None`: the built-in endpoint will serve).
+fn configured_base_url(spec: &Endpoint, kind: &dyn EndpointKind) -> (String, Option<String>) {
+    let prefix = spec
+        .env_prefix
+        .as_deref()
+        .unwrap_or(kind.default_env_prefix())
+        .to_ascii_uppercase();
+    if spec.builtin {
+        return (prefix, None);
+    }
     let base_env = format!("{prefix}_API_BASE");
     let key_env = format!("{prefix}_API_KEY");
-    let configured = if spec.builtin {
-        None
-    } else {
-        spec.base_url.clone().or_else(|| env_var(&base_env))
-    };
+    // A provider's public URL counts as configured only with a key for it;
+    // otherwise an unconfigured benchmark runs against the built-in endpoint.
+    let url = spec
+        .base_url
+        .clone()
+        .or_else(|| env_var(&base_env))
+        .or_else(|| {
+            (spec.api_key.is_some() || env_var(&key_env).is_some())
+                .then(|| kind.default_base_url().map(str::to_string))
+                .flatten()
+        });
+    (prefix, url)
+}
+
+/// Whether `spec` reaches a real endpoint (from the spec or the
+/// environment) rather than the built-in one; `Err` for an unknown kind.
+pub fn configured_endpoint(spec: &Endpoint) -> Result<Option<String>, SpecError> {
+    let kind = find_kind(spec)?;
+    Ok(configured_base_url(spec, kind).1)
+}
+
+fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
+    let spec = &bench.endpoint;
+    let kind = find_kind(spec)?;
+    let (prefix, configured) = configured_base_url(spec, kind);
+    let key_env = format!("{prefix}_API_KEY");
     let (base_url, mock, api_key) = match configured {
         Some(url) => {
             let key = spec
@@ -126,7 +158,11 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
                     what: "the built-in endpoint",
                     source,
                 })?;
-            (server.base_url(), Some(server), spec.api_key.clone())
+            (
+                kind.builtin_base_url(&server.root_url()),
+                Some(server),
+                spec.api_key.clone(),
+            )
         }
     };
     let api_key_source = if spec.api_key.is_some() {
@@ -152,6 +188,8 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
             model,
             api_key,
             api_key_source,
+            options: spec.options.clone(),
+            env_prefix: prefix,
             extra_body: bench.extra_body.clone(),
         },
         mock,
@@ -201,6 +239,7 @@ pub fn run_benchmark(
         extra_body: bench.extra_body.clone(),
         mock: resolved.mock.as_ref().map(|_| bench.mock.clone()),
         tokenizer: tokenizer.name().to_string(),
+        options: bench.endpoint.options.clone(),
     };
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),

@@ -58,8 +58,9 @@ pub struct Endpoint {
     pub(crate) base_url: Option<String>,
     pub(crate) model: Option<String>,
     pub(crate) api_key: Option<Secret>,
-    pub(crate) env_prefix: String,
+    pub(crate) env_prefix: Option<String>,
     pub(crate) builtin: bool,
+    pub(crate) options: std::collections::BTreeMap<String, String>,
 }
 
 impl Endpoint {
@@ -70,8 +71,9 @@ impl Endpoint {
             base_url: None,
             model: None,
             api_key: None,
-            env_prefix: "OPENAI".to_string(),
+            env_prefix: None,
             builtin: false,
+            options: std::collections::BTreeMap::new(),
         }
     }
 
@@ -104,9 +106,17 @@ impl Endpoint {
     }
 
     /// The environment variable prefix: `TOGETHER` reads `TOGETHER_API_BASE`
-    /// and `TOGETHER_API_KEY`. Default `OPENAI`.
+    /// and `TOGETHER_API_KEY`. Default: the kind's own (`OPENAI` for the
+    /// OpenAI kinds).
     pub fn env_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.env_prefix = prefix.into();
+        self.env_prefix = Some(prefix.into());
+        self
+    }
+
+    /// A kind-specific setting (a Vertex AI project, a SageMaker region…);
+    /// unset settings come from `{PREFIX}_{KEY}` in the environment.
+    pub fn option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.insert(key.into(), value.into());
         self
     }
 
@@ -592,6 +602,9 @@ pub struct BenchmarkConfig {
     pub mock: Option<MockScript>,
     /// The tokenizer used for client-side counts.
     pub tokenizer: String,
+    /// Kind-specific settings given in the spec.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// Serde for a [`Duration`] as fractional milliseconds.

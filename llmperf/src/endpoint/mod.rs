@@ -19,6 +19,7 @@ pub mod openai;
 pub mod reader;
 pub mod sse;
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,23 @@ pub struct Target {
     pub api_key_source: String,
     /// Fields merged into every request body, overriding llmperf's own.
     pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Kind-specific settings from the spec (`Endpoint::option`, `--option
+    /// key=value`), e.g. a Vertex AI project or a SageMaker region.
+    pub options: BTreeMap<String, String>,
+    /// The environment variable prefix in force (`OPENAI`, `TOGETHER`, …),
+    /// for kinds that read more settings from the environment.
+    pub env_prefix: String,
+}
+
+impl Target {
+    /// A kind-specific setting: the spec's option `key`, else the
+    /// environment variable `{PREFIX}_{KEY}` (upper-cased), else `None`.
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.options.get(key).cloned().or_else(|| {
+            let name = format!("{}_{}", self.env_prefix, key.to_ascii_uppercase());
+            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+        })
+    }
 }
 
 /// One wire protocol.
@@ -48,13 +66,29 @@ pub trait EndpointKind: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// One line for listings.
     fn description(&self) -> &'static str;
-    /// The HTTP request for one planned prompt.
+    /// The environment variable prefix for the base URL and key
+    /// (`{PREFIX}_API_BASE`, `{PREFIX}_API_KEY`) when the spec sets none.
+    fn default_env_prefix(&self) -> &'static str {
+        "OPENAI"
+    }
+    /// The provider's public base URL, used when the spec and the
+    /// environment give none but a key is configured.
+    fn default_base_url(&self) -> Option<&'static str> {
+        None
+    }
+    /// Where the built-in endpoint serves this kind, given its root URL
+    /// (`http://127.0.0.1:PORT`).
+    fn builtin_base_url(&self, root: &str) -> String {
+        format!("{root}/v1")
+    }
+    /// The HTTP request for one planned prompt. Fails (as a recorded
+    /// request error) when it cannot be built, e.g. missing credentials.
     fn build_request(
         &self,
         client: &reqwest::Client,
         target: &Target,
         plan: &RequestPlan,
-    ) -> reqwest::RequestBuilder;
+    ) -> Result<reqwest::RequestBuilder, RequestError>;
     /// A fresh decoder for one response stream.
     fn decoder(&self) -> Box<dyn StreamDecoder>;
     /// The message inside an error response body, when the protocol has a
@@ -143,6 +177,10 @@ pub enum ErrorKind {
     EmptyResponse,
     /// A 200 answer that is not an event stream (the server ignored `stream: true`).
     NotStreaming,
+    /// A binary frame that fails its checksum or ends early (event streams).
+    Framing,
+    /// An event type the protocol does not define.
+    UnknownEvent,
     /// The request could not be built or sent for another reason.
     Request,
 }
@@ -165,6 +203,8 @@ impl ErrorKind {
             ErrorKind::MissingDone => "missing_done",
             ErrorKind::EmptyResponse => "empty_response",
             ErrorKind::NotStreaming => "not_streaming",
+            ErrorKind::Framing => "framing",
+            ErrorKind::UnknownEvent => "unknown_event",
             ErrorKind::Request => "request",
         }
     }

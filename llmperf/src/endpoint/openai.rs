@@ -42,12 +42,12 @@ impl EndpointKind for OpenAiChat {
         client: &reqwest::Client,
         target: &Target,
         plan: &RequestPlan,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, RequestError> {
         let body = json!({
             "model": target.model,
             "messages": [{"role": "user", "content": plan.prompt}],
         });
-        post(client, target, "chat/completions", body, plan)
+        Ok(post(client, target, "chat/completions", body, plan))
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
@@ -73,9 +73,9 @@ impl EndpointKind for OpenAiCompletions {
         client: &reqwest::Client,
         target: &Target,
         plan: &RequestPlan,
-    ) -> reqwest::RequestBuilder {
+    ) -> Result<reqwest::RequestBuilder, RequestError> {
         let body = json!({ "model": target.model, "prompt": plan.prompt });
-        post(client, target, "completions", body, plan)
+        Ok(post(client, target, "completions", body, plan))
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
@@ -88,8 +88,8 @@ impl EndpointKind for OpenAiCompletions {
 }
 
 /// Adds the streaming and length fields and the user's extra body, then
-/// builds the POST with Bearer auth.
-fn post(
+/// builds the POST with Bearer auth (for OpenAI-compatible kinds).
+pub fn post(
     client: &reqwest::Client,
     target: &Target,
     path: &str,

@@ -57,6 +57,20 @@ pub async fn exchange(
     let request = kind.build_request(client, target, plan);
     let reserved = plan.max_tokens.unwrap_or(256).min(RESERVED_EVENTS) as usize + 8;
     let sent_at = Instant::now();
+    let request = match request {
+        Ok(request) => request,
+        Err(mut error) => {
+            error.message = redact(&error.message, target);
+            return Exchange {
+                sent_at,
+                headers_at: None,
+                events: Vec::new(),
+                ended_at: sent_at,
+                http_status: None,
+                error: Some(error),
+            };
+        }
+    };
     let mut exchange = Exchange {
         sent_at,
         headers_at: None,

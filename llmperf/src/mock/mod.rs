@@ -204,6 +204,12 @@ impl MockServer {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The root URL, `http://127.0.0.1:PORT`, under which every protocol's
+    /// path is served.
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> MockStats {
         self.state.stats()
