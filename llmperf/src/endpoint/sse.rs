@@ -216,6 +216,51 @@ mod tests {
     }
 
     #[test]
+    fn random_streams_decode_the_same_however_they_are_split() {
+        use rand::{Rng, SeedableRng};
+        // The stable counterpart of fuzz/fuzz_targets/sse_decoder.rs.
+        const PIECES: [&[u8]; 12] = [
+            b"data:",
+            b"data: ",
+            b"event: x",
+            b":",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b" ",
+            b"{}",
+            b"[DONE]",
+            b"id: 1",
+            b"\xff",
+        ];
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..3_000 {
+            let mut stream = Vec::new();
+            for _ in 0..rng.gen_range(0..40) {
+                stream.extend_from_slice(PIECES[rng.gen_range(0..PIECES.len())]);
+            }
+            let whole = decode_in_pieces(&[&stream]);
+            let mut cuts: Vec<usize> = (0..rng.gen_range(0..6))
+                .map(|_| rng.gen_range(0..=stream.len()))
+                .collect();
+            cuts.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for cut in cuts {
+                pieces.push(&stream[last..cut]);
+                last = cut;
+            }
+            pieces.push(&stream[last..]);
+            assert_eq!(
+                decode_in_pieces(&pieces),
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(&stream)
+            );
+        }
+    }
+
+    #[test]
     fn invalid_utf8_does_not_panic() {
         let events = decode_in_pieces(&[b"data: \xff\xfe\n\n"]);
         assert_eq!(events.len(), 1);
