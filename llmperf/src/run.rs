@@ -239,7 +239,20 @@ pub fn run_benchmark(
         extra_body: bench.extra_body.clone(),
         mock: resolved.mock.as_ref().map(|_| bench.mock.clone()),
         tokenizer: tokenizer.name().to_string(),
-        options: bench.endpoint.options.clone(),
+        // Credentials given as options never reach a results file.
+        options: bench
+            .endpoint
+            .options
+            .iter()
+            .map(|(key, value)| {
+                let shown = if endpoint::is_secret_setting(key) {
+                    "***".to_string()
+                } else {
+                    value.clone()
+                };
+                (key.clone(), shown)
+            })
+            .collect(),
     };
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),

@@ -15,8 +15,10 @@
 //! assert!(names.contains(&"openai-chat"));
 //! ```
 
+pub mod eventstream;
 pub mod openai;
 pub mod reader;
+pub mod sagemaker;
 pub mod sse;
 
 use std::collections::BTreeMap;
@@ -96,6 +98,16 @@ pub trait EndpointKind: Send + Sync + 'static {
     fn error_detail(&self, body: &str) -> Option<String> {
         let _ = body;
         None
+    }
+    /// Whether a 200 answer's `content-type` is this protocol's stream (an
+    /// empty one is always accepted). Default: an SSE `text/event-stream`.
+    fn is_stream_content_type(&self, content_type: &str) -> bool {
+        content_type.contains("event-stream")
+    }
+    /// What to check when the server refuses the credentials (401/403),
+    /// named in the error. Default: where the API key came from.
+    fn credential_source(&self, target: &Target) -> String {
+        target.api_key_source.clone()
     }
 }
 
@@ -270,6 +282,23 @@ pub fn excerpt(text: &str, max: usize) -> String {
         Some((cut, _)) => format!("{}…", &text[..cut]),
         None => text.to_string(),
     }
+}
+
+/// Whether a kind-specific setting holds a credential (`aws_secret_access_key`,
+/// `aws_session_token`, `…_api_key`, a password): such a setting's value is
+/// never written to results.
+///
+/// ```
+/// use llmperf::endpoint::is_secret_setting;
+/// assert!(is_secret_setting("aws_secret_access_key"));
+/// assert!(is_secret_setting("AWS_SESSION_TOKEN"));
+/// assert!(!is_secret_setting("region"));
+/// ```
+pub fn is_secret_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["secret", "token", "password", "key"]
+        .iter()
+        .any(|word| key.contains(word))
 }
 
 /// The kind registered under `name`.

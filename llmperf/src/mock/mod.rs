@@ -31,6 +31,9 @@
 //!   the `/v1` prefix): the request's `messages` (or `prompt`), `max_tokens`
 //!   (or `max_completion_tokens`), `stream`, `stream_options.include_usage`,
 //!   `ignore_eos` and `min_tokens` are honoured; everything else is ignored.
+//! - `POST /endpoints/{name}/invocations-response-stream`: Amazon
+//!   SageMaker, SigV4-verified, TGI or LMI output in event-stream frames
+//!   (see `sagemaker.rs`).
 //! - `GET /v1/models`: one model, named after the last `model` a request
 //!   gave (`llmperf-mock` before any).
 //! - `GET /v1/mock/stats`: the [`MockStats`] counters as JSON, including how
@@ -78,6 +81,7 @@ mod openai;
 mod pacer;
 mod plan;
 mod request;
+mod sagemaker;
 mod script;
 mod server;
 mod state;

@@ -14,6 +14,9 @@ pub(crate) enum Api {
     Chat,
     /// `POST /v1/completions`
     Completions,
+    /// `POST /endpoints/{name}/invocations-response-stream` (Amazon
+    /// SageMaker); `lmi`: the container streams LMI JSON lines, not TGI SSE.
+    SageMaker { lmi: bool },
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -82,6 +85,9 @@ struct StreamOptions {
 
 /// Parses a request body for `api`; the error is a message for a 400.
 pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> {
+    if let Api::SageMaker { .. } = api {
+        return super::sagemaker::parse(body);
+    }
     let raw: Raw =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
     let prompt = match api {
@@ -104,7 +110,7 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
                 .collect::<Vec<_>>()
                 .join("\n")
         }
-        Api::Completions => match raw
+        Api::Completions | Api::SageMaker { .. } => match raw
             .prompt
             .ok_or("invalid request body: missing field `prompt`")?
         {

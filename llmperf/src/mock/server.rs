@@ -21,6 +21,7 @@ use super::body::MockBody;
 use super::openai;
 use super::plan::{self, Timeline};
 use super::request::{self, Api, DEFAULT_MODEL};
+use super::sagemaker;
 use super::script::Fault;
 use super::state::State;
 use crate::validate::Task;
@@ -93,6 +94,9 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         ("/health", &Method::GET) => {
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
         }
+        (path, &Method::POST) if sagemaker::is_invocation_path(path) => {
+            generation(sagemaker::api(&request), request, state).await
+        }
         ("/chat/completions" | "/completions" | "/models" | "/health", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("method {method} is not allowed on {full}"),
@@ -103,7 +107,8 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             StatusCode::NOT_FOUND,
             &format!(
                 "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
-                 POST /v1/completions, GET /v1/models, GET /v1/mock/stats, GET /health)"
+                 POST /v1/completions, POST /endpoints/NAME/invocations-response-stream, \
+                 GET /v1/models, GET /v1/mock/stats, GET /health)"
             ),
             "invalid_request_error",
             json!("unknown_url"),
@@ -114,8 +119,13 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
 /// A generation request, from arrival to the start of its scheduled body.
 async fn generation(api: Api, request: Request<Incoming>, state: Arc<State>) -> Response<MockBody> {
     let index = state.next_request();
-    if let Some(response) = unauthorized(&request, &state) {
-        return response;
+    // SageMaker authenticates with a SigV4 signature over the body, checked
+    // once the body is read; the scripted bearer key is for the OpenAI routes.
+    let signed = matches!(api, Api::SageMaker { .. }).then(|| sagemaker::SignedParts::of(&request));
+    if signed.is_none() {
+        if let Some(response) = unauthorized(&request, &state) {
+            return response;
+        }
     }
     let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
@@ -141,6 +151,11 @@ async fn generation(api: Api, request: Request<Incoming>, state: Arc<State>) -> 
             };
         }
     };
+    if let Some(signed) = &signed {
+        if let Err(response) = signed.verify(&body) {
+            return *response;
+        }
+    }
     let arrived = Instant::now();
     // Parsing, tokenizing and formatting are CPU work: done on the blocking
     // pool so the few runtime workers keep other streams on time.
@@ -204,7 +219,10 @@ fn prepare(
         plan::applies(fault, &request, task.is_some())
     });
     if let Some(Fault::Status(code)) = fault {
-        return Err(Box::new(status_fault(code)));
+        return Err(Box::new(match api {
+            Api::SageMaker { .. } => sagemaker::status_fault(code),
+            _ => status_fault(code),
+        }));
     }
     let answered = task.as_ref().map(|task| match fault {
         Some(Fault::CrossOver) => Task {
