@@ -137,7 +137,7 @@ async fn read(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if !content_type.is_empty() && !content_type.contains("event-stream") {
+    if !content_type.is_empty() && !kind.accepts_content_type(&content_type) {
         let body = error_body(&mut response).await;
         *ended_at = Some(Instant::now());
         return Err(RequestError::new(

@@ -58,11 +58,11 @@ pub(crate) fn applies(fault: Fault, request: &GenerationRequest, has_task: bool)
 }
 
 /// One token event: where it starts in the token sequence, what it carries.
-struct TokenEvent {
-    tokens_before: usize,
-    tokens: usize,
-    kind: TokenKind,
-    text: String,
+pub(crate) struct TokenEvent {
+    pub(crate) tokens_before: usize,
+    pub(crate) tokens: usize,
+    pub(crate) kind: TokenKind,
+    pub(crate) text: String,
 }
 
 /// Plans the response to generation request number `index` (1-based).
@@ -76,6 +76,9 @@ pub(crate) fn plan(
     fault: Option<Fault>,
     index: u64,
 ) -> Timeline {
+    if let Api::Vertex(vertex) = api {
+        return super::vertex::plan(script, vertex, request, task, fault, index);
+    }
     // One independent stream of the seeded generator per request, so a
     // request's words and jitter do not depend on what ran concurrently.
     let mut rng = ChaCha8Rng::seed_from_u64(script.seed);
@@ -90,7 +93,7 @@ pub(crate) fn plan(
         // The completions API has no field for reasoning.
         reasoning_tokens: match api {
             Api::Chat => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
-            Api::Completions => 0,
+            Api::Completions | Api::Vertex(_) => 0,
         },
         task,
         fill: request.fill,
@@ -106,7 +109,7 @@ pub(crate) fn plan(
         .map_or(0, |since| since.as_secs());
     let id = match api {
         Api::Chat => format!("chatcmpl-mock-{index}"),
-        Api::Completions => format!("cmpl-mock-{index}"),
+        Api::Completions | Api::Vertex(_) => format!("cmpl-mock-{index}"),
     };
     let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
 
@@ -257,7 +260,7 @@ fn whole_response(
 
 /// Groups the tokens into events of `per_event` tokens, reasoning first;
 /// an event never mixes reasoning and content.
-fn token_events(output: &Output, per_event: usize) -> Vec<TokenEvent> {
+pub(crate) fn token_events(output: &Output, per_event: usize) -> Vec<TokenEvent> {
     let mut events =
         Vec::with_capacity((output.reasoning.len() + output.content.len()) / per_event + 2);
     let mut tokens_before = 0;
@@ -279,7 +282,7 @@ fn token_events(output: &Output, per_event: usize) -> Vec<TokenEvent> {
 }
 
 /// `at` moved by a uniform draw from ±`jitter`, never before zero.
-fn jittered(at: Duration, jitter: Duration, rng: &mut impl Rng) -> Duration {
+pub(crate) fn jittered(at: Duration, jitter: Duration, rng: &mut impl Rng) -> Duration {
     if jitter.is_zero() {
         return at;
     }
@@ -292,7 +295,7 @@ fn jittered(at: Duration, jitter: Duration, rng: &mut impl Rng) -> Duration {
     }
 }
 
-fn clamp(offset: Duration) -> Duration {
+pub(crate) fn clamp(offset: Duration) -> Duration {
     offset.min(MAX_OFFSET)
 }
 

@@ -14,6 +14,8 @@ pub(crate) enum Api {
     Chat,
     /// `POST /v1/completions`
     Completions,
+    /// Vertex AI Gemini `streamGenerateContent` (`mock/vertex.rs`).
+    Vertex(super::vertex::VertexApi),
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -82,6 +84,9 @@ struct StreamOptions {
 
 /// Parses a request body for `api`; the error is a message for a 400.
 pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> {
+    if let Api::Vertex(_) = api {
+        return super::vertex::parse(body);
+    }
     let raw: Raw =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
     let prompt = match api {
@@ -104,7 +109,8 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
                 .collect::<Vec<_>>()
                 .join("\n")
         }
-        Api::Completions => match raw
+        // Vertex is answered above; grouped here only so the match is complete.
+        Api::Completions | Api::Vertex(_) => match raw
             .prompt
             .ok_or("invalid request body: missing field `prompt`")?
         {
