@@ -7,7 +7,7 @@
 //! summarize and write `summary.json`. Used by the `cargo bench` harness
 //! and by `llmperf run` alike.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -117,7 +117,6 @@ fn configured_base_url(spec: &Endpoint, kind: &dyn EndpointKind) -> (String, Opt
         return (prefix, None);
     }
     let base_env = format!("{prefix}_API_BASE");
-    let key_env = format!("{prefix}_API_KEY");
     // A provider's public URL counts as configured only with a key for it;
     // otherwise an unconfigured benchmark runs against the built-in endpoint.
     let url = spec
@@ -125,7 +124,7 @@ fn configured_base_url(spec: &Endpoint, kind: &dyn EndpointKind) -> (String, Opt
         .clone()
         .or_else(|| env_var(&base_env))
         .or_else(|| {
-            (spec.api_key.is_some() || env_var(&key_env).is_some())
+            (spec.api_key.is_some() || kind.credentials(&spec.options, &prefix).configured)
                 .then(|| kind.default_base_url().map(str::to_string))
                 .flatten()
         });
@@ -168,7 +167,7 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
     let api_key_source = if spec.api_key.is_some() {
         "the API key given in the spec".to_string()
     } else {
-        key_env
+        kind.credentials(&spec.options, &prefix).source
     };
     let model = spec
         .model
@@ -194,6 +193,23 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
         },
         mock,
     })
+}
+
+/// The spec's options as written into results: values of options whose
+/// name says they are secret (`access_token`, `api_key`, …) are replaced
+/// by `***`; a `*_command` option is a command line, kept.
+fn recorded_options(options: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    options
+        .iter()
+        .map(|(name, value)| {
+            let value = if endpoint::is_secret_setting(name) {
+                "***".to_string()
+            } else {
+                value.clone()
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// One finished request, on its way to the collector.
@@ -239,20 +255,7 @@ pub fn run_benchmark(
         extra_body: bench.extra_body.clone(),
         mock: resolved.mock.as_ref().map(|_| bench.mock.clone()),
         tokenizer: tokenizer.name().to_string(),
-        // Credentials given as options never reach a results file.
-        options: bench
-            .endpoint
-            .options
-            .iter()
-            .map(|(key, value)| {
-                let shown = if endpoint::is_secret_setting(key) {
-                    "***".to_string()
-                } else {
-                    value.clone()
-                };
-                (key.clone(), shown)
-            })
-            .collect(),
+        options: recorded_options(&bench.endpoint.options),
     };
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),

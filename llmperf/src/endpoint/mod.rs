@@ -20,6 +20,7 @@ pub mod openai;
 pub mod reader;
 pub mod sagemaker;
 pub mod sse;
+pub mod vertex;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -83,6 +84,27 @@ pub trait EndpointKind: Send + Sync + 'static {
     fn builtin_base_url(&self, root: &str) -> String {
         format!("{root}/v1")
     }
+    /// What holds this kind's credentials besides a key given in the spec,
+    /// named in authentication errors, and whether any of it is set (which
+    /// makes [`default_base_url`](EndpointKind::default_base_url) count as
+    /// configured). Default: `{PREFIX}_API_KEY`. Kinds with other
+    /// credentials (access tokens, token commands, cloud key pairs)
+    /// override it.
+    fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
+        let _ = options;
+        let name = format!("{env_prefix}_API_KEY");
+        Credentials {
+            configured: std::env::var(&name).is_ok_and(|v| !v.trim().is_empty()),
+            source: name,
+        }
+    }
+    /// Whether a 200 answer with this (lower-cased) content type is a
+    /// stream this kind decodes. Default: an event stream; a kind whose
+    /// stream is something else (a streamed JSON array, a binary event
+    /// stream) overrides it. An empty content type is always accepted.
+    fn accepts_content_type(&self, content_type: &str) -> bool {
+        content_type.contains("event-stream")
+    }
     /// The HTTP request for one planned prompt. Fails (as a recorded
     /// request error) when it cannot be built, e.g. missing credentials.
     fn build_request(
@@ -99,16 +121,17 @@ pub trait EndpointKind: Send + Sync + 'static {
         let _ = body;
         None
     }
-    /// Whether a 200 answer's `content-type` is this protocol's stream (an
-    /// empty one is always accepted). Default: an SSE `text/event-stream`.
-    fn is_stream_content_type(&self, content_type: &str) -> bool {
-        content_type.contains("event-stream")
-    }
-    /// What to check when the server refuses the credentials (401/403),
-    /// named in the error. Default: where the API key came from.
-    fn credential_source(&self, target: &Target) -> String {
-        target.api_key_source.clone()
-    }
+}
+
+/// Where an endpoint kind's credentials come from (see
+/// [`EndpointKind::credentials`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// What to check when the server refuses them, e.g. `OPENAI_API_KEY`
+    /// (names only, never values).
+    pub source: String,
+    /// Whether any of them is set.
+    pub configured: bool,
 }
 
 /// Turns one response's bytes into events.
@@ -295,10 +318,17 @@ pub fn excerpt(text: &str, max: usize) -> String {
 /// assert!(!is_secret_setting("region"));
 /// ```
 pub fn is_secret_setting(key: &str) -> bool {
+    const SECRET: [&str; 6] = [
+        "token",
+        "key",
+        "secret",
+        "password",
+        "credential",
+        "signature",
+    ];
     let key = key.to_ascii_lowercase();
-    ["secret", "token", "password", "key"]
-        .iter()
-        .any(|word| key.contains(word))
+    // `token_command` and the like are command lines, not secrets.
+    !key.ends_with("_command") && SECRET.iter().any(|word| key.contains(word))
 }
 
 /// The kind registered under `name`.

@@ -137,7 +137,7 @@ async fn read(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    if !content_type.is_empty() && !kind.is_stream_content_type(&content_type) {
+    if !content_type.is_empty() && !kind.accepts_content_type(&content_type) {
         let body = error_body(&mut response).await;
         *ended_at = Some(Instant::now());
         return Err(RequestError::new(
@@ -278,7 +278,7 @@ fn status_error(
             ErrorKind::Unauthorized,
             format!(
                 " (check {}: the key is missing, wrong or expired)",
-                kind.credential_source(target)
+                target.api_key_source
             ),
         ),
         404 => (

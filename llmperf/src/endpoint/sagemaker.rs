@@ -52,6 +52,7 @@
 //! built-in endpoint's published test key pair
 //! ([`TEST_ACCESS_KEY_ID`], [`TEST_SECRET_ACCESS_KEY`]).
 
+use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
 use serde::Deserialize;
@@ -60,8 +61,8 @@ use serde_json::{json, Value};
 use super::eventstream::{header_str, FrameDecoder};
 use super::sse::SseDecoder;
 use super::{
-    excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
-    Target, TimedEvent, Usage,
+    excerpt, Credentials, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
+    StreamEvent, Target, TimedEvent, Usage,
 };
 use crate::spec::Secret;
 use crate::workload::RequestPlan;
@@ -226,12 +227,22 @@ impl EndpointKind for SageMaker {
         error_detail(body)
     }
 
-    fn is_stream_content_type(&self, content_type: &str) -> bool {
+    fn accepts_content_type(&self, content_type: &str) -> bool {
         content_type.contains("vnd.amazon.eventstream")
     }
 
-    fn credential_source(&self, _target: &Target) -> String {
-        CREDENTIAL_SOURCE.to_string()
+    fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
+        let set = |option: &str, variable: &str| {
+            options.contains_key(option)
+                || [format!("{env_prefix}_{variable}"), variable.to_string()]
+                    .iter()
+                    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+        };
+        Credentials {
+            source: CREDENTIAL_SOURCE.to_string(),
+            configured: set("aws_access_key_id", "AWS_ACCESS_KEY_ID")
+                && set("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+        }
     }
 }
 

@@ -87,6 +87,7 @@ mod server;
 mod state;
 #[cfg(test)]
 mod tests;
+mod vertex;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};

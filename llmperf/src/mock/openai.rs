@@ -48,7 +48,7 @@ impl Formatter {
         let object = match api {
             Api::Chat => "chat.completion.chunk",
             // SageMaker is formatted by `super::sagemaker`, never here.
-            Api::Completions | Api::SageMaker { .. } => "text_completion",
+            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => "text_completion",
         };
         Formatter {
             api,
@@ -83,7 +83,9 @@ impl Formatter {
             (Api::Chat, TokenKind::Reasoning) => {
                 format!(r#""delta":{{"reasoning_content":{text}}}"#)
             }
-            (Api::Completions | Api::SageMaker { .. }, _) => format!(r#""text":{text}"#),
+            (Api::Completions | Api::SageMaker { .. } | Api::Vertex(_), _) => {
+                format!(r#""text":{text}"#)
+            }
         };
         self.event(&format!(
             r#"{{{},"choices":[{{"index":0,{choice},"finish_reason":null}}]}}"#,
@@ -95,7 +97,7 @@ impl Formatter {
     pub(crate) fn finish_chunk(&self, reason: FinishReason) -> Bytes {
         let empty = match self.api {
             Api::Chat => r#""delta":{}"#,
-            Api::Completions | Api::SageMaker { .. } => r#""text":"""#,
+            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => r#""text":"""#,
         };
         self.event(&format!(
             r#"{{{},"choices":[{{"index":0,{empty},"finish_reason":"{}"}}]}}"#,
@@ -148,7 +150,7 @@ impl Formatter {
                     json!({ "index": 0, "message": message, "finish_reason": reason }),
                 )
             }
-            Api::Completions | Api::SageMaker { .. } => (
+            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => (
                 "text_completion",
                 json!({ "index": 0, "text": content, "finish_reason": reason }),
             ),

@@ -79,6 +79,9 @@ pub(crate) fn plan(
     if let Api::SageMaker { lmi } = api {
         return super::sagemaker::plan(script, lmi, request, task, fault, index);
     }
+    if let Api::Vertex(vertex) = api {
+        return super::vertex::plan(script, vertex, request, task, fault, index);
+    }
     // One independent stream of the seeded generator per request, so a
     // request's words and jitter do not depend on what ran concurrently.
     let mut rng = ChaCha8Rng::seed_from_u64(script.seed);
@@ -93,7 +96,7 @@ pub(crate) fn plan(
         // The completions API has no field for reasoning.
         reasoning_tokens: match api {
             Api::Chat => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
-            Api::Completions | Api::SageMaker { .. } => 0,
+            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => 0,
         },
         task,
         fill: request.fill,
@@ -109,7 +112,7 @@ pub(crate) fn plan(
         .map_or(0, |since| since.as_secs());
     let id = match api {
         Api::Chat => format!("chatcmpl-mock-{index}"),
-        Api::Completions | Api::SageMaker { .. } => format!("cmpl-mock-{index}"),
+        Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => format!("cmpl-mock-{index}"),
     };
     let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
 

@@ -17,6 +17,8 @@ pub(crate) enum Api {
     /// `POST /endpoints/{name}/invocations-response-stream` (Amazon
     /// SageMaker); `lmi`: the container streams LMI JSON lines, not TGI SSE.
     SageMaker { lmi: bool },
+    /// Vertex AI Gemini `streamGenerateContent` (`mock/vertex.rs`).
+    Vertex(super::vertex::VertexApi),
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -88,6 +90,9 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
     if let Api::SageMaker { .. } = api {
         return super::sagemaker::parse(body);
     }
+    if let Api::Vertex(_) = api {
+        return super::vertex::parse(body);
+    }
     let raw: Raw =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
     let prompt = match api {
@@ -110,7 +115,9 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
                 .collect::<Vec<_>>()
                 .join("\n")
         }
-        Api::Completions | Api::SageMaker { .. } => match raw
+        // SageMaker and Vertex are answered above; grouped here only so the
+        // match is complete.
+        Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => match raw
             .prompt
             .ok_or("invalid request body: missing field `prompt`")?
         {

@@ -72,6 +72,10 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         .unwrap_or(full)
         .trim_end_matches('/');
     let method = request.method().clone();
+    // Vertex AI paths (mock/vertex.rs).
+    if let Some(api) = super::vertex::route(path, request.uri().query(), &method) {
+        return generation(api, request, state).await;
+    }
     match (path, &method) {
         ("/chat/completions", &Method::POST) => generation(Api::Chat, request, state).await,
         ("/completions", &Method::POST) => generation(Api::Completions, request, state).await,
