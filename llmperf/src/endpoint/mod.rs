@@ -16,6 +16,7 @@
 //! ```
 
 pub mod openai;
+pub mod presets;
 pub mod reader;
 pub mod sse;
 

@@ -72,8 +72,12 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         .trim_end_matches('/');
     let method = request.method().clone();
     match (path, &method) {
-        ("/chat/completions", &Method::POST) => generation(Api::Chat, request, state).await,
-        ("/completions", &Method::POST) => generation(Api::Completions, request, state).await,
+        ("/chat/completions", &Method::POST) => {
+            generation(Api::Chat, unauthorized, request, state).await
+        }
+        ("/completions", &Method::POST) => {
+            generation(Api::Completions, unauthorized, request, state).await
+        }
         ("/models", &Method::GET) => match unauthorized(&request, &state) {
             Some(response) => response,
             None => {
@@ -111,10 +115,19 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
     }
 }
 
+/// What a route checks before reading the body (the key, in the
+/// protocol's own header): `Some` is the answer that refuses the request.
+type RequestCheck = fn(&Request<Incoming>, &State) -> Option<Response<MockBody>>;
+
 /// A generation request, from arrival to the start of its scheduled body.
-async fn generation(api: Api, request: Request<Incoming>, state: Arc<State>) -> Response<MockBody> {
+async fn generation(
+    api: Api,
+    check: RequestCheck,
+    request: Request<Incoming>,
+    state: Arc<State>,
+) -> Response<MockBody> {
     let index = state.next_request();
-    if let Some(response) = unauthorized(&request, &state) {
+    if let Some(response) = check(&request, &state) {
         return response;
     }
     let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
