@@ -15,6 +15,7 @@
 //! assert!(names.contains(&"openai-chat"));
 //! ```
 
+pub mod azure;
 pub mod openai;
 pub mod presets;
 pub mod reader;

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
+use super::azure;
 use super::body::MockBody;
 use super::openai;
 use super::plan::{self, Timeline};
@@ -77,6 +78,10 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         }
         ("/completions", &Method::POST) => {
             generation(Api::Completions, unauthorized, request, state).await
+        }
+        // Other protocols' routes (each checks its own way of sending the key).
+        (path, &Method::POST) if azure::is_chat_path(path) => {
+            generation(Api::Chat, azure::check, request, state).await
         }
         ("/models", &Method::GET) => match unauthorized(&request, &state) {
             Some(response) => response,
