@@ -20,6 +20,7 @@ pub mod openai;
 pub mod presets;
 pub mod reader;
 pub mod sse;
+pub mod tgi;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -82,8 +82,10 @@ mod request;
 mod script;
 mod server;
 mod state;
+mod stream_format;
 #[cfg(test)]
 mod tests;
+mod tgi;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};

@@ -47,7 +47,7 @@ impl Formatter {
     pub(crate) fn new(api: Api, id: &str, model: &str, created: u64, crlf: bool) -> Self {
         let object = match api {
             Api::Chat => "chat.completion.chunk",
-            Api::Completions => "text_completion",
+            _ => "text_completion",
         };
         Formatter {
             api,
@@ -82,7 +82,7 @@ impl Formatter {
             (Api::Chat, TokenKind::Reasoning) => {
                 format!(r#""delta":{{"reasoning_content":{text}}}"#)
             }
-            (Api::Completions, _) => format!(r#""text":{text}"#),
+            _ => format!(r#""text":{text}"#),
         };
         self.event(&format!(
             r#"{{{},"choices":[{{"index":0,{choice},"finish_reason":null}}]}}"#,
@@ -94,7 +94,7 @@ impl Formatter {
     pub(crate) fn finish_chunk(&self, reason: FinishReason) -> Bytes {
         let empty = match self.api {
             Api::Chat => r#""delta":{}"#,
-            Api::Completions => r#""text":"""#,
+            _ => r#""text":"""#,
         };
         self.event(&format!(
             r#"{{{},"choices":[{{"index":0,{empty},"finish_reason":"{}"}}]}}"#,
@@ -147,7 +147,7 @@ impl Formatter {
                     json!({ "index": 0, "message": message, "finish_reason": reason }),
                 )
             }
-            Api::Completions => (
+            _ => (
                 "text_completion",
                 json!({ "index": 0, "text": content, "finish_reason": reason }),
             ),

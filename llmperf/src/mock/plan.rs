@@ -13,6 +13,8 @@ use super::generate::{self, Output, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
 use super::script::{Fault, MockScript};
+use super::stream_format::{self, Schedule, StreamFormat};
+use super::tgi;
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 
@@ -58,11 +60,11 @@ pub(crate) fn applies(fault: Fault, request: &GenerationRequest, has_task: bool)
 }
 
 /// One token event: where it starts in the token sequence, what it carries.
-struct TokenEvent {
-    tokens_before: usize,
-    tokens: usize,
-    kind: TokenKind,
-    text: String,
+pub(crate) struct TokenEvent {
+    pub(crate) tokens_before: usize,
+    pub(crate) tokens: usize,
+    pub(crate) kind: TokenKind,
+    pub(crate) text: String,
 }
 
 /// Plans the response to generation request number `index` (1-based).
@@ -90,7 +92,8 @@ pub(crate) fn plan(
         // The completions API has no field for reasoning.
         reasoning_tokens: match api {
             Api::Chat => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
-            Api::Completions => 0,
+            // TGI's generate_stream has no field for reasoning either.
+            Api::Completions | Api::Tgi => 0,
         },
         task,
         fill: request.fill,
@@ -101,15 +104,6 @@ pub(crate) fn plan(
         completion_tokens: output.reasoning.len() + output.content.len(),
         reasoning_tokens: output.reasoning.len(),
     };
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let id = match api {
-        Api::Chat => format!("chatcmpl-mock-{index}"),
-        Api::Completions => format!("cmpl-mock-{index}"),
-    };
-    let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
-
     let first = clamp(
         script.ttft.saturating_add(
             script
@@ -134,6 +128,34 @@ pub(crate) fn plan(
     // come.
     let last = offsets.iter().copied().max().unwrap_or(first);
     let total_tokens = usage.completion_tokens;
+
+    // Other protocols: the same schedule and faults in their own format.
+    let other: Option<Box<dyn StreamFormat>> = match api {
+        Api::Chat | Api::Completions => None,
+        Api::Tgi => Some(Box::new(tgi::TgiFormat::new(prompt_tokens, script.crlf))),
+    };
+    if let Some(mut format) = other {
+        let schedule = Schedule {
+            output: &output,
+            usage,
+            include_usage: request.include_usage,
+            events: &events,
+            offsets: &offsets,
+            first,
+            last,
+            keep_alive: script.keep_alive,
+        };
+        return stream_format::timeline(format.as_mut(), &schedule, fault);
+    }
+
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let id = match api {
+        Api::Chat => format!("chatcmpl-mock-{index}"),
+        _ => format!("cmpl-mock-{index}"),
+    };
+    let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
 
     if !request.stream {
         return whole_response(&formatter, &output, usage, fault, &events, &offsets, last);

@@ -14,6 +14,8 @@ pub(crate) enum Api {
     Chat,
     /// `POST /v1/completions`
     Completions,
+    /// Hugging Face TGI's `POST /generate_stream` (see [`super::tgi`]).
+    Tgi,
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -82,10 +84,19 @@ struct StreamOptions {
 
 /// Parses a request body for `api`; the error is a message for a 400.
 pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> {
+    match api {
+        Api::Chat => parse_openai(true, body),
+        Api::Completions => parse_openai(false, body),
+        Api::Tgi => super::tgi::parse(body),
+    }
+}
+
+/// Parses an OpenAI chat (`messages`) or completions (`prompt`) body.
+fn parse_openai(chat: bool, body: &[u8]) -> Result<GenerationRequest, String> {
     let raw: Raw =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
-    let prompt = match api {
-        Api::Chat => {
+    let prompt = match chat {
+        true => {
             let messages = raw
                 .messages
                 .ok_or("invalid request body: missing field `messages`")?;
@@ -104,7 +115,7 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
                 .collect::<Vec<_>>()
                 .join("\n")
         }
-        Api::Completions => match raw
+        false => match raw
             .prompt
             .ok_or("invalid request body: missing field `prompt`")?
         {

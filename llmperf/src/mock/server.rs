@@ -24,6 +24,7 @@ use super::plan::{self, Timeline};
 use super::request::{self, Api, DEFAULT_MODEL};
 use super::script::Fault;
 use super::state::State;
+use super::tgi;
 use crate::validate::Task;
 
 /// Largest request body read; a bigger one gets 413.
@@ -83,6 +84,9 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         (path, &Method::POST) if azure::is_chat_path(path) => {
             generation(Api::Chat, azure::check, request, state).await
         }
+        ("/generate_stream", &Method::POST) => {
+            generation(Api::Tgi, unauthorized, request, state).await
+        }
         ("/models", &Method::GET) => match unauthorized(&request, &state) {
             Some(response) => response,
             None => {
@@ -112,7 +116,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             StatusCode::NOT_FOUND,
             &format!(
                 "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
-                 POST /v1/completions, GET /v1/models, GET /v1/mock/stats, GET /health)"
+                 POST /v1/completions, POST /generate_stream, GET /v1/models, GET /v1/mock/stats, GET /health)"
             ),
             "invalid_request_error",
             json!("unknown_url"),
@@ -209,7 +213,8 @@ fn prepare(
     state: &State,
 ) -> Result<Timeline, Box<Response<MockBody>>> {
     let request = request::parse(api, body).map_err(|message| {
-        Box::new(error(
+        Box::new(api_error(
+            api,
             StatusCode::BAD_REQUEST,
             &message,
             "invalid_request_error",
@@ -222,7 +227,7 @@ fn prepare(
         plan::applies(fault, &request, task.is_some())
     });
     if let Some(Fault::Status(code)) = fault {
-        return Err(Box::new(status_fault(code)));
+        return Err(Box::new(status_fault(api, code)));
     }
     let answered = task.as_ref().map(|task| match fault {
         Some(Fault::CrossOver) => Task {
@@ -280,14 +285,15 @@ fn unauthorized<B>(request: &Request<B>, state: &State) -> Option<Response<MockB
 }
 
 /// The answer of an injected [`Fault::Status`].
-fn status_fault(code: u16) -> Response<MockBody> {
+fn status_fault(api: Api, code: u16) -> Response<MockBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = match status.as_u16() {
         429 => "rate_limit_error",
         500.. => "server_error",
         _ => "invalid_request_error",
     };
-    let mut response = error(
+    let mut response = api_error(
+        api,
         status,
         &format!("injected fault: HTTP {}", status.as_u16()),
         kind,
@@ -299,6 +305,28 @@ fn status_fault(code: u16) -> Response<MockBody> {
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// An error answer in `api`'s own shape (OpenAI's `kind` and `code` are
+/// mapped to the protocol's error type where it has one).
+fn api_error(
+    api: Api,
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: Value,
+) -> Response<MockBody> {
+    match api {
+        Api::Chat | Api::Completions => error(status, message, kind, code),
+        Api::Tgi => {
+            let error_type = match status.as_u16() {
+                400 | 422 => "validation",
+                429 => "overloaded",
+                _ => "generation",
+            };
+            json_response(status, tgi::error_body(message, error_type))
+        }
+    }
 }
 
 fn error(status: StatusCode, message: &str, kind: &str, code: Value) -> Response<MockBody> {
