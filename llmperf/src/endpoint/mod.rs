@@ -21,6 +21,7 @@ pub mod presets;
 pub mod reader;
 pub mod sse;
 pub mod tgi;
+pub mod together;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -86,6 +86,7 @@ mod stream_format;
 #[cfg(test)]
 mod tests;
 mod tgi;
+mod together;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};

@@ -14,7 +14,7 @@ use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
 use super::script::{Fault, MockScript};
 use super::stream_format::{self, Schedule, StreamFormat};
-use super::tgi;
+use super::{tgi, together};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 
@@ -93,7 +93,7 @@ pub(crate) fn plan(
         reasoning_tokens: match api {
             Api::Chat => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
             // TGI's generate_stream has no field for reasoning either.
-            Api::Completions | Api::Tgi => 0,
+            Api::Completions | Api::Tgi | Api::TogetherInference => 0,
         },
         task,
         fill: request.fill,
@@ -133,6 +133,7 @@ pub(crate) fn plan(
     let other: Option<Box<dyn StreamFormat>> = match api {
         Api::Chat | Api::Completions => None,
         Api::Tgi => Some(Box::new(tgi::TgiFormat::new(prompt_tokens, script.crlf))),
+        Api::TogetherInference => Some(Box::new(together::TogetherFormat::new(index, script.crlf))),
     };
     if let Some(mut format) = other {
         let schedule = Schedule {

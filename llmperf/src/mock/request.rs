@@ -16,6 +16,8 @@ pub(crate) enum Api {
     Completions,
     /// Hugging Face TGI's `POST /generate_stream` (see [`super::tgi`]).
     Tgi,
+    /// Together's legacy `POST /inference` (see [`super::together`]).
+    TogetherInference,
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -88,6 +90,7 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
         Api::Chat => parse_openai(true, body),
         Api::Completions => parse_openai(false, body),
         Api::Tgi => super::tgi::parse(body),
+        Api::TogetherInference => super::together::parse(body),
     }
 }
 

@@ -87,6 +87,9 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         ("/generate_stream", &Method::POST) => {
             generation(Api::Tgi, unauthorized, request, state).await
         }
+        ("/inference", &Method::POST) => {
+            generation(Api::TogetherInference, unauthorized, request, state).await
+        }
         ("/models", &Method::GET) => match unauthorized(&request, &state) {
             Some(response) => response,
             None => {
@@ -116,7 +119,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             StatusCode::NOT_FOUND,
             &format!(
                 "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
-                 POST /v1/completions, POST /generate_stream, GET /v1/models, GET /v1/mock/stats, GET /health)"
+                 POST /v1/completions, POST /generate_stream, POST /inference, GET /v1/models, GET /v1/mock/stats, GET /health)"
             ),
             "invalid_request_error",
             json!("unknown_url"),
@@ -317,7 +320,7 @@ fn api_error(
     code: Value,
 ) -> Response<MockBody> {
     match api {
-        Api::Chat | Api::Completions => error(status, message, kind, code),
+        Api::Chat | Api::Completions | Api::TogetherInference => error(status, message, kind, code),
         Api::Tgi => {
             let error_type = match status.as_u16() {
                 400 | 422 => "validation",
