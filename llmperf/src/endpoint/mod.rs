@@ -15,6 +15,7 @@
 //! assert!(names.contains(&"openai-chat"));
 //! ```
 
+pub mod anthropic;
 pub mod azure;
 pub mod openai;
 pub mod presets;

@@ -71,6 +71,7 @@
 //! [`FaultSchedule`] picks; [`MockServer::stats`] counts requests, injected
 //! faults and the most requests in flight at once.
 
+mod anthropic;
 mod azure;
 mod body;
 mod generate;

@@ -14,7 +14,7 @@ use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
 use super::script::{Fault, MockScript};
 use super::stream_format::{self, Schedule, StreamFormat};
-use super::{tgi, together};
+use super::{anthropic, tgi, together};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 
@@ -91,7 +91,8 @@ pub(crate) fn plan(
             .min(MAX_OUTPUT_TOKENS),
         // The completions API has no field for reasoning.
         reasoning_tokens: match api {
-            Api::Chat => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
+            // Anthropic streams them as thinking blocks.
+            Api::Chat | Api::Anthropic => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
             // TGI's generate_stream has no field for reasoning either.
             Api::Completions | Api::Tgi | Api::TogetherInference => 0,
         },
@@ -134,6 +135,12 @@ pub(crate) fn plan(
         Api::Chat | Api::Completions => None,
         Api::Tgi => Some(Box::new(tgi::TgiFormat::new(prompt_tokens, script.crlf))),
         Api::TogetherInference => Some(Box::new(together::TogetherFormat::new(index, script.crlf))),
+        Api::Anthropic => Some(Box::new(anthropic::AnthropicFormat::new(
+            index,
+            &request.model,
+            prompt_tokens,
+            script.crlf,
+        ))),
     };
     if let Some(mut format) = other {
         let schedule = Schedule {

@@ -18,6 +18,8 @@ pub(crate) enum Api {
     Tgi,
     /// Together's legacy `POST /inference` (see [`super::together`]).
     TogetherInference,
+    /// Anthropic's `POST /v1/messages` (see [`super::anthropic`]).
+    Anthropic,
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -91,6 +93,7 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
         Api::Completions => parse_openai(false, body),
         Api::Tgi => super::tgi::parse(body),
         Api::TogetherInference => super::together::parse(body),
+        Api::Anthropic => super::anthropic::parse(body),
     }
 }
 

@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
-use super::azure;
 use super::body::MockBody;
 use super::openai;
 use super::plan::{self, Timeline};
@@ -25,6 +24,7 @@ use super::request::{self, Api, DEFAULT_MODEL};
 use super::script::Fault;
 use super::state::State;
 use super::tgi;
+use super::{anthropic, azure};
 use crate::validate::Task;
 
 /// Largest request body read; a bigger one gets 413.
@@ -90,6 +90,9 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         ("/inference", &Method::POST) => {
             generation(Api::TogetherInference, unauthorized, request, state).await
         }
+        ("/messages", &Method::POST) => {
+            generation(Api::Anthropic, anthropic::check, request, state).await
+        }
         ("/models", &Method::GET) => match unauthorized(&request, &state) {
             Some(response) => response,
             None => {
@@ -119,7 +122,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             StatusCode::NOT_FOUND,
             &format!(
                 "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
-                 POST /v1/completions, POST /generate_stream, POST /inference, GET /v1/models, GET /v1/mock/stats, GET /health)"
+                 POST /v1/completions, POST /generate_stream, POST /inference, POST /v1/messages, GET /v1/models, GET /v1/mock/stats, GET /health)"
             ),
             "invalid_request_error",
             json!("unknown_url"),
@@ -321,6 +324,7 @@ fn api_error(
 ) -> Response<MockBody> {
     match api {
         Api::Chat | Api::Completions | Api::TogetherInference => error(status, message, kind, code),
+        Api::Anthropic => anthropic::error(status, message),
         Api::Tgi => {
             let error_type = match status.as_u16() {
                 400 | 422 => "validation",
