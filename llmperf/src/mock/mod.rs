@@ -31,6 +31,14 @@
 //!   the `/v1` prefix): the request's `messages` (or `prompt`), `max_tokens`
 //!   (or `max_completion_tokens`), `stream`, `stream_options.include_usage`,
 //!   `ignore_eos` and `min_tokens` are honoured; everything else is ignored.
+//! - Other protocols, on the same schedule and faults (each in its own
+//!   module): Azure OpenAI's `POST /openai/deployments/{name}/chat/completions?api-version=…`
+//!   (`api-key` header), Hugging Face TGI's `POST /generate_stream`,
+//!   Together's legacy `POST /inference` (`stream_tokens: true`) and
+//!   Anthropic's `POST /v1/messages` (`x-api-key` and `anthropic-version`
+//!   headers, named events, thinking blocks for the script's reasoning
+//!   tokens). These serve streams only; errors come in each protocol's
+//!   own shape.
 //! - `GET /v1/models`: one model, named after the last `model` a request
 //!   gave (`llmperf-mock` before any).
 //! - `GET /v1/mock/stats`: the [`MockStats`] counters as JSON, including how
