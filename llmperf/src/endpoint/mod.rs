@@ -15,11 +15,16 @@
 //! assert!(names.contains(&"openai-chat"));
 //! ```
 
+pub mod anthropic;
+pub mod azure;
 pub mod eventstream;
 pub mod openai;
+pub mod presets;
 pub mod reader;
 pub mod sagemaker;
 pub mod sse;
+pub mod tgi;
+pub mod together;
 pub mod vertex;
 
 use std::collections::BTreeMap;

@@ -93,9 +93,25 @@ pub fn post(
     client: &reqwest::Client,
     target: &Target,
     path: &str,
-    mut body: Value,
+    body: Value,
     plan: &RequestPlan,
 ) -> reqwest::RequestBuilder {
+    let body = stream_body(body, target, plan);
+    let mut request = client
+        .post(format!("{}/{path}", target.base_url))
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .json(&body);
+    if let Some(key) = &target.api_key {
+        request = request.bearer_auth(key.expose());
+    }
+    request
+}
+
+/// `body` with the streaming and length fields (`stream`,
+/// `stream_options.include_usage`, `max_tokens`, `ignore_eos`/`min_tokens`
+/// when the plan asks to ignore the end of sequence) and the user's extra
+/// body merged in, for kinds that post OpenAI bodies their own way.
+pub fn stream_body(mut body: Value, target: &Target, plan: &RequestPlan) -> Value {
     if let Some(fields) = body.as_object_mut() {
         fields.insert("stream".into(), json!(true));
         fields.insert("stream_options".into(), json!({"include_usage": true}));
@@ -112,14 +128,7 @@ pub fn post(
             fields.insert(key.clone(), value.clone());
         }
     }
-    let mut request = client
-        .post(format!("{}/{path}", target.base_url))
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body);
-    if let Some(key) = &target.api_key {
-        request = request.bearer_auth(key.expose());
-    }
-    request
+    body
 }
 
 /// Decodes OpenAI-style SSE chunks (chat and completions).
@@ -237,8 +246,10 @@ fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<Timed
                     push(StreamEvent::Content(content));
                 }
             }
-        }
-        if let Some(text) = choice.text {
+        } else if let Some(text) = choice.text {
+            // `text` is the completions API's field. Together's chat chunks
+            // carry it too, repeating `delta.content`: counted once, from
+            // the delta, whenever a delta is present.
             if !text.is_empty() {
                 push(StreamEvent::Content(text));
             }
@@ -263,7 +274,11 @@ const QUOTED_CHARS: usize = 200;
 
 /// The message of an OpenAI-style error object (or the whole object).
 fn error_message(error: &Value) -> String {
-    match error.get("message").and_then(Value::as_str) {
+    match error
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| error.as_str())
+    {
         Some(message) => message.to_string(),
         None => excerpt(&error.to_string(), QUOTED_CHARS),
     }
@@ -271,7 +286,7 @@ fn error_message(error: &Value) -> String {
 
 /// The message of an OpenAI-style error response body
 /// (`{"error": {"message": …}}`, or vLLM's `{"object": "error", "message": …}`).
-fn error_detail(body: &str) -> Option<String> {
+pub(crate) fn error_detail(body: &str) -> Option<String> {
     let value: Value = serde_json::from_str(body).ok()?;
     match value.get("error") {
         Some(error) => Some(error_message(error)),
@@ -320,6 +335,56 @@ mod tests {
                 }),
                 StreamEvent::Done,
             ]
+        );
+    }
+
+    /// Together's chat stream as its docs show it: extra fields (`token`,
+    /// `generated_text`, `stats`), the text both in `delta.content` and in
+    /// `text`, and the usage on the last chunk that also has a choice with
+    /// `finish_reason: "eos"`.
+    const TOGETHER_CHAT: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"text\":\" A\",\"logprobs\":null,\"finish_reason\":null,\"seed\":null,\"delta\":{\"token_id\":330,\"role\":\"assistant\",\"content\":\" A\",\"tool_calls\":null}}],\"id\":\"85ffbb8a6d2c4340-EWR\",\"token\":{\"id\":330,\"text\":\" A\",\"logprob\":1,\"special\":false},\"finish_reason\":null,\"generated_text\":null,\"stats\":null,\"usage\":null,\"created\":1709700707,\"object\":\"chat.completion.chunk\"}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"text\":\":\",\"logprobs\":null,\"finish_reason\":null,\"seed\":null,\"delta\":{\"token_id\":28747,\"role\":\"assistant\",\"content\":\":\",\"tool_calls\":null}}],\"id\":\"85ffbb8a6d2c4340-EWR\",\"token\":{\"id\":28747,\"text\":\":\",\"logprob\":0,\"special\":false},\"finish_reason\":null,\"generated_text\":null,\"stats\":null,\"usage\":null,\"created\":1709700707,\"object\":\"chat.completion.chunk\"}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"text\":\"\",\"logprobs\":null,\"finish_reason\":\"eos\",\"seed\":5369531837349743000,\"delta\":{\"token_id\":2,\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":null}}],\"id\":\"85ffbb8a6d2c4340-EWR\",\"token\":{\"id\":2,\"text\":\"\",\"logprob\":0,\"special\":true},\"finish_reason\":\"eos\",\"generated_text\":\" A:\",\"stats\":{},\"usage\":{\"prompt_tokens\":15,\"completion_tokens\":3,\"total_tokens\":18},\"created\":1709700707,\"object\":\"chat.completion.chunk\"}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn a_together_chat_stream_counts_each_text_once_at_every_split() {
+        let expected = vec![
+            StreamEvent::Content(" A".into()),
+            StreamEvent::Content(":".into()),
+            StreamEvent::Finish("eos".into()),
+            StreamEvent::Usage(Usage {
+                prompt_tokens: Some(15),
+                completion_tokens: Some(3),
+                reasoning_tokens: None,
+            }),
+            StreamEvent::Done,
+        ];
+        assert_eq!(decode(&[TOGETHER_CHAT]), expected);
+        for split in 0..TOGETHER_CHAT.len() {
+            let (a, b) = TOGETHER_CHAT.as_bytes().split_at(split);
+            let mut decoder = OpenAiDecoder::default();
+            let mut out = Vec::new();
+            let now = Instant::now();
+            decoder.feed(a, now, &mut out);
+            decoder.feed(b, now, &mut out);
+            decoder.finish(now, &mut out);
+            let events: Vec<_> = out.into_iter().map(|e| e.event).collect();
+            assert_eq!(events, expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn a_plain_string_error_gives_its_text() {
+        let events = decode(&["data: {\"error\":\"model overloaded\"}\n\n"]);
+        assert_eq!(
+            events[0],
+            StreamEvent::Error(RequestError::new(
+                ErrorKind::StreamError,
+                "error in stream: model overloaded"
+            ))
         );
     }
 

@@ -34,6 +34,14 @@
 //! - `POST /endpoints/{name}/invocations-response-stream`: Amazon
 //!   SageMaker, SigV4-verified, TGI or LMI output in event-stream frames
 //!   (see `sagemaker.rs`).
+//! - Other protocols, on the same schedule and faults (each in its own
+//!   module): Azure OpenAI's `POST /openai/deployments/{name}/chat/completions?api-version=…`
+//!   (`api-key` header), Hugging Face TGI's `POST /generate_stream`,
+//!   Together's legacy `POST /inference` (`stream_tokens: true`) and
+//!   Anthropic's `POST /v1/messages` (`x-api-key` and `anthropic-version`
+//!   headers, named events, thinking blocks for the script's reasoning
+//!   tokens). These serve streams only; errors come in each protocol's
+//!   own shape.
 //! - `GET /v1/models`: one model, named after the last `model` a request
 //!   gave (`llmperf-mock` before any).
 //! - `GET /v1/mock/stats`: the [`MockStats`] counters as JSON, including how
@@ -74,6 +82,8 @@
 //! [`FaultSchedule`] picks; [`MockServer::stats`] counts requests, injected
 //! faults and the most requests in flight at once.
 
+mod anthropic;
+mod azure;
 mod body;
 mod generate;
 mod lateness;
@@ -85,8 +95,11 @@ mod sagemaker;
 mod script;
 mod server;
 mod state;
+mod stream_format;
 #[cfg(test)]
 mod tests;
+mod tgi;
+mod together;
 mod vertex;
 
 use std::net::SocketAddr;

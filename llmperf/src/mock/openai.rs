@@ -47,8 +47,7 @@ impl Formatter {
     pub(crate) fn new(api: Api, id: &str, model: &str, created: u64, crlf: bool) -> Self {
         let object = match api {
             Api::Chat => "chat.completion.chunk",
-            // SageMaker is formatted by `super::sagemaker`, never here.
-            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => "text_completion",
+            _ => "text_completion",
         };
         Formatter {
             api,
@@ -83,9 +82,7 @@ impl Formatter {
             (Api::Chat, TokenKind::Reasoning) => {
                 format!(r#""delta":{{"reasoning_content":{text}}}"#)
             }
-            (Api::Completions | Api::SageMaker { .. } | Api::Vertex(_), _) => {
-                format!(r#""text":{text}"#)
-            }
+            _ => format!(r#""text":{text}"#),
         };
         self.event(&format!(
             r#"{{{},"choices":[{{"index":0,{choice},"finish_reason":null}}]}}"#,
@@ -97,7 +94,7 @@ impl Formatter {
     pub(crate) fn finish_chunk(&self, reason: FinishReason) -> Bytes {
         let empty = match self.api {
             Api::Chat => r#""delta":{}"#,
-            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => r#""text":"""#,
+            _ => r#""text":"""#,
         };
         self.event(&format!(
             r#"{{{},"choices":[{{"index":0,{empty},"finish_reason":"{}"}}]}}"#,
@@ -150,7 +147,7 @@ impl Formatter {
                     json!({ "index": 0, "message": message, "finish_reason": reason }),
                 )
             }
-            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => (
+            _ => (
                 "text_completion",
                 json!({ "index": 0, "text": content, "finish_reason": reason }),
             ),

@@ -13,6 +13,8 @@ use super::generate::{self, Output, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
 use super::script::{Fault, MockScript};
+use super::stream_format::{self, Schedule, StreamFormat};
+use super::{anthropic, tgi, together};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 
@@ -95,8 +97,14 @@ pub(crate) fn plan(
             .min(MAX_OUTPUT_TOKENS),
         // The completions API has no field for reasoning.
         reasoning_tokens: match api {
-            Api::Chat => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
-            Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => 0,
+            // Anthropic streams them as thinking blocks.
+            Api::Chat | Api::Anthropic => script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
+            // TGI's generate_stream has no field for reasoning either.
+            Api::Completions
+            | Api::Tgi
+            | Api::TogetherInference
+            | Api::SageMaker { .. }
+            | Api::Vertex(_) => 0,
         },
         task,
         fill: request.fill,
@@ -107,15 +115,6 @@ pub(crate) fn plan(
         completion_tokens: output.reasoning.len() + output.content.len(),
         reasoning_tokens: output.reasoning.len(),
     };
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let id = match api {
-        Api::Chat => format!("chatcmpl-mock-{index}"),
-        Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => format!("cmpl-mock-{index}"),
-    };
-    let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
-
     let first = clamp(
         script.ttft.saturating_add(
             script
@@ -140,6 +139,42 @@ pub(crate) fn plan(
     // come.
     let last = offsets.iter().copied().max().unwrap_or(first);
     let total_tokens = usage.completion_tokens;
+
+    // Other protocols: the same schedule and faults in their own format.
+    let other: Option<Box<dyn StreamFormat>> = match api {
+        // SageMaker and Vertex are planned by their own modules (see above).
+        Api::Chat | Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => None,
+        Api::Tgi => Some(Box::new(tgi::TgiFormat::new(prompt_tokens, script.crlf))),
+        Api::TogetherInference => Some(Box::new(together::TogetherFormat::new(index, script.crlf))),
+        Api::Anthropic => Some(Box::new(anthropic::AnthropicFormat::new(
+            index,
+            &request.model,
+            prompt_tokens,
+            script.crlf,
+        ))),
+    };
+    if let Some(mut format) = other {
+        let schedule = Schedule {
+            output: &output,
+            usage,
+            include_usage: request.include_usage,
+            events: &events,
+            offsets: &offsets,
+            first,
+            last,
+            keep_alive: script.keep_alive,
+        };
+        return stream_format::timeline(format.as_mut(), &schedule, fault);
+    }
+
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let id = match api {
+        Api::Chat => format!("chatcmpl-mock-{index}"),
+        _ => format!("cmpl-mock-{index}"),
+    };
+    let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
 
     if !request.stream {
         return whole_response(&formatter, &output, usage, fault, &events, &offsets, last);

@@ -19,6 +19,12 @@ pub(crate) enum Api {
     SageMaker { lmi: bool },
     /// Vertex AI Gemini `streamGenerateContent` (`mock/vertex.rs`).
     Vertex(super::vertex::VertexApi),
+    /// Hugging Face TGI's `POST /generate_stream` (see [`super::tgi`]).
+    Tgi,
+    /// Together's legacy `POST /inference` (see [`super::together`]).
+    TogetherInference,
+    /// Anthropic's `POST /v1/messages` (see [`super::anthropic`]).
+    Anthropic,
 }
 
 /// The parts of a generation request the endpoint acts on.
@@ -87,16 +93,23 @@ struct StreamOptions {
 
 /// Parses a request body for `api`; the error is a message for a 400.
 pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> {
-    if let Api::SageMaker { .. } = api {
-        return super::sagemaker::parse(body);
+    match api {
+        Api::Chat => parse_openai(true, body),
+        Api::Completions => parse_openai(false, body),
+        Api::Tgi => super::tgi::parse(body),
+        Api::TogetherInference => super::together::parse(body),
+        Api::Anthropic => super::anthropic::parse(body),
+        Api::SageMaker { .. } => super::sagemaker::parse(body),
+        Api::Vertex(_) => super::vertex::parse(body),
     }
-    if let Api::Vertex(_) = api {
-        return super::vertex::parse(body);
-    }
+}
+
+/// Parses an OpenAI chat (`messages`) or completions (`prompt`) body.
+fn parse_openai(chat: bool, body: &[u8]) -> Result<GenerationRequest, String> {
     let raw: Raw =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
-    let prompt = match api {
-        Api::Chat => {
+    let prompt = match chat {
+        true => {
             let messages = raw
                 .messages
                 .ok_or("invalid request body: missing field `messages`")?;
@@ -115,9 +128,7 @@ pub(crate) fn parse(api: Api, body: &[u8]) -> Result<GenerationRequest, String> 
                 .collect::<Vec<_>>()
                 .join("\n")
         }
-        // SageMaker and Vertex are answered above; grouped here only so the
-        // match is complete.
-        Api::Completions | Api::SageMaker { .. } | Api::Vertex(_) => match raw
+        false => match raw
             .prompt
             .ok_or("invalid request body: missing field `prompt`")?
         {

@@ -24,6 +24,8 @@ use super::request::{self, Api, DEFAULT_MODEL};
 use super::sagemaker;
 use super::script::Fault;
 use super::state::State;
+use super::tgi;
+use super::{anthropic, azure};
 use crate::validate::Task;
 
 /// Largest request body read; a bigger one gets 413.
@@ -74,11 +76,28 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
     let method = request.method().clone();
     // Vertex AI paths (mock/vertex.rs).
     if let Some(api) = super::vertex::route(path, request.uri().query(), &method) {
-        return generation(api, request, state).await;
+        return generation(api, unauthorized, request, state).await;
     }
     match (path, &method) {
-        ("/chat/completions", &Method::POST) => generation(Api::Chat, request, state).await,
-        ("/completions", &Method::POST) => generation(Api::Completions, request, state).await,
+        ("/chat/completions", &Method::POST) => {
+            generation(Api::Chat, unauthorized, request, state).await
+        }
+        ("/completions", &Method::POST) => {
+            generation(Api::Completions, unauthorized, request, state).await
+        }
+        // Other protocols' routes (each checks its own way of sending the key).
+        (path, &Method::POST) if azure::is_chat_path(path) => {
+            generation(Api::Chat, azure::check, request, state).await
+        }
+        ("/generate_stream", &Method::POST) => {
+            generation(Api::Tgi, unauthorized, request, state).await
+        }
+        ("/inference", &Method::POST) => {
+            generation(Api::TogetherInference, unauthorized, request, state).await
+        }
+        ("/messages", &Method::POST) => {
+            generation(Api::Anthropic, anthropic::check, request, state).await
+        }
         ("/models", &Method::GET) => match unauthorized(&request, &state) {
             Some(response) => response,
             None => {
@@ -99,7 +118,8 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
         }
         (path, &Method::POST) if sagemaker::is_invocation_path(path) => {
-            generation(sagemaker::api(&request), request, state).await
+            // Checked by its signature once the body is read.
+            generation(sagemaker::api(&request), unauthorized, request, state).await
         }
         ("/chat/completions" | "/completions" | "/models" | "/health", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -111,7 +131,8 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
             StatusCode::NOT_FOUND,
             &format!(
                 "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
-                 POST /v1/completions, POST /endpoints/NAME/invocations-response-stream, \
+                 POST /v1/completions, POST /generate_stream, POST /inference, POST /v1/messages, \
+                 POST /endpoints/NAME/invocations-response-stream, Vertex AI paths, \
                  GET /v1/models, GET /v1/mock/stats, GET /health)"
             ),
             "invalid_request_error",
@@ -120,14 +141,23 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
     }
 }
 
+/// What a route checks before reading the body (the key, in the
+/// protocol's own header): `Some` is the answer that refuses the request.
+type RequestCheck = fn(&Request<Incoming>, &State) -> Option<Response<MockBody>>;
+
 /// A generation request, from arrival to the start of its scheduled body.
-async fn generation(api: Api, request: Request<Incoming>, state: Arc<State>) -> Response<MockBody> {
+async fn generation(
+    api: Api,
+    check: RequestCheck,
+    request: Request<Incoming>,
+    state: Arc<State>,
+) -> Response<MockBody> {
     let index = state.next_request();
     // SageMaker authenticates with a SigV4 signature over the body, checked
-    // once the body is read; the scripted bearer key is for the OpenAI routes.
+    // once the body is read; the other routes check their key header now.
     let signed = matches!(api, Api::SageMaker { .. }).then(|| sagemaker::SignedParts::of(&request));
     if signed.is_none() {
-        if let Some(response) = unauthorized(&request, &state) {
+        if let Some(response) = check(&request, &state) {
             return response;
         }
     }
@@ -210,7 +240,8 @@ fn prepare(
     state: &State,
 ) -> Result<Timeline, Box<Response<MockBody>>> {
     let request = request::parse(api, body).map_err(|message| {
-        Box::new(error(
+        Box::new(api_error(
+            api,
             StatusCode::BAD_REQUEST,
             &message,
             "invalid_request_error",
@@ -225,7 +256,7 @@ fn prepare(
     if let Some(Fault::Status(code)) = fault {
         return Err(Box::new(match api {
             Api::SageMaker { .. } => sagemaker::status_fault(code),
-            _ => status_fault(code),
+            _ => status_fault(api, code),
         }));
     }
     let answered = task.as_ref().map(|task| match fault {
@@ -284,14 +315,15 @@ fn unauthorized<B>(request: &Request<B>, state: &State) -> Option<Response<MockB
 }
 
 /// The answer of an injected [`Fault::Status`].
-fn status_fault(code: u16) -> Response<MockBody> {
+fn status_fault(api: Api, code: u16) -> Response<MockBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = match status.as_u16() {
         429 => "rate_limit_error",
         500.. => "server_error",
         _ => "invalid_request_error",
     };
-    let mut response = error(
+    let mut response = api_error(
+        api,
         status,
         &format!("injected fault: HTTP {}", status.as_u16()),
         kind,
@@ -303,6 +335,33 @@ fn status_fault(code: u16) -> Response<MockBody> {
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
+}
+
+/// An error answer in `api`'s own shape (OpenAI's `kind` and `code` are
+/// mapped to the protocol's error type where it has one).
+fn api_error(
+    api: Api,
+    status: StatusCode,
+    message: &str,
+    kind: &str,
+    code: Value,
+) -> Response<MockBody> {
+    match api {
+        Api::Chat
+        | Api::Completions
+        | Api::TogetherInference
+        | Api::SageMaker { .. }
+        | Api::Vertex(_) => error(status, message, kind, code),
+        Api::Anthropic => anthropic::error(status, message),
+        Api::Tgi => {
+            let error_type = match status.as_u16() {
+                400 | 422 => "validation",
+                429 => "overloaded",
+                _ => "generation",
+            };
+            json_response(status, tgi::error_body(message, error_type))
+        }
+    }
 }
 
 fn error(status: StatusCode, message: &str, kind: &str, code: Value) -> Response<MockBody> {

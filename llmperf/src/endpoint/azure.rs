@@ -1,0 +1,225 @@
+//! Azure OpenAI chat completions.
+//!
+//! `POST {base}/openai/deployments/{deployment}/chat/completions?api-version={version}`
+//! with the key in an `api-key` header (not Bearer). The base URL is the
+//! resource endpoint, e.g. `https://NAME.openai.azure.com`; the deployment
+//! defaults to the model name and the API version to
+//! [`DEFAULT_API_VERSION`]. The body and the stream are OpenAI's.
+//!
+//! Settings (spec option, else environment variable):
+//!
+//! | option | variable | default |
+//! | --- | --- | --- |
+//! | `deployment` | `AZURE_OPENAI_DEPLOYMENT` | the model name |
+//! | `api_version` | `AZURE_OPENAI_API_VERSION` | `2024-10-21` |
+//!
+//! `ignore_eos` and `min_tokens` are not sent: Azure refuses arguments it
+//! does not know (a user who wants them can set them with `extra_body`).
+//!
+//! ```
+//! let azure = llmperf::endpoint::find("azure-openai").unwrap();
+//! assert_eq!(azure.default_env_prefix(), "AZURE_OPENAI");
+//! ```
+
+use reqwest::header::HeaderValue;
+use serde_json::json;
+
+use super::openai::{self, OpenAiDecoder};
+use super::{EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, Target};
+use crate::workload::RequestPlan;
+
+/// The `api-version` used when none is set: the generally available
+/// version that streams usage with `stream_options.include_usage`.
+pub const DEFAULT_API_VERSION: &str = "2024-10-21";
+
+/// `azure-openai`: see the module docs.
+pub struct AzureOpenAi;
+
+inventory::submit! { Registration::new(&AzureOpenAi) }
+
+impl EndpointKind for AzureOpenAi {
+    fn name(&self) -> &'static str {
+        "azure-openai"
+    }
+
+    fn description(&self) -> &'static str {
+        "Azure OpenAI chat completions (POST {base}/openai/deployments/{deployment}/chat/completions, api-key header)"
+    }
+
+    fn default_env_prefix(&self) -> &'static str {
+        "AZURE_OPENAI"
+    }
+
+    fn builtin_base_url(&self, root: &str) -> String {
+        root.to_string()
+    }
+
+    fn build_request(
+        &self,
+        client: &reqwest::Client,
+        target: &Target,
+        plan: &RequestPlan,
+    ) -> Result<reqwest::RequestBuilder, RequestError> {
+        let deployment = target
+            .setting("deployment")
+            .unwrap_or_else(|| target.model.clone());
+        let api_version = target
+            .setting("api_version")
+            .unwrap_or_else(|| DEFAULT_API_VERSION.to_string());
+        let mut body = openai::stream_body(
+            json!({
+                "model": target.model,
+                "messages": [{"role": "user", "content": plan.prompt}],
+            }),
+            target,
+            plan,
+        );
+        if let Some(fields) = body.as_object_mut() {
+            for field in ["ignore_eos", "min_tokens"] {
+                if !target.extra_body.contains_key(field) {
+                    fields.remove(field);
+                }
+            }
+        }
+        // The deployment becomes one path segment whatever it contains.
+        let mut url = reqwest::Url::parse(&format!("{}/", target.base_url)).map_err(|error| {
+            RequestError::new(
+                ErrorKind::Request,
+                format!(
+                    "the Azure OpenAI base URL {} is not a URL: {error}",
+                    crate::spec::display_url(&target.base_url)
+                ),
+            )
+        })?;
+        url.path_segments_mut()
+            .map_err(|()| {
+                RequestError::new(
+                    ErrorKind::Request,
+                    "the Azure OpenAI base URL cannot have a path",
+                )
+            })?
+            .pop_if_empty()
+            .extend(["openai", "deployments", &deployment, "chat", "completions"]);
+        url.query_pairs_mut()
+            .append_pair("api-version", &api_version);
+        let mut request = client
+            .post(url)
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&body);
+        if let Some(key) = &target.api_key {
+            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
+                RequestError::new(
+                    ErrorKind::Request,
+                    format!(
+                        "the key from {} is not a valid header value",
+                        target.api_key_source
+                    ),
+                )
+            })?;
+            value.set_sensitive(true);
+            request = request.header("api-key", value);
+        }
+        Ok(request)
+    }
+
+    fn decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiDecoder::default())
+    }
+
+    fn error_detail(&self, body: &str) -> Option<String> {
+        openai::error_detail(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::spec::Secret;
+
+    fn target(base: &str, options: &[(&str, &str)]) -> Target {
+        Target {
+            base_url: base.to_string(),
+            model: "gpt-4o".to_string(),
+            api_key: Some(Secret::new("azure-key-123")),
+            api_key_source: "AZURE_OPENAI_API_KEY".to_string(),
+            extra_body: serde_json::Map::new(),
+            options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            // A prefix nobody sets, so the environment cannot interfere.
+            env_prefix: "LLMPERF_TEST_AZURE_UNSET".to_string(),
+        }
+    }
+
+    fn plan() -> RequestPlan {
+        RequestPlan {
+            id: 0,
+            prompt: "hello".to_string(),
+            max_tokens: Some(5),
+            ignore_eos: true,
+            task: None,
+            input_tokens_client: 1,
+        }
+    }
+
+    #[test]
+    fn the_deployment_path_api_version_and_api_key_header() {
+        let client = reqwest::Client::new();
+        let request = AzureOpenAi
+            .build_request(
+                &client,
+                &target("https://res.openai.azure.com", &[]),
+                &plan(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.url().as_str(),
+            "https://res.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(request.headers()["api-key"], "azure-key-123");
+        assert!(request.headers()["api-key"].is_sensitive());
+        assert!(request.headers().get("authorization").is_none());
+        let body: serde_json::Value =
+            serde_json::from_slice(request.body().unwrap().as_bytes().unwrap()).unwrap();
+        assert_eq!(body["stream"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+        assert!(body.get("ignore_eos").is_none() && body.get("min_tokens").is_none());
+
+        let request = AzureOpenAi
+            .build_request(
+                &client,
+                &target(
+                    "https://res.openai.azure.com/",
+                    &[
+                        ("deployment", "my dep/1"),
+                        ("api_version", "2025-01-01-preview"),
+                    ],
+                ),
+                &plan(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.url().as_str(),
+            "https://res.openai.azure.com/openai/deployments/my%20dep%2F1/chat/completions?api-version=2025-01-01-preview"
+        );
+    }
+
+    #[test]
+    fn a_key_that_cannot_be_a_header_is_a_request_error_without_the_key() {
+        let mut target = target("https://res.openai.azure.com", &[]);
+        target.api_key = Some(Secret::new("bad\nkey-secret"));
+        let error = AzureOpenAi
+            .build_request(&reqwest::Client::new(), &target, &plan())
+            .err()
+            .unwrap();
+        assert_eq!(error.kind, ErrorKind::Request);
+        assert!(!error.message.contains("key-secret"), "{}", error.message);
+    }
+}

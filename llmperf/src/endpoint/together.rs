@@ -1,0 +1,171 @@
+//! Together AI's legacy inference API: `POST {base}/inference`.
+//!
+//! The body is `{"model", "prompt", "max_tokens", "stream_tokens": true}`
+//! (with the user's extra body merged in); the answer is SSE whose chunks
+//! look like completions chunks with extra fields, ending with
+//! `data: [DONE]`:
+//!
+//! ```text
+//! data: {"choices":[{"text":" Hello"}],"result_type":"language-model-inference","id":"8a1f…","token":{"id":15043,"text":" Hello","logprob":-0.1,"special":false},"generated_text":null,"details":null,"stats":null,"usage":null}
+//! ```
+//!
+//! so the OpenAI decoder reads them (text from `choices[].text`, the usage
+//! on the last chunk when present). For Together's OpenAI-compatible API use
+//! the `together` preset. `TOGETHER_API_BASE` may end in `/v1` (as the
+//! preset's does): the legacy path is then taken from the host's root.
+
+use serde_json::json;
+
+use super::openai::{self, OpenAiDecoder};
+use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use crate::workload::RequestPlan;
+
+/// `together-inference`: see the module docs.
+pub struct TogetherInference;
+
+inventory::submit! { Registration::new(&TogetherInference) }
+
+impl EndpointKind for TogetherInference {
+    fn name(&self) -> &'static str {
+        "together-inference"
+    }
+
+    fn description(&self) -> &'static str {
+        "Together AI's legacy inference API (POST {base}/inference, stream_tokens)"
+    }
+
+    fn default_env_prefix(&self) -> &'static str {
+        "TOGETHER"
+    }
+
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some("https://api.together.xyz")
+    }
+
+    fn builtin_base_url(&self, root: &str) -> String {
+        root.to_string()
+    }
+
+    fn build_request(
+        &self,
+        client: &reqwest::Client,
+        target: &Target,
+        plan: &RequestPlan,
+    ) -> Result<reqwest::RequestBuilder, RequestError> {
+        let mut body = json!({
+            "model": target.model,
+            "prompt": plan.prompt,
+            "stream_tokens": true,
+        });
+        if let Some(fields) = body.as_object_mut() {
+            if let Some(max_tokens) = plan.max_tokens {
+                fields.insert("max_tokens".into(), json!(max_tokens));
+            }
+            for (key, value) in &target.extra_body {
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+        let root = target
+            .base_url
+            .strip_suffix("/v1")
+            .unwrap_or(&target.base_url);
+        let mut request = client
+            .post(format!("{root}/inference"))
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(&body);
+        if let Some(key) = &target.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        Ok(request)
+    }
+
+    fn decoder(&self) -> Box<dyn StreamDecoder> {
+        Box::new(OpenAiDecoder::default())
+    }
+
+    fn error_detail(&self, body: &str) -> Option<String> {
+        openai::error_detail(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::endpoint::{StreamEvent, Usage};
+
+    /// A legacy `/inference` stream in the shape Together documents: one
+    /// text per chunk with the token, the last chunk with `generated_text`,
+    /// `finish_reason` and `usage`, then `[DONE]`.
+    const STREAM: &[u8] = b"data: {\"choices\":[{\"text\":\" Hello\"}],\"result_type\":\"language-model-inference\",\"id\":\"8a1f5c1b2d3e4f50-SJC\",\"token\":{\"id\":15043,\"text\":\" Hello\",\"logprob\":-0.1,\"special\":false},\"generated_text\":null,\"details\":null,\"stats\":null,\"usage\":null}\n\n\
+data: {\"choices\":[{\"text\":\" world\"}],\"result_type\":\"language-model-inference\",\"id\":\"8a1f5c1b2d3e4f50-SJC\",\"token\":{\"id\":3186,\"text\":\" world\",\"logprob\":-0.2,\"special\":false},\"generated_text\":null,\"details\":null,\"stats\":null,\"usage\":null}\n\n\
+data: {\"choices\":[{\"text\":\"\",\"finish_reason\":\"length\"}],\"result_type\":\"language-model-inference\",\"id\":\"8a1f5c1b2d3e4f50-SJC\",\"token\":{\"id\":2,\"text\":\"\",\"logprob\":0,\"special\":true},\"generated_text\":\" Hello world\",\"details\":null,\"stats\":{},\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\n\
+data: [DONE]\n\n";
+
+    fn decode(pieces: &[&[u8]]) -> Vec<StreamEvent> {
+        let mut decoder = TogetherInference.decoder();
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for piece in pieces {
+            decoder.feed(piece, now, &mut out);
+        }
+        decoder.finish(now, &mut out);
+        out.into_iter().map(|e| e.event).collect()
+    }
+
+    #[test]
+    fn a_legacy_stream_split_at_every_byte() {
+        let expected = vec![
+            StreamEvent::Content(" Hello".into()),
+            StreamEvent::Content(" world".into()),
+            StreamEvent::Finish("length".into()),
+            StreamEvent::Usage(Usage {
+                prompt_tokens: Some(5),
+                completion_tokens: Some(2),
+                reasoning_tokens: None,
+            }),
+            StreamEvent::Done,
+        ];
+        assert_eq!(decode(&[STREAM]), expected);
+        for split in 0..STREAM.len() {
+            let (a, b) = STREAM.split_at(split);
+            assert_eq!(decode(&[a, b]), expected, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn the_request_goes_to_the_hosts_inference_path() {
+        let target = |base: &str| Target {
+            base_url: base.to_string(),
+            model: "togethercomputer/llama-2-7b".to_string(),
+            api_key: None,
+            api_key_source: "TOGETHER_API_KEY".to_string(),
+            extra_body: serde_json::Map::new(),
+            options: Default::default(),
+            env_prefix: "TOGETHER".to_string(),
+        };
+        let plan = RequestPlan {
+            id: 0,
+            prompt: "hi".to_string(),
+            max_tokens: Some(9),
+            ignore_eos: false,
+            task: None,
+            input_tokens_client: 1,
+        };
+        let client = reqwest::Client::new();
+        for base in ["https://api.together.xyz", "https://api.together.xyz/v1"] {
+            let request = TogetherInference
+                .build_request(&client, &target(base), &plan)
+                .unwrap()
+                .build()
+                .unwrap();
+            assert_eq!(request.url().as_str(), "https://api.together.xyz/inference");
+            let body: serde_json::Value =
+                serde_json::from_slice(request.body().unwrap().as_bytes().unwrap()).unwrap();
+            assert_eq!(body["stream_tokens"], true);
+            assert_eq!(body["max_tokens"], 9);
+            assert_eq!(body["prompt"], "hi");
+        }
+    }
+}

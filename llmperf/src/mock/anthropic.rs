@@ -1,0 +1,260 @@
+//! Anthropic's `POST /v1/messages`: the key and version headers, the
+//! request body, the named SSE events and the error shape.
+//!
+//! A response goes `message_start` (input tokens), `ping`, then per block
+//! `content_block_start`, `content_block_delta`s (`thinking_delta` for the
+//! script's reasoning tokens, then `text_delta`), `content_block_stop` (a
+//! thinking block gets its `signature_delta` first), and finally
+//! `message_delta` (stop reason, cumulative output tokens) and
+//! `message_stop`.
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::MockBody;
+use super::generate::FinishReason;
+use super::openai::TokenKind;
+use super::request::{self, Api, GenerationRequest};
+use super::state::State;
+use super::stream_format::{Ending, StreamFormat};
+
+/// What Anthropic checks before generating: `anthropic-version`, and the
+/// `x-api-key` header when the script requires a key.
+pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<MockBody>> {
+    if request.headers().get("anthropic-version").is_none() {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "anthropic-version: header is required",
+        ));
+    }
+    let key = state.script.api_key.as_deref()?;
+    let given = request
+        .headers()
+        .get("x-api-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim);
+    if given == Some(key) {
+        return None;
+    }
+    Some(error(
+        StatusCode::UNAUTHORIZED,
+        "invalid x-api-key (the mock requires the scripted key in the `x-api-key` header)",
+    ))
+}
+
+/// An error answer in Anthropic's shape, its type named after the status.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::now(error_body(status, message)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// `{"type":"error","error":{"type":…,"message":…}}`.
+fn error_body(status: StatusCode, message: &str) -> Bytes {
+    let kind = match status.as_u16() {
+        400 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        _ => "api_error",
+    };
+    Bytes::from(
+        json!({ "type": "error", "error": { "type": kind, "message": message } }).to_string(),
+    )
+}
+
+#[derive(Deserialize)]
+struct Required {
+    max_tokens: Option<u64>,
+    stream: Option<bool>,
+}
+
+/// Parses a Messages body (its `messages` read as chat messages); the
+/// error is a message for a 400.
+pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
+    let mut parsed = request::parse(Api::Chat, body)?;
+    let required: Required =
+        serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
+    if required.max_tokens.is_none() {
+        return Err("max_tokens: Field required".to_string());
+    }
+    if required.stream != Some(true) {
+        return Err(
+            "the built-in endpoint serves /v1/messages only as a stream: set \"stream\": true"
+                .to_string(),
+        );
+    }
+    // Usage always comes, in message_start and message_delta.
+    parsed.include_usage = true;
+    Ok(parsed)
+}
+
+/// Formats one Messages stream.
+pub(crate) struct AnthropicFormat {
+    id: String,
+    model: String,
+    prompt_tokens: usize,
+    newline: &'static str,
+    /// The open content block: its index and what it holds.
+    open: Option<(usize, TokenKind)>,
+    next_block: usize,
+}
+
+impl AnthropicFormat {
+    pub(crate) fn new(index: u64, model: &str, prompt_tokens: usize, crlf: bool) -> Self {
+        AnthropicFormat {
+            id: format!("msg_mock{index:020}"),
+            model: model.to_string(),
+            prompt_tokens,
+            newline: if crlf { "\r\n" } else { "\n" },
+            open: None,
+            next_block: 0,
+        }
+    }
+
+    fn event(&self, name: &str, data: &Value) -> String {
+        let nl = self.newline;
+        format!("event: {name}{nl}data: {data}{nl}{nl}")
+    }
+
+    /// Closes the open block, if any, into `frame`.
+    fn close_block(&mut self, frame: &mut String) {
+        let Some((index, kind)) = self.open.take() else {
+            return;
+        };
+        if kind == TokenKind::Reasoning {
+            frame.push_str(&self.event(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "signature_delta", "signature": "bW9jay1zaWduYXR1cmU="}}),
+            ));
+        }
+        frame.push_str(&self.event(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+}
+
+impl StreamFormat for AnthropicFormat {
+    fn opening(&mut self) -> Vec<Bytes> {
+        let start = self.event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": self.id, "type": "message", "role": "assistant", "content": [],
+                "model": self.model, "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
+            }}),
+        );
+        vec![Bytes::from(start), self.keep_alive()]
+    }
+
+    fn keep_alive(&mut self) -> Bytes {
+        Bytes::from(self.event("ping", &json!({"type": "ping"})))
+    }
+
+    fn tokens(&mut self, kind: TokenKind, tokens: &[String]) -> Bytes {
+        let mut frame = String::new();
+        if self.open.map(|(_, open)| open) != Some(kind) {
+            self.close_block(&mut frame);
+            let index = self.next_block;
+            self.next_block += 1;
+            self.open = Some((index, kind));
+            let block = match kind {
+                TokenKind::Reasoning => json!({"type": "thinking", "thinking": ""}),
+                TokenKind::Content => json!({"type": "text", "text": ""}),
+            };
+            frame.push_str(&self.event(
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": index, "content_block": block}),
+            ));
+        }
+        let index = self.open.map_or(0, |(index, _)| index);
+        let text = tokens.concat();
+        let delta = match kind {
+            TokenKind::Reasoning => json!({"type": "thinking_delta", "thinking": text}),
+            TokenKind::Content => json!({"type": "text_delta", "text": text}),
+        };
+        frame.push_str(&self.event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+        ));
+        Bytes::from(frame)
+    }
+
+    fn closing(&mut self, ending: &Ending) -> Vec<Bytes> {
+        let mut frame = String::new();
+        self.close_block(&mut frame);
+        let stop_reason = match ending.output.finish_reason {
+            FinishReason::Length => "max_tokens",
+            FinishReason::Stop => "end_turn",
+        };
+        frame.push_str(&self.event(
+            "message_delta",
+            &json!({"type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": null},
+                    "usage": {"output_tokens": ending.usage.completion_tokens}}),
+        ));
+        if ending.end_marker {
+            frame.push_str(&self.event("message_stop", &json!({"type": "message_stop"})));
+        }
+        vec![Bytes::from(frame)]
+    }
+
+    fn stream_error(&mut self) -> Bytes {
+        Bytes::from(self.event(
+            "error",
+            &json!({"type": "error", "error": {"type": "overloaded_error",
+                                               "message": "Overloaded (injected stream error)"}}),
+        ))
+    }
+
+    fn malformed(&mut self) -> Bytes {
+        let nl = self.newline;
+        Bytes::from(format!(
+            "event: content_block_delta{nl}data: {{\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {{{nl}{nl}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_need_max_tokens_and_stream() {
+        let ok = parse(
+            br#"{"model":"claude","max_tokens":9,"stream":true,"messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!((ok.prompt.as_str(), ok.max_tokens), ("hi", Some(9)));
+        assert!(ok.include_usage);
+        let missing = parse(br#"{"model":"c","stream":true,"messages":[]}"#).unwrap_err();
+        assert!(missing.contains("max_tokens"), "{missing}");
+        let whole = parse(br#"{"model":"c","max_tokens":1,"messages":[]}"#).unwrap_err();
+        assert!(whole.contains("stream"), "{whole}");
+    }
+
+    #[test]
+    fn blocks_switch_from_thinking_to_text_with_a_signature() {
+        let mut format = AnthropicFormat::new(1, "claude", 3, false);
+        let thinking = format.tokens(TokenKind::Reasoning, &[" hm".to_string()]);
+        let text = format.tokens(TokenKind::Content, &[" a".to_string()]);
+        let thinking = std::str::from_utf8(&thinking).unwrap();
+        let text = std::str::from_utf8(&text).unwrap();
+        assert!(thinking.starts_with("event: content_block_start\n"));
+        assert!(thinking.contains(r#""thinking_delta""#));
+        assert!(text.find("signature_delta") < text.find("content_block_stop"));
+        assert!(text.contains(r#""index":1"#));
+        assert!(text.contains(r#""text_delta""#));
+    }
+}

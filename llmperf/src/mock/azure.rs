@@ -1,0 +1,75 @@
+//! Azure OpenAI's route: `POST /openai/deployments/{deployment}/chat/completions?api-version=…`
+//! with the key in an `api-key` header. The body and the stream are the
+//! OpenAI chat format.
+
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde_json::json;
+
+use super::body::MockBody;
+use super::state::State;
+
+/// Whether `path` is a deployment's chat completions path.
+pub(crate) fn is_chat_path(path: &str) -> bool {
+    path.strip_prefix("/openai/deployments/")
+        .and_then(|rest| rest.strip_suffix("/chat/completions"))
+        .is_some_and(|deployment| !deployment.is_empty() && !deployment.contains('/'))
+}
+
+/// What Azure checks before generating: the `api-version` query parameter,
+/// and the `api-key` header when the script requires a key.
+pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<MockBody>> {
+    let has_version = request.uri().query().is_some_and(|query| {
+        query.split('&').any(|pair| {
+            pair.strip_prefix("api-version=")
+                .is_some_and(|v| !v.is_empty())
+        })
+    });
+    if !has_version {
+        return Some(error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Missing required query parameter: api-version (the mock serves Azure OpenAI's deployment path)",
+        ));
+    }
+    let key = state.script.api_key.as_deref()?;
+    let given = request
+        .headers()
+        .get("api-key")
+        .and_then(|value| value.to_str().ok())
+        .map(str::trim);
+    if given == Some(key) {
+        return None;
+    }
+    Some(error(
+        StatusCode::UNAUTHORIZED,
+        "401",
+        "Access denied due to invalid subscription key or wrong API endpoint (the mock requires the scripted key in the `api-key` header)",
+    ))
+}
+
+/// Azure's error body: `{"error":{"code","message"}}`.
+fn error(status: StatusCode, code: &str, message: &str) -> Response<MockBody> {
+    let body = json!({ "error": { "code": code, "message": message } }).to_string();
+    let mut response = Response::new(MockBody::now(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_deployments_chat_path_matches() {
+        assert!(is_chat_path("/openai/deployments/gpt-4o/chat/completions"));
+        assert!(!is_chat_path("/openai/deployments//chat/completions"));
+        assert!(!is_chat_path("/openai/deployments/a/b/chat/completions"));
+        assert!(!is_chat_path("/openai/deployments/a/completions"));
+        assert!(!is_chat_path("/chat/completions"));
+    }
+}
