@@ -70,9 +70,14 @@ pub mod spec;
 pub mod validate;
 pub mod workload;
 
+/// Re-exported so a `benches/` file can register its own endpoint kind
+/// (`llmperf::inventory::submit!`) without depending on inventory itself.
+pub use inventory;
 pub use llmperf_macros::bench;
 pub use mock::{Fault, FaultSchedule, MockScript, MockServer};
 pub use registry::BenchEntry;
+/// Re-exported for implementing [`endpoint::EndpointKind`] outside llmperf.
+pub use reqwest;
 pub use spec::{Benchmark, Endpoint, Load, Workload};
 pub use workload::tokenizer::Tokenizer;
 
