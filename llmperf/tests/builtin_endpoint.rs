@@ -4,36 +4,11 @@
 
 use std::time::Duration;
 
-use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
 
-fn quiet() -> RunOptions {
-    RunOptions {
-        mode: llmperf::results::RunMode::Test,
-        ..RunOptions::default()
-    }
-}
-
-fn run(bench: &Benchmark) -> RunOutcome {
-    run_benchmark("test", bench, &quiet()).expect("the run itself must succeed")
-}
-
-fn fast_script() -> MockScript {
-    MockScript::new()
-        .ttft(Duration::from_millis(5))
-        .inter_token(Duration::from_millis(1))
-}
-
-fn errors(outcome: &RunOutcome, kind: &str) -> u64 {
-    outcome
-        .summary
-        .summary
-        .requests
-        .errors_by_kind
-        .get(kind)
-        .copied()
-        .unwrap_or(0)
-}
+mod fault_matrix;
+use fault_matrix::{errors, fast_script, quiet, run};
 
 #[test]
 fn scripted_ttft_and_inter_token_latency_are_measured_within_a_few_ms() {

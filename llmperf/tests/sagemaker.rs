@@ -7,19 +7,11 @@
 use std::time::Duration;
 
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
 
-fn quiet() -> RunOptions {
-    RunOptions {
-        mode: llmperf::results::RunMode::Test,
-        ..RunOptions::default()
-    }
-}
-
-fn run(bench: &Benchmark) -> RunOutcome {
-    run_benchmark("test", bench, &quiet()).expect("the run itself must succeed")
-}
+mod fault_matrix;
+use fault_matrix::{errors, fast_script, quiet, run};
 
 /// The built-in endpoint, signed with its test key pair given as options
 /// (tests never set process-wide environment variables).
@@ -30,23 +22,6 @@ fn sagemaker() -> Endpoint {
         .option("aws_secret_access_key", TEST_SECRET_ACCESS_KEY)
         .option("region", "eu-west-1")
         .option("endpoint_name", "llmperf-tgi")
-}
-
-fn fast_script() -> MockScript {
-    MockScript::new()
-        .ttft(Duration::from_millis(5))
-        .inter_token(Duration::from_millis(1))
-}
-
-fn errors(outcome: &RunOutcome, kind: &str) -> u64 {
-    outcome
-        .summary
-        .summary
-        .requests
-        .errors_by_kind
-        .get(kind)
-        .copied()
-        .unwrap_or(0)
 }
 
 #[test]

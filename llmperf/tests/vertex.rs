@@ -5,8 +5,11 @@
 
 use std::time::Duration;
 
-use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+
+mod fault_matrix;
+use fault_matrix::{errors, fast_script, quiet, run};
 
 const KINDS: [&str; 4] = [
     "vertex-gemini",
@@ -15,34 +18,6 @@ const KINDS: [&str; 4] = [
     "vertex-openai",
 ];
 const GEMINI: [&str; 2] = ["vertex-gemini", "vertex-gemini-json"];
-
-fn quiet() -> RunOptions {
-    RunOptions {
-        mode: llmperf::results::RunMode::Test,
-        ..RunOptions::default()
-    }
-}
-
-fn run(bench: &Benchmark) -> RunOutcome {
-    run_benchmark("test", bench, &quiet()).expect("the run itself must succeed")
-}
-
-fn fast_script() -> MockScript {
-    MockScript::new()
-        .ttft(Duration::from_millis(5))
-        .inter_token(Duration::from_millis(1))
-}
-
-fn errors(outcome: &RunOutcome, kind: &str) -> u64 {
-    outcome
-        .summary
-        .summary
-        .requests
-        .errors_by_kind
-        .get(kind)
-        .copied()
-        .unwrap_or(0)
-}
 
 fn endpoint(kind: &str) -> Endpoint {
     Endpoint::kind(kind).builtin()
