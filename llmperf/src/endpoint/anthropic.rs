@@ -354,13 +354,7 @@ mod tests {
 
     fn decode(pieces: &[&[u8]]) -> Vec<StreamEvent> {
         let mut decoder = AnthropicDecoder::default();
-        let mut out = Vec::new();
-        let now = Instant::now();
-        for piece in pieces {
-            decoder.feed(piece, now, &mut out);
-        }
-        decoder.finish(now, &mut out);
-        out.into_iter().map(|e| e.event).collect()
+        crate::endpoint::decode_reads(&mut decoder, pieces)
     }
 
     /// The basic streaming example of Anthropic's docs (spaces after the

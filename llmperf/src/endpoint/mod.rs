@@ -336,6 +336,19 @@ pub fn is_secret_setting(key: &str) -> bool {
     !key.ends_with("_command") && SECRET.iter().any(|word| key.contains(word))
 }
 
+/// Feeds `pieces` to `decoder` as separate reads, then ends the stream;
+/// the events in order (decoder unit tests).
+#[cfg(test)]
+pub(crate) fn decode_reads(decoder: &mut dyn StreamDecoder, pieces: &[&[u8]]) -> Vec<StreamEvent> {
+    let mut out = Vec::new();
+    let now = Instant::now();
+    for piece in pieces {
+        decoder.feed(piece, now, &mut out);
+    }
+    decoder.finish(now, &mut out);
+    out.into_iter().map(|e| e.event).collect()
+}
+
 /// The kind registered under `name`.
 pub fn find(name: &str) -> Option<&'static dyn EndpointKind> {
     kinds().find(|k| k.name() == name)

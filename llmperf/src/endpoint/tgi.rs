@@ -236,13 +236,7 @@ mod tests {
 
     fn decode(pieces: &[&[u8]]) -> Vec<StreamEvent> {
         let mut decoder = TgiDecoder::default();
-        let mut out = Vec::new();
-        let now = Instant::now();
-        for piece in pieces {
-            decoder.feed(piece, now, &mut out);
-        }
-        decoder.finish(now, &mut out);
-        out.into_iter().map(|e| e.event).collect()
+        crate::endpoint::decode_reads(&mut decoder, pieces)
     }
 
     /// A `generate_stream` answer as TGI writes it (axum's SSE: `data:`

@@ -90,7 +90,6 @@ impl EndpointKind for TogetherInference {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
 
     use super::*;
     use crate::endpoint::{StreamEvent, Usage};
@@ -105,13 +104,7 @@ data: [DONE]\n\n";
 
     fn decode(pieces: &[&[u8]]) -> Vec<StreamEvent> {
         let mut decoder = TogetherInference.decoder();
-        let mut out = Vec::new();
-        let now = Instant::now();
-        for piece in pieces {
-            decoder.feed(piece, now, &mut out);
-        }
-        decoder.finish(now, &mut out);
-        out.into_iter().map(|e| e.event).collect()
+        crate::endpoint::decode_reads(&mut *decoder, pieces)
     }
 
     #[test]
