@@ -8,7 +8,7 @@ use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
 
 mod fault_matrix;
-use fault_matrix::{errors, fast_script, quiet, run};
+use fault_matrix::{assert_interval, assert_latency, errors, fast_script, quiet, run};
 
 #[test]
 fn scripted_ttft_and_inter_token_latency_are_measured_within_a_few_ms() {
@@ -25,20 +25,12 @@ fn scripted_ttft_and_inter_token_latency_are_measured_within_a_few_ms() {
     let summary = &outcome.summary.summary;
     assert_eq!(summary.requests.completed, 16, "{:?}", summary.requests);
     let ttft = summary.ttft_ms.expect("ttft");
-    assert!(
-        (100.0..106.0).contains(&ttft.p50),
-        "ttft p50 {} ms against a 100 ms script",
-        ttft.p50
-    );
+    assert_latency("ttft p50", ttft.p50, 100.0);
     let itl = summary.inter_token_latency_ms.expect("itl");
-    assert!(
-        (9.0..11.5).contains(&itl.p50),
-        "itl p50 {} ms against a 10 ms script",
-        itl.p50
-    );
+    assert_interval("itl p50", itl.p50, 10.0);
     assert_eq!(itl.count, 16 * 39, "39 gaps per 40-token request");
     let tpot = summary.tpot_ms.expect("tpot");
-    assert!((9.5..11.5).contains(&tpot.p50), "tpot p50 {}", tpot.p50);
+    assert_interval("tpot p50", tpot.p50, 10.0);
     for record in &outcome.records {
         assert_eq!(record.output_tokens_server, Some(40));
         assert_eq!(record.output_tokens_client, 40);
@@ -66,13 +58,9 @@ fn events_carrying_several_tokens_give_per_token_and_per_event_latencies() {
     let summary = &outcome.summary.summary;
     assert_eq!(summary.requests.completed, 4);
     let per_event = summary.inter_event_latency_ms.expect("event gaps");
-    assert!(
-        (19.0..23.0).contains(&per_event.p50),
-        "event gap {}",
-        per_event.p50
-    );
+    assert_interval("event gap p50", per_event.p50, 20.0);
     let per_token = summary.inter_token_latency_ms.expect("itl");
-    assert!((4.5..6.0).contains(&per_token.p50), "itl {}", per_token.p50);
+    assert_interval("itl p50", per_token.p50, 5.0);
     assert!(outcome.records.iter().all(|r| r.output_tokens() == 24));
 }
 
@@ -92,16 +80,8 @@ fn reasoning_tokens_do_not_end_ttft() {
     let summary = &outcome.summary.summary;
     let reasoning = summary.time_to_first_reasoning_ms.expect("reasoning");
     let ttft = summary.ttft_ms.expect("ttft");
-    assert!(
-        (30.0..36.0).contains(&reasoning.p50),
-        "first reasoning {}",
-        reasoning.p50
-    );
-    assert!(
-        (80.0..88.0).contains(&ttft.p50),
-        "ttft {} = 30 + 10 × 5",
-        ttft.p50
-    );
+    assert_latency("first reasoning p50", reasoning.p50, 30.0);
+    assert_latency("ttft p50", ttft.p50, 80.0);
     for record in &outcome.records {
         assert_eq!(record.reasoning_tokens_server, Some(10));
         assert_eq!(record.reasoning_tokens_client, 10);

@@ -5,15 +5,11 @@
 use std::time::Duration;
 
 use llmperf::endpoint::presets;
-use llmperf::run::{configured_endpoint, run_benchmark, RunOptions};
+use llmperf::run::{configured_endpoint, run_benchmark};
 use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
 
-fn quiet() -> RunOptions {
-    RunOptions {
-        mode: llmperf::results::RunMode::Test,
-        ..RunOptions::default()
-    }
-}
+mod fault_matrix;
+use fault_matrix::{assert_interval, assert_latency, quiet};
 
 #[test]
 fn every_preset_streams_from_the_builtin_endpoint_with_scripted_timing() {
@@ -35,19 +31,9 @@ fn every_preset_streams_from_the_builtin_endpoint_with_scripted_timing() {
             preset.name, summary.requests
         );
         let ttft = summary.ttft_ms.expect("ttft");
-        assert!(
-            (50.0..58.0).contains(&ttft.p50),
-            "{}: ttft p50 {} against 50 ms",
-            preset.name,
-            ttft.p50
-        );
+        assert_latency(&format!("{}: ttft p50", preset.name), ttft.p50, 50.0);
         let itl = summary.inter_token_latency_ms.expect("itl");
-        assert!(
-            (4.5..6.5).contains(&itl.p50),
-            "{}: itl p50 {} against 5 ms",
-            preset.name,
-            itl.p50
-        );
+        assert_interval(&format!("{}: itl p50", preset.name), itl.p50, 5.0);
         for record in &outcome.records {
             assert_eq!(record.output_tokens_server, Some(20), "{}", preset.name);
             assert_eq!(record.output_tokens_client, 20, "{}", preset.name);

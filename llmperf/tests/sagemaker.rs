@@ -11,7 +11,7 @@ use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
 
 mod fault_matrix;
-use fault_matrix::{errors, fast_script, quiet, run};
+use fault_matrix::{assert_interval, assert_latency, errors, fast_script, quiet, run};
 
 /// The built-in endpoint, signed with its test key pair given as options
 /// (tests never set process-wide environment variables).
@@ -40,17 +40,9 @@ fn scripted_ttft_and_inter_token_latency_are_measured_within_a_few_ms() {
     let summary = &outcome.summary.summary;
     assert_eq!(summary.requests.completed, 16, "{:?}", summary.requests);
     let ttft = summary.ttft_ms.expect("ttft");
-    assert!(
-        (100.0..106.0).contains(&ttft.p50),
-        "ttft p50 {} ms against a 100 ms script",
-        ttft.p50
-    );
+    assert_latency("ttft p50", ttft.p50, 100.0);
     let itl = summary.inter_token_latency_ms.expect("itl");
-    assert!(
-        (9.0..11.5).contains(&itl.p50),
-        "itl p50 {} ms against a 10 ms script",
-        itl.p50
-    );
+    assert_interval("itl p50", itl.p50, 10.0);
     assert_eq!(itl.count, 16 * 39, "39 gaps per 40-token request");
     for record in &outcome.records {
         assert_eq!(
@@ -88,7 +80,7 @@ fn lmi_json_lines_are_decoded_too() {
     // Loose: four requests make a noisy median; the TGI test holds the
     // tight timing bounds.
     let ttft = summary.ttft_ms.expect("ttft");
-    assert!((20.0..30.0).contains(&ttft.p50), "ttft {}", ttft.p50);
+    assert_latency("ttft p50", ttft.p50, 20.0);
     for record in &outcome.records {
         assert_eq!(record.output_tokens_server, Some(24));
         assert_eq!(record.output_tokens_client, 24);

@@ -9,7 +9,7 @@ use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
 
 mod fault_matrix;
-use fault_matrix::{errors, fast_script, quiet, run};
+use fault_matrix::{assert_interval, assert_latency, errors, fast_script, quiet, run};
 
 const KINDS: [&str; 4] = [
     "vertex-gemini",
@@ -43,17 +43,9 @@ fn every_kind_measures_the_scripted_timing_and_the_servers_counts() {
             summary.requests
         );
         let ttft = summary.ttft_ms.expect("ttft");
-        assert!(
-            (100.0..106.0).contains(&ttft.p50),
-            "{kind}: ttft p50 {} ms against a 100 ms script",
-            ttft.p50
-        );
+        assert_latency(&format!("{kind}: ttft p50"), ttft.p50, 100.0);
         let itl = summary.inter_token_latency_ms.expect("itl");
-        assert!(
-            (9.0..11.5).contains(&itl.p50),
-            "{kind}: itl p50 {} ms against a 10 ms script",
-            itl.p50
-        );
+        assert_interval(&format!("{kind}: itl p50"), itl.p50, 10.0);
         assert_eq!(itl.count, 12 * 39, "{kind}: 39 gaps per 40-token request");
         for record in &outcome.records {
             assert_eq!(record.output_tokens_server, Some(40), "{kind}");
@@ -97,16 +89,8 @@ fn thought_parts_are_reasoning_and_do_not_end_ttft() {
         assert_eq!(summary.requests.completed, 2, "{kind}");
         let reasoning = summary.time_to_first_reasoning_ms.expect("reasoning");
         let ttft = summary.ttft_ms.expect("ttft");
-        assert!(
-            (30.0..36.0).contains(&reasoning.p50),
-            "{kind}: first thought {}",
-            reasoning.p50
-        );
-        assert!(
-            (80.0..88.0).contains(&ttft.p50),
-            "{kind}: ttft {} = 30 + 10 × 5",
-            ttft.p50
-        );
+        assert_latency(&format!("{kind}: first reasoning p50"), reasoning.p50, 30.0);
+        assert_latency(&format!("{kind}: ttft p50"), ttft.p50, 80.0);
         for record in &outcome.records {
             assert_eq!(record.reasoning_tokens_server, Some(10), "{kind}");
             assert_eq!(record.reasoning_tokens_client, 10, "{kind}");

@@ -59,17 +59,9 @@ pub fn assert_scripted_timing(endpoint: Endpoint) -> RunOutcome {
     let summary = &outcome.summary.summary;
     assert_eq!(summary.requests.completed, 12, "{:?}", summary.requests);
     let ttft = summary.ttft_ms.expect("ttft");
-    assert!(
-        (100.0..106.0).contains(&ttft.p50),
-        "ttft p50 {} ms against a 100 ms script",
-        ttft.p50
-    );
+    assert_latency("ttft p50", ttft.p50, 100.0);
     let itl = summary.inter_token_latency_ms.expect("itl");
-    assert!(
-        (9.0..11.5).contains(&itl.p50),
-        "itl p50 {} ms against a 10 ms script",
-        itl.p50
-    );
+    assert_interval("itl p50", itl.p50, 10.0);
     assert_eq!(itl.count, 12 * 39, "39 gaps per 40-token request");
     for record in &outcome.records {
         assert_eq!(record.output_tokens_server, Some(40));
@@ -197,4 +189,32 @@ pub fn assert_right_key(endpoint: Endpoint, key: &str) {
         .mock(fast_script().require_api_key(key));
     let outcome = run(&bench);
     assert_eq!(outcome.summary.summary.requests.completed, 2);
+}
+
+/// How much later than scripted a latency may come back in a test. The
+/// scripted figure is a floor (the built-in endpoint never sends early and
+/// the client stamps the send before the bytes leave); the ceiling is loose
+/// because CI machines are busy. Timing accuracy itself is measured by
+/// `cargo bench --bench timing_accuracy`, not asserted here.
+pub const LATE_MS: f64 = 25.0;
+
+/// A latency (TTFT, time to first reasoning) measured against its script:
+/// never earlier than scripted, at most [`LATE_MS`] later.
+pub fn assert_latency(what: &str, measured_ms: f64, scripted_ms: f64) {
+    let ceiling = scripted_ms + LATE_MS;
+    assert!(
+        measured_ms >= scripted_ms - 0.5 && measured_ms <= ceiling,
+        "{what}: {measured_ms:.3} ms against a {scripted_ms} ms script (allowed {scripted_ms}..{ceiling} ms)"
+    );
+}
+
+/// A median interval (ITL, TPOT, event gap) against its script: within
+/// −20% / +25%, loose enough for a busy machine and tight enough to tell a
+/// per-token interval from a per-event one.
+pub fn assert_interval(what: &str, measured_ms: f64, scripted_ms: f64) {
+    let (floor, ceiling) = (scripted_ms * 0.8, scripted_ms * 1.25 + 0.5);
+    assert!(
+        (floor..=ceiling).contains(&measured_ms),
+        "{what}: {measured_ms:.3} ms against a {scripted_ms} ms script (allowed {floor}..{ceiling} ms)"
+    );
 }
