@@ -17,7 +17,16 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::load::Phase;
 use crate::record::{RequestRecord, ValidationOutcome};
+
+pub mod send;
+pub mod slo;
+pub mod sweep;
+
+pub use send::{OutputLimitCheck, SendStats};
+pub use slo::{SloCheck, SloReport};
+pub use sweep::{CurvePoint, LevelResult, SweepSummary};
 
 /// TTFT above which a request counts toward the overload verdict.
 pub const OVERLOAD_TTFT_MS: f64 = 3_000.0;
@@ -39,6 +48,15 @@ pub struct RequestMetrics {
     pub tpot_ms: Option<f64>,
     /// Output tokens / E2E.
     pub output_tokens_per_s: Option<f64>,
+    /// Actual send − scheduled send (queueing for an in-flight slot included).
+    #[serde(default)]
+    pub send_lag_ms: f64,
+    /// Time to first token counted from the scheduled send.
+    #[serde(default)]
+    pub ttft_from_scheduled_ms: Option<f64>,
+    /// End to end counted from the scheduled send.
+    #[serde(default)]
+    pub e2e_from_scheduled_ms: f64,
 }
 
 fn ms(from_us: u64, to_us: u64) -> f64 {
@@ -65,6 +83,9 @@ impl RequestMetrics {
             tpot_ms,
             output_tokens_per_s: (e2e_ms > 0.0 && output_tokens > 0)
                 .then(|| f64::from(output_tokens) / (e2e_ms / 1e3)),
+            send_lag_ms: ms(record.scheduled_us, record.sent_us),
+            ttft_from_scheduled_ms: record.first_token_us.map(|t| ms(record.scheduled_us, t)),
+            e2e_from_scheduled_ms: ms(record.scheduled_us, record.end_us),
         }
     }
 }
@@ -226,7 +247,16 @@ pub struct Summary {
     pub overload: Overload,
     /// Server vs client token counts.
     pub token_counts: TokenCountCheck,
-    /// Validation results, when validated.
+    /// Sending against the schedule: rates, send lag, queueing, latency
+    /// from the scheduled send.
+    #[serde(default)]
+    pub send: SendStats,
+    /// Output lengths against each request's `max_tokens`.
+    #[serde(default)]
+    pub output_limits: OutputLimitCheck,
+    /// Validation results, when validated (over every request that
+    /// brought an answer, warmup and cooldown included: a cross-over is
+    /// never excused).
     pub validation: Option<ValidationSummary>,
 }
 
@@ -245,6 +275,12 @@ pub struct RequestCounts {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Failures by HTTP status (error statuses only).
     pub errors_by_status: BTreeMap<String, u64>,
+    /// Warmup requests left out of these figures.
+    #[serde(default)]
+    pub warmup: u64,
+    /// Cooldown requests left out of these figures.
+    #[serde(default)]
+    pub cooldown: u64,
 }
 
 /// Whole-run throughput over the measured window (first send to last end).
@@ -322,9 +358,13 @@ pub struct ValidationIssue {
 }
 
 impl Summary {
-    /// Summarizes the records of one run.
-    pub fn of(records: &[RequestRecord]) -> Summary {
-        let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok).collect();
+    /// Summarizes the records of one level: its measured requests (warmup
+    /// and cooldown are counted, not measured).
+    pub fn of(all: &[RequestRecord]) -> Summary {
+        let measured: Vec<&RequestRecord> =
+            all.iter().filter(|r| r.phase == Phase::Measured).collect();
+        let records = &measured[..];
+        let ok: Vec<&RequestRecord> = records.iter().copied().filter(|r| r.ok).collect();
         let collect = |f: &dyn Fn(&RequestRecord) -> Option<f64>| -> Option<Stats> {
             Stats::of(ok.iter().filter_map(|r| f(r)).collect())
         };
@@ -365,6 +405,8 @@ impl Summary {
                 },
                 errors_by_kind,
                 errors_by_status,
+                warmup: all.iter().filter(|r| r.phase == Phase::Warmup).count() as u64,
+                cooldown: all.iter().filter(|r| r.phase == Phase::Cooldown).count() as u64,
             },
             ttft_ms: collect(&|r| r.metrics.ttft_ms),
             inter_token_latency_ms: Stats::of(
@@ -394,7 +436,9 @@ impl Summary {
                 overloaded: share_over_threshold > OVERLOAD_SHARE,
             },
             token_counts: token_count_check(&ok),
-            validation: validation_summary(records),
+            send: SendStats::of(records),
+            output_limits: OutputLimitCheck::of(&ok),
+            validation: validation_summary(all),
         }
     }
 }
@@ -402,7 +446,7 @@ impl Summary {
 /// Share of requests whose first token came after [`OVERLOAD_TTFT_MS`]:
 /// requests with a first token, plus failed requests that waited longer
 /// than that without one (a timeout under overload is the slowest of all).
-fn slow_first_token_share(records: &[RequestRecord]) -> f64 {
+fn slow_first_token_share(records: &[&RequestRecord]) -> f64 {
     let mut counted = 0u64;
     let mut slow = 0u64;
     for record in records {
@@ -501,10 +545,13 @@ mod tests {
     ) -> RequestRecord {
         let mut record = RequestRecord {
             id: 0,
+            level: 0,
+            phase: Phase::Measured,
             ok: true,
             error: None,
             http_status: Some(200),
             scheduled_us: sent_us,
+            queued_us: 0,
             sent_us,
             headers_us: Some(sent_us),
             first_token_us: events_us.first().copied(),

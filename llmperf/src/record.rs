@@ -6,12 +6,13 @@
 //! failure.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::reader::Exchange;
 use crate::endpoint::{excerpt, RequestError, StreamEvent, Usage};
+use crate::load::Phase;
 use crate::metrics::RequestMetrics;
 use crate::validate::{self, Direction, Outcome};
 use crate::workload::tokenizer::Tokenizer;
@@ -23,8 +24,14 @@ const EXCERPT_CHARS: usize = 240;
 /// One request, as observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
-    /// The plan's id (request index in the run).
+    /// The plan's id (request index in its level).
     pub id: u64,
+    /// The level of the run (index in a sweep; 0 without one).
+    #[serde(default)]
+    pub level: u32,
+    /// Warmup and cooldown requests are kept but left out of the statistics.
+    #[serde(default)]
+    pub phase: Phase,
     /// Whether the request succeeded.
     pub ok: bool,
     /// Why it failed.
@@ -34,6 +41,10 @@ pub struct RequestRecord {
     pub http_status: Option<u16>,
     /// When the load driver meant to send it.
     pub scheduled_us: u64,
+    /// How long it waited for an in-flight slot before going out (an open
+    /// loop at its cap), in µs; part of the send lag.
+    #[serde(default)]
+    pub queued_us: u64,
     /// When it was sent.
     pub sent_us: u64,
     /// When the response headers arrived.
@@ -118,6 +129,20 @@ pub struct RecordContext<'a> {
     pub numbers: HashMap<u64, u64>,
 }
 
+/// Where a request sat in the load: when it was meant to go out, how
+/// long it queued, its level and phase.
+#[derive(Debug, Clone, Copy)]
+pub struct Scheduling {
+    /// When the driver meant to send it.
+    pub scheduled_at: Instant,
+    /// Time waiting for an in-flight slot.
+    pub queued: Duration,
+    /// Level index.
+    pub level: u32,
+    /// Phase within the level.
+    pub phase: Phase,
+}
+
 impl RecordContext<'_> {
     fn us(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.t0).as_micros() as u64
@@ -129,7 +154,7 @@ impl RequestRecord {
     /// the streaming path: tokenizing and validation happen here).
     pub fn from_exchange(
         plan: &RequestPlan,
-        scheduled_at: Instant,
+        scheduling: &Scheduling,
         exchange: &Exchange,
         context: &RecordContext<'_>,
     ) -> RequestRecord {
@@ -191,10 +216,13 @@ impl RequestRecord {
         });
         let mut record = RequestRecord {
             id: plan.id,
+            level: scheduling.level,
+            phase: scheduling.phase,
             ok: exchange.error.is_none(),
             error: exchange.error.clone(),
             http_status: exchange.http_status,
-            scheduled_us: context.us(scheduled_at),
+            scheduled_us: context.us(scheduling.scheduled_at),
+            queued_us: scheduling.queued.as_micros() as u64,
             sent_us: context.us(exchange.sent_at),
             headers_us: exchange.headers_at.map(|at| context.us(at)),
             first_token_us: content_events_us.first().copied(),

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Summary;
+use crate::metrics::{LevelResult, Summary, SweepSummary};
 use crate::record::RequestRecord;
 use crate::spec::BenchmarkConfig;
 
@@ -125,8 +125,19 @@ pub struct SummaryFile {
     pub config: BenchmarkConfig,
     /// Where it ran.
     pub environment: Environment,
-    /// The metrics.
+    /// The headline figures: the only level's, or a sweep's knee (its
+    /// first level when no level met the objectives). A copy of
+    /// `levels[headline_level].summary`.
     pub summary: Summary,
+    /// Which level `summary` is.
+    #[serde(default)]
+    pub headline_level: u32,
+    /// Every level run, in order, with its full summary and objectives.
+    #[serde(default)]
+    pub levels: Vec<LevelResult>,
+    /// The curve across levels and the knee (sweeps only).
+    #[serde(default)]
+    pub sweep: Option<SweepSummary>,
 }
 
 /// Appends records to `requests.jsonl` as requests finish, flushing each

@@ -7,7 +7,7 @@
 //! summarize and write `summary.json`. Used by the `cargo bench` harness
 //! and by `llmperf run` alike.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -15,14 +15,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::endpoint::reader::{self, Exchange, Limits};
 use crate::endpoint::{self, EndpointKind, Target};
-use crate::load;
-use crate::metrics::Summary;
+use crate::load::{self, arrival, Dispatch, Phase, Phases, Stop};
+use crate::metrics::{LevelResult, SloReport, Summary, SweepSummary};
 use crate::mock::{MockServer, MockStats};
-use crate::record::{RecordContext, RequestRecord};
+use crate::record::{RecordContext, RequestRecord, Scheduling};
 use crate::results::{
     self, Environment, RecordWriter, ResultsError, RunMode, SummaryFile, ToolInfo,
 };
-use crate::spec::{Benchmark, BenchmarkConfig, Endpoint, SpecError};
+use crate::spec::{
+    Arrival, Benchmark, BenchmarkConfig, Endpoint, Level, Load, Rate, SpecError, Sweep,
+    MIN_REQUESTS_FOR_ERROR_RATE,
+};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
 use crate::workload::{plan_requests, RequestPlan};
 
@@ -215,8 +218,31 @@ fn recorded_options(options: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 /// One finished request, on its way to the collector.
 struct Finished {
     index: usize,
-    scheduled_at: Instant,
+    dispatch: Dispatch,
     exchange: Exchange,
+}
+
+/// What every level of a run shares.
+struct RunContext<'a> {
+    id: &'a str,
+    bench: &'a Benchmark,
+    options: &'a RunOptions,
+    tokenizer: &'static Tokenizer,
+    kind: &'static dyn EndpointKind,
+    target: Arc<Target>,
+    client: reqwest::Client,
+    runtime: &'a tokio::runtime::Runtime,
+    t0: Instant,
+    /// Set to stop sending (Ctrl-C, a stop condition, a write failure).
+    stop: Arc<AtomicBool>,
+    interrupted: Arc<AtomicBool>,
+}
+
+/// One level as run: its records and why it ended.
+struct LevelRun {
+    records: Vec<RequestRecord>,
+    stop: Stop,
+    writer: Option<RecordWriter>,
 }
 
 /// Runs `bench` under the id `id`.
@@ -226,22 +252,12 @@ pub fn run_benchmark(
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
     bench.check()?;
-    let tokenizer: &Tokenizer = match &bench.workload.tokenizer {
+    let tokenizer: &'static Tokenizer = match &bench.workload.tokenizer {
         Some(path) => Tokenizer::shared(path)?,
         None => Tokenizer::bundled(),
     };
     let resolved = resolve(bench)?;
-    let plans: Arc<Vec<RequestPlan>> = Arc::new(plan_requests(
-        &bench.workload,
-        bench.validate,
-        bench.load.requests,
-        bench.seed,
-        tokenizer,
-    ));
-    let numbers: HashMap<u64, u64> = plans
-        .iter()
-        .filter_map(|p| p.task.as_ref().map(|t| (t.number, p.id)))
-        .collect();
+    let slos = bench.slos();
     let config = BenchmarkConfig {
         endpoint_kind: resolved.kind.name().to_string(),
         base_url: crate::spec::display_url(&resolved.target.base_url),
@@ -256,6 +272,7 @@ pub fn run_benchmark(
         mock: resolved.mock.as_ref().map(|_| bench.mock.clone()),
         tokenizer: tokenizer.name().to_string(),
         options: recorded_options(&bench.endpoint.options),
+        slos: slos.clone(),
     };
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),
@@ -270,137 +287,96 @@ pub fn run_benchmark(
             what: "the async runtime",
             source,
         })?;
-
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let t0 = Instant::now();
-    let progress = options
-        .progress
-        .then(|| progress_bar(id, bench.load.requests));
-    let (sender, receiver) = mpsc::channel::<Finished>();
-    let stop = Arc::new(AtomicBool::new(false));
-    let collector = {
-        let plans = Arc::clone(&plans);
-        let progress = progress.clone();
-        let stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name("llmperf-collector".into())
-            .spawn(move || -> (Vec<RequestRecord>, Option<ResultsError>) {
-                let context = RecordContext {
-                    t0,
-                    tokenizer,
-                    numbers,
-                };
-                let mut records = Vec::with_capacity(plans.len());
-                let mut write_error = None;
-                let mut failed = 0u64;
-                for finished in receiver {
-                    let record = RequestRecord::from_exchange(
-                        &plans[finished.index],
-                        finished.scheduled_at,
-                        &finished.exchange,
-                        &context,
-                    );
-                    if let Some(out) = writer.as_mut() {
-                        if let Err(error) = out.write(&record) {
-                            // The results cannot be kept: stop sending, and
-                            // report the error once the requests in flight end.
-                            stop.store(true, Ordering::Relaxed);
-                            write_error = Some(error);
-                            writer = None;
-                        }
-                    }
-                    if let Some(bar) = &progress {
-                        failed += u64::from(!record.ok);
-                        bar.set_message(format!("{failed} errors"));
-                        bar.inc(1);
-                    }
-                    records.push(record);
-                }
-                (records, write_error)
-            })
-            .map_err(|source| RunError::Start {
-                what: "the collector thread",
-                source,
-            })?
+    let context = RunContext {
+        id,
+        bench,
+        options,
+        tokenizer,
+        kind: resolved.kind,
+        target: Arc::new(resolved.target),
+        client,
+        runtime: &runtime,
+        t0: Instant::now(),
+        stop: Arc::new(AtomicBool::new(false)),
+        interrupted: Arc::new(AtomicBool::new(false)),
     };
+    if options.handle_interrupt {
+        let (stop, interrupted) = (Arc::clone(&context.stop), Arc::clone(&context.interrupted));
+        runtime.spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::Relaxed);
+                interrupted.store(true, Ordering::Relaxed);
+                eprintln!(
+                    "\ninterrupted: finishing the requests in flight (Ctrl-C again to abort)"
+                );
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    // requests.jsonl already holds every finished request.
+                    eprintln!("aborted");
+                    std::process::exit(130);
+                }
+            }
+        });
+    }
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let limits = Limits {
-        timeout: bench.load.timeout,
-        stall_timeout: bench.load.stall_timeout,
-    };
-    let target = Arc::new(resolved.target);
-    let kind = resolved.kind;
-    runtime.block_on(async {
-        let issue = {
-            let plans = Arc::clone(&plans);
-            let target = Arc::clone(&target);
-            move |index: usize, scheduled_at: Instant| {
-                let plans = Arc::clone(&plans);
-                let target = Arc::clone(&target);
-                let client = client.clone();
-                let sender = sender.clone();
-                async move {
-                    let exchange =
-                        reader::exchange(&client, kind, &target, &plans[index], limits).await;
-                    // The collector only goes away if it failed; its error is reported below.
-                    let _ = sender.send(Finished {
-                        index,
-                        scheduled_at,
-                        exchange,
-                    });
-                }
-            }
-        };
-        let driver = load::closed_loop(
-            plans.len(),
-            bench.load.concurrency,
-            bench.load.sleep,
-            Arc::clone(&stop),
-            issue,
-        );
-        if options.handle_interrupt {
-            tokio::pin!(driver);
-            tokio::select! {
-                () = &mut driver => {}
-                _ = tokio::signal::ctrl_c() => {
-                    stop.store(true, Ordering::Relaxed);
-                    interrupted.store(true, Ordering::Relaxed);
-                    eprintln!("\ninterrupted: finishing the requests in flight (Ctrl-C again to abort)");
-                    tokio::select! {
-                        () = &mut driver => {}
-                        _ = tokio::signal::ctrl_c() => {
-                            // requests.jsonl already holds every finished request.
-                            eprintln!("aborted");
-                            std::process::exit(130);
-                        }
-                    }
-                }
-            }
-        } else {
-            driver.await;
+    let mut pending: VecDeque<Level> = bench.load.fixed_levels().into();
+    let mut levels: Vec<LevelResult> = Vec::new();
+    let mut records: Vec<RequestRecord> = Vec::new();
+    while let Some(level) = pending.pop_front() {
+        let index = levels.len() as u32;
+        let run = run_level(&context, level, index, writer.take())?;
+        writer = run.writer;
+        let summary = Summary::of(&run.records);
+        let measured: Vec<&RequestRecord> = run
+            .records
+            .iter()
+            .filter(|r| r.phase == Phase::Measured)
+            .collect();
+        let slo = SloReport::of(&measured, &slos, summary.throughput.window_s);
+        levels.push(LevelResult {
+            index,
+            level,
+            stop: run.stop.clone(),
+            summary,
+            slo,
+        });
+        records.extend(run.records);
+        if run.stop.ends_run() {
+            break;
         }
-    });
+        if let Some(Sweep::Auto { rates, .. }) = &bench.load.sweep {
+            if levels.len() == 2 {
+                pending.extend(auto_rates(&bench.load, &levels, *rates));
+            }
+        }
+    }
+    let interrupted = context.interrupted.load(Ordering::Relaxed);
+    drop(context);
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let (mut records, write_error) = collector
-        .join()
-        .map_err(|_| RunError::Panicked("the collector thread"))?;
-    if let Some(error) = write_error {
-        return Err(error.into());
-    }
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
-    records.sort_by_key(|r| r.id);
+    records.sort_by_key(|r| (r.level, r.id));
+    let sweep = bench
+        .load
+        .sweep
+        .as_ref()
+        .map(|_| SweepSummary::of(&levels, &slos));
+    let headline = sweep.as_ref().and_then(|s| s.knee).unwrap_or(0);
+    let summary = levels
+        .iter()
+        .find(|l| l.index == headline)
+        .map(|l| l.summary.clone())
+        .unwrap_or_else(|| Summary::of(&[]));
     let summary = SummaryFile {
         schema_version: results::SCHEMA_VERSION,
         tool: ToolInfo::default(),
         benchmark: id.to_string(),
         started_at,
-        interrupted: interrupted.load(Ordering::Relaxed),
+        interrupted,
         config,
         environment: Environment::current(options.mode),
-        summary: Summary::of(&records),
+        summary,
+        headline_level: headline,
+        levels,
+        sweep,
     };
     let summary_path = match &options.results_dir {
         Some(dir) => Some(results::write_summary(dir, &summary)?),
@@ -415,13 +391,280 @@ pub fn run_benchmark(
     })
 }
 
+/// The open-loop levels of an automatic sweep, once its synchronous and
+/// max-throughput levels ran: `rates` rates spread evenly between the
+/// completed-request rates those two measured (both ends excluded).
+fn auto_rates(load: &Load, levels: &[LevelResult], rates: usize) -> Vec<Level> {
+    let measured = |level: &LevelResult| level.summary.throughput.requests_per_minute / 60.0;
+    let low = levels.first().map_or(0.0, measured);
+    let high = levels.get(1).map_or(0.0, measured).max(low);
+    let template = load.rate.unwrap_or(Rate {
+        per_s: 1.0,
+        arrival: Arrival::Poisson,
+        max_in_flight: None,
+        ramp_up: None,
+    });
+    (1..=rates)
+        .map(|k| {
+            let per_s = if high > low {
+                low + (high - low) * k as f64 / (rates + 1) as f64
+            } else {
+                // Nothing measured apart: spread up to the synchronous rate.
+                low * k as f64 / rates as f64
+            };
+            Level::Rate(Rate {
+                per_s: per_s.max(1e-3),
+                ..template
+            })
+        })
+        .collect()
+}
+
+/// Runs one level: plans its requests, drives them, collects the records.
+fn run_level(
+    context: &RunContext<'_>,
+    level: Level,
+    index: u32,
+    mut writer: Option<RecordWriter>,
+) -> Result<LevelRun, RunError> {
+    let bench = context.bench;
+    let load = &bench.load;
+    let phases = Phases::of(load);
+    // Each level gets its own prompts: a server's prefix cache must not
+    // serve one level from another's requests.
+    let seed = bench.seed.wrapping_add(u64::from(index));
+    let offsets = match level {
+        Level::Rate(rate) => Some(arrival::schedule(
+            &rate,
+            phases.measured_end_index(),
+            phases.measured_end_time(),
+            load.cooldown_requests,
+            seed,
+        )),
+        Level::Concurrency { .. } => None,
+    };
+    let count = offsets
+        .as_ref()
+        .map_or(load.planned_requests(), |o| o.len() as u64);
+    let plans: Arc<Vec<RequestPlan>> = Arc::new(plan_requests(
+        &bench.workload,
+        bench.validate,
+        count,
+        seed,
+        context.tokenizer,
+    ));
+    let numbers: HashMap<u64, u64> = plans
+        .iter()
+        .filter_map(|p| p.task.as_ref().map(|t| (t.number, p.id)))
+        .collect();
+    let progress = context.options.progress.then(|| {
+        let prefix = if load.sweep.is_some() {
+            format!("{} [{}]", context.id, level.label())
+        } else {
+            context.id.to_string()
+        };
+        progress_bar(&prefix, count)
+    });
+    // Open loops start a moment ahead so the first send is not late by
+    // the dispatcher's own start.
+    let level_start = Instant::now()
+        + match level {
+            Level::Rate(_) => OPEN_LOOP_LEAD,
+            Level::Concurrency { .. } => Duration::ZERO,
+        };
+    let error_stop: Arc<std::sync::Mutex<Option<Stop>>> = Arc::default();
+    let (sender, receiver) = mpsc::channel::<Finished>();
+    let collector = {
+        let plans = Arc::clone(&plans);
+        let progress = progress.clone();
+        let stop = Arc::clone(&context.stop);
+        let error_stop = Arc::clone(&error_stop);
+        let (t0, tokenizer) = (context.t0, context.tokenizer);
+        let (max_errors, max_error_rate) = (load.max_errors, load.max_error_rate);
+        std::thread::Builder::new()
+            .name("llmperf-collector".into())
+            .spawn(move || -> (Vec<RequestRecord>, Option<RecordWriter>, Option<ResultsError>) {
+                let record_context = RecordContext {
+                    t0,
+                    tokenizer,
+                    numbers,
+                };
+                let mut records = Vec::with_capacity(plans.len());
+                let mut write_error = None;
+                let mut failed = 0u64;
+                for finished in receiver {
+                    let since_start = finished
+                        .dispatch
+                        .scheduled_at
+                        .saturating_duration_since(level_start);
+                    let scheduling = Scheduling {
+                        scheduled_at: finished.dispatch.scheduled_at,
+                        queued: finished.dispatch.queued,
+                        level: index,
+                        phase: phases.phase(finished.index as u64, since_start),
+                    };
+                    let record = RequestRecord::from_exchange(
+                        &plans[finished.index],
+                        &scheduling,
+                        &finished.exchange,
+                        &record_context,
+                    );
+                    if let Some(out) = writer.as_mut() {
+                        if let Err(error) = out.write(&record) {
+                            // The results cannot be kept: stop sending, and
+                            // report the error once the requests in flight end.
+                            stop.store(true, Ordering::Relaxed);
+                            write_error = Some(error);
+                            writer = None;
+                        }
+                    }
+                    failed += u64::from(!record.ok);
+                    records.push(record);
+                    let finished_count = records.len() as u64;
+                    let tripped = if max_errors.is_some_and(|limit| failed >= limit) {
+                        Some(Stop::MaxErrors { errors: failed })
+                    } else {
+                        let rate = failed as f64 / finished_count as f64;
+                        max_error_rate
+                            .filter(|&limit| {
+                                finished_count >= MIN_REQUESTS_FOR_ERROR_RATE && rate > limit
+                            })
+                            .map(|_| Stop::MaxErrorRate {
+                                error_rate: rate,
+                                finished: finished_count,
+                            })
+                    };
+                    if let Some(tripped) = tripped {
+                        if let Ok(mut slot) = error_stop.lock() {
+                            if slot.is_none() {
+                                *slot = Some(tripped);
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    if let Some(bar) = &progress {
+                        bar.set_message(format!("{failed} errors"));
+                        bar.inc(1);
+                    }
+                }
+                (records, writer, write_error)
+            })
+            .map_err(|source| RunError::Start {
+                what: "the collector thread",
+                source,
+            })?
+    };
+
+    let limits = Limits {
+        timeout: load.timeout,
+        stall_timeout: load.stall_timeout,
+    };
+    let issue = {
+        let plans = Arc::clone(&plans);
+        let target = Arc::clone(&context.target);
+        let client = context.client.clone();
+        let kind = context.kind;
+        move |dispatch: Dispatch| {
+            let plans = Arc::clone(&plans);
+            let target = Arc::clone(&target);
+            let client = client.clone();
+            let sender = sender.clone();
+            async move {
+                let index = dispatch.index;
+                let exchange =
+                    reader::exchange(&client, kind, &target, &plans[index], limits).await;
+                // The collector only goes away if it failed; its error is reported below.
+                let _ = sender.send(Finished {
+                    index,
+                    dispatch,
+                    exchange,
+                });
+            }
+        }
+    };
+    let stop = Arc::clone(&context.stop);
+    let deadline = phases.measured_end_time().map(|d| level_start + d);
+    match (level, offsets) {
+        (Level::Rate(rate), Some(offsets)) => {
+            let handle = context.runtime.handle().clone();
+            let driver = std::thread::Builder::new()
+                .name("llmperf-dispatch".into())
+                .spawn(move || {
+                    load::open_loop(
+                        &handle,
+                        level_start,
+                        &offsets,
+                        rate.max_in_flight,
+                        &stop,
+                        issue,
+                    )
+                })
+                .map_err(|source| RunError::Start {
+                    what: "the dispatcher thread",
+                    source,
+                })?;
+            driver
+                .join()
+                .map_err(|_| RunError::Panicked("the dispatcher thread"))?;
+        }
+        (level, _) => {
+            let concurrency = level.max_in_flight().unwrap_or(1);
+            context.runtime.block_on(load::closed_loop(
+                plans.len(),
+                concurrency,
+                load.sleep,
+                deadline,
+                load.cooldown_requests as usize,
+                stop,
+                issue,
+            ));
+        }
+    }
+    let (records, writer, write_error) = collector
+        .join()
+        .map_err(|_| RunError::Panicked("the collector thread"))?;
+    if let Some(error) = write_error {
+        return Err(error.into());
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let tripped = error_stop.lock().ok().and_then(|mut slot| slot.take());
+    let stop = if let Some(tripped) = tripped {
+        tripped
+    } else if context.interrupted.load(Ordering::Relaxed) {
+        Stop::Interrupted
+    } else if deadline
+        .is_some_and(|d| records.iter().any(|r| r.phase == Phase::Cooldown) || Instant::now() >= d)
+    {
+        Stop::Duration
+    } else {
+        Stop::Completed
+    };
+    Ok(LevelRun {
+        records,
+        stop,
+        writer,
+    })
+}
+
+/// How far ahead of its first send an open loop's clock starts.
+const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
+
 fn build_client(bench: &Benchmark, builtin: bool) -> Result<reqwest::Client, RunError> {
     // HTTP/1.1, one connection per request in flight, as the common SDKs
     // do: HTTP/2 would queue requests past the server's stream limit inside
     // the client, and that wait would count as time to first token.
+    let most_in_flight = bench
+        .load
+        .fixed_levels()
+        .iter()
+        .map(|level| level.max_in_flight().unwrap_or(usize::MAX))
+        .max()
+        .unwrap_or(1);
     let mut builder = reqwest::Client::builder()
         .http1_only()
-        .pool_max_idle_per_host(bench.load.concurrency)
+        .pool_max_idle_per_host(most_in_flight)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("llmperf/", env!("CARGO_PKG_VERSION")));

@@ -7,11 +7,18 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::mock::MockScript;
+
+mod load;
+mod slo;
+
+pub use load::{
+    Arrival, Level, Load, Rate, Sweep, Warmup, DURATION_REQUEST_CAP, MIN_REQUESTS_FOR_ERROR_RATE,
+};
+pub use slo::{Slo, SloMetric};
 
 /// The fixed default seed: the same seed gives the same prompts and lengths.
 pub const DEFAULT_SEED: u64 = 42;
@@ -250,75 +257,6 @@ impl Workload {
     }
 }
 
-/// When requests are sent.
-///
-/// ```
-/// use std::time::Duration;
-/// use llmperf::Load;
-/// let load = Load::closed(8).requests(200).timeout(Duration::from_secs(60));
-/// # let _ = load;
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Load {
-    /// Requests kept in flight (closed loop: a finished request is replaced at once).
-    pub concurrency: usize,
-    /// Requests to complete.
-    pub requests: u64,
-    /// Limit on one request, from send to the end of its stream.
-    #[serde(with = "duration_ms")]
-    pub timeout: Duration,
-    /// Limit on silence within a stream (no bytes for this long is a `stall`).
-    #[serde(with = "option_duration_ms", default)]
-    pub stall_timeout: Option<Duration>,
-    /// Pause a slot takes after each request before sending the next, for
-    /// rate-limited providers.
-    #[serde(with = "duration_ms")]
-    pub sleep: Duration,
-}
-
-impl Default for Load {
-    fn default() -> Self {
-        Load::closed(1)
-    }
-}
-
-impl Load {
-    /// A closed loop keeping `concurrency` requests in flight.
-    pub fn closed(concurrency: usize) -> Self {
-        Load {
-            concurrency,
-            requests: 10,
-            timeout: Duration::from_secs(90),
-            stall_timeout: None,
-            sleep: Duration::ZERO,
-        }
-    }
-
-    /// Number of requests to complete.
-    pub fn requests(mut self, requests: u64) -> Self {
-        self.requests = requests;
-        self
-    }
-
-    /// Per-request timeout (default 90 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Longest silence allowed inside a stream (default: none).
-    pub fn stall_timeout(mut self, stall: Duration) -> Self {
-        self.stall_timeout = Some(stall);
-        self
-    }
-
-    /// Pause after each request, per slot.
-    pub fn sleep(mut self, sleep: Duration) -> Self {
-        self.sleep = sleep;
-        self
-    }
-}
-
 /// One endpoint benchmark: endpoint, workload, load and validation.
 ///
 /// ```
@@ -339,6 +277,7 @@ pub struct Benchmark {
     pub(crate) seed: u64,
     pub(crate) extra_body: serde_json::Map<String, serde_json::Value>,
     pub(crate) mock: MockScript,
+    pub(crate) slos: Vec<Slo>,
 }
 
 impl Default for Benchmark {
@@ -359,6 +298,7 @@ impl Benchmark {
             seed: DEFAULT_SEED,
             extra_body: serde_json::Map::new(),
             mock: MockScript::default(),
+            slos: Vec::new(),
         }
     }
 
@@ -424,6 +364,33 @@ impl Benchmark {
         self
     }
 
+    /// Adds a service-level objective. A level meets its objectives when
+    /// every one holds; the knee of a sweep is the highest level that does,
+    /// and goodput counts the requests that met all of them. With none, the
+    /// overload rule applies: [`Slo::default_overload`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use llmperf::{spec::{Slo, SloMetric}, Benchmark};
+    /// let bench = Benchmark::new()
+    ///     .slo(Slo::new(SloMetric::Ttft, 99.0, Duration::from_secs(2)))
+    ///     .slo(Slo::new(SloMetric::Tpot, 50.0, Duration::from_millis(50)));
+    /// assert_eq!(bench.slos().len(), 2);
+    /// ```
+    pub fn slo(mut self, slo: Slo) -> Self {
+        self.slos.push(slo);
+        self
+    }
+
+    /// The objectives in force: those given, or the overload rule.
+    pub fn slos(&self) -> Vec<Slo> {
+        if self.slos.is_empty() {
+            vec![Slo::default_overload()]
+        } else {
+            self.slos.clone()
+        }
+    }
+
     /// The load as configured.
     pub fn load_spec(&self) -> &Load {
         &self.load
@@ -441,32 +408,18 @@ impl Benchmark {
 
     /// Checks values that can never work, with a message naming the fix.
     pub fn check(&self) -> Result<(), SpecError> {
-        if self.load.concurrency == 0 {
-            return Err(SpecError::new(
-                "concurrency is 0: set it to 1 or more (--concurrency N)",
-            ));
-        }
-        if self.load.requests == 0 {
-            return Err(SpecError::new(
-                "requests is 0: set it to 1 or more (--requests N)",
-            ));
-        }
-        if self.load.requests > MAX_REQUESTS {
+        self.load.check()?;
+        if self.load.planned_requests() > MAX_REQUESTS {
             return Err(SpecError::new(format!(
                 "{} requests is more than one run can plan ({MAX_REQUESTS}): split it into several runs",
-                self.load.requests
+                self.load.planned_requests()
             )));
         }
         let validated = self.validate || self.workload.prompts == PromptScheme::ValidationOnly;
-        if validated && self.load.requests > MAX_VALIDATED_REQUESTS {
+        if validated && self.load.planned_requests() > MAX_VALIDATED_REQUESTS {
             return Err(SpecError::new(format!(
                 "validation gives each request its own number, so at most {MAX_VALIDATED_REQUESTS} requests can be validated: lower --requests or drop --validate"
             )));
-        }
-        if self.load.timeout.is_zero() {
-            return Err(SpecError::new(
-                "the request timeout is 0: give a positive duration (--timeout 90s)",
-            ));
         }
         match &self.workload.prompts {
             PromptScheme::Lines {
@@ -605,6 +558,9 @@ pub struct BenchmarkConfig {
     /// Kind-specific settings given in the spec.
     #[serde(default)]
     pub options: std::collections::BTreeMap<String, String>,
+    /// The service-level objectives levels were judged by.
+    #[serde(default)]
+    pub slos: Vec<Slo>,
 }
 
 /// Serde for a [`Duration`] as fractional milliseconds.

@@ -1,0 +1,119 @@
+//! The closed loop: exactly `concurrency` units in flight. Each slot takes
+//! the next unit the moment its previous one ends (after the optional
+//! sleep), so there are no waves. The instant a slot decides to send is
+//! the unit's scheduled time.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Dispatch;
+
+/// Runs up to `count` units with `concurrency` in flight. Past `deadline`
+/// only `after_deadline` more units are sent (cooldown). Setting `stop`
+/// ends the loop after the units in flight.
+#[allow(clippy::too_many_arguments)]
+pub async fn closed_loop<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    sleep: Duration,
+    deadline: Option<Instant>,
+    after_deadline: usize,
+    stop: Arc<AtomicBool>,
+    issue: F,
+) where
+    F: Fn(Dispatch) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let limit = Arc::new(AtomicUsize::new(count));
+    let mut slots = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.min(count) {
+        let (next, limit) = (Arc::clone(&next), Arc::clone(&limit));
+        let stop = Arc::clone(&stop);
+        let issue = issue.clone();
+        slots.spawn(async move {
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let now = Instant::now();
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                if deadline.is_some_and(|d| now >= d) {
+                    // The first slot past the deadline fixes the last index.
+                    limit.fetch_min(index.saturating_add(after_deadline), Ordering::Relaxed);
+                }
+                if index >= limit.load(Ordering::Relaxed) {
+                    break;
+                }
+                issue(Dispatch {
+                    index,
+                    scheduled_at: now,
+                    queued: Duration::ZERO,
+                })
+                .await;
+                if !sleep.is_zero() {
+                    tokio::time::sleep(sleep).await;
+                }
+            }
+        });
+    }
+    while let Some(joined) = slots.join_next().await {
+        if let Err(error) = joined {
+            if error.is_panic() {
+                // A panicking slot is a bug; hiding it would quietly lower
+                // the concurrency the run reports.
+                std::panic::resume_unwind(error.into_panic());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn counting(
+        in_flight: &Arc<AtomicUsize>,
+        peak: &Arc<AtomicUsize>,
+        done: &Arc<Mutex<Vec<usize>>>,
+    ) -> impl Fn(Dispatch) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Clone {
+        let (f, p, d) = (in_flight.clone(), peak.clone(), done.clone());
+        move |dispatch: Dispatch| {
+            let (f, p, d) = (f.clone(), p.clone(), d.clone());
+            Box::pin(async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                f.fetch_sub(1, Ordering::SeqCst);
+                d.lock().unwrap().push(dispatch.index);
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn the_closed_loop_never_exceeds_its_concurrency_and_runs_every_request() {
+        let (in_flight, peak) = (Arc::default(), Arc::default());
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let issue = counting(&in_flight, &peak, &done);
+        closed_loop(50, 4, Duration::ZERO, None, 0, stop, issue).await;
+        let mut done = done.lock().unwrap().clone();
+        done.sort_unstable();
+        assert_eq!(done, (0..50).collect::<Vec<_>>());
+        assert_eq!(peak.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn past_the_deadline_only_the_cooldown_units_are_sent() {
+        let (in_flight, peak) = (Arc::default(), Arc::default());
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let issue = counting(&in_flight, &peak, &done);
+        // A deadline already passed: the loop sends the 3 cooldown units.
+        closed_loop(50, 2, Duration::ZERO, Some(Instant::now()), 3, stop, issue).await;
+        assert_eq!(done.lock().unwrap().len(), 3);
+    }
+}

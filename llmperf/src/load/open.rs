@@ -1,0 +1,197 @@
+//! The open loop: units sent on a precomputed schedule, whatever the
+//! endpoint does.
+//!
+//! The dispatcher is a plain thread that sleeps until each send time with
+//! the operating system's timer (tokio's timer wheel has a 1 ms
+//! resolution, too coarse for thousands of requests per second) and
+//! spawns the unit onto the runtime. With a cap on requests in flight, an
+//! overdue unit waits for a slot in order; its wait is counted, it is
+//! never dropped.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::Dispatch;
+
+/// Longest single sleep, so a stop request is seen promptly at low rates.
+const SLEEP_SLICE: Duration = Duration::from_millis(50);
+
+/// Sends unit `i` at `start + offsets[i]` on `runtime`, at most
+/// `max_in_flight` at once, then waits for every unit to finish. Setting
+/// `stop` ends sending; units in flight finish. Call from a thread that is
+/// not a runtime worker (e.g. `spawn_blocking`): it blocks.
+pub fn open_loop<F, Fut>(
+    runtime: &Handle,
+    start: Instant,
+    offsets: &[Duration],
+    max_in_flight: Option<usize>,
+    stop: &AtomicBool,
+    issue: F,
+) where
+    F: Fn(Dispatch) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = max_in_flight.map(|cap| Arc::new(Semaphore::new(cap)));
+    let mut units = JoinSet::new();
+    for (index, offset) in offsets.iter().enumerate() {
+        let scheduled_at = start + *offset;
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= scheduled_at {
+                break;
+            }
+            std::thread::sleep((scheduled_at - now).min(SLEEP_SLICE));
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (permit, queued) = match &slots {
+            None => (None, Duration::ZERO),
+            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                Ok(permit) => (Some(permit), Duration::ZERO),
+                Err(_) => {
+                    // Over the cap: wait for a slot, counting the wait.
+                    match runtime.block_on(Arc::clone(slots).acquire_owned()) {
+                        Ok(permit) => (Some(permit), Instant::now() - scheduled_at),
+                        Err(_) => break,
+                    }
+                }
+            },
+        };
+        let unit = issue(Dispatch {
+            index,
+            scheduled_at,
+            queued,
+        });
+        units.spawn_on(
+            async move {
+                unit.await;
+                drop(permit);
+            },
+            runtime,
+        );
+        // Reap finished units so a long run does not hold every handle.
+        while let Some(joined) = units.try_join_next() {
+            resume_panic(joined);
+        }
+    }
+    runtime.block_on(async {
+        while let Some(joined) = units.join_next().await {
+            resume_panic(joined);
+        }
+    });
+}
+
+fn resume_panic(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        if error.is_panic() {
+            // A unit that panicked is a bug; hiding it would lose requests silently.
+            std::panic::resume_unwind(error.into_panic());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Mutex;
+
+    #[test]
+    fn units_go_out_on_schedule_and_the_cap_queues_the_overdue_ones() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let offsets: Vec<Duration> = (0..20).map(|i| Duration::from_millis(i * 2)).collect();
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (f, p, s) = (in_flight.clone(), peak.clone(), seen.clone());
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let g = gate.clone();
+        let stop = AtomicBool::new(false);
+        let start = Instant::now();
+        // Units 0 and 1 hold their slots until the gate opens, so with a cap
+        // of 2 every later unit queues behind them.
+        let opener = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60));
+            g.notify_waiters();
+        });
+        open_loop(
+            runtime.handle(),
+            start,
+            &offsets,
+            Some(2),
+            &stop,
+            move |d| {
+                let (f, p, s, gate) = (f.clone(), p.clone(), s.clone(), gate.clone());
+                let sent = Instant::now();
+                async move {
+                    let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                    p.fetch_max(now, Ordering::SeqCst);
+                    if d.index < 2 {
+                        gate.notified().await;
+                    }
+                    f.fetch_sub(1, Ordering::SeqCst);
+                    s.lock()
+                        .unwrap()
+                        .push((d.index, d.scheduled_at, d.queued, sent));
+                }
+            },
+        );
+        opener.join().unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 20, "no unit dropped");
+        assert_eq!(peak.load(Ordering::SeqCst), 2, "the cap held");
+        for (index, scheduled_at, queued, sent) in seen {
+            assert_eq!(scheduled_at, start + offsets[index]);
+            assert!(sent >= scheduled_at, "unit {index} went out early");
+            if index < 2 {
+                assert_eq!(queued, Duration::ZERO);
+            } else if index == 2 {
+                // Queued until the gate opened at 60 ms.
+                assert!(queued >= Duration::from_millis(50), "{queued:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn stop_ends_sending() {
+        // Multi-threaded, as in a run: `Handle::block_on` does not drive a
+        // current-thread runtime's tasks.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let offsets: Vec<Duration> = (0..100).map(|i| Duration::from_millis(i * 10)).collect();
+        let stop = AtomicBool::new(false);
+        let sent = AtomicUsize::new(0);
+        open_loop(
+            runtime.handle(),
+            Instant::now(),
+            &offsets,
+            None,
+            &stop,
+            |d| {
+                sent.fetch_add(1, Ordering::SeqCst);
+                if d.index == 4 {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                async {}
+            },
+        );
+        assert_eq!(sent.load(Ordering::SeqCst), 5);
+    }
+}

@@ -1,0 +1,118 @@
+//! How well requests went out on schedule: offered and achieved rates,
+//! send lag, queueing, and latencies counted from the scheduled send.
+
+use serde::{Deserialize, Serialize};
+
+use super::Stats;
+use crate::record::RequestRecord;
+
+/// p99 of the client's own send lag (queueing excluded) above which the
+/// client is reported as not keeping up with its schedule.
+pub const CLIENT_LAG_LIMIT_MS: f64 = 10.0;
+
+/// Sending against the schedule, over a level's measured requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SendStats {
+    /// Requests per second the schedule asked for: (n − 1) / (last − first
+    /// scheduled send). For a closed loop, the rate its slots asked for.
+    pub offered_rate_per_s: Option<f64>,
+    /// Requests per second actually sent: (n − 1) / (last − first send).
+    pub achieved_rate_per_s: Option<f64>,
+    /// Actual − scheduled send, ms (queueing included).
+    pub send_lag_ms: Option<Stats>,
+    /// The client's own part of the send lag (queueing excluded), ms.
+    pub client_lag_ms: Option<Stats>,
+    /// Requests that waited for an in-flight slot (open loop at its cap).
+    pub queued_requests: u64,
+    /// How long those waited, ms.
+    pub queue_wait_ms: Option<Stats>,
+    /// Time to first token from the scheduled send, ms (successful
+    /// requests): what a user arriving on schedule saw.
+    pub ttft_from_scheduled_ms: Option<Stats>,
+    /// End to end from the scheduled send, ms (successful requests).
+    pub e2e_from_scheduled_ms: Option<Stats>,
+    /// The client's p99 send lag exceeded [`CLIENT_LAG_LIMIT_MS`]: the
+    /// figures from the actual send understate latency under this load.
+    pub client_fell_behind: bool,
+}
+
+fn rate(mut times_us: Vec<u64>) -> Option<f64> {
+    times_us.sort_unstable();
+    let (first, last) = (times_us.first()?, times_us.last()?);
+    let span_s = last.saturating_sub(*first) as f64 / 1e6;
+    (times_us.len() > 1 && span_s > 0.0).then(|| (times_us.len() - 1) as f64 / span_s)
+}
+
+impl SendStats {
+    /// The send statistics of `records` (one level's measured requests).
+    pub fn of(records: &[&RequestRecord]) -> SendStats {
+        let client_lag_ms = Stats::of(
+            records
+                .iter()
+                .map(|r| (r.metrics.send_lag_ms - r.queued_us as f64 / 1e3).max(0.0))
+                .collect(),
+        );
+        let queued: Vec<f64> = records
+            .iter()
+            .filter(|r| r.queued_us > 0)
+            .map(|r| r.queued_us as f64 / 1e3)
+            .collect();
+        SendStats {
+            offered_rate_per_s: rate(records.iter().map(|r| r.scheduled_us).collect()),
+            achieved_rate_per_s: rate(records.iter().map(|r| r.sent_us).collect()),
+            send_lag_ms: Stats::of(records.iter().map(|r| r.metrics.send_lag_ms).collect()),
+            client_fell_behind: client_lag_ms.is_some_and(|s| s.p99 > CLIENT_LAG_LIMIT_MS),
+            client_lag_ms,
+            queued_requests: queued.len() as u64,
+            queue_wait_ms: Stats::of(queued),
+            ttft_from_scheduled_ms: Stats::of(
+                records
+                    .iter()
+                    .filter(|r| r.ok)
+                    .filter_map(|r| r.metrics.ttft_from_scheduled_ms)
+                    .collect(),
+            ),
+            e2e_from_scheduled_ms: Stats::of(
+                records
+                    .iter()
+                    .filter(|r| r.ok)
+                    .map(|r| r.metrics.e2e_from_scheduled_ms)
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Output lengths against the `max_tokens` each request sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputLimitCheck {
+    /// Successful requests that sent a `max_tokens`.
+    pub requests_with_max_tokens: u64,
+    /// Of those, requests that ended before it (e.g. on EOS or a stop
+    /// sequence): their outputs are shorter than the workload planned.
+    pub ended_early: u64,
+    /// Of those, requests that produced more output tokens than allowed
+    /// (the server did not honour `max_tokens`).
+    pub exceeded: u64,
+    /// Successful requests by the server's finish reason (`none` when it gave none).
+    pub finish_reasons: std::collections::BTreeMap<String, u64>,
+}
+
+impl OutputLimitCheck {
+    /// The check over successful requests. Output is content plus
+    /// reasoning, by the server's count when it gave one (what `max_tokens` limits).
+    pub fn of(ok: &[&RequestRecord]) -> OutputLimitCheck {
+        let mut check = OutputLimitCheck::default();
+        for record in ok {
+            let reason = record.finish_reason.as_deref().unwrap_or("none");
+            *check.finish_reasons.entry(reason.to_string()).or_insert(0) += 1;
+            if let Some(limit) = record.max_tokens {
+                check.requests_with_max_tokens += 1;
+                let produced = record.output_tokens();
+                check.ended_early += u64::from(produced < limit);
+                check.exceeded += u64::from(produced > limit);
+            }
+        }
+        check
+    }
+}
