@@ -24,7 +24,7 @@ use crate::results::{
 };
 use crate::spec::{Benchmark, BenchmarkConfig, Endpoint, SpecError};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
-use crate::workload::{plan_requests, RequestPlan};
+use crate::workload::{plan_workload, RequestPlan, WorkloadError};
 
 /// Model name used against the built-in endpoint when none is set.
 pub const BUILTIN_MODEL: &str = "llmperf-mock";
@@ -64,6 +64,9 @@ pub enum RunError {
     /// The tokenizer could not be loaded.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The workload could not be planned (a dataset that cannot be used).
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
     /// Results could not be written.
     #[error(transparent)]
     Results(#[from] ResultsError),
@@ -231,13 +234,19 @@ pub fn run_benchmark(
         None => Tokenizer::bundled(),
     };
     let resolved = resolve(bench)?;
-    let plans: Arc<Vec<RequestPlan>> = Arc::new(plan_requests(
+    let planned = plan_workload(
         &bench.workload,
         bench.validate,
         bench.load.requests,
         bench.seed,
         tokenizer,
-    ));
+    )?;
+    if let Some(report) = planned.dataset.filter(|r| r.dropped() > 0) {
+        if options.mode != RunMode::Test {
+            eprintln!("{id}: dataset {report}");
+        }
+    }
+    let plans: Arc<Vec<RequestPlan>> = Arc::new(planned.requests);
     let numbers: HashMap<u64, u64> = plans
         .iter()
         .filter_map(|p| p.task.as_ref().map(|t| (t.number, p.id)))
