@@ -268,3 +268,68 @@ fn a_dataset_that_cannot_be_used_fails_the_run_with_the_file_and_line() {
     );
 }
 
+/// The `llmperf` binary with the user's endpoint settings kept out.
+fn llmperf() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_llmperf"));
+    for var in ["OPENAI_API_BASE", "OPENAI_API_KEY", "LLMPERF_MODEL"] {
+        command.env_remove(var);
+    }
+    command
+}
+
+#[test]
+fn the_cli_runs_a_dataset_guessing_its_format_and_records_the_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(dir.path(), "sharegpt.json", SHAREGPT);
+    let output = llmperf()
+        .current_dir(dir.path())
+        .args(["run", "--mock", "-r", "4", "--dataset", "sharegpt.json"])
+        .args([
+            "--turns",
+            "2",
+            "--shared-prefix-tokens",
+            "16",
+            "--min-input-tokens",
+            "2",
+        ])
+        .args(["--results-dir", "out", "--quiet"])
+        .output()
+        .expect("run llmperf");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary =
+        llmperf::results::read_summary(&dir.path().join("out/summary.json")).expect("summary");
+    assert_eq!(summary.summary.requests.completed, 4);
+    let workload = &summary.config.workload;
+    assert_eq!(
+        workload.prompts,
+        llmperf::spec::PromptScheme::Dataset(
+            Dataset::sharegpt("sharegpt.json").min_input_tokens(2)
+        )
+    );
+    assert_eq!(
+        (workload.turns, workload.shared_prefix_tokens),
+        (2, Some(16))
+    );
+}
+
+#[test]
+fn the_cli_names_the_file_and_line_of_a_bad_dataset() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write(
+        dir.path(),
+        "chat.jsonl",
+        "{\"prompt\": \"a\"}\n{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n",
+    );
+    let output = llmperf()
+        .current_dir(dir.path())
+        .args(["run", "--mock", "-r", "2", "--dataset", "chat.jsonl"])
+        .output()
+        .expect("run llmperf");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("chat.jsonl:2: unknown role `robot`"),
+        "{stderr}"
+    );
+}
