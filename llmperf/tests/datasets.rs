@@ -117,9 +117,11 @@ fn run_and_check(
     outcome.records
 }
 
-/// The `max_tokens` of each record, in id order.
+/// The `max_tokens` of the records, smallest first.
 fn lengths(records: &[RequestRecord]) -> Vec<u32> {
-    records.iter().filter_map(|r| r.max_tokens).collect()
+    let mut lengths: Vec<u32> = records.iter().filter_map(|r| r.max_tokens).collect();
+    lengths.sort_unstable();
+    lengths
 }
 
 #[test]
@@ -134,10 +136,8 @@ fn a_jsonl_dataset_sends_its_messages_and_lengths_with_every_kind() {
         5,
         |plan| joined(&plan.messages),
     );
-    let mut sent = lengths(&records);
-    sent.sort_unstable();
     assert_eq!(
-        sent,
+        lengths(&records),
         [3, 5, 7, 9, 12],
         "each entry once, with its own max_tokens"
     );
@@ -181,10 +181,8 @@ fn a_sharegpt_dataset_takes_its_output_lengths_from_the_recorded_replies() {
         3,
         |plan| joined(&plan.messages),
     );
-    let mut sent = lengths(&records);
-    sent.sort_unstable();
     assert_eq!(
-        sent,
+        lengths(&records),
         [5, 6, 10],
         "the first turn's reply of each kept entry"
     );

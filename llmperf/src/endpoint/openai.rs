@@ -300,7 +300,6 @@ pub(crate) fn error_detail(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::Message;
 
     /// The JSON body of `kind`'s request for `plan`.
     fn body_of(kind: &dyn EndpointKind, plan: &RequestPlan) -> Value {
@@ -323,16 +322,7 @@ mod tests {
 
     #[test]
     fn chat_sends_every_message_and_completions_the_flattened_prompt() {
-        let plan = RequestPlan::new(
-            0,
-            vec![
-                Message::system("S"),
-                Message::user("U1"),
-                Message::assistant("A1"),
-                Message::user("U2"),
-            ],
-            crate::Tokenizer::bundled(),
-        );
+        let plan = crate::workload::test_conversation();
         assert_eq!(
             body_of(&OpenAiChat, &plan)["messages"],
             json!([

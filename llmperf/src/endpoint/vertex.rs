@@ -1332,17 +1332,7 @@ data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\"}],\"role\":\"mode
 
     #[test]
     fn gemini_contents_call_the_assistant_model_and_system_goes_to_the_instruction() {
-        use crate::workload::Message;
-        let plan = RequestPlan::new(
-            0,
-            vec![
-                Message::system("S"),
-                Message::user("U1"),
-                Message::assistant("A1"),
-                Message::user("U2"),
-            ],
-            crate::Tokenizer::bundled(),
-        );
+        let plan = crate::workload::test_conversation();
         assert_eq!(
             gemini_body(&target("", &[]), &plan),
             json!({

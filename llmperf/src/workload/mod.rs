@@ -93,6 +93,22 @@ impl RequestPlan {
     }
 }
 
+/// A four-message conversation (system, user, assistant, user), for the
+/// endpoint kinds' body tests.
+#[cfg(test)]
+pub(crate) fn test_conversation() -> RequestPlan {
+    RequestPlan::new(
+        0,
+        vec![
+            Message::system("S"),
+            Message::user("U1"),
+            Message::assistant("A1"),
+            Message::user("U2"),
+        ],
+        Tokenizer::bundled(),
+    )
+}
+
 /// Why a workload could not be planned (a dataset that cannot be used).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
