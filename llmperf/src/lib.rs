@@ -78,7 +78,7 @@ pub use mock::{Fault, FaultSchedule, MockScript, MockServer};
 pub use registry::BenchEntry;
 /// Re-exported for implementing [`endpoint::EndpointKind`] outside llmperf.
 pub use reqwest;
-pub use spec::{Benchmark, Endpoint, Load, Workload};
+pub use spec::{Benchmark, Dataset, DatasetFormat, Endpoint, Load, Sampling, Workload};
 pub use workload::tokenizer::Tokenizer;
 
 /// Runs the harness over every `#[llmperf::bench]` in this binary.

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one benchmark from flags (reads .env; OPENAI_API_BASE / OPENAI_API_KEY by default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve the built-in endpoint (OpenAI chat/completions streaming with scripted timing and faults).
     Mock(MockArgs),
     /// List the endpoint kinds this build knows (--api values).
@@ -109,6 +109,30 @@ struct RunArgs {
     /// A Hugging Face tokenizer.json for client-side counts (default: bundled cl100k_base).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
+    /// Prompts from a dataset file instead of generated ones: JSONL ({"prompt": …} or {"messages": […]}, each with an optional "max_tokens") or ShareGPT.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["min_lines", "max_lines", "req_lines", "validate_only", "mean_input_tokens", "stddev_input_tokens", "mean_output_tokens", "stddev_output_tokens"])]
+    dataset: Option<PathBuf>,
+    /// The dataset's format, jsonl or sharegpt (default: guessed; a JSON array or objects with "conversations" are ShareGPT).
+    #[arg(long, value_name = "FORMAT", requires = "dataset")]
+    dataset_format: Option<llmperf::DatasetFormat>,
+    /// How dataset entries are picked from the seed: without-replacement (each at most once; too few is an error) or with-replacement.
+    #[arg(long, value_name = "SAMPLING", requires = "dataset", default_value_t = llmperf::Sampling::WithoutReplacement)]
+    sampling: llmperf::Sampling,
+    /// Drop dataset entries whose first request has fewer tokens.
+    #[arg(long, value_name = "N", requires = "dataset")]
+    min_input_tokens: Option<u32>,
+    /// Drop dataset entries whose first request has more tokens.
+    #[arg(long, value_name = "N", requires = "dataset")]
+    max_input_tokens: Option<u32>,
+    /// Drop dataset entries with a turn asking for more output tokens (--max-tokens caps instead).
+    #[arg(long, value_name = "N", requires = "dataset")]
+    max_output_tokens: Option<u32>,
+    /// Send a system prompt of exactly N tokens, the same for every request, before each conversation (prefix caching).
+    #[arg(long, value_name = "N")]
+    shared_prefix_tokens: Option<u32>,
+    /// Turns per conversation (generated prompts), or most turns kept of each ShareGPT conversation.
+    #[arg(long, value_name = "N")]
+    turns: Option<u32>,
     /// Extra JSON object merged into every request body, e.g. '{"temperature":0}'.
     #[arg(long)]
     extra_body: Option<String>,
@@ -235,7 +259,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Mock(args) => mock(args),
         Command::ListApis => {
             for kind in llmperf::endpoint::kinds() {
@@ -292,6 +316,30 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     workload = workload.ignore_eos(args.ignore_eos);
     if let Some(path) = &args.tokenizer {
         workload = workload.tokenizer(path);
+    }
+    // Datasets, the shared prefix and conversations.
+    if let Some(path) = &args.dataset {
+        let format = match args.dataset_format {
+            Some(format) => format,
+            None => llmperf::workload::dataset::guess_format(path)?,
+        };
+        let mut dataset = llmperf::Dataset::new(path, format).sample(args.sampling);
+        if let Some(min) = args.min_input_tokens {
+            dataset = dataset.min_input_tokens(min);
+        }
+        if let Some(max) = args.max_input_tokens {
+            dataset = dataset.max_input_tokens(max);
+        }
+        if let Some(max) = args.max_output_tokens {
+            dataset = dataset.max_output_tokens(max);
+        }
+        workload.prompts = llmperf::spec::PromptScheme::Dataset(dataset);
+    }
+    if let Some(tokens) = args.shared_prefix_tokens {
+        workload = workload.shared_prefix(tokens);
+    }
+    if let Some(turns) = args.turns {
+        workload = workload.multi_turn(turns);
     }
     let mut load = Load::closed(args.concurrency)
         .requests(args.requests)

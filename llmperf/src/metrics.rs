@@ -547,6 +547,7 @@ mod tests {
             id: 0,
             level: 0,
             phase: Phase::Measured,
+            turn: None,
             ok: true,
             error: None,
             http_status: Some(200),

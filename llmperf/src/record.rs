@@ -32,6 +32,9 @@ pub struct RequestRecord {
     /// Warmup and cooldown requests are kept but left out of the statistics.
     #[serde(default)]
     pub phase: Phase,
+    /// Its place in a multi-turn conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<crate::workload::Turn>,
     /// Whether the request succeeded.
     pub ok: bool,
     /// Why it failed.
@@ -218,6 +221,7 @@ impl RequestRecord {
             id: plan.id,
             level: scheduling.level,
             phase: scheduling.phase,
+            turn: plan.turn,
             ok: exchange.error.is_none(),
             error: exchange.error.clone(),
             http_status: exchange.http_status,

@@ -27,7 +27,7 @@ use crate::spec::{
     MIN_REQUESTS_FOR_ERROR_RATE,
 };
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
-use crate::workload::{plan_requests, RequestPlan};
+use crate::workload::{plan_workload, RequestPlan, WorkloadError};
 
 /// Model name used against the built-in endpoint when none is set.
 pub const BUILTIN_MODEL: &str = "llmperf-mock";
@@ -67,6 +67,9 @@ pub enum RunError {
     /// The tokenizer could not be loaded.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The workload could not be planned (a dataset that cannot be used).
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
     /// Results could not be written.
     #[error(transparent)]
     Results(#[from] ResultsError),
@@ -217,9 +220,40 @@ fn recorded_options(options: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 
 /// One finished request, on its way to the collector.
 struct Finished {
+    /// The plan's index.
     index: usize,
+    /// The plan as sent, when it differs from the planned one (a later
+    /// turn of a conversation carries the history).
+    sent_plan: Option<RequestPlan>,
     dispatch: Dispatch,
     exchange: Exchange,
+}
+
+/// The units of load: runs of consecutive plans forming one conversation
+/// (see [`RequestPlan::turn`]); a plan standing alone is its own unit.
+fn conversations(plans: &[RequestPlan]) -> Vec<std::ops::Range<usize>> {
+    let mut units: Vec<std::ops::Range<usize>> = Vec::new();
+    for (index, plan) in plans.iter().enumerate() {
+        let continues = plan.turn.is_some_and(|turn| turn.index > 0)
+            && units.last().is_some_and(|last| last.end == index);
+        match units.last_mut() {
+            Some(last) if continues => last.end = index + 1,
+            _ => units.push(index..index + 1),
+        }
+    }
+    units
+}
+
+/// The text a response carried (a conversation's next turn quotes it).
+fn answer_text(exchange: &Exchange) -> String {
+    exchange
+        .events
+        .iter()
+        .filter_map(|event| match &event.event {
+            crate::endpoint::StreamEvent::Content(piece) => Some(piece.as_str()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What every level of a run shares.
@@ -433,26 +467,41 @@ fn run_level(
     // Each level gets its own prompts: a server's prefix cache must not
     // serve one level from another's requests.
     let seed = bench.seed.wrapping_add(u64::from(index));
+    // With multi-turn conversations a unit of load is a conversation: an
+    // open loop's rate is conversations per second.
+    let turns = u64::from(bench.workload.turns.max(1));
     let offsets = match level {
         Level::Rate(rate) => Some(arrival::schedule(
             &rate,
-            phases.measured_end_index(),
+            phases.measured_end_index().div_ceil(turns),
             phases.measured_end_time(),
-            load.cooldown_requests,
+            load.cooldown_requests.div_ceil(turns),
             seed,
         )),
         Level::Concurrency { .. } => None,
     };
     let count = offsets
         .as_ref()
-        .map_or(load.planned_requests(), |o| o.len() as u64);
-    let plans: Arc<Vec<RequestPlan>> = Arc::new(plan_requests(
+        .map_or(load.planned_requests(), |o| o.len() as u64 * turns);
+    let planned = plan_workload(
         &bench.workload,
         bench.validate,
         count,
         seed,
         context.tokenizer,
-    ));
+    )?;
+    if let Some(report) = planned.dataset.filter(|r| r.dropped() > 0) {
+        if context.options.mode != RunMode::Test && index == 0 {
+            eprintln!("{}: dataset {report}", context.id);
+        }
+    }
+    let plans: Arc<Vec<RequestPlan>> = Arc::new(planned.requests);
+    let mut units = conversations(&plans);
+    if let Some(offsets) = &offsets {
+        units.truncate(offsets.len());
+    }
+    let units = Arc::new(units);
+    let count = units.last().map_or(0, |u| u.end) as u64;
     let numbers: HashMap<u64, u64> = plans
         .iter()
         .filter_map(|p| p.task.as_ref().map(|t| (t.number, p.id)))
@@ -504,7 +553,7 @@ fn run_level(
                         phase: phases.phase(finished.index as u64, since_start),
                     };
                     let record = RequestRecord::from_exchange(
-                        &plans[finished.index],
+                        finished.sent_plan.as_ref().unwrap_or(&plans[finished.index]),
                         &scheduling,
                         &finished.exchange,
                         &record_context,
@@ -561,24 +610,55 @@ fn run_level(
     };
     let issue = {
         let plans = Arc::clone(&plans);
+        let units = Arc::clone(&units);
         let target = Arc::clone(&context.target);
         let client = context.client.clone();
-        let kind = context.kind;
+        let (kind, tokenizer) = (context.kind, context.tokenizer);
+        let stop = Arc::clone(&context.stop);
         move |dispatch: Dispatch| {
-            let plans = Arc::clone(&plans);
+            let (plans, units) = (Arc::clone(&plans), Arc::clone(&units));
             let target = Arc::clone(&target);
             let client = client.clone();
             let sender = sender.clone();
+            let stop = Arc::clone(&stop);
             async move {
-                let index = dispatch.index;
-                let exchange =
-                    reader::exchange(&client, kind, &target, &plans[index], limits).await;
-                // The collector only goes away if it failed; its error is reported below.
-                let _ = sender.send(Finished {
-                    index,
-                    dispatch,
-                    exchange,
-                });
+                let mut previous: Option<(RequestPlan, String)> = None;
+                let mut dispatch = dispatch;
+                for index in units[dispatch.index].clone() {
+                    if previous.is_some() && stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // A later turn goes out when the previous one ended,
+                    // carrying its actual answer (partial if it failed).
+                    let sent_plan = previous.as_ref().map(|(plan, answer)| {
+                        crate::workload::continue_conversation(
+                            &plans[index],
+                            plan,
+                            answer,
+                            tokenizer,
+                        )
+                    });
+                    let plan = sent_plan.as_ref().unwrap_or(&plans[index]);
+                    let exchange = reader::exchange(&client, kind, &target, plan, limits).await;
+                    let next_turn = plans
+                        .get(index + 1)
+                        .is_some_and(|p| p.turn.is_some_and(|t| t.index > 0));
+                    if next_turn {
+                        previous = Some((plan.clone(), answer_text(&exchange)));
+                    }
+                    // The collector only goes away if it failed; its error is reported below.
+                    let _ = sender.send(Finished {
+                        index,
+                        sent_plan,
+                        dispatch,
+                        exchange,
+                    });
+                    dispatch = Dispatch {
+                        index: dispatch.index,
+                        scheduled_at: Instant::now(),
+                        queued: Duration::ZERO,
+                    };
+                }
             }
         }
     };
@@ -610,11 +690,11 @@ fn run_level(
         (level, _) => {
             let concurrency = level.max_in_flight().unwrap_or(1);
             context.runtime.block_on(load::closed_loop(
-                plans.len(),
+                units.len(),
                 concurrency,
                 load.sleep,
                 deadline,
-                load.cooldown_requests as usize,
+                load.cooldown_requests.div_ceil(turns) as usize,
                 stop,
                 issue,
             ));

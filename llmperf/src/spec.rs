@@ -166,6 +166,188 @@ pub enum PromptScheme {
     },
     /// Only the validation task, with short answers (a correctness run).
     ValidationOnly,
+    /// Prompts (and output lengths) from a dataset file, see [`Dataset`].
+    Dataset(Dataset),
+}
+
+/// The layout of a dataset file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DatasetFormat {
+    /// One JSON object a line: `{"prompt": "…"}` or `{"messages": [{"role":
+    /// "user", "content": "…"}, …]}`, each with an optional `max_tokens`.
+    #[serde(rename = "jsonl")]
+    Jsonl,
+    /// ShareGPT conversations (`{"conversations": [{"from": "human",
+    /// "value": "…"}, {"from": "gpt", …}]}`), as a JSON array or one a line,
+    /// like the `ShareGPT_V3` files of vLLM's benchmark.
+    #[serde(rename = "sharegpt")]
+    ShareGpt,
+}
+
+impl DatasetFormat {
+    /// The name used in specs and on the command line: `jsonl`, `sharegpt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetFormat::Jsonl => "jsonl",
+            DatasetFormat::ShareGpt => "sharegpt",
+        }
+    }
+}
+
+impl fmt::Display for DatasetFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for DatasetFormat {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "jsonl" => Ok(DatasetFormat::Jsonl),
+            "sharegpt" => Ok(DatasetFormat::ShareGpt),
+            _ => Err(format!(
+                "`{name}` is not a dataset format: use jsonl or sharegpt"
+            )),
+        }
+    }
+}
+
+/// How dataset entries are picked for a run's requests (from the seed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// Each entry at most once, in an order shuffled from the seed; a
+    /// dataset too small for the requests is an error (a repeated prompt
+    /// would hit a warm prefix cache and flatter the results).
+    #[default]
+    WithoutReplacement,
+    /// Every request draws any entry, so entries may repeat.
+    WithReplacement,
+}
+
+impl Sampling {
+    /// The command-line name: `without-replacement`, `with-replacement`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sampling::WithoutReplacement => "without-replacement",
+            Sampling::WithReplacement => "with-replacement",
+        }
+    }
+}
+
+impl fmt::Display for Sampling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Sampling {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "without-replacement" => Ok(Sampling::WithoutReplacement),
+            "with-replacement" => Ok(Sampling::WithReplacement),
+            _ => Err(format!(
+                "`{name}` is not a sampling: use with-replacement or without-replacement"
+            )),
+        }
+    }
+}
+
+/// A dataset of prompts: the file (its path is recorded, not its
+/// contents), its format, how entries are sampled and which are kept.
+///
+/// The filters look at each entry's first request (its system and first
+/// user messages, before any shared prefix or validation task) and at the
+/// output length of each of its turns; an entry outside them is dropped.
+///
+/// ```
+/// use llmperf::{Dataset, Sampling, Workload};
+/// let workload = Workload::dataset(
+///     Dataset::sharegpt("ShareGPT_V3_unfiltered_cleaned_split.json")
+///         .sample(Sampling::WithReplacement)
+///         .input_tokens_between(4, 1024)
+///         .max_output_tokens(1024),
+/// );
+/// # let _ = workload;
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dataset {
+    /// The dataset file.
+    pub path: PathBuf,
+    /// Its layout.
+    pub format: DatasetFormat,
+    /// How entries are picked.
+    #[serde(default)]
+    pub sampling: Sampling,
+    /// Drop entries whose first request has fewer tokens.
+    #[serde(default)]
+    pub min_input_tokens: Option<u32>,
+    /// Drop entries whose first request has more tokens.
+    #[serde(default)]
+    pub max_input_tokens: Option<u32>,
+    /// Drop entries with a turn whose output length (its `max_tokens`, or
+    /// the recorded reply's tokens) is longer.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+}
+
+impl Dataset {
+    /// The dataset in `path`, in `format`, sampled without replacement, unfiltered.
+    pub fn new(path: impl Into<PathBuf>, format: DatasetFormat) -> Self {
+        Dataset {
+            path: path.into(),
+            format,
+            sampling: Sampling::default(),
+            min_input_tokens: None,
+            max_input_tokens: None,
+            max_output_tokens: None,
+        }
+    }
+
+    /// A JSONL file of prompts or message lists.
+    pub fn jsonl(path: impl Into<PathBuf>) -> Self {
+        Dataset::new(path, DatasetFormat::Jsonl)
+    }
+
+    /// A ShareGPT file.
+    pub fn sharegpt(path: impl Into<PathBuf>) -> Self {
+        Dataset::new(path, DatasetFormat::ShareGpt)
+    }
+
+    /// How entries are picked (default: without replacement).
+    pub fn sample(mut self, sampling: Sampling) -> Self {
+        self.sampling = sampling;
+        self
+    }
+
+    /// Keeps entries whose first request has `min..=max` input tokens.
+    pub fn input_tokens_between(mut self, min: u32, max: u32) -> Self {
+        self.min_input_tokens = Some(min);
+        self.max_input_tokens = Some(max);
+        self
+    }
+
+    /// Keeps entries whose first request has at least `min` input tokens.
+    pub fn min_input_tokens(mut self, min: u32) -> Self {
+        self.min_input_tokens = Some(min);
+        self
+    }
+
+    /// Keeps entries whose first request has at most `max` input tokens.
+    pub fn max_input_tokens(mut self, max: u32) -> Self {
+        self.max_input_tokens = Some(max);
+        self
+    }
+
+    /// Keeps entries whose every turn asks for at most `max` output tokens.
+    pub fn max_output_tokens(mut self, max: u32) -> Self {
+        self.max_output_tokens = Some(max);
+        self
+    }
 }
 
 /// What is sent: the prompt scheme, output limits and extra parameters.
@@ -190,6 +372,26 @@ pub struct Workload {
     /// A Hugging Face `tokenizer.json` for client-side counts; the bundled
     /// `cl100k_base` when unset.
     pub tokenizer: Option<PathBuf>,
+    /// A system prompt of exactly this many tokens (by the run's
+    /// tokenizer), the same for every request of the run, sent before each
+    /// conversation: measures prefix caching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_prefix_tokens: Option<u32>,
+    /// Turns per conversation (1: every request stands alone). Generated
+    /// prompts make conversations of exactly this many turns; a ShareGPT
+    /// dataset keeps up to this many of each conversation's turns. Each
+    /// later turn carries the previous turn's actual answer, see
+    /// [`RequestPlan::turn`](crate::workload::RequestPlan::turn).
+    #[serde(default = "one_turn", skip_serializing_if = "is_one_turn")]
+    pub turns: u32,
+}
+
+fn one_turn() -> u32 {
+    1
+}
+
+fn is_one_turn(turns: &u32) -> bool {
+    *turns == 1
 }
 
 impl Default for Workload {
@@ -211,6 +413,8 @@ impl Workload {
             max_tokens: None,
             ignore_eos: false,
             tokenizer: None,
+            shared_prefix_tokens: None,
+            turns: 1,
         }
     }
 
@@ -225,6 +429,8 @@ impl Workload {
             max_tokens: Some(128),
             ignore_eos: false,
             tokenizer: None,
+            shared_prefix_tokens: None,
+            turns: 1,
         }
     }
 
@@ -235,7 +441,45 @@ impl Workload {
             max_tokens: Some(64),
             ignore_eos: false,
             tokenizer: None,
+            shared_prefix_tokens: None,
+            turns: 1,
         }
+    }
+
+    /// Prompts and output lengths from a dataset file.
+    ///
+    /// ```
+    /// use llmperf::{Dataset, Sampling, Workload};
+    /// let workload = Workload::dataset(
+    ///     Dataset::jsonl("prompts.jsonl").sample(Sampling::WithoutReplacement),
+    /// )
+    /// .shared_prefix(1000);
+    /// # let _ = workload;
+    /// ```
+    pub fn dataset(dataset: Dataset) -> Self {
+        Workload {
+            prompts: PromptScheme::Dataset(dataset),
+            max_tokens: None,
+            ignore_eos: false,
+            tokenizer: None,
+            shared_prefix_tokens: None,
+            turns: 1,
+        }
+    }
+
+    /// Sends a system prompt of exactly `tokens` tokens, the same for every
+    /// request of the run, before each conversation (for prefix caching).
+    pub fn shared_prefix(mut self, tokens: u32) -> Self {
+        self.shared_prefix_tokens = Some(tokens);
+        self
+    }
+
+    /// Conversations of `turns` turns (generated prompts), or up to `turns`
+    /// turns of each ShareGPT conversation; each later turn carries the
+    /// previous turn's actual answer.
+    pub fn multi_turn(mut self, turns: u32) -> Self {
+        self.turns = turns;
+        self
     }
 
     /// Caps every request's output tokens.
@@ -450,7 +694,9 @@ impl Benchmark {
                 }
             }
             PromptScheme::ValidationOnly => {}
+            PromptScheme::Dataset(dataset) => dataset.check()?,
         }
+        self.check_conversations()?;
         if self.workload.max_tokens == Some(0) {
             return Err(SpecError::new(
                 "max tokens is 0: allow at least 1 output token (--max-tokens)",
@@ -481,6 +727,73 @@ impl Benchmark {
     }
 }
 
+impl Benchmark {
+    /// The shared prefix and turn settings.
+    fn check_conversations(&self) -> Result<(), SpecError> {
+        match self.workload.shared_prefix_tokens {
+            Some(0) => {
+                return Err(SpecError::new(
+                    "a shared prefix of 0 tokens: give 1 or more (--shared-prefix-tokens N), or leave it out for none",
+                ))
+            }
+            Some(tokens) if tokens > MAX_SHARED_PREFIX_TOKENS => {
+                return Err(SpecError::new(format!(
+                    "a shared prefix of {tokens} tokens is longer than any context window: use at most {MAX_SHARED_PREFIX_TOKENS} (--shared-prefix-tokens)"
+                )))
+            }
+            _ => {}
+        }
+        if self.workload.turns == 0 {
+            return Err(SpecError::new(
+                "0 turns per conversation: give 1 or more (--turns N; 1 sends independent requests)",
+            ));
+        }
+        if self.workload.turns > 1 {
+            if let PromptScheme::Dataset(Dataset {
+                format: DatasetFormat::Jsonl,
+                ..
+            }) = &self.workload.prompts
+            {
+                return Err(SpecError::new(
+                    "--turns applies to generated prompts and ShareGPT conversations: a JSONL entry is one request (send a history as its `messages`), so drop --turns or use --dataset-format sharegpt",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Dataset {
+    /// Filters that can keep nothing.
+    fn check(&self) -> Result<(), SpecError> {
+        if self.path.as_os_str().is_empty() {
+            return Err(SpecError::new(
+                "the dataset path is empty: name a file (--dataset FILE)",
+            ));
+        }
+        if let (Some(min), Some(max)) = (self.min_input_tokens, self.max_input_tokens) {
+            if min > max {
+                return Err(SpecError::new(format!(
+                    "min input tokens ({min}) is greater than max input tokens ({max}): make --min-input-tokens <= --max-input-tokens"
+                )));
+            }
+        }
+        if self.max_input_tokens == Some(0) {
+            return Err(SpecError::new(
+                "max input tokens is 0, which drops every entry: give 1 or more (--max-input-tokens)",
+            ));
+        }
+        if self.max_output_tokens == Some(0) {
+            return Err(SpecError::new(
+                "the max output tokens filter is 0, which drops every entry: give 1 or more, or leave it out",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest shared prefix, in tokens (beyond every context window).
+pub const MAX_SHARED_PREFIX_TOKENS: u32 = 1_000_000;
 /// The most requests one run plans (each prompt is made before the run).
 pub const MAX_REQUESTS: u64 = 1_000_000;
 /// The most validated requests in one run: each needs its own number.
@@ -620,6 +933,83 @@ mod tests {
             .unwrap_err();
         assert!(lines.to_string().contains("--min-lines <= --max-lines"));
         assert!(Benchmark::new().check().is_ok());
+    }
+
+    #[test]
+    fn impossible_dataset_and_conversation_settings_name_the_fix() {
+        let rejected = |workload: Workload, fix: &str| {
+            let error = Benchmark::new().workload(workload).check().unwrap_err();
+            assert!(error.to_string().contains(fix), "{error}");
+        };
+        let data = || Dataset::jsonl("prompts.jsonl");
+        rejected(
+            Workload::dataset(data().input_tokens_between(500, 100)),
+            "--min-input-tokens <= --max-input-tokens",
+        );
+        rejected(
+            Workload::dataset(data().max_input_tokens(0)),
+            "--max-input-tokens",
+        );
+        rejected(
+            Workload::dataset(data().max_output_tokens(0)),
+            "give 1 or more",
+        );
+        rejected(Workload::dataset(Dataset::jsonl("")), "--dataset FILE");
+        rejected(
+            Workload::dataset(data()).multi_turn(2),
+            "--dataset-format sharegpt",
+        );
+        rejected(Workload::default().multi_turn(0), "--turns");
+        rejected(
+            Workload::default().shared_prefix(0),
+            "--shared-prefix-tokens",
+        );
+        rejected(
+            Workload::default().shared_prefix(MAX_SHARED_PREFIX_TOKENS + 1),
+            "--shared-prefix-tokens",
+        );
+        let fine = [
+            Workload::dataset(Dataset::sharegpt("s.json").input_tokens_between(4, 4)).multi_turn(4),
+            Workload::lines(1, 2, 1).shared_prefix(100).multi_turn(3),
+        ];
+        for workload in fine {
+            assert!(Benchmark::new().workload(workload).check().is_ok());
+        }
+    }
+
+    #[test]
+    fn dataset_workloads_round_trip_through_json_by_path() {
+        let workload = Workload::dataset(
+            Dataset::sharegpt("data/sharegpt.json")
+                .sample(Sampling::WithReplacement)
+                .input_tokens_between(4, 1024)
+                .max_output_tokens(512),
+        )
+        .shared_prefix(256)
+        .multi_turn(3);
+        let json = serde_json::to_value(&workload).unwrap();
+        assert_eq!(json["prompts"]["scheme"], "dataset");
+        assert_eq!(json["prompts"]["path"], "data/sharegpt.json");
+        assert_eq!(json["prompts"]["format"], "sharegpt");
+        assert_eq!(json["prompts"]["sampling"], "with_replacement");
+        assert_eq!(json["shared_prefix_tokens"], 256);
+        assert_eq!(json["turns"], 3);
+        let back: Workload = serde_json::from_value(json).unwrap();
+        assert_eq!(back, workload);
+        // Results written before these settings existed still load.
+        let old = serde_json::json!({
+            "prompts": {"scheme": "validation_only"},
+            "max_tokens": 64, "ignore_eos": false, "tokenizer": null,
+        });
+        let old: Workload = serde_json::from_value(old).unwrap();
+        assert_eq!((old.turns, old.shared_prefix_tokens), (1, None));
+        assert!(serde_json::to_value(&old).unwrap().get("turns").is_none());
+        assert_eq!("sharegpt".parse(), Ok(DatasetFormat::ShareGpt));
+        assert_eq!("with-replacement".parse(), Ok(Sampling::WithReplacement));
+        assert!("csv"
+            .parse::<DatasetFormat>()
+            .unwrap_err()
+            .contains("jsonl or sharegpt"));
     }
 
     #[test]

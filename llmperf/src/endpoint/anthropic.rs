@@ -32,7 +32,7 @@ use super::{
     excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
     Target, TimedEvent, Usage,
 };
-use crate::workload::RequestPlan;
+use crate::workload::{self, RequestPlan, Role};
 
 /// `max_tokens` sent when the plan sets none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
@@ -40,6 +40,23 @@ pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 /// Characters of a server's text quoted in an error message.
 const QUOTED_CHARS: usize = 200;
+
+/// The top-level `system` text (every system message, joined by a blank
+/// line) and the `messages` list (the user and assistant turns): the
+/// Messages API has no system role inside `messages`.
+fn messages_body(messages: &[workload::Message]) -> (Option<String>, Vec<Value>) {
+    let system: Vec<&str> = messages
+        .iter()
+        .filter(|message| message.role == Role::System)
+        .map(|message| message.content.as_str())
+        .collect();
+    let turns = messages
+        .iter()
+        .filter(|message| message.role != Role::System)
+        .map(|message| json!({"role": message.role.as_str(), "content": message.content}))
+        .collect();
+    ((!system.is_empty()).then(|| system.join("\n\n")), turns)
+}
 
 /// `anthropic`: see the module docs.
 pub struct Anthropic;
@@ -73,13 +90,17 @@ impl EndpointKind for Anthropic {
         target: &Target,
         plan: &RequestPlan,
     ) -> Result<reqwest::RequestBuilder, RequestError> {
+        let (system, messages) = messages_body(&plan.messages);
         let mut body = json!({
             "model": target.model,
             "max_tokens": plan.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
-            "messages": [{"role": "user", "content": plan.prompt}],
+            "messages": messages,
             "stream": true,
         });
         if let Some(fields) = body.as_object_mut() {
+            if let Some(system) = system {
+                fields.insert("system".into(), json!(system));
+            }
             for (key, value) in &target.extra_body {
                 fields.insert(key.clone(), value.clone());
             }
@@ -487,12 +508,13 @@ data: {\"type\": \"message_stop\"}\n\n";
             env_prefix: "LLMPERF_TEST_ANTHROPIC_UNSET".to_string(),
         };
         let plan = RequestPlan {
-            id: 0,
-            prompt: "hi".to_string(),
             max_tokens: None,
             ignore_eos: true,
-            task: None,
-            input_tokens_client: 1,
+            ..RequestPlan::new(
+                0,
+                vec![crate::workload::Message::user("hi")],
+                crate::Tokenizer::bundled(),
+            )
         };
         let request = Anthropic
             .build_request(&reqwest::Client::new(), &target, &plan)
@@ -512,5 +534,27 @@ data: {\"type\": \"message_stop\"}\n\n";
         assert_eq!(body["stream"], true);
         assert_eq!(body["messages"][0]["content"], "hi");
         assert!(body.get("ignore_eos").is_none());
+        assert!(body.get("system").is_none());
+    }
+
+    #[test]
+    fn system_messages_go_to_the_top_level_system_field() {
+        use crate::workload::Message;
+        let (system, messages) = messages_body(&[
+            Message::system("Prefix."),
+            Message::system("Be brief."),
+            Message::user("Q1"),
+            Message::assistant("A1"),
+            Message::user("Q2"),
+        ]);
+        assert_eq!(system.as_deref(), Some("Prefix.\n\nBe brief."));
+        assert_eq!(
+            Value::Array(messages),
+            json!([
+                {"role": "user", "content": "Q1"},
+                {"role": "assistant", "content": "A1"},
+                {"role": "user", "content": "Q2"},
+            ])
+        );
     }
 }

@@ -69,7 +69,7 @@ impl EndpointKind for AzureOpenAi {
         let mut body = openai::stream_body(
             json!({
                 "model": target.model,
-                "messages": [{"role": "user", "content": plan.prompt}],
+                "messages": plan.messages,
             }),
             target,
             plan,
@@ -156,12 +156,13 @@ mod tests {
 
     fn plan() -> RequestPlan {
         RequestPlan {
-            id: 0,
-            prompt: "hello".to_string(),
             max_tokens: Some(5),
             ignore_eos: true,
-            task: None,
-            input_tokens_client: 1,
+            ..RequestPlan::new(
+                0,
+                vec![crate::workload::Message::user("hello")],
+                crate::Tokenizer::bundled(),
+            )
         }
     }
 

@@ -45,7 +45,7 @@ impl EndpointKind for OpenAiChat {
     ) -> Result<reqwest::RequestBuilder, RequestError> {
         let body = json!({
             "model": target.model,
-            "messages": [{"role": "user", "content": plan.prompt}],
+            "messages": plan.messages,
         });
         Ok(post(client, target, "chat/completions", body, plan))
     }
@@ -300,6 +300,43 @@ pub(crate) fn error_detail(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JSON body of `kind`'s request for `plan`.
+    fn body_of(kind: &dyn EndpointKind, plan: &RequestPlan) -> Value {
+        let target = Target {
+            base_url: "http://127.0.0.1:1/v1".to_string(),
+            model: "m".to_string(),
+            api_key: None,
+            api_key_source: String::new(),
+            extra_body: serde_json::Map::new(),
+            options: Default::default(),
+            env_prefix: "LLMPERF_OPENAI_TEST_UNSET".to_string(),
+        };
+        let request = kind
+            .build_request(&reqwest::Client::new(), &target, plan)
+            .unwrap()
+            .build()
+            .unwrap();
+        serde_json::from_slice(request.body().unwrap().as_bytes().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn chat_sends_every_message_and_completions_the_flattened_prompt() {
+        let plan = crate::workload::test_conversation();
+        assert_eq!(
+            body_of(&OpenAiChat, &plan)["messages"],
+            json!([
+                {"role": "system", "content": "S"},
+                {"role": "user", "content": "U1"},
+                {"role": "assistant", "content": "A1"},
+                {"role": "user", "content": "U2"},
+            ])
+        );
+        assert_eq!(
+            body_of(&OpenAiCompletions, &plan)["prompt"],
+            "System: S\n\nUser: U1\n\nAssistant: A1\n\nUser: U2\n\nAssistant:"
+        );
+    }
 
     fn decode(pieces: &[&str]) -> Vec<StreamEvent> {
         let mut decoder = OpenAiDecoder::default();

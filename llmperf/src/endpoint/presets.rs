@@ -190,7 +190,7 @@ impl EndpointKind for OpenAiPreset {
     ) -> Result<reqwest::RequestBuilder, RequestError> {
         let body = json!({
             "model": target.model,
-            "messages": [{"role": "user", "content": plan.prompt}],
+            "messages": plan.messages,
         });
         let path = self.path_under(&target.base_url);
         Ok(openai::post(client, target, path, body, plan))

@@ -1180,12 +1180,13 @@ mod tests {
             env_prefix: "LLMPERF_SAGEMAKER_TEST".into(),
         };
         let plan = RequestPlan {
-            id: 0,
-            prompt: "hi".into(),
             max_tokens: Some(9),
             ignore_eos: false,
-            task: None,
-            input_tokens_client: 1,
+            ..RequestPlan::new(
+                0,
+                vec![crate::workload::Message::user("hi")],
+                crate::Tokenizer::bundled(),
+            )
         };
         assert_eq!(
             request_body(&target, &plan),

@@ -139,12 +139,13 @@ data: [DONE]\n\n";
             env_prefix: "TOGETHER".to_string(),
         };
         let plan = RequestPlan {
-            id: 0,
-            prompt: "hi".to_string(),
             max_tokens: Some(9),
             ignore_eos: false,
-            task: None,
-            input_tokens_client: 1,
+            ..RequestPlan::new(
+                0,
+                vec![crate::workload::Message::user("hi")],
+                crate::Tokenizer::bundled(),
+            )
         };
         let client = reqwest::Client::new();
         for base in ["https://api.together.xyz", "https://api.together.xyz/v1"] {

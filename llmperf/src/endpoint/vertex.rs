@@ -68,7 +68,7 @@ use super::{
     StreamEvent, Target, TimedEvent, Usage,
 };
 use crate::spec::Secret;
-use crate::workload::RequestPlan;
+use crate::workload::{RequestPlan, Role};
 
 /// `vertex-gemini`: Gemini `streamGenerateContent?alt=sse`.
 pub struct VertexGemini;
@@ -285,7 +285,7 @@ fn openai_request(
     };
     let body = json!({
         "model": target.model,
-        "messages": [{"role": "user", "content": plan.prompt}],
+        "messages": plan.messages,
     });
     Ok(openai::post(client, &vertex, path, body, plan))
 }
@@ -293,9 +293,30 @@ fn openai_request(
 /// The Gemini request body; the spec's extra body is merged in, objects
 /// (such as `generationConfig`) key by key.
 pub fn gemini_body(target: &Target, plan: &RequestPlan) -> Value {
-    let mut body = json!({
-        "contents": [{"role": "user", "parts": [{"text": plan.prompt}]}],
-    });
+    // System messages go to `systemInstruction`; Gemini calls the
+    // assistant `model`.
+    let system: Vec<Value> = plan
+        .messages
+        .iter()
+        .filter(|message| message.role == Role::System)
+        .map(|message| json!({"text": message.content}))
+        .collect();
+    let contents: Vec<Value> = plan
+        .messages
+        .iter()
+        .filter(|message| message.role != Role::System)
+        .map(|message| {
+            let role = match message.role {
+                Role::Assistant => "model",
+                _ => "user",
+            };
+            json!({"role": role, "parts": [{"text": message.content}]})
+        })
+        .collect();
+    let mut body = json!({ "contents": contents });
+    if !system.is_empty() {
+        body["systemInstruction"] = json!({ "parts": system });
+    }
     if let Some(max_tokens) = plan.max_tokens {
         body["generationConfig"] = json!({ "maxOutputTokens": max_tokens });
     }
@@ -1291,12 +1312,13 @@ data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\"}],\"role\":\"mode
         t.extra_body
             .insert("safetySettings".into(), json!([{"category": "x"}]));
         let plan = RequestPlan {
-            id: 0,
-            prompt: "Hello".into(),
             max_tokens: Some(20),
             ignore_eos: true,
-            task: None,
-            input_tokens_client: 1,
+            ..RequestPlan::new(
+                0,
+                vec![crate::workload::Message::user("Hello")],
+                crate::Tokenizer::bundled(),
+            )
         };
         assert_eq!(
             gemini_body(&t, &plan),
@@ -1304,6 +1326,22 @@ data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"\"}],\"role\":\"mode
                 "contents": [{"role": "user", "parts": [{"text": "Hello"}]}],
                 "generationConfig": {"maxOutputTokens": 20, "temperature": 0, "thinkingConfig": {"includeThoughts": true}},
                 "safetySettings": [{"category": "x"}],
+            })
+        );
+    }
+
+    #[test]
+    fn gemini_contents_call_the_assistant_model_and_system_goes_to_the_instruction() {
+        let plan = crate::workload::test_conversation();
+        assert_eq!(
+            gemini_body(&target("", &[]), &plan),
+            json!({
+                "contents": [
+                    {"role": "user", "parts": [{"text": "U1"}]},
+                    {"role": "model", "parts": [{"text": "A1"}]},
+                    {"role": "user", "parts": [{"text": "U2"}]},
+                ],
+                "systemInstruction": {"parts": [{"text": "S"}]},
             })
         );
     }

@@ -76,14 +76,41 @@ fn error_body(status: StatusCode, message: &str) -> Bytes {
 struct Required {
     max_tokens: Option<u64>,
     stream: Option<bool>,
+    system: Option<System>,
 }
 
-/// Parses a Messages body (its `messages` read as chat messages); the
-/// error is a message for a 400.
+/// The top-level `system`: a string, or a list of text blocks.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum System {
+    Text(String),
+    Blocks(Vec<SystemBlock>),
+}
+
+#[derive(Deserialize)]
+struct SystemBlock {
+    text: Option<String>,
+}
+
+/// Parses a Messages body (its `messages` read as chat messages, after
+/// the top-level `system` text, so prompt tokens count both); the error is
+/// a message for a 400.
 pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
     let mut parsed = request::parse(Api::Chat, body)?;
     let required: Required =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
+    let system = match required.system {
+        Some(System::Text(text)) => text,
+        Some(System::Blocks(blocks)) => blocks
+            .into_iter()
+            .filter_map(|block| block.text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        None => String::new(),
+    };
+    if !system.is_empty() {
+        parsed.prompt = format!("{system}\n{}", parsed.prompt);
+    }
     if required.max_tokens.is_none() {
         return Err("max_tokens: Field required".to_string());
     }
@@ -242,6 +269,18 @@ mod tests {
         assert!(missing.contains("max_tokens"), "{missing}");
         let whole = parse(br#"{"model":"c","max_tokens":1,"messages":[]}"#).unwrap_err();
         assert!(whole.contains("stream"), "{whole}");
+    }
+
+    #[test]
+    fn the_system_text_and_every_message_count_as_prompt() {
+        let body = br#"{"model":"c","max_tokens":5,"stream":true,"system":"Be brief.",
+            "messages":[{"role":"user","content":"one"},{"role":"assistant","content":"two"},{"role":"user","content":"three"}]}"#;
+        assert_eq!(parse(body).unwrap().prompt, "Be brief.\none\ntwo\nthree");
+        let blocks = br#"{"max_tokens":5,"stream":true,"system":[{"type":"text","text":"a"},{"type":"text","text":"b"}],
+            "messages":[{"role":"user","content":"c"}]}"#;
+        assert_eq!(parse(blocks).unwrap().prompt, "a\nb\nc");
+        let bad = br#"{"max_tokens":5,"stream":true,"system":7,"messages":[]}"#;
+        assert!(parse(bad).is_err());
     }
 
     #[test]

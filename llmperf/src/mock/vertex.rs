@@ -503,6 +503,8 @@ mod tests {
         let body = br#"{"systemInstruction":{"parts":[{"text":"sys"}]},"contents":[{"role":"user","parts":[{"text":"a"},{"inlineData":{}}]}]}"#;
         let request = parse(body).unwrap();
         assert_eq!(request.prompt, "sys\na");
+        let conversation = br#"{"contents":[{"role":"user","parts":[{"text":"q1"}]},{"role":"model","parts":[{"text":"a1"}]},{"role":"user","parts":[{"text":"q2"}]}]}"#;
+        assert_eq!(parse(conversation).unwrap().prompt, "q1\na1\nq2");
         assert_eq!(request.max_tokens, None);
         assert!(parse(br#"{"messages":[]}"#)
             .unwrap_err()

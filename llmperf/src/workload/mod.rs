@@ -1,51 +1,183 @@
 //! Prompts and lengths, planned before the clock starts.
 //!
 //! [`plan_requests`] turns a [`Workload`] and a seed into one
-//! [`RequestPlan`] per request: the same seed always gives the same prompts,
-//! lengths and validation numbers. All tokenizing happens here, before the
-//! run, never on the streaming path.
+//! [`RequestPlan`] per request: the same seed always gives the same
+//! messages, lengths and validation numbers. Prompts are generated from
+//! the bundled corpus or read from a [dataset](dataset) file; a
+//! [shared prefix](Workload::shared_prefix) and [multi-turn
+//! conversations](Workload::multi_turn) work with either. All tokenizing
+//! happens here, before the run, never on the streaming path (except
+//! [`continue_conversation`], which a multi-turn driver calls between two
+//! turns of one conversation).
 
+pub mod conversation;
 pub mod corpus;
+pub mod dataset;
+pub mod message;
 pub mod tokenizer;
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+pub use conversation::{continue_conversation, Turn};
+pub use dataset::DatasetReport;
+pub use message::{count_tokens, flatten, Message, Role};
+
 use crate::spec::{PromptScheme, Workload};
 use crate::validate::{Direction, Task};
+use corpus::CorpusTokens;
 use tokenizer::Tokenizer;
 
 /// One request, fully decided before the run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestPlan {
-    /// Index of the request in the run (0-based).
+    /// Index of the request in the run (0-based): its place in the plan vector.
     pub id: u64,
-    /// The prompt (the user message for chat endpoints).
+    /// The full list of messages to send (a plain prompt is one user
+    /// message). Chat protocols send them as messages; a later turn of a
+    /// conversation holds only its own new messages until
+    /// [`continue_conversation`] adds the history (see [`turn`](Self::turn)).
+    pub messages: Vec<Message>,
+    /// The messages as one text ([`flatten`]), for completion-style
+    /// protocols (TGI, OpenAI completions, Together's legacy inference,
+    /// SageMaker `inputs`).
     pub prompt: String,
     /// `max_tokens` to send, if any.
     pub max_tokens: Option<u32>,
     /// Ask the server to ignore EOS (`ignore_eos`, `min_tokens = max_tokens`).
     pub ignore_eos: bool,
-    /// The validation task embedded in the prompt, if validated.
+    /// The validation task embedded in the (last user) message, if validated.
     pub task: Option<Task>,
-    /// Prompt tokens by the client's tokenizer.
+    /// Tokens in the messages' contents by the client's tokenizer
+    /// ([`count_tokens`]: without the chat template or role labels).
     pub input_tokens_client: u32,
+    /// Where the request sits in a multi-turn conversation; `None` for a
+    /// request that stands alone.
+    ///
+    /// The contract with the load driver: the plans of one conversation
+    /// are consecutive in the plan vector, turn index 0, 1, … n-1 (the
+    /// last conversation of a run may be cut short). Turn 0 is sent as it
+    /// is. A later turn's `messages` hold only what the turn adds (its new
+    /// user message); it must be sent after the previous turn has ended,
+    /// as `continue_conversation(next, previous_as_sent, actual_answer,
+    /// tokenizer)`, so that it carries the model's actual answer. What to
+    /// do with the rest of a conversation whose turn failed is the
+    /// driver's choice.
+    pub turn: Option<Turn>,
 }
 
-/// The preamble of a token-length prompt; the corpus text follows it.
-const TOKEN_LENGTH_PREAMBLE: &str =
-    "Here are lines of Shakespeare's sonnets. Continue writing lines in the same style.\n\n";
+impl RequestPlan {
+    /// A plan sending `messages`, with its prompt and token count derived,
+    /// no `max_tokens`, no validation, standing alone.
+    ///
+    /// ```
+    /// use llmperf::workload::{Message, RequestPlan};
+    /// let plan = RequestPlan::new(0, vec![Message::user("hello world")], llmperf::Tokenizer::bundled());
+    /// assert_eq!((plan.prompt.as_str(), plan.input_tokens_client), ("hello world", 2));
+    /// ```
+    pub fn new(id: u64, messages: Vec<Message>, tokenizer: &Tokenizer) -> Self {
+        RequestPlan {
+            id,
+            prompt: flatten(&messages),
+            input_tokens_client: count_tokens(&messages, tokenizer),
+            messages,
+            max_tokens: None,
+            ignore_eos: false,
+            task: None,
+            turn: None,
+        }
+    }
+}
+
+/// A four-message conversation (system, user, assistant, user), for the
+/// endpoint kinds' body tests.
+#[cfg(test)]
+pub(crate) fn test_conversation() -> RequestPlan {
+    RequestPlan::new(
+        0,
+        vec![
+            Message::system("S"),
+            Message::user("U1"),
+            Message::assistant("A1"),
+            Message::user("U2"),
+        ],
+        Tokenizer::bundled(),
+    )
+}
+
+/// Why a workload could not be planned (a dataset that cannot be used).
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    /// The dataset file could not be read.
+    #[error("cannot read dataset {}: {error} (check the path given to --dataset)", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why (in the message, not a source, so it is shown once).
+        error: std::io::Error,
+    },
+    /// A line of the dataset is not what its format expects.
+    #[error("{}:{line}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong there.
+        message: String,
+    },
+    /// No entry is left after the filters.
+    #[error("dataset {} has no entry to send: {report}; widen or drop the filters (--min-input-tokens, --max-input-tokens), or check --dataset-format", path.display())]
+    EmptyDataset {
+        /// The file.
+        path: PathBuf,
+        /// What was read and dropped.
+        report: DatasetReport,
+    },
+    /// Sampling without replacement ran out of entries.
+    #[error("dataset {} ({report}) gives {available} requests without repeating an entry, fewer than the {requests} asked for: lower --requests or sample with replacement (--sampling with-replacement)", path.display())]
+    TooFewEntries {
+        /// The file.
+        path: PathBuf,
+        /// What was read and dropped.
+        report: DatasetReport,
+        /// Requests the kept entries make.
+        available: u64,
+        /// Requests asked for.
+        requests: u64,
+    },
+}
+
+/// A run's plans, and what planning read from a dataset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkloadPlan {
+    /// One plan per request, by id.
+    pub requests: Vec<RequestPlan>,
+    /// Entries read, kept and dropped, for a dataset workload.
+    pub dataset: Option<DatasetReport>,
+}
+
+/// One request's messages before the validation task and the shared
+/// prefix are added.
+pub(crate) struct Draft {
+    /// What the request adds to its conversation.
+    pub(crate) messages: Vec<Message>,
+    /// The planned output length, before the workload's cap.
+    pub(crate) planned_max: Option<u32>,
+    pub(crate) turn: Option<Turn>,
+}
 
 /// Plans `count` requests for `workload` from `seed`.
 ///
 /// ```
 /// use llmperf::{workload::plan_requests, Tokenizer, Workload};
 /// let workload = Workload::token_lengths(100, 10, 20, 5);
-/// let a = plan_requests(&workload, true, 3, 7, Tokenizer::bundled());
-/// let b = plan_requests(&workload, true, 3, 7, Tokenizer::bundled());
+/// let a = plan_requests(&workload, true, 3, 7, Tokenizer::bundled()).unwrap();
+/// let b = plan_requests(&workload, true, 3, 7, Tokenizer::bundled()).unwrap();
 /// assert_eq!(a, b);
 /// assert!(a.iter().all(|plan| plan.task.is_some()));
 /// ```
@@ -55,27 +187,116 @@ pub fn plan_requests(
     count: u64,
     seed: u64,
     tokenizer: &Tokenizer,
-) -> Vec<RequestPlan> {
-    // Separate streams for lengths, text and validation numbers, so that
-    // turning validation on, or asking for more requests, leaves the other
-    // draws of every request as they were.
+) -> Result<Vec<RequestPlan>, WorkloadError> {
+    plan_workload(workload, validate, count, seed, tokenizer).map(|plan| plan.requests)
+}
+
+/// [`plan_requests`], with the dataset's report of entries kept and dropped.
+pub fn plan_workload(
+    workload: &Workload,
+    validate: bool,
+    count: u64,
+    seed: u64,
+    tokenizer: &Tokenizer,
+) -> Result<WorkloadPlan, WorkloadError> {
+    // Separate streams for lengths, text, validation numbers, dataset
+    // sampling and the shared prefix, so that turning validation on, or
+    // asking for more requests, leaves the other draws as they were.
     let stream = |n: u64| {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(n);
         rng
     };
-    let (mut lengths, mut text, mut numbers) = (stream(0), stream(1), stream(2));
     let validate = validate || workload.prompts == PromptScheme::ValidationOnly;
     let tasks = if validate {
-        distinct_tasks(&mut numbers, count)
+        distinct_tasks(&mut stream(2), count)
     } else {
         Vec::new()
     };
-    let corpus = CorpusTokens::new(tokenizer);
+    // Tokenizing the corpus takes a moment: only when something needs it.
+    let corpus = std::cell::OnceCell::new();
+    let corpus = || corpus.get_or_init(|| CorpusTokens::new(tokenizer));
+    let (drafts, report) = match &workload.prompts {
+        PromptScheme::Dataset(dataset) => {
+            let (drafts, report) =
+                dataset::drafts(dataset, workload.turns, count, &mut stream(3), tokenizer)?;
+            (drafts, Some(report))
+        }
+        _ => {
+            let streams = (stream(0), stream(1));
+            let drafts = generated_drafts(workload, &tasks, count, streams, corpus(), tokenizer);
+            (drafts, None)
+        }
+    };
+    let prefix = workload
+        .shared_prefix_tokens
+        .map(|tokens| corpus().exact_text(&mut stream(4), tokens));
+    let requests = drafts
+        .into_iter()
+        .enumerate()
+        .map(|(index, draft)| {
+            let task = tasks.get(index).cloned();
+            let mut messages = draft.messages;
+            if let Some(task) = &task {
+                append_instruction(&mut messages, &task.instruction());
+            }
+            let opens_conversation = draft.turn.is_none_or(|turn| turn.index == 0);
+            if let (Some(prefix), true) = (&prefix, opens_conversation) {
+                messages.insert(0, Message::system(prefix.clone()));
+            }
+            let max_tokens = match (draft.planned_max, workload.max_tokens) {
+                (Some(planned), Some(cap)) => Some(planned.min(cap)),
+                (planned, cap) => planned.or(cap),
+            };
+            RequestPlan {
+                id: index as u64,
+                prompt: flatten(&messages),
+                input_tokens_client: count_tokens(&messages, tokenizer),
+                messages,
+                max_tokens,
+                ignore_eos: workload.ignore_eos,
+                task,
+                turn: draft.turn,
+            }
+        })
+        .collect();
+    Ok(WorkloadPlan {
+        requests,
+        dataset: report,
+    })
+}
+
+/// Appends a validation instruction to the last user message (on a line of
+/// its own), or sends it as a new user message when there is none.
+fn append_instruction(messages: &mut Vec<Message>, instruction: &str) {
+    match messages
+        .iter_mut()
+        .rev()
+        .find(|message| message.role == Role::User)
+    {
+        Some(message) if message.content.is_empty() => message.content = instruction.to_string(),
+        Some(message) => {
+            message.content.push('\n');
+            message.content.push_str(instruction);
+        }
+        None => messages.push(Message::user(instruction)),
+    }
+}
+
+/// Generated prompts (lines, token lengths, validation only), one user
+/// message each, in conversations of `workload.turns` turns; lengths and
+/// text come from their own random streams.
+fn generated_drafts(
+    workload: &Workload,
+    tasks: &[Task],
+    count: u64,
+    (mut lengths, mut text): (ChaCha8Rng, ChaCha8Rng),
+    corpus: &CorpusTokens,
+    tokenizer: &Tokenizer,
+) -> Vec<Draft> {
+    let turns = u64::from(workload.turns.max(1));
     (0..count)
         .map(|id| {
-            let task = tasks.get(id as usize).cloned();
-            let instruction = task.as_ref().map(Task::instruction);
             let (prompt, planned_max) = match &workload.prompts {
                 PromptScheme::Lines {
                     min_lines,
@@ -94,30 +315,22 @@ pub fn plan_requests(
                     let input = draw_length(&mut lengths, *mean_input_tokens, *stddev_input_tokens);
                     let output =
                         draw_length(&mut lengths, *mean_output_tokens, *stddev_output_tokens);
-                    let reserved = instruction
-                        .as_deref()
-                        .map_or(0, |text| tokenizer.count(text) as u32 + 1);
+                    // The validation instruction is part of the drawn length.
+                    let reserved = tasks
+                        .get(id as usize)
+                        .map_or(0, |task| tokenizer.count(&task.instruction()) as u32 + 1);
                     let body = corpus.text(&mut text, input.saturating_sub(reserved));
                     (body, Some(output))
                 }
-                PromptScheme::ValidationOnly => (String::new(), None),
+                PromptScheme::ValidationOnly | PromptScheme::Dataset(_) => (String::new(), None),
             };
-            let prompt = match instruction {
-                Some(instruction) if prompt.is_empty() => instruction,
-                Some(instruction) => format!("{prompt}\n{instruction}"),
-                None => prompt,
-            };
-            let max_tokens = match (planned_max, workload.max_tokens) {
-                (Some(planned), Some(cap)) => Some(planned.min(cap)),
-                (planned, cap) => planned.or(cap),
-            };
-            RequestPlan {
-                id,
-                input_tokens_client: tokenizer.count(&prompt) as u32,
-                prompt,
-                max_tokens,
-                ignore_eos: workload.ignore_eos,
-                task,
+            Draft {
+                messages: vec![Message::user(prompt)],
+                planned_max,
+                turn: (turns > 1).then_some(Turn {
+                    conversation: id / turns,
+                    index: (id % turns) as u32,
+                }),
             }
         })
         .collect()
@@ -168,53 +381,6 @@ fn lines_prompt(rng: &mut ChaCha8Rng, min: u32, max: u32, req: u32) -> String {
     prompt
 }
 
-/// The corpus as tokens, for cutting prompts of an exact token length.
-struct CorpusTokens<'t> {
-    tokenizer: &'t Tokenizer,
-    tokens: Vec<u32>,
-    preamble_tokens: u32,
-}
-
-impl<'t> CorpusTokens<'t> {
-    fn new(tokenizer: &'t Tokenizer) -> Self {
-        CorpusTokens {
-            tokenizer,
-            tokens: tokenizer.encode(&corpus::sonnet_lines().join("\n")),
-            preamble_tokens: tokenizer.count(TOKEN_LENGTH_PREAMBLE) as u32,
-        }
-    }
-
-    /// A prompt of about `length` tokens: the preamble, then corpus text
-    /// from a random point (wrapping around); corpus text alone when the
-    /// preamble would not fit.
-    fn text(&self, rng: &mut ChaCha8Rng, length: u32) -> String {
-        if self.tokens.is_empty() || length == 0 {
-            return String::new();
-        }
-        let with_preamble = length > self.preamble_tokens * 2;
-        let wanted = if with_preamble {
-            length - self.preamble_tokens
-        } else {
-            length
-        } as usize;
-        let start = rng.gen_range(0..self.tokens.len());
-        let ids: Vec<u32> = self
-            .tokens
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(wanted)
-            .copied()
-            .collect();
-        let body = self.tokenizer.decode(&ids);
-        if with_preamble {
-            format!("{TOKEN_LENGTH_PREAMBLE}{body}")
-        } else {
-            body
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,17 +389,23 @@ mod tests {
     fn the_same_seed_gives_the_same_plans_and_another_seed_does_not() {
         let workload = Workload::token_lengths(300, 50, 40, 10);
         let tokenizer = Tokenizer::bundled();
-        let a = plan_requests(&workload, false, 20, 1, tokenizer);
-        assert_eq!(a, plan_requests(&workload, false, 20, 1, tokenizer));
-        assert_ne!(a, plan_requests(&workload, false, 20, 2, tokenizer));
+        let a = plan_requests(&workload, false, 20, 1, tokenizer).unwrap();
+        assert_eq!(
+            a,
+            plan_requests(&workload, false, 20, 1, tokenizer).unwrap()
+        );
+        assert_ne!(
+            a,
+            plan_requests(&workload, false, 20, 2, tokenizer).unwrap()
+        );
     }
 
     #[test]
     fn turning_validation_on_keeps_every_length_and_text() {
         let workload = Workload::token_lengths(300, 50, 40, 10);
         let tokenizer = Tokenizer::bundled();
-        let plain = plan_requests(&workload, false, 10, 1, tokenizer);
-        let validated = plan_requests(&workload, true, 20, 1, tokenizer);
+        let plain = plan_requests(&workload, false, 10, 1, tokenizer).unwrap();
+        let validated = plan_requests(&workload, true, 20, 1, tokenizer).unwrap();
         for (a, b) in plain.iter().zip(&validated) {
             assert_eq!(a.max_tokens, b.max_tokens);
             assert!(b.prompt.starts_with(&a.prompt[..a.prompt.len() / 2]));
@@ -243,7 +415,7 @@ mod tests {
     #[test]
     fn short_prompts_are_corpus_text_not_empty() {
         let workload = Workload::token_lengths(8, 0, 5, 0);
-        let plans = plan_requests(&workload, false, 5, 1, Tokenizer::bundled());
+        let plans = plan_requests(&workload, false, 5, 1, Tokenizer::bundled()).unwrap();
         for plan in &plans {
             assert!((6..=10).contains(&plan.input_tokens_client), "{plan:?}");
         }
@@ -252,7 +424,7 @@ mod tests {
     #[test]
     fn token_length_prompts_have_about_the_drawn_length() {
         let workload = Workload::token_lengths(550, 0, 150, 0);
-        let plans = plan_requests(&workload, false, 10, 3, Tokenizer::bundled());
+        let plans = plan_requests(&workload, false, 10, 3, Tokenizer::bundled()).unwrap();
         for plan in &plans {
             let diff = (i64::from(plan.input_tokens_client) - 550).abs();
             assert!(diff <= 3, "prompt of {} tokens", plan.input_tokens_client);
@@ -263,7 +435,7 @@ mod tests {
     #[test]
     fn token_lengths_follow_the_normal_distribution() {
         let workload = Workload::token_lengths(550, 150, 150, 80);
-        let plans = plan_requests(&workload, false, 400, 9, Tokenizer::bundled());
+        let plans = plan_requests(&workload, false, 400, 9, Tokenizer::bundled()).unwrap();
         let outputs: Vec<f64> = plans
             .iter()
             .map(|p| f64::from(p.max_tokens.unwrap_or(0)))
@@ -281,7 +453,8 @@ mod tests {
             200,
             5,
             Tokenizer::bundled(),
-        );
+        )
+        .unwrap();
         let numbers: HashSet<u64> = plans
             .iter()
             .filter_map(|p| p.task.as_ref())
@@ -297,7 +470,149 @@ mod tests {
     #[test]
     fn max_tokens_caps_the_drawn_output_length() {
         let workload = Workload::token_lengths(50, 0, 300, 0).max_tokens(100);
-        let plans = plan_requests(&workload, false, 3, 1, Tokenizer::bundled());
+        let plans = plan_requests(&workload, false, 3, 1, Tokenizer::bundled()).unwrap();
         assert!(plans.iter().all(|p| p.max_tokens == Some(100)));
+    }
+    #[test]
+    fn a_plain_prompt_is_one_user_message_and_its_own_prompt_text() {
+        let plans =
+            plan_requests(&Workload::lines(2, 4, 1), true, 3, 1, Tokenizer::bundled()).unwrap();
+        for plan in &plans {
+            assert_eq!(plan.messages.len(), 1);
+            assert_eq!(plan.messages[0].role, Role::User);
+            assert_eq!(plan.prompt, plan.messages[0].content);
+            assert_eq!(
+                plan.input_tokens_client as usize,
+                Tokenizer::bundled().count(&plan.prompt)
+            );
+            assert_eq!(plan.turn, None);
+        }
+    }
+
+    #[test]
+    fn the_shared_prefix_has_the_exact_length_and_is_the_same_for_every_request() {
+        let tokenizer = Tokenizer::bundled();
+        for tokens in [1, 37, 1000] {
+            let workload = Workload::token_lengths(80, 20, 10, 0).shared_prefix(tokens);
+            let plans = plan_requests(&workload, true, 6, 4, tokenizer).unwrap();
+            let prefix = &plans[0].messages[0];
+            assert_eq!(prefix.role, Role::System);
+            assert_eq!(tokenizer.count(&prefix.content), tokens as usize);
+            for plan in &plans {
+                assert_eq!(&plan.messages[0], prefix);
+                assert_eq!(plan.messages.len(), 2, "the prefix, then the prompt");
+                assert!(plan
+                    .prompt
+                    .starts_with(&format!("System: {}", prefix.content)));
+                let task = plan.task.as_ref().expect("validated");
+                assert!(plan.messages[1].content.ends_with(&task.instruction()));
+            }
+            // Its own random stream: the prompts are those of a run without it.
+            let plain = plan_requests(
+                &Workload::token_lengths(80, 20, 10, 0),
+                true,
+                6,
+                4,
+                tokenizer,
+            )
+            .unwrap();
+            for (with, without) in plans.iter().zip(&plain) {
+                assert_eq!(with.messages[1], without.messages[0]);
+                assert_eq!(
+                    with.input_tokens_client,
+                    without.input_tokens_client + tokens
+                );
+            }
+        }
+        let other_seed = plan_requests(
+            &Workload::token_lengths(80, 20, 10, 0).shared_prefix(50),
+            false,
+            1,
+            5,
+            tokenizer,
+        )
+        .unwrap();
+        let seed_4 = plan_requests(
+            &Workload::token_lengths(80, 20, 10, 0).shared_prefix(50),
+            false,
+            1,
+            4,
+            tokenizer,
+        )
+        .unwrap();
+        assert_ne!(other_seed[0].messages[0], seed_4[0].messages[0]);
+    }
+
+    #[test]
+    fn generated_conversations_are_consecutive_turns_with_the_prefix_on_the_first() {
+        let workload = Workload::token_lengths(60, 0, 10, 0)
+            .shared_prefix(20)
+            .multi_turn(3);
+        let plans = plan_requests(&workload, true, 7, 2, Tokenizer::bundled()).unwrap();
+        let turns: Vec<(u64, u32)> = plans
+            .iter()
+            .map(|p| p.turn.map(|t| (t.conversation, t.index)).expect("a turn"))
+            .collect();
+        assert_eq!(
+            turns,
+            [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
+        );
+        for plan in &plans {
+            let roles: Vec<Role> = plan.messages.iter().map(|m| m.role).collect();
+            match plan.turn.map(|t| t.index) {
+                Some(0) => assert_eq!(roles, [Role::System, Role::User]),
+                _ => assert_eq!(roles, [Role::User], "only the turn's new message"),
+            }
+            let task = plan.task.as_ref().expect("validated");
+            assert_eq!(Task::parse(&plan.prompt).as_ref(), Some(task));
+        }
+    }
+
+    /// A JSONL dataset in a temp dir.
+    fn jsonl(lines: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("prompts.jsonl");
+        std::fs::write(&path, lines.join("\n")).expect("write");
+        (dir, path)
+    }
+
+    #[test]
+    fn dataset_plans_keep_the_entries_messages_and_max_tokens_and_validate_the_last_user_message() {
+        let (_dir, path) = jsonl(&[
+            r#"{"messages": [{"role": "system", "content": "Be exact."}, {"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}], "max_tokens": 50}"#,
+        ]);
+        let workload = Workload::dataset(crate::spec::Dataset::jsonl(&path)).max_tokens(40);
+        let plan = &plan_requests(&workload, true, 1, 1, Tokenizer::bundled()).unwrap()[0];
+        let task = plan.task.as_ref().expect("validated");
+        assert_eq!(plan.messages.len(), 4);
+        assert_eq!(
+            plan.messages[1].content, "Q1",
+            "earlier user turns are left alone"
+        );
+        assert_eq!(
+            plan.messages[3].content,
+            format!("Q2\n{}", task.instruction())
+        );
+        assert_eq!(plan.max_tokens, Some(40), "the workload's cap applies");
+        assert_eq!(
+            plan.input_tokens_client,
+            count_tokens(&plan.messages, Tokenizer::bundled())
+        );
+        let report = plan_workload(&workload, false, 1, 1, Tokenizer::bundled())
+            .unwrap()
+            .dataset
+            .expect("a dataset report");
+        assert_eq!((report.entries, report.kept), (1, 1));
+    }
+
+    #[test]
+    fn a_bad_dataset_is_an_error_not_a_panic() {
+        let (_dir, path) = jsonl(&[r#"{"prompt": "ok"}"#, "not json"]);
+        let workload = Workload::dataset(crate::spec::Dataset::jsonl(&path));
+        let error = plan_requests(&workload, false, 1, 1, Tokenizer::bundled()).unwrap_err();
+        assert!(
+            matches!(error, WorkloadError::Parse { line: 2, .. }),
+            "{error:?}"
+        );
     }
 }
