@@ -13,8 +13,10 @@ use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Token};
 
 /// Registers a function returning `llmperf::Benchmark` as an endpoint benchmark.
 ///
-/// Options: `name = "…"`, `group = "…"`, `requests = N`, `concurrency = N`,
-/// and `crate = path` when the `llmperf` dependency is renamed.
+/// Options: `name = "…"`, `group = "…"`, `requests = N`, `concurrency = N`
+/// or a sweep `concurrency = [1, 4, 16]`, a rate sweep `rates = [1, 2.5, 5]`
+/// (requests per second), `sweep = "auto"`, and `crate = path` when the
+/// `llmperf` dependency is renamed.
 #[proc_macro_attribute]
 pub fn bench(args: TokenStream, item: TokenStream) -> TokenStream {
     match expand(args.into(), item.into()) {
@@ -28,6 +30,9 @@ struct Options {
     group: Option<String>,
     requests: Option<u64>,
     concurrency: Option<usize>,
+    concurrency_levels: Vec<usize>,
+    rates: Vec<f64>,
+    auto_sweep: bool,
     krate: syn::Path,
 }
 
@@ -37,6 +42,9 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
         group: None,
         requests: None,
         concurrency: None,
+        concurrency_levels: Vec::new(),
+        rates: Vec::new(),
+        auto_sweep: false,
         krate: syn::parse_quote!(::llmperf),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
@@ -44,7 +52,7 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
         let Meta::NameValue(pair) = &meta else {
             return Err(syn::Error::new_spanned(
                 meta,
-                "expected `key = value` (name, group, requests, concurrency, crate)",
+                "expected `key = value` (name, group, requests, concurrency, rates, sweep, crate)",
             ));
         };
         let key = pair
@@ -56,7 +64,30 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
             "name" => options.name = Some(string(&pair.value)?),
             "group" => options.group = Some(string(&pair.value)?),
             "requests" => options.requests = Some(int(&pair.value)?),
-            "concurrency" => options.concurrency = Some(int(&pair.value)?),
+            "concurrency" => match &pair.value {
+                Expr::Array(array) => {
+                    options.concurrency_levels = nonempty(array, int)?;
+                }
+                other => options.concurrency = Some(int(other)?),
+            },
+            "rates" => match &pair.value {
+                Expr::Array(array) => options.rates = nonempty(array, rate)?,
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "expected a list of rates, e.g. rates = [1, 2.5, 5]",
+                    ))
+                }
+            },
+            "sweep" => {
+                if string(&pair.value)? != "auto" {
+                    return Err(syn::Error::new_spanned(
+                        &pair.value,
+                        "the only sweep by name is \"auto\"; list levels with concurrency = [..] or rates = [..]",
+                    ));
+                }
+                options.auto_sweep = true;
+            }
             "crate" => {
                 options.krate = match &pair.value {
                     Expr::Path(path) => path.path.clone(),
@@ -66,12 +97,44 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
             _ => {
                 return Err(syn::Error::new_spanned(
                     &pair.path,
-                    "unknown option: expected name, group, requests, concurrency or crate",
+                    "unknown option: expected name, group, requests, concurrency, rates, sweep or crate",
                 ))
             }
         }
     }
     Ok(options)
+}
+
+fn nonempty<T>(array: &syn::ExprArray, parse: fn(&Expr) -> syn::Result<T>) -> syn::Result<Vec<T>> {
+    if array.elems.is_empty() {
+        return Err(syn::Error::new_spanned(
+            array,
+            "expected at least one level",
+        ));
+    }
+    array.elems.iter().map(parse).collect()
+}
+
+fn rate(value: &Expr) -> syn::Result<f64> {
+    let parsed = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>()?,
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<f64>()?,
+        other => {
+            return Err(syn::Error::new_spanned(
+                other,
+                "expected a number of requests per second",
+            ))
+        }
+    };
+    if parsed.is_finite() && parsed > 0.0 {
+        Ok(parsed)
+    } else {
+        Err(syn::Error::new_spanned(value, "a rate must be positive"))
+    }
 }
 
 fn string(value: &Expr) -> syn::Result<String> {
@@ -144,6 +207,17 @@ fn expand(
         Some(n) => quote!(::core::option::Option::Some(#n)),
         None => quote!(::core::option::Option::None),
     };
+    let levels = &options.concurrency_levels;
+    let rates = &options.rates;
+    let auto_sweep = options.auto_sweep;
+    let sweeps =
+        usize::from(!levels.is_empty()) + usize::from(!rates.is_empty()) + usize::from(auto_sweep);
+    if sweeps > 1 {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "choose one sweep: concurrency = [..], rates = [..] or sweep = \"auto\"",
+        ));
+    }
     let entry = format_ident!(
         "__LLMPERF_BENCH_{}",
         ident.to_string().to_uppercase(),
@@ -162,6 +236,9 @@ fn expand(
             line: ::core::line!(),
             requests: #requests,
             concurrency: #concurrency,
+            concurrency_levels: &[#(#levels),*],
+            rates: &[#(#rates),*],
+            auto_sweep: #auto_sweep,
             build: #ident,
         };
     })

@@ -13,10 +13,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
+use crate::load::Stop;
 use crate::registry::{self, BenchEntry};
 use crate::report::terminal::{self, Palette};
 use crate::results::RunMode;
 use crate::run::{run_benchmark, RunOptions};
+use crate::spec::Benchmark;
 
 /// Requests per benchmark in test mode.
 const TEST_MODE_REQUESTS: u64 = 2;
@@ -61,9 +63,14 @@ pub struct BenchArgs {
     /// Override every benchmark's number of requests.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
-    /// Override every benchmark's concurrency.
-    #[arg(long, value_parser = parse_positive)]
-    pub concurrency: Option<usize>,
+    /// Override every benchmark's concurrency; a list (1,4,16,64) runs a
+    /// concurrency sweep.
+    #[arg(long, value_parser = parse_positive, value_delimiter = ',')]
+    pub concurrency: Vec<usize>,
+    /// Override every benchmark's duration per level (e.g. 60s); requests
+    /// are then capped as `Load::duration` says.
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Where results go (default: target/llmperf); each benchmark writes `<dir>/<id>/new/`.
     #[arg(long, env = "LLMPERF_RESULTS_DIR")]
     pub results_dir: Option<PathBuf>,
@@ -94,6 +101,27 @@ pub struct BenchArgs {
     /// (libtest flag, accepted and ignored)
     #[arg(long, hide = true)]
     pub format: Option<String>,
+}
+
+/// A duration: `500ms`, `2s`, `1m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|e| format!("`{text}`: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"))
+}
+
+/// The smoke-test version of `bench`: at most [`TEST_MODE_REQUESTS`] per
+/// level, no duration, warmup or cooldown, every level of a sweep kept.
+fn smoke(bench: Benchmark) -> Benchmark {
+    let mut load = bench.load_spec().clone();
+    load.requests = load.requests.min(TEST_MODE_REQUESTS);
+    load.duration = None;
+    load.warmup = None;
+    load.cooldown_requests = 0;
+    bench.load(load)
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {
@@ -196,14 +224,33 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     for entry in &entries {
         let id = entry.id();
         let mut bench = entry.benchmark();
+        if let Some(duration) = args.duration {
+            let load = bench.load_spec().clone().duration(duration);
+            bench = bench.load(load);
+        }
+        if !measuring {
+            bench = smoke(bench);
+        }
         if let Some(requests) = args.requests {
             bench = bench.requests(requests);
-        } else if !measuring {
-            let requests = bench.load_spec().requests.min(TEST_MODE_REQUESTS);
-            bench = bench.requests(requests);
         }
-        if let Some(concurrency) = args.concurrency {
-            bench = bench.concurrency(concurrency);
+        match args.concurrency[..] {
+            [] => {}
+            [concurrency] => {
+                let mut load = bench.load_spec().clone();
+                load.concurrency = concurrency;
+                load.rate = None;
+                load.sweep = None;
+                bench = bench.load(load);
+            }
+            ref levels => {
+                let mut load = bench.load_spec().clone();
+                load.rate = None;
+                load.sweep = Some(crate::spec::Sweep::Concurrency {
+                    levels: levels.to_vec(),
+                });
+                bench = bench.load(load);
+            }
         }
         let options = RunOptions {
             results_dir: measuring.then(|| results_root.join(&id).join("new")),
@@ -221,8 +268,9 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         match run_benchmark(&id, &bench, &options) {
             Ok(outcome) => {
                 let requests = &outcome.summary.summary.requests;
+                let none_completed = !outcome.records.iter().any(|r| r.ok);
                 if !measuring {
-                    if requests.completed == 0 {
+                    if none_completed {
                         failures += 1;
                         println!(
                             "{}",
@@ -252,7 +300,24 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                     }
                     println!();
                 }
-                if measuring && requests.completed == 0 {
+                for level in &outcome.summary.levels {
+                    if let (true, Some(message)) = (
+                        matches!(
+                            level.stop,
+                            Stop::MaxErrors { .. } | Stop::MaxErrorRate { .. }
+                        ),
+                        level.stop.message(),
+                    ) {
+                        // A stop condition tripped: the endpoint is broken, CI must see it.
+                        failures += 1;
+                        eprintln!(
+                            "{} {id} [{}]: {message}",
+                            palette.red("error:"),
+                            level.level.label()
+                        );
+                    }
+                }
+                if measuring && none_completed {
                     // Every request failed: the figures mean nothing, and CI must see it.
                     failures += 1;
                     eprintln!(

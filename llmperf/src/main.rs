@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use llmperf::harness::{load_dotenv, ColorChoice};
+use llmperf::harness::{load_dotenv, parse_duration, ColorChoice};
+use llmperf::load::Stop;
 use llmperf::report::terminal::{self, Palette};
 use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, MockServer, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, MockScript, MockServer, Workload};
 
 /// Benchmark streaming LLM endpoints: TTFT, inter-token latency, throughput, cross-over validation.
 #[derive(Debug, Parser)]
@@ -55,12 +56,8 @@ struct RunArgs {
     /// Name of the run in results and output.
     #[arg(long, default_value = "run")]
     name: String,
-    /// Number of requests.
-    #[arg(long, short = 'r', default_value_t = 10)]
-    requests: u64,
-    /// Requests in flight.
-    #[arg(long, short = 'c', default_value_t = 1)]
-    concurrency: usize,
+    #[command(flatten)]
+    load: llmperf::cli::LoadArgs,
     /// Cap on output tokens per request.
     #[arg(long)]
     max_tokens: Option<u32>,
@@ -88,15 +85,6 @@ struct RunArgs {
     /// Ask the server to ignore EOS (ignore_eos, min_tokens), as vLLM/SGLang/TGI support.
     #[arg(long)]
     ignore_eos: bool,
-    /// Pause per slot after each request (e.g. 500ms, 2s; a bare number is seconds).
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
-    sleep: Duration,
-    /// Per-request timeout.
-    #[arg(long, value_parser = parse_duration, default_value = "90s")]
-    timeout: Duration,
-    /// Longest silence allowed inside a stream (default: none).
-    #[arg(long, value_parser = parse_duration)]
-    stall_timeout: Option<Duration>,
     /// Seed for prompts, lengths and validation numbers.
     #[arg(long, default_value_t = llmperf::spec::DEFAULT_SEED)]
     seed: u64,
@@ -185,14 +173,6 @@ struct MockArgs {
     /// Seed for jitter, filler text and probabilistic faults.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("`{text}`: {e}"));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"))
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -341,19 +321,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(turns) = args.turns {
         workload = workload.multi_turn(turns);
     }
-    let mut load = Load::closed(args.concurrency)
-        .requests(args.requests)
-        .timeout(args.timeout)
-        .sleep(args.sleep);
-    if let Some(stall) = args.stall_timeout {
-        load = load.stall_timeout(stall);
-    }
+    let load = args.load.load()?;
     let mut bench = Benchmark::new()
         .endpoint(endpoint)
         .workload(workload)
         .load(load)
         .validate(args.validate)
         .seed(args.seed);
+    for slo in args.load.slos()? {
+        bench = bench.slo(slo);
+    }
     if let Some(extra) = &args.extra_body {
         let value: serde_json::Value = serde_json::from_str(extra)
             .with_context(|| format!("--extra-body is not valid JSON: {extra}"))?;
@@ -386,9 +363,17 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => {}
     }
-    let requests = &outcome.summary.summary.requests;
-    if requests.completed == 0 {
-        eprintln!("error: all {} requests failed", requests.total);
+    if !outcome.records.iter().any(|r| r.ok) {
+        eprintln!("error: all {} requests failed", outcome.records.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    if outcome
+        .summary
+        .levels
+        .iter()
+        .any(|l| matches!(l.stop, Stop::MaxErrors { .. } | Stop::MaxErrorRate { .. }))
+    {
+        // The stop condition's message is in the block above.
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

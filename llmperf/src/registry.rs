@@ -4,7 +4,13 @@
 //! [`BENCHES`] at link time (no runtime code, no manual list). Neither
 //! linkme nor the linker promises an order, so the harness sorts by id.
 
-use crate::spec::Benchmark;
+use crate::spec::{Arrival, Benchmark, Rate, Sweep};
+
+/// Open-loop levels of `sweep = "auto"`.
+pub const AUTO_SWEEP_RATES: usize = 5;
+/// Least concurrency of the max-throughput level of `sweep = "auto"`
+/// (the spec's concurrency when higher).
+pub const AUTO_SWEEP_MAX_CONCURRENCY: usize = 64;
 
 /// One registered benchmark function.
 #[derive(Debug)]
@@ -21,6 +27,12 @@ pub struct BenchEntry {
     pub requests: Option<u64>,
     /// `concurrency = N` from the attribute.
     pub concurrency: Option<usize>,
+    /// `concurrency = [..]`: a concurrency sweep.
+    pub concurrency_levels: &'static [usize],
+    /// `rates = [..]`: a rate sweep (requests per second).
+    pub rates: &'static [f64],
+    /// `sweep = "auto"`: the automatic sweep.
+    pub auto_sweep: bool,
     /// Builds the spec.
     pub build: fn() -> Benchmark,
 }
@@ -43,7 +55,31 @@ impl BenchEntry {
         if let Some(concurrency) = self.concurrency {
             bench = bench.concurrency(concurrency);
         }
-        bench
+        let mut load = bench.load_spec().clone();
+        if !self.concurrency_levels.is_empty() {
+            load.sweep = Some(Sweep::Concurrency {
+                levels: self.concurrency_levels.to_vec(),
+            });
+            load.rate = None;
+        } else if !self.rates.is_empty() {
+            load.rate.get_or_insert(Rate {
+                per_s: self.rates[0],
+                arrival: Arrival::Poisson,
+                max_in_flight: None,
+                ramp_up: None,
+            });
+            load.sweep = Some(Sweep::Rates {
+                levels: self.rates.to_vec(),
+            });
+        } else if self.auto_sweep {
+            load.sweep = Some(Sweep::Auto {
+                rates: AUTO_SWEEP_RATES,
+                max_concurrency: load.concurrency.max(AUTO_SWEEP_MAX_CONCURRENCY),
+            });
+        } else {
+            return bench;
+        }
+        bench.load(load)
     }
 }
 

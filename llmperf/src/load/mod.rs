@@ -64,11 +64,11 @@ impl Stop {
         )
     }
 
-    /// A sentence for people, `None` for an ordinary end.
+    /// A sentence for people when a stop condition tripped; `None` for an
+    /// ordinary end or an interruption (a run reports that once, not per level).
     pub fn message(&self) -> Option<String> {
         match self {
-            Stop::Completed | Stop::Duration => None,
-            Stop::Interrupted => Some("interrupted (Ctrl-C)".to_string()),
+            Stop::Completed | Stop::Duration | Stop::Interrupted => None,
             Stop::MaxErrors { errors } => Some(format!(
                 "stopped early: {errors} requests failed (the --max-errors limit); the endpoint looks broken"
             )),

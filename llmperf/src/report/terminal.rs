@@ -2,8 +2,9 @@
 
 use std::fmt::Write as _;
 
-use crate::metrics::{Stats, Summary};
+use crate::metrics::{LevelResult, Stats, Summary, SweepSummary};
 use crate::results::SummaryFile;
+use crate::spec::{Level, Load};
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy)]
@@ -91,15 +92,59 @@ pub fn one_line(file: &SummaryFile) -> String {
     if let Some(v) = &summary.validation {
         line.push_str(&format!(", {} cross-overs", v.cross_overs));
     }
+    if let Some(sweep) = &file.sweep {
+        let knee = file
+            .levels
+            .iter()
+            .find(|l| Some(l.index) == sweep.knee)
+            .map_or("none".to_string(), |l| l.level.label());
+        line.push_str(&format!(" (knee {knee} of {} levels)", file.levels.len()));
+    }
+    if file.summary.send.client_fell_behind {
+        line.push_str(" (client fell behind)");
+    }
+    for level in &file.levels {
+        if let Some(message) = level.stop.message() {
+            line.push_str(&format!(" ({}: {message})", level.level.label()));
+        }
+    }
     if file.interrupted {
         line.push_str(" (interrupted)");
     }
     line
 }
 
-/// The block for one run: latencies, throughput, errors, validation.
+/// The load in a few words: `concurrency 4`, `poisson 20 req/s, cap 8`,
+/// `sweep of 5 levels`.
+fn describe_load(load: &Load, levels: usize) -> String {
+    if load.sweep.is_some() {
+        return format!("sweep of {levels} levels");
+    }
+    describe_level(&load.single_level())
+}
+
+fn describe_level(level: &Level) -> String {
+    match level {
+        Level::Concurrency { concurrency } => format!("concurrency {concurrency}"),
+        Level::Rate(rate) => {
+            let mut text = format!("{} {}", rate.arrival.label(), level.label());
+            if let Some(cap) = rate.max_in_flight {
+                text.push_str(&format!(", at most {cap} in flight"));
+            }
+            if let Some(ramp) = rate.ramp_up {
+                text.push_str(&format!(
+                    ", ramp-up {}",
+                    format_ms(ramp.as_secs_f64() * 1e3)
+                ));
+            }
+            text
+        }
+    }
+}
+
+/// The block for one run: latencies, throughput, errors, validation; for
+/// a sweep, the curve across levels first, then the knee level's block.
 pub fn render(file: &SummaryFile, palette: Palette) -> String {
-    let summary: &Summary = &file.summary;
     let config = &file.config;
     let mut out = String::new();
     // config.base_url is stored without credentials (spec::display_url).
@@ -110,19 +155,184 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
     };
     let _ = writeln!(
         out,
-        "{}  {} · {} · {} · concurrency {}",
+        "{}  {} · {} · {} · {}",
         palette.bold(&file.benchmark),
         config.endpoint_kind,
         config.model,
         endpoint,
-        config.load.concurrency
+        describe_load(&config.load, file.levels.len())
     );
-    latency_line(&mut out, "ttft", summary.ttft_ms.as_ref());
-    latency_line(&mut out, "itl", summary.inter_token_latency_ms.as_ref());
-    latency_line(&mut out, "tpot", summary.tpot_ms.as_ref());
-    latency_line(&mut out, "e2e", summary.e2e_ms.as_ref());
+    let headline = file.levels.iter().find(|l| l.index == file.headline_level);
+    if let Some(sweep) = &file.sweep {
+        render_curve(&mut out, sweep, palette);
+        match headline {
+            Some(level) if sweep.knee.is_some() => {
+                let _ = writeln!(
+                    out,
+                    "  {} {} ({}): the highest throughput meeting every objective",
+                    palette.bold("knee"),
+                    level.level.label(),
+                    describe_level(&level.level)
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    out,
+                    "  {}",
+                    palette.yellow(
+                        "no level met the objectives; figures below are of the first level"
+                    )
+                );
+            }
+        }
+    }
+    render_summary(&mut out, file, &file.summary, palette);
+    if let Some(level) = headline {
+        render_level_notes(&mut out, level, file.sweep.is_none(), palette);
+    }
+    for level in &file.levels {
+        if let Some(message) = level.stop.message() {
+            let _ = writeln!(
+                out,
+                "  {}",
+                palette.red(&format!("{}: {message}", level.level.label()))
+            );
+        }
+    }
+    if file.interrupted {
+        let _ = writeln!(
+            out,
+            "  {}",
+            palette.yellow("interrupted before all requests ran")
+        );
+    }
+    out
+}
+
+fn opt_ms(value: Option<f64>) -> String {
+    value.map_or("-".to_string(), format_ms)
+}
+
+fn render_curve(out: &mut String, sweep: &SweepSummary, palette: Palette) {
+    let slos: Vec<String> = sweep.slos.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "  objectives {}", slos.join(", "));
+    let _ = writeln!(
+        out,
+        "  {:<14} {:>9} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}  SLO",
+        "level",
+        "sent/s",
+        "ok/s",
+        "tok/s",
+        "ttft p50",
+        "ttft p99",
+        "tpot p50",
+        "e2e p99",
+        "goodput",
+        "errors"
+    );
+    for point in &sweep.curve {
+        let verdict = if point.met_slos {
+            palette.green("met")
+        } else {
+            palette.red("missed")
+        };
+        let knee = if sweep.knee == Some(point.level) {
+            "  ◀ knee"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>9} {:>8.2} {:>9.1} {:>10} {:>10} {:>10} {:>10} {:>8.2} {:>6.1}%  {verdict}{knee}",
+            point.label,
+            point
+                .achieved_rate_per_s
+                .map_or("-".to_string(), |r| format!("{r:.2}")),
+            point.completed_per_s,
+            point.output_tokens_per_s,
+            opt_ms(point.ttft_p50_ms),
+            opt_ms(point.ttft_p99_ms),
+            opt_ms(point.tpot_p50_ms),
+            opt_ms(point.e2e_p99_ms),
+            point.goodput_per_s,
+            point.error_rate * 100.0,
+        );
+    }
+}
+
+/// Sending against the schedule and the objectives of one level.
+fn render_level_notes(out: &mut String, level: &LevelResult, with_slos: bool, palette: Palette) {
+    let send = &level.summary.send;
+    if let Level::Rate(_) = level.level {
+        let mut line = format!(
+            "  sending    offered {} req/s · achieved {} req/s",
+            send.offered_rate_per_s
+                .map_or("-".to_string(), |r| format!("{r:.2}")),
+            send.achieved_rate_per_s
+                .map_or("-".to_string(), |r| format!("{r:.2}")),
+        );
+        if let Some(lag) = &send.send_lag_ms {
+            line.push_str(&format!(
+                " · send lag p50 {} p99 {}",
+                format_ms(lag.p50),
+                format_ms(lag.p99)
+            ));
+        }
+        if send.queued_requests > 0 {
+            let wait = send.queue_wait_ms.map_or(f64::NAN, |w| w.p50);
+            line.push_str(&format!(
+                " · {} queued at the in-flight cap (wait p50 {})",
+                send.queued_requests,
+                format_ms(wait)
+            ));
+        }
+        let _ = writeln!(out, "{line}");
+        latency_line(out, "ttft*", send.ttft_from_scheduled_ms.as_ref());
+        latency_line(out, "e2e*", send.e2e_from_scheduled_ms.as_ref());
+        let _ = writeln!(out, "             (* from the scheduled send)");
+    }
+    if send.client_fell_behind {
+        let _ = writeln!(
+            out,
+            "  {}",
+            palette.yellow(&format!(
+                "the client fell behind its schedule: its own send lag p99 is {} (over {}); latency from the actual send understates what users on this schedule saw",
+                opt_ms(send.client_lag_ms.map(|s| s.p99)),
+                format_ms(crate::metrics::send::CLIENT_LAG_LIMIT_MS)
+            ))
+        );
+    }
+    if with_slos {
+        for check in &level.slo.checks {
+            let verdict = if check.met {
+                palette.green("met")
+            } else {
+                palette.red("missed")
+            };
+            let _ = writeln!(
+                out,
+                "  objective  {} : {} {verdict}",
+                check.slo,
+                opt_ms(check.observed_ms)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "  goodput    {:.2} requests/s met every objective ({} requests)",
+            level.slo.goodput_per_s, level.slo.good_requests
+        );
+    }
+}
+
+/// The figures of one summary: latencies, throughput, errors, validation.
+fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palette: Palette) {
+    let config = &file.config;
+    latency_line(out, "ttft", summary.ttft_ms.as_ref());
+    latency_line(out, "itl", summary.inter_token_latency_ms.as_ref());
+    latency_line(out, "tpot", summary.tpot_ms.as_ref());
+    latency_line(out, "e2e", summary.e2e_ms.as_ref());
     latency_line(
-        &mut out,
+        out,
         "reasoning",
         summary.time_to_first_reasoning_ms.as_ref(),
     );
@@ -148,7 +358,37 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
     } else {
         "0 failed".to_string()
     };
-    let _ = writeln!(out, "  requests   {} ok, {}", r.completed, failed);
+    let mut excluded = String::new();
+    if r.warmup + r.cooldown > 0 {
+        excluded = format!(
+            " (not counted: {} warmup, {} cooldown)",
+            r.warmup, r.cooldown
+        );
+    }
+    let _ = writeln!(out, "  requests   {} ok, {}{excluded}", r.completed, failed);
+    let limits = &summary.output_limits;
+    if limits.ended_early > 0 || limits.exceeded > 0 {
+        let reasons: Vec<String> = limits
+            .finish_reasons
+            .iter()
+            .map(|(reason, n)| format!("{reason} {n}"))
+            .collect();
+        let exceeded = if limits.exceeded > 0 {
+            palette.red(&format!(
+                ", {} over it (max_tokens not honoured)",
+                limits.exceeded
+            ))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  max_tokens {} of {} requests ended before their max_tokens{exceeded} · finish reasons: {}",
+            limits.ended_early,
+            limits.requests_with_max_tokens,
+            reasons.join(", ")
+        );
+    }
     if summary.overload.overloaded {
         let _ = writeln!(
             out,
@@ -194,12 +434,4 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
             );
         }
     }
-    if file.interrupted {
-        let _ = writeln!(
-            out,
-            "  {}",
-            palette.yellow("interrupted before all requests ran")
-        );
-    }
-    out
 }

@@ -1,0 +1,317 @@
+//! Load flags shared by `llmperf run`: how many requests, at what
+//! concurrency or rate, for how long, and when to stop.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::harness::parse_duration;
+use crate::registry::AUTO_SWEEP_MAX_CONCURRENCY;
+use crate::spec::{Arrival, Load, Slo, SpecError, Warmup};
+
+/// `--arrival` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArrivalArg {
+    /// Exponential gaps (independent users).
+    Poisson,
+    /// Equal gaps.
+    Constant,
+    /// Gamma gaps with shape --burstiness.
+    Gamma,
+}
+
+/// `--rate` values: one rate, a list (a sweep), or `auto`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RateArg {
+    /// Rates in requests per second.
+    Rates(Vec<f64>),
+    /// The automatic sweep.
+    Auto,
+}
+
+fn parse_rate(text: &str) -> Result<RateArg, String> {
+    if text.trim() == "auto" {
+        return Ok(RateArg::Auto);
+    }
+    text.split(',')
+        .map(|part| {
+            part.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or_else(|| {
+                    format!("`{part}` is not a positive rate: write requests per second, a list (1,2,4,8) or auto")
+                })
+        })
+        .collect::<Result<Vec<f64>, String>>()
+        .map(RateArg::Rates)
+}
+
+fn parse_warmup(text: &str) -> Result<Warmup, String> {
+    match text.trim().parse::<u64>() {
+        Ok(requests) => Ok(Warmup::Requests { requests }),
+        Err(_) => humantime::parse_duration(text.trim())
+            .map(|duration| Warmup::Duration { duration })
+            .map_err(|_| {
+                format!("`{text}` is neither a number of requests (10) nor a duration (30s)")
+            }),
+    }
+}
+
+fn parse_share(text: &str) -> Result<f64, String> {
+    let (number, scale) = match text.trim().strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (text.trim(), 1.0),
+    };
+    number
+        .parse::<f64>()
+        .ok()
+        .map(|x| x / scale)
+        .filter(|x| (0.0..=1.0).contains(x))
+        .ok_or_else(|| format!("`{text}` is not a share: write 0.1 or 10%"))
+}
+
+fn parse_positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{text}` is not a whole number of 1 or more")),
+    }
+}
+
+/// How requests are sent, as flags.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Measured requests per level (default 10; with --duration, a cap of 10,000 for a closed loop and none for --rate).
+    #[arg(long, short = 'r', value_parser = clap::value_parser!(u64).range(1..))]
+    pub requests: Option<u64>,
+    /// Requests in flight (closed loop); a list (1,4,16,64) runs a concurrency sweep. Default 1.
+    #[arg(long, short = 'c', value_delimiter = ',', value_parser = parse_positive)]
+    pub concurrency: Vec<usize>,
+    /// Open loop: requests per second on a schedule, whatever the endpoint does; a list (1,2,4,8) runs a rate sweep; `auto` sweeps from the synchronous to the maximum rate.
+    #[arg(long, value_parser = parse_rate)]
+    pub rate: Option<RateArg>,
+    /// Gaps between open-loop sends.
+    #[arg(long, value_enum)]
+    pub arrival: Option<ArrivalArg>,
+    /// Gamma shape for --arrival gamma (1 = Poisson, <1 burstier, >1 more even); implies gamma.
+    #[arg(long)]
+    pub burstiness: Option<f64>,
+    /// Open loop: most requests in flight; overdue sends wait (counted as queued), never dropped.
+    #[arg(long, value_parser = parse_positive)]
+    pub max_in_flight: Option<usize>,
+    /// Open loop: rise linearly from 0 to the rate over this time.
+    #[arg(long, value_parser = parse_duration)]
+    pub ramp_up: Option<Duration>,
+    /// Open-loop levels of --rate auto.
+    #[arg(long, default_value_t = 5, value_parser = parse_positive)]
+    pub auto_rates: usize,
+    /// Stop sending measured requests after this long, per level (e.g. 60s, 5m).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Leave out of the statistics the first N requests (10) or those sent in the first DURATION (30s) of each level.
+    #[arg(long, value_parser = parse_warmup)]
+    pub warmup: Option<Warmup>,
+    /// Send N more requests after the measured ones so those end under load; left out of the statistics.
+    #[arg(long, default_value_t = 0)]
+    pub cooldown: u64,
+    /// Stop early (exit 1) after this many failed requests.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_errors: Option<u64>,
+    /// Stop early (exit 1) once this share of finished requests failed (0.1 or 10%; from 20 finished on).
+    #[arg(long, value_parser = parse_share)]
+    pub max_error_rate: Option<f64>,
+    /// Service-level objectives, e.g. ttft_p99=2s,tpot_p50=50ms (default: ttft_p95=3s, the overload rule); a sweep's knee is the best level meeting them.
+    #[arg(long)]
+    pub slo: Option<String>,
+    /// Pause per slot after each request (e.g. 500ms, 2s; a bare number is seconds).
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub sleep: Duration,
+    /// Per-request timeout.
+    #[arg(long, value_parser = parse_duration, default_value = "90s")]
+    pub timeout: Duration,
+    /// Longest silence allowed inside a stream (default: none).
+    #[arg(long, value_parser = parse_duration)]
+    pub stall_timeout: Option<Duration>,
+}
+
+impl LoadArgs {
+    /// The load these flags describe, or why they cannot work together.
+    pub fn load(&self) -> Result<Load, SpecError> {
+        let open_only = self.arrival.is_some()
+            || self.burstiness.is_some()
+            || self.max_in_flight.is_some()
+            || self.ramp_up.is_some();
+        let mut load = match (&self.rate, &self.concurrency[..]) {
+            (None, []) => Load::closed(1),
+            (None, [concurrency]) => Load::closed(*concurrency),
+            (None, levels) => Load::concurrency_sweep(levels.iter().copied()),
+            (Some(RateArg::Auto), []) => Load::auto_sweep(self.auto_rates, AUTO_SWEEP_MAX_CONCURRENCY),
+            (Some(RateArg::Auto), [concurrency]) => Load::auto_sweep(self.auto_rates, *concurrency),
+            (Some(RateArg::Rates(rates)), []) if rates.len() == 1 => Load::rate(rates[0]),
+            (Some(RateArg::Rates(rates)), []) => Load::rate_sweep(rates.iter().copied()),
+            (Some(_), _) => {
+                return Err(SpecError::new(
+                    "--rate and --concurrency choose different loads: cap an open loop with --max-in-flight (with --rate auto, one --concurrency sets the max-throughput level)",
+                ))
+            }
+        };
+        if open_only && load.rate.is_none() {
+            return Err(SpecError::new(
+                "--arrival, --burstiness, --max-in-flight and --ramp-up shape an open loop: add --rate R",
+            ));
+        }
+        let arrival =
+            match (self.arrival, self.burstiness) {
+                (None | Some(ArrivalArg::Poisson), None) => Arrival::Poisson,
+                (Some(ArrivalArg::Constant), None) => Arrival::Constant,
+                (None | Some(ArrivalArg::Gamma), Some(burstiness)) => Arrival::Gamma { burstiness },
+                (Some(ArrivalArg::Gamma), None) => return Err(SpecError::new(
+                    "--arrival gamma needs --burstiness B (1 = Poisson, <1 burstier, >1 more even)",
+                )),
+                (Some(_), Some(_)) => return Err(SpecError::new(
+                    "--burstiness applies to gamma arrivals: drop --arrival or use --arrival gamma",
+                )),
+            };
+        load = load.arrival(arrival);
+        if let Some(cap) = self.max_in_flight {
+            load = load.max_in_flight(cap);
+        }
+        if let Some(ramp) = self.ramp_up {
+            load = load.ramp_up(ramp);
+        }
+        if let Some(duration) = self.duration {
+            load = load.duration(duration);
+        }
+        if let Some(requests) = self.requests {
+            load = load.requests(requests);
+        }
+        load.warmup = self.warmup;
+        load = load
+            .cooldown_requests(self.cooldown)
+            .timeout(self.timeout)
+            .sleep(self.sleep);
+        if let Some(errors) = self.max_errors {
+            load = load.max_errors(errors);
+        }
+        if let Some(share) = self.max_error_rate {
+            load = load.max_error_rate(share);
+        }
+        if let Some(stall) = self.stall_timeout {
+            load = load.stall_timeout(stall);
+        }
+        Ok(load)
+    }
+
+    /// The objectives given with --slo (empty: the default rule applies).
+    pub fn slos(&self) -> Result<Vec<Slo>, SpecError> {
+        self.slo.as_deref().map_or(Ok(Vec::new()), Slo::parse_list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Sweep;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+
+    fn load(args: &[&str]) -> Result<Load, String> {
+        let cli = Cli::try_parse_from(std::iter::once("llmperf").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.load.load().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lists_run_sweeps_and_rates_run_open_loops() {
+        let sweep = load(&["-c", "1,4,16,64"]).unwrap();
+        assert_eq!(
+            sweep.sweep,
+            Some(Sweep::Concurrency {
+                levels: vec![1, 4, 16, 64]
+            })
+        );
+        let open = load(&[
+            "--rate",
+            "20",
+            "--burstiness",
+            "0.5",
+            "--max-in-flight",
+            "8",
+        ])
+        .unwrap();
+        let rate = open.rate.unwrap();
+        assert_eq!(rate.arrival, Arrival::Gamma { burstiness: 0.5 });
+        assert_eq!(rate.max_in_flight, Some(8));
+        let rates = load(&["--rate", "1,2,4", "--arrival", "constant"]).unwrap();
+        assert_eq!(
+            rates.sweep,
+            Some(Sweep::Rates {
+                levels: vec![1.0, 2.0, 4.0]
+            })
+        );
+        let auto = load(&["--rate", "auto", "-c", "32", "--auto-rates", "3"]).unwrap();
+        assert_eq!(
+            auto.sweep,
+            Some(Sweep::Auto {
+                rates: 3,
+                max_concurrency: 32
+            })
+        );
+    }
+
+    #[test]
+    fn durations_warmups_and_stop_conditions_parse() {
+        let timed = load(&[
+            "--rate",
+            "5",
+            "--duration",
+            "60s",
+            "--warmup",
+            "10s",
+            "--max-error-rate",
+            "10%",
+        ])
+        .unwrap();
+        assert_eq!(timed.duration, Some(Duration::from_secs(60)));
+        assert_eq!(
+            timed.warmup,
+            Some(Warmup::Duration {
+                duration: Duration::from_secs(10)
+            })
+        );
+        assert_eq!(timed.max_error_rate, Some(0.1));
+        assert!(
+            timed.requests > 10_000,
+            "the schedule decides: {}",
+            timed.requests
+        );
+        let closed = load(&["--duration", "1m", "--warmup", "5", "-r", "300"]).unwrap();
+        assert_eq!(closed.requests, 300);
+        assert_eq!(closed.warmup, Some(Warmup::Requests { requests: 5 }));
+    }
+
+    #[test]
+    fn flags_that_do_not_go_together_say_what_to_do() {
+        assert!(load(&["--max-in-flight", "4"])
+            .unwrap_err()
+            .contains("add --rate"));
+        assert!(load(&["--rate", "5", "-c", "4"])
+            .unwrap_err()
+            .contains("--max-in-flight"));
+        assert!(load(&["--rate", "5", "--arrival", "gamma"])
+            .unwrap_err()
+            .contains("--burstiness"));
+        assert!(load(&["--rate", "fast"])
+            .unwrap_err()
+            .contains("positive rate"));
+        assert!(load(&["--max-error-rate", "2"])
+            .unwrap_err()
+            .contains("10%"));
+        assert!(load(&["--warmup", "soon"]).unwrap_err().contains("30s"));
+    }
+}
