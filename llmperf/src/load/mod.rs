@@ -27,7 +27,8 @@ pub struct Dispatch {
     pub index: usize,
     /// When the driver meant to send it.
     pub scheduled_at: Instant,
-    /// How long it waited for an in-flight slot (open loop with a cap).
+    /// How long it waited for an in-flight slot, or in line behind units
+    /// waiting for one (open loop with a cap).
     pub queued: Duration,
 }
 

@@ -38,6 +38,11 @@ pub fn open_loop<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let slots = max_in_flight.map(|cap| Arc::new(Semaphore::new(cap)));
+    // When the dispatcher last got a slot it had to wait for. Units go out
+    // in order, so a unit due before then waited in line behind the cap
+    // too, even if a slot is free by its turn: that wait is queueing, not
+    // the client falling behind.
+    let mut line_cleared: Option<Instant> = None;
     let mut units = JoinSet::new();
     for (index, offset) in offsets.iter().enumerate() {
         let scheduled_at = start + *offset;
@@ -56,16 +61,23 @@ pub fn open_loop<F, Fut>(
         }
         let (permit, queued) = match &slots {
             None => (None, Duration::ZERO),
-            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                Ok(permit) => (Some(permit), Duration::ZERO),
-                Err(_) => {
+            Some(slots) => {
+                let permit = match Arc::clone(slots).try_acquire_owned() {
+                    Ok(permit) => permit,
                     // Over the cap: wait for a slot, counting the wait.
-                    match runtime.block_on(Arc::clone(slots).acquire_owned()) {
-                        Ok(permit) => (Some(permit), Instant::now() - scheduled_at),
+                    Err(_) => match runtime.block_on(Arc::clone(slots).acquire_owned()) {
+                        Ok(permit) => {
+                            line_cleared = Some(Instant::now());
+                            permit
+                        }
                         Err(_) => break,
-                    }
-                }
-            },
+                    },
+                };
+                let queued = line_cleared.map_or(Duration::ZERO, |at| {
+                    at.saturating_duration_since(scheduled_at)
+                });
+                (Some(permit), queued)
+            }
         };
         let unit = issue(Dispatch {
             index,
@@ -159,9 +171,13 @@ mod tests {
             assert!(sent >= scheduled_at, "unit {index} went out early");
             if index < 2 {
                 assert_eq!(queued, Duration::ZERO);
-            } else if index == 2 {
-                // Queued until the gate opened at 60 ms.
-                assert!(queued >= Duration::from_millis(50), "{queued:?}");
+            } else {
+                // Due before the gate opened at 60 ms, each waited in line
+                // until then, even those that found a slot free at their turn.
+                assert!(
+                    offsets[index] + queued >= Duration::from_millis(60),
+                    "unit {index} queued {queued:?}"
+                );
             }
         }
     }
