@@ -296,9 +296,10 @@ fn render_level_notes(out: &mut String, level: &LevelResult, with_slos: bool, pa
             out,
             "  {}",
             palette.yellow(&format!(
-                "the client fell behind its schedule: its own send lag p99 is {} (over {}); latency from the actual send understates what users on this schedule saw",
-                opt_ms(send.client_lag_ms.map(|s| s.p99)),
-                format_ms(crate::metrics::send::CLIENT_LAG_LIMIT_MS)
+                "the client fell behind its schedule: its own send lag p90 is {} (over {}; p99 {}); latency from the actual send understates what users on this schedule saw",
+                opt_ms(send.client_lag_ms.map(|s| s.p90)),
+                format_ms(crate::metrics::send::CLIENT_LAG_LIMIT_MS),
+                opt_ms(send.client_lag_ms.map(|s| s.p99))
             ))
         );
     }
