@@ -700,9 +700,12 @@ fn run_level(
             ));
         }
     }
-    let (records, writer, write_error) = collector
+    let (mut records, writer, write_error) = collector
         .join()
         .map_err(|_| RunError::Panicked("the collector thread"))?;
+    // In plan order, so figures recomputed from requests.jsonl (sorted the
+    // same way) are equal to the last bit.
+    records.sort_by_key(|r| r.id);
     if let Some(error) = write_error {
         return Err(error.into());
     }

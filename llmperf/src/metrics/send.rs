@@ -42,18 +42,24 @@ pub struct SendStats {
 }
 
 /// The least-squares slope of actual (y) against scheduled (x) send times.
+/// Sums run in schedule order, so the result does not depend on the order
+/// records arrive in (a summary recomputed from `requests.jsonl` is equal).
 fn drift(records: &[&RequestRecord]) -> Option<f64> {
-    let n = records.len() as f64;
-    if records.len() < 2 {
+    let mut points: Vec<(f64, f64)> = records
+        .iter()
+        .map(|r| (r.scheduled_us as f64, r.sent_us as f64))
+        .collect();
+    if points.len() < 2 {
         return None;
     }
-    let x_mean = records.iter().map(|r| r.scheduled_us as f64).sum::<f64>() / n;
-    let y_mean = records.iter().map(|r| r.sent_us as f64).sum::<f64>() / n;
+    points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let n = points.len() as f64;
+    let x_mean = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let y_mean = points.iter().map(|p| p.1).sum::<f64>() / n;
     let (mut covariance, mut variance) = (0.0, 0.0);
-    for record in records {
-        let dx = record.scheduled_us as f64 - x_mean;
-        covariance += dx * (record.sent_us as f64 - y_mean);
-        variance += dx * dx;
+    for (x, y) in &points {
+        covariance += (x - x_mean) * (y - y_mean);
+        variance += (x - x_mean) * (x - x_mean);
     }
     (variance > 0.0).then(|| covariance / variance)
 }
