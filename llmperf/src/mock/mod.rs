@@ -117,6 +117,9 @@ use state::State;
 /// How long dropping a server waits for its thread, and its runtime for
 /// blocking work, before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Connections the listener queues before they are accepted (the kernel
+/// caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// Counters the tests assert on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -172,9 +175,6 @@ impl MockServer {
         // Loading the tokenizer takes a while the first time in a process;
         // do it now rather than inside the first request's timing.
         Tokenizer::bundled();
-        let listener = std::net::TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(script.server_threads.max(1))
             .thread_name("llmperf-mock")
@@ -182,8 +182,19 @@ impl MockServer {
             .build()?;
         let listener = {
             let _context = runtime.enter();
-            tokio::net::TcpListener::from_std(listener)?
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.set_reuseaddr(true)?;
+            socket.bind(addr)?;
+            // std's listener queues 128 connections: 512 clients connecting
+            // at once overflowed it, and the dropped SYNs came back after
+            // the kernel's 1 s retransmission timeout, as TTFT.
+            socket.listen(LISTEN_BACKLOG)?
         };
+        let addr = listener.local_addr()?;
         let pacer = pacer::Pacer::start()?;
         let state = Arc::new(State::new(script, pacer.handle()));
         let (stop, stopped) = tokio::sync::oneshot::channel();
