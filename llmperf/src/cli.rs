@@ -81,7 +81,7 @@ fn parse_positive(text: &str) -> Result<usize, String> {
 /// How requests are sent, as flags.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Measured requests per level (default 10; with --duration, a cap of 10,000 for a closed loop and none for --rate).
+    /// Measured requests per level (default 10; with --duration, a cap: 10,000 for a closed loop, what the schedule holds up to 1,000,000 for --rate).
     #[arg(long, short = 'r', value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Requests in flight (closed loop); a list (1,4,16,64) runs a concurrency sweep. Default 1.

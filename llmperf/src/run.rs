@@ -432,6 +432,13 @@ fn auto_rates(load: &Load, levels: &[LevelResult], rates: usize) -> Vec<Level> {
     let measured = |level: &LevelResult| level.summary.throughput.requests_per_minute / 60.0;
     let low = levels.first().map_or(0.0, measured);
     let high = levels.get(1).map_or(0.0, measured).max(low);
+    if high <= 0.0 {
+        // Nothing completed: there is no range to spread rates over.
+        eprintln!(
+            "the automatic sweep measured no completed requests at its first two levels: no open-loop levels to run"
+        );
+        return Vec::new();
+    }
     let template = load.rate.unwrap_or(Rate {
         per_s: 1.0,
         arrival: Arrival::Poisson,
@@ -446,10 +453,7 @@ fn auto_rates(load: &Load, levels: &[LevelResult], rates: usize) -> Vec<Level> {
                 // Nothing measured apart: spread up to the synchronous rate.
                 low * k as f64 / rates as f64
             };
-            Level::Rate(Rate {
-                per_s: per_s.max(1e-3),
-                ..template
-            })
+            Level::Rate(Rate { per_s, ..template })
         })
         .collect()
 }
@@ -463,26 +467,37 @@ fn run_level(
 ) -> Result<LevelRun, RunError> {
     let bench = context.bench;
     let load = &bench.load;
-    let phases = Phases::of(load);
+    // With multi-turn conversations a unit of load is a conversation: an
+    // open loop's rate is conversations per second, and its phases count
+    // conversations (a closed loop phases requests by plan index).
+    let turns = u64::from(bench.workload.turns.max(1));
+    let open = matches!(level, Level::Rate(_));
+    let phases = Phases::of(load, &level, if open { turns } else { 1 });
     // Each level gets its own prompts: a server's prefix cache must not
     // serve one level from another's requests.
     let seed = bench.seed.wrapping_add(u64::from(index));
-    // With multi-turn conversations a unit of load is a conversation: an
-    // open loop's rate is conversations per second.
-    let turns = u64::from(bench.workload.turns.max(1));
     let offsets = match level {
         Level::Rate(rate) => Some(arrival::schedule(
             &rate,
-            phases.measured_end_index().div_ceil(turns),
+            phases.measured_end_index(),
             phases.measured_end_time(),
             load.cooldown_requests.div_ceil(turns),
             seed,
         )),
         Level::Concurrency { .. } => None,
     };
-    let count = offsets
-        .as_ref()
-        .map_or(load.planned_requests(), |o| o.len() as u64 * turns);
+    // The schedule ended at the duration rather than at its count.
+    let schedule_cut_by_time = offsets.as_ref().is_some_and(|o| {
+        phases.measured_end_time().is_some_and(|end| {
+            (o.iter().filter(|at| **at < end).count() as u64) < phases.measured_end_index()
+        })
+    });
+    let count = match &offsets {
+        Some(offsets) => offsets.len() as u64 * turns,
+        None => phases
+            .measured_end_index()
+            .saturating_add(load.cooldown_requests),
+    };
     let planned = plan_workload(
         &bench.workload,
         bench.validate,
@@ -550,7 +565,15 @@ fn run_level(
                         scheduled_at: finished.dispatch.scheduled_at,
                         queued: finished.dispatch.queued,
                         level: index,
-                        phase: phases.phase(finished.index as u64, since_start),
+                        // Open loops phase whole units (conversations).
+                        phase: phases.phase(
+                            if open {
+                                finished.dispatch.index as u64
+                            } else {
+                                finished.index as u64
+                            },
+                            since_start,
+                        ),
                     };
                     let record = RequestRecord::from_exchange(
                         finished.sent_plan.as_ref().unwrap_or(&plans[finished.index]),
@@ -664,6 +687,7 @@ fn run_level(
     };
     let stop = Arc::clone(&context.stop);
     let deadline = phases.measured_end_time().map(|d| level_start + d);
+    let mut cut_by_deadline = schedule_cut_by_time;
     match (level, offsets) {
         (Level::Rate(rate), Some(offsets)) => {
             let handle = context.runtime.handle().clone();
@@ -689,7 +713,7 @@ fn run_level(
         }
         (level, _) => {
             let concurrency = level.max_in_flight().unwrap_or(1);
-            context.runtime.block_on(load::closed_loop(
+            cut_by_deadline = context.runtime.block_on(load::closed_loop(
                 units.len(),
                 concurrency,
                 load.sleep,
@@ -717,9 +741,7 @@ fn run_level(
         tripped
     } else if context.interrupted.load(Ordering::Relaxed) {
         Stop::Interrupted
-    } else if deadline
-        .is_some_and(|d| records.iter().any(|r| r.phase == Phase::Cooldown) || Instant::now() >= d)
-    {
+    } else if cut_by_deadline {
         Stop::Duration
     } else {
         Stop::Completed

@@ -530,3 +530,46 @@ fn a_sweeps_levels_curve_and_knee_are_read_back_from_summary_json() {
     let per_level = |level: u32| records.iter().filter(|r| r.level == level).count();
     assert_eq!((per_level(0), per_level(1)), (6, 6));
 }
+
+#[test]
+fn a_level_that_sends_its_count_before_its_duration_ends_as_completed() {
+    // Seven requests (5 measured, 2 cooldown) take milliseconds; the 60 s
+    // duration never cuts anything, so the stop reason is not `duration`.
+    let bench = Benchmark::new()
+        .endpoint(builtin())
+        .workload(Workload::token_lengths(20, 0, 2, 0))
+        .load(
+            Load::closed(2)
+                .duration(Duration::from_secs(60))
+                .requests(5)
+                .cooldown_requests(2),
+        )
+        .mock(fast_script());
+    let outcome = run(&bench);
+    assert_eq!(outcome.summary.levels[0].stop, Stop::Completed);
+    assert_eq!(outcome.records.len(), 7);
+    assert_eq!(outcome.summary.summary.requests.cooldown, 2);
+}
+
+#[test]
+fn an_automatic_sweep_that_completes_nothing_runs_no_open_loop_levels() {
+    // Every request fails: there is no measured range to spread rates over,
+    // so the sweep ends after its two closed levels instead of crawling.
+    let bench = Benchmark::new()
+        .endpoint(builtin())
+        .workload(Workload::token_lengths(20, 0, 2, 0))
+        .load(Load::auto_sweep(3, 2).requests(4))
+        .mock(fast_script().fault(Fault::Status(500), FaultSchedule::Every(1)));
+    let outcome = run(&bench);
+    assert_eq!(outcome.summary.levels.len(), 2);
+    assert!(outcome.records.iter().all(|r| !r.ok));
+}
+
+#[test]
+fn a_warmup_by_time_needs_a_duration() {
+    let bench = Benchmark::new()
+        .endpoint(builtin())
+        .load(Load::rate(5.0).warmup_duration(Duration::from_secs(1)));
+    let error = run_benchmark("warmup", &bench, &quiet()).unwrap_err();
+    assert!(error.to_string().contains("--duration"), "{error}");
+}

@@ -12,7 +12,8 @@ use super::Dispatch;
 
 /// Runs up to `count` units with `concurrency` in flight. Past `deadline`
 /// only `after_deadline` more units are sent (cooldown). Setting `stop`
-/// ends the loop after the units in flight.
+/// ends the loop after the units in flight. Returns whether the deadline
+/// cut the planned units short.
 #[allow(clippy::too_many_arguments)]
 pub async fn closed_loop<F, Fut>(
     count: usize,
@@ -22,15 +23,17 @@ pub async fn closed_loop<F, Fut>(
     after_deadline: usize,
     stop: Arc<AtomicBool>,
     issue: F,
-) where
+) -> bool
+where
     F: Fn(Dispatch) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(AtomicUsize::new(count));
+    let cut = Arc::new(AtomicBool::new(false));
     let mut slots = tokio::task::JoinSet::new();
     for _ in 0..concurrency.min(count) {
-        let (next, limit) = (Arc::clone(&next), Arc::clone(&limit));
+        let (next, limit, cut) = (Arc::clone(&next), Arc::clone(&limit), Arc::clone(&cut));
         let stop = Arc::clone(&stop);
         let issue = issue.clone();
         slots.spawn(async move {
@@ -42,7 +45,10 @@ pub async fn closed_loop<F, Fut>(
                 let index = next.fetch_add(1, Ordering::Relaxed);
                 if deadline.is_some_and(|d| now >= d) {
                     // The first slot past the deadline fixes the last index.
-                    limit.fetch_min(index.saturating_add(after_deadline), Ordering::Relaxed);
+                    let last = index.saturating_add(after_deadline);
+                    if last < limit.fetch_min(last, Ordering::Relaxed) {
+                        cut.store(true, Ordering::Relaxed);
+                    }
                 }
                 if index >= limit.load(Ordering::Relaxed) {
                     break;
@@ -68,6 +74,7 @@ pub async fn closed_loop<F, Fut>(
             }
         }
     }
+    cut.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]
@@ -99,7 +106,8 @@ mod tests {
         let done = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let issue = counting(&in_flight, &peak, &done);
-        closed_loop(50, 4, Duration::ZERO, None, 0, stop, issue).await;
+        let cut = closed_loop(50, 4, Duration::ZERO, None, 0, stop, issue).await;
+        assert!(!cut);
         let mut done = done.lock().unwrap().clone();
         done.sort_unstable();
         assert_eq!(done, (0..50).collect::<Vec<_>>());
@@ -113,7 +121,8 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let issue = counting(&in_flight, &peak, &done);
         // A deadline already passed: the loop sends the 3 cooldown units.
-        closed_loop(50, 2, Duration::ZERO, Some(Instant::now()), 3, stop, issue).await;
+        let cut = closed_loop(50, 2, Duration::ZERO, Some(Instant::now()), 3, stop, issue).await;
         assert_eq!(done.lock().unwrap().len(), 3);
+        assert!(cut, "the deadline cut 50 units to 3");
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub use closed::closed_loop;
 pub use open::open_loop;
 
-use crate::spec::{Load, Warmup};
+use crate::spec::{Level, Load, Warmup};
 
 /// One unit handed to the `issue` callback of a driver.
 #[derive(Debug, Clone, Copy)]
@@ -108,17 +108,21 @@ pub struct Phases {
 }
 
 impl Phases {
-    /// The phases `load` sets for each level.
-    pub fn of(load: &Load) -> Phases {
+    /// The phases `load` sets for `level`, counted in units of `per_unit`
+    /// requests (an open loop of `n`-turn conversations phases whole
+    /// conversations: `per_unit` = n; otherwise 1).
+    pub fn of(load: &Load, level: &Level, per_unit: u64) -> Phases {
+        let per_unit = per_unit.max(1);
         let (warmup_requests, warmup_time) = match load.warmup {
-            Some(Warmup::Requests { requests }) => (requests, None),
+            Some(Warmup::Requests { requests }) => (requests.div_ceil(per_unit), None),
             Some(Warmup::Duration { duration }) => (0, Some(duration)),
             None => (0, None),
         };
         Phases {
             warmup_requests,
             warmup_time,
-            measured_end_index: warmup_requests.saturating_add(load.requests),
+            measured_end_index: warmup_requests
+                .saturating_add(load.level_requests(level).div_ceil(per_unit)),
             measured_end_time: load
                 .duration
                 .map(|d| d + warmup_time.unwrap_or(Duration::ZERO)),
@@ -155,16 +159,21 @@ mod tests {
 
     #[test]
     fn phases_follow_counts_and_times() {
-        let by_count = Phases::of(&Load::closed(1).requests(10).warmup_requests(2));
+        let closed = Load::closed(1).requests(10).warmup_requests(2);
+        let by_count = Phases::of(&closed, &closed.single_level(), 1);
         assert_eq!(by_count.phase(1, Duration::ZERO), Phase::Warmup);
         assert_eq!(by_count.phase(2, Duration::ZERO), Phase::Measured);
         assert_eq!(by_count.phase(11, Duration::ZERO), Phase::Measured);
         assert_eq!(by_count.phase(12, Duration::ZERO), Phase::Cooldown);
-        let by_time = Phases::of(
-            &Load::rate(5.0)
-                .duration(Duration::from_secs(10))
-                .warmup_duration(Duration::from_secs(2)),
-        );
+        let open = Load::rate(5.0)
+            .duration(Duration::from_secs(10))
+            .warmup_duration(Duration::from_secs(2));
+        let by_time = Phases::of(&open, &open.single_level(), 1);
+        // Conversations of 3 turns: 10 requests are 4 conversations.
+        let by_conversation = Phases::of(&closed, &closed.single_level(), 3);
+        assert_eq!(by_conversation.phase(0, Duration::ZERO), Phase::Warmup);
+        assert_eq!(by_conversation.phase(4, Duration::ZERO), Phase::Measured);
+        assert_eq!(by_conversation.phase(5, Duration::ZERO), Phase::Cooldown);
         assert_eq!(by_time.phase(50, Duration::from_secs(1)), Phase::Warmup);
         assert_eq!(by_time.phase(50, Duration::from_secs(11)), Phase::Measured);
         assert_eq!(by_time.phase(50, Duration::from_secs(12)), Phase::Cooldown);

@@ -83,6 +83,10 @@ pub fn open_loop<F, Fut>(
                 (Some(permit), queued)
             }
         };
+        if stop.load(Ordering::Relaxed) {
+            // Stopped while waiting for a slot: the permit goes back unused.
+            break;
+        }
         let unit = issue(Dispatch {
             index,
             scheduled_at,

@@ -475,6 +475,11 @@ impl Load {
                 )));
             }
         }
+        if matches!(self.warmup, Some(Warmup::Duration { .. })) && self.duration.is_none() {
+            return Err(SpecError::new(
+                "a warmup by time needs a duration-limited level (--duration D), which it precedes; with a request count, warm up by count (--warmup N)",
+            ));
+        }
         if self.max_errors == Some(0) {
             return Err(SpecError::new(
                 "max errors is 0: allow at least 1 (--max-errors N)",
@@ -486,6 +491,21 @@ impl Load {
             ));
         }
         Ok(())
+    }
+
+    /// Measured requests a level plans at most: `requests`, except that a
+    /// closed level of a duration-limited load whose count was raised for
+    /// an open loop (an automatic sweep, or `--concurrency` overriding a
+    /// rate benchmark) plans [`DURATION_REQUEST_CAP`].
+    pub(crate) fn level_requests(&self, level: &Level) -> u64 {
+        match level {
+            Level::Concurrency { .. }
+                if self.duration.is_some() && self.requests >= super::MAX_REQUESTS =>
+            {
+                DURATION_REQUEST_CAP
+            }
+            _ => self.requests,
+        }
     }
 
     /// An upper bound on the requests one level plans: warmup, measured
@@ -520,7 +540,12 @@ impl Load {
                 let bound = (expected + 6.0 * expected.sqrt() + 16.0).ceil();
                 self.requests.min(bound.min(u64::MAX as f64) as u64)
             }
-            _ => self.requests,
+            _ => self
+                .fixed_levels()
+                .iter()
+                .map(|level| self.level_requests(level))
+                .max()
+                .unwrap_or(self.requests),
         };
         warmup
             .saturating_add(measured)
