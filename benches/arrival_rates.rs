@@ -49,16 +49,18 @@
 //! for the same time). Without `--bench` (under `cargo test --benches`) it
 //! sends a few requests at a low rate and exits non-zero if any fails.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Load, MockScript, MockServer, Workload};
+use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
 
 const TTFT_MS: u64 = 5;
 const ITL_MS: u64 = 1;
@@ -84,34 +86,6 @@ fn script() -> MockScript {
         .ttft(Duration::from_millis(TTFT_MS))
         .inter_token(Duration::from_millis(ITL_MS))
         .output_tokens(TOKENS)
-}
-
-/// The child: serve until the parent closes our stdin.
-fn serve() -> ExitCode {
-    let server = match MockServer::start(script()) {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("cannot start the built-in endpoint: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("{}", server.base_url());
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
-    ExitCode::SUCCESS
-}
-
-fn spawn_endpoint() -> std::io::Result<(Child, String)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .env(CHILD_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut url = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout).read_line(&mut url)?;
-    }
-    Ok((child, url.trim().to_string()))
 }
 
 /// The endpoint's own send lateness p50/p99, µs (`GET /v1/mock/stats`
@@ -397,8 +371,8 @@ fn print_row(cells: &[String]) {
 /// Runs one level against a fresh endpoint process and prints its row;
 /// `Err` says why the level failed.
 fn run_level(rate_per_s: f64, requests: u64) -> Result<(), String> {
-    let (mut child, base_url) =
-        spawn_endpoint().map_err(|e| format!("cannot start the endpoint process: {e}"))?;
+    let (mut child, base_url) = support::spawn_endpoint(CHILD_ENV)
+        .map_err(|e| format!("cannot start the endpoint process: {e}"))?;
     let bench = Benchmark::new()
         .endpoint(
             Endpoint::openai_chat()
@@ -474,7 +448,7 @@ fn run_level(rate_per_s: f64, requests: u64) -> Result<(), String> {
 
 fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
-        return serve();
+        return support::serve(script());
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if !selected(&args) {

@@ -12,13 +12,15 @@
 //! `cargo bench --bench timing_accuracy` runs the full measurement; without
 //! `--bench` (under `cargo test --benches`) it runs a small smoke version.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::Duration;
 
+mod support;
+
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Load, MockScript, MockServer, Workload};
+use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
 
 const TTFT_MS: f64 = 100.0;
 const ITL_MS: f64 = 10.0;
@@ -30,34 +32,6 @@ fn script() -> MockScript {
         .ttft(Duration::from_millis(TTFT_MS as u64))
         .inter_token(Duration::from_millis(ITL_MS as u64))
         .output_tokens(TOKENS)
-}
-
-/// The child: serve until the parent closes our stdin.
-fn serve() -> ExitCode {
-    let server = match MockServer::start(script()) {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("cannot start the built-in endpoint: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("{}", server.base_url());
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
-    ExitCode::SUCCESS
-}
-
-fn spawn_endpoint() -> std::io::Result<(Child, String)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .env(CHILD_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut url = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout).read_line(&mut url)?;
-    }
-    Ok((child, url.trim().to_string()))
 }
 
 /// CPU time (user + system) of this process so far, from getrusage.
@@ -114,7 +88,7 @@ fn reset_peak_rss() {
 
 fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
-        return serve();
+        return support::serve(script());
     }
     // The harness's selection flags, so `cargo bench -- --list` and
     // `cargo bench -- chat/` treat this target like the others.
@@ -176,7 +150,7 @@ fn main() -> ExitCode {
     );
     let mut failed = false;
     for &(concurrency, requests) in levels {
-        let (mut child, base_url) = match spawn_endpoint() {
+        let (mut child, base_url) = match support::spawn_endpoint(CHILD_ENV) {
             Ok(spawned) => spawned,
             Err(error) => {
                 eprintln!("cannot start the endpoint process: {error}");
