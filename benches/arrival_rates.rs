@@ -49,8 +49,6 @@
 //! for the same time). Without `--bench` (under `cargo test --benches`) it
 //! sends a few requests at a low rate and exits non-zero if any fails.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,42 +84,6 @@ fn script() -> MockScript {
         .ttft(Duration::from_millis(TTFT_MS))
         .inter_token(Duration::from_millis(ITL_MS))
         .output_tokens(TOKENS)
-}
-
-/// The endpoint's own send lateness p50/p99, µs (`GET /v1/mock/stats`
-/// over a plain socket).
-fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
-    let authority = base_url.strip_prefix("http://")?.split('/').next()?;
-    let mut stream = TcpStream::connect(authority).ok()?;
-    write!(
-        stream,
-        "GET /v1/mock/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let body = response.split_once("\r\n\r\n")?.1;
-    let stats: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some((
-        stats.get("send_lateness_p50_us")?.as_u64()?,
-        stats.get("send_lateness_p99_us")?.as_u64()?,
-    ))
-}
-
-/// CPU time (user + system) of this process so far, from getrusage.
-fn own_cpu_time() -> Duration {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
-        }
-        usage
-    };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// `/proc` clock ticks as a duration.
@@ -177,7 +139,7 @@ impl Sample {
     fn take(server_pid: u32, count_files: bool) -> Sample {
         Sample {
             at: Instant::now(),
-            client_cpu: own_cpu_time(),
+            client_cpu: support::cpu_time(),
             server_cpu: process_cpu_time(server_pid),
             machine_busy: machine_busy_time(),
             server_files: count_files.then(|| open_files(server_pid)).flatten(),
@@ -400,7 +362,7 @@ fn run_level(rate_per_s: f64, requests: u64) -> Result<(), String> {
         started + Duration::from_micros(first_send_us),
         started + Duration::from_micros(last_end_us),
     );
-    let late = server_lateness(&base_url);
+    let late = support::server_lateness(&base_url);
     drop(child.stdin.take());
     let _ = child.wait();
     let outcome = result.map_err(|e| format!("{rate_per_s} req/s: run failed: {e}"))?;

@@ -12,8 +12,6 @@
 //! `cargo bench --bench timing_accuracy` runs the full measurement; without
 //! `--bench` (under `cargo test --benches`) it runs a small smoke version.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -32,41 +30,6 @@ fn script() -> MockScript {
         .ttft(Duration::from_millis(TTFT_MS as u64))
         .inter_token(Duration::from_millis(ITL_MS as u64))
         .output_tokens(TOKENS)
-}
-
-/// CPU time (user + system) of this process so far, from getrusage.
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
-        }
-        usage
-    };
-    let time = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// The endpoint's own counters (`GET /v1/mock/stats`) over a plain socket.
-fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
-    let authority = base_url.strip_prefix("http://")?.split('/').next()?;
-    let mut stream = TcpStream::connect(authority).ok()?;
-    write!(
-        stream,
-        "GET /v1/mock/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let body = response.split_once("\r\n\r\n")?.1;
-    let stats: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some((
-        stats.get("send_lateness_p50_us")?.as_u64()?,
-        stats.get("send_lateness_p99_us")?.as_u64()?,
-    ))
 }
 
 /// Peak resident memory since the last reset, in MiB.
@@ -166,10 +129,10 @@ fn main() -> ExitCode {
             .workload(Workload::token_lengths(64, 0, TOKENS, 0))
             .load(Load::closed(concurrency).requests(requests));
         reset_peak_rss();
-        let cpu_before = cpu_time();
+        let cpu_before = support::cpu_time();
         let result = run_benchmark("timing_accuracy", &bench, &RunOptions::default());
-        let cpu = cpu_time().saturating_sub(cpu_before);
-        let late = server_lateness(&base_url);
+        let cpu = support::cpu_time().saturating_sub(cpu_before);
+        let late = support::server_lateness(&base_url);
         drop(child.stdin.take());
         let _ = child.wait();
         let outcome = match result {

@@ -2,8 +2,10 @@
 //! process (this same executable, re-run with an environment variable set),
 //! so the CPU time and memory a bench reads are the client's alone.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::Duration;
 
 use llmperf::{MockScript, MockServer};
 
@@ -36,4 +38,40 @@ pub fn spawn_endpoint(child_env: &str) -> std::io::Result<(Child, String)> {
         BufReader::new(stdout).read_line(&mut url)?;
     }
     Ok((child, url.trim().to_string()))
+}
+
+/// The endpoint's own send lateness p50/p99, µs (`GET /v1/mock/stats`
+/// over a plain socket).
+pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
+    let authority = base_url.strip_prefix("http://")?.split('/').next()?;
+    let mut stream = TcpStream::connect(authority).ok()?;
+    write!(
+        stream,
+        "GET /v1/mock/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let body = response.split_once("\r\n\r\n")?.1;
+    let stats: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some((
+        stats.get("send_lateness_p50_us")?.as_u64()?,
+        stats.get("send_lateness_p99_us")?.as_u64()?,
+    ))
+}
+
+/// CPU time (user + system) of this process so far, from getrusage.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
