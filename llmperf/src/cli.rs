@@ -315,3 +315,57 @@ mod tests {
         assert!(load(&["--warmup", "soon"]).unwrap_err().contains("30s"));
     }
 }
+
+/// How results are compared with a baseline and reported: flags shared by
+/// `cargo bench --` and `llmperf compare`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// Relative changes within ± this are noise, e.g. 0.05 or 5% [default: the benchmark's, else 5%].
+    #[arg(long, value_name = "SHARE", value_parser = parse_share)]
+    pub noise_threshold: Option<f64>,
+    /// A change is significant below this p-value (Holm-adjusted over a level's metrics) [default: the benchmark's, else 0.05].
+    #[arg(long, value_name = "P")]
+    pub significance_level: Option<f64>,
+    /// Confidence level of the change intervals.
+    #[arg(long, value_name = "LEVEL", default_value_t = crate::baseline::compare::DEFAULT_CONFIDENCE_LEVEL)]
+    pub confidence_level: f64,
+    /// Bootstrap resamples per comparison.
+    #[arg(long, value_name = "N", default_value_t = crate::baseline::compare::DEFAULT_NRESAMPLES)]
+    pub nresamples: usize,
+    /// Exit non-zero when any metric regressed against the baseline (validation cross-overs always fail it).
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    /// Output: terminal, json (one message per benchmark per line), github-smaller / github-bigger (github-action-benchmark), bencher (Bencher Metric Format).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "terminal")]
+    pub output_format: crate::report::export::OutputFormat,
+}
+
+impl CompareArgs {
+    /// The settings for a benchmark with `policy`: flags first, then the
+    /// benchmark's own, then the defaults; out-of-range values are errors.
+    pub fn settings(
+        &self,
+        policy: &crate::spec::RegressionPolicy,
+    ) -> Result<crate::baseline::CompareSettings, SpecError> {
+        let defaults = crate::baseline::CompareSettings::default();
+        let settings = crate::baseline::CompareSettings {
+            noise_threshold: self
+                .noise_threshold
+                .or(policy.noise_threshold)
+                .unwrap_or(defaults.noise_threshold),
+            significance_level: self
+                .significance_level
+                .or(policy.significance_level)
+                .unwrap_or(defaults.significance_level),
+            confidence_level: self.confidence_level,
+            nresamples: self.nresamples,
+        };
+        settings.check().map_err(SpecError::new)?;
+        Ok(settings)
+    }
+
+    /// Whether regressions fail the run for a benchmark with `policy`.
+    pub fn gate(&self, policy: &crate::spec::RegressionPolicy) -> bool {
+        self.fail_on_regression || policy.fail_on_regression
+    }
+}

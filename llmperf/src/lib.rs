@@ -56,6 +56,7 @@
 
 #![warn(missing_docs)]
 
+pub mod baseline;
 pub mod cli;
 pub mod endpoint;
 pub mod harness;

@@ -29,8 +29,35 @@ enum Command {
     Run(Box<RunArgs>),
     /// Serve the built-in endpoint (OpenAI chat/completions streaming with scripted timing and faults).
     Mock(MockArgs),
+    /// Compare two results, each a baseline file, a summary.json or a results directory (exits 1 on a gated regression).
+    Compare(CompareCmd),
+    /// Print stored results in a machine format: every summary.json and baseline file under the given paths, as one JSON value.
+    Export(ExportCmd),
     /// List the endpoint kinds this build knows (--api values).
     ListApis,
+}
+
+#[derive(Debug, Args)]
+struct CompareCmd {
+    /// The baseline: a baseline file (benches/baselines/<id>/<name>.json), a summary.json, or a results directory.
+    baseline: PathBuf,
+    /// The result to judge against it, in any of the same forms.
+    current: PathBuf,
+    #[command(flatten)]
+    compare: llmperf::cli::CompareArgs,
+    /// Colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+}
+
+#[derive(Debug, Args)]
+struct ExportCmd {
+    /// Results to export: directories are searched (summary.json files, except previous runs, and baseline files).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// The format: json (one message per result per line), github-smaller, github-bigger, bencher.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: llmperf::report::export::OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +268,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(*args),
         Command::Mock(args) => mock(args),
+        Command::Compare(args) => compare(args),
+        Command::Export(args) => export(args),
         Command::ListApis => {
             for kind in llmperf::endpoint::kinds() {
                 println!("{:<20} {}", kind.name(), kind.description());
@@ -375,6 +404,103 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     {
         // The stop condition's message is in the block above.
         return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compare(args: CompareCmd) -> Result<ExitCode> {
+    use llmperf::report::export::{self, GateOutcome, OutputFormat};
+    let baseline = llmperf::baseline::Baseline::load(&args.baseline)?;
+    let current = llmperf::baseline::Baseline::load(&args.current)?;
+    let policy = current.result.config.regression;
+    let settings = args.compare.settings(&policy)?;
+    let comparison = llmperf::baseline::compare(&baseline, &current, &settings);
+    let gate = GateOutcome {
+        enabled: args.compare.gate(&policy),
+        failures: comparison.gate_failures(),
+    };
+    let palette = Palette::new(args.color.enabled());
+    match args.compare.output_format {
+        OutputFormat::Terminal => {
+            println!("{}", palette.bold(&current.result.benchmark));
+            print!(
+                "{}",
+                llmperf::report::comparison::render(&comparison, palette)
+            );
+        }
+        OutputFormat::Json => {
+            println!(
+                "{}",
+                export::message(&current.result, Some(&comparison), &gate, None)
+            );
+        }
+        format => {
+            if let Some(value) = export::dashboard(format, std::slice::from_ref(&current.result)) {
+                println!("{value:#}");
+            }
+        }
+    }
+    if gate.fails() {
+        eprintln!("error: regressed: {}", gate.failures.join(", "));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: ExportCmd) -> Result<ExitCode> {
+    use llmperf::report::export::{self, GateOutcome, OutputFormat};
+    let mut results = Vec::new();
+    for path in &args.paths {
+        if path.is_file() {
+            results.push(llmperf::baseline::Baseline::load(path)?);
+            continue;
+        }
+        if !path.is_dir() {
+            bail!(
+                "{} is neither a results directory nor a file",
+                path.display()
+            );
+        }
+        for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("cannot search {}", path.display()))?;
+            let file = entry.path();
+            let in_previous = file
+                .parent()
+                .and_then(|p| p.file_name())
+                .is_some_and(|name| name == "previous");
+            let is_summary = entry.file_name() == llmperf::results::SUMMARY_FILE;
+            let is_baseline = file.extension().is_some_and(|e| e == "json")
+                && !is_summary
+                && file.starts_with(path)
+                && llmperf::baseline::Baseline::read(file).is_ok();
+            if (is_summary && !in_previous) || is_baseline {
+                results.push(llmperf::baseline::Baseline::load(file)?);
+            }
+        }
+    }
+    if results.is_empty() {
+        bail!("no results under {}: run `cargo bench` (results go to target/llmperf) or pass a results directory", args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let files: Vec<llmperf::results::SummaryFile> = results.into_iter().map(|r| r.result).collect();
+    match args.format {
+        OutputFormat::Terminal => {
+            for file in &files {
+                print!("{}", terminal::render(file, Palette::new(false)));
+            }
+        }
+        OutputFormat::Json => {
+            for file in &files {
+                println!(
+                    "{}",
+                    export::message(file, None, &GateOutcome::default(), None)
+                );
+            }
+        }
+        format => {
+            if let Some(value) = export::dashboard(format, &files) {
+                println!("{value:#}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

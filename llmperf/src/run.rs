@@ -307,6 +307,7 @@ pub fn run_benchmark(
         tokenizer: tokenizer.name().to_string(),
         options: recorded_options(&bench.endpoint.options),
         slos: slos.clone(),
+        regression: bench.regression,
     };
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),

@@ -13,11 +13,14 @@ use serde::{Deserialize, Serialize};
 use crate::mock::MockScript;
 
 mod load;
+mod regression;
 mod slo;
 
+pub(crate) use load::trim_float;
 pub use load::{
     Arrival, Level, Load, Rate, Sweep, Warmup, DURATION_REQUEST_CAP, MIN_REQUESTS_FOR_ERROR_RATE,
 };
+pub use regression::RegressionPolicy;
 pub use slo::{Slo, SloMetric};
 
 /// The fixed default seed: the same seed gives the same prompts and lengths.
@@ -522,6 +525,7 @@ pub struct Benchmark {
     pub(crate) extra_body: serde_json::Map<String, serde_json::Value>,
     pub(crate) mock: MockScript,
     pub(crate) slos: Vec<Slo>,
+    pub(crate) regression: RegressionPolicy,
 }
 
 impl Default for Benchmark {
@@ -543,6 +547,7 @@ impl Benchmark {
             extra_body: serde_json::Map::new(),
             mock: MockScript::default(),
             slos: Vec::new(),
+            regression: RegressionPolicy::default(),
         }
     }
 
@@ -624,6 +629,30 @@ impl Benchmark {
     pub fn slo(mut self, slo: Slo) -> Self {
         self.slos.push(slo);
         self
+    }
+
+    /// Changes within ± this share of a baseline are noise (default 0.05).
+    pub fn noise_threshold(mut self, share: f64) -> Self {
+        self.regression.noise_threshold = Some(share);
+        self
+    }
+
+    /// Changes are significant below this adjusted p-value (default 0.05).
+    pub fn significance_level(mut self, level: f64) -> Self {
+        self.regression.significance_level = Some(level);
+        self
+    }
+
+    /// Exit non-zero when a metric regressed against the baseline compared
+    /// with (as `--fail-on-regression`).
+    pub fn fail_on_regression(mut self, fail: bool) -> Self {
+        self.regression.fail_on_regression = fail;
+        self
+    }
+
+    /// The comparison settings given.
+    pub fn regression_policy(&self) -> &RegressionPolicy {
+        &self.regression
     }
 
     /// The objectives in force: those given, or the overload rule.
@@ -874,6 +903,10 @@ pub struct BenchmarkConfig {
     /// The service-level objectives levels were judged by.
     #[serde(default)]
     pub slos: Vec<Slo>,
+    /// How comparisons with a baseline are judged (not a difference
+    /// between two runs' configs).
+    #[serde(default)]
+    pub regression: RegressionPolicy,
 }
 
 /// Serde for a [`Duration`] as fractional milliseconds.

@@ -2,4 +2,6 @@
 //!
 //! Terminal output lives here now; machine formats and HTML join it later.
 
+pub mod comparison;
+pub mod export;
 pub mod terminal;

@@ -124,7 +124,8 @@ impl Level {
     }
 }
 
-fn trim_float(x: f64) -> String {
+/// A number without trailing zeros (3 decimals at most): `0.5`, `100`.
+pub(crate) fn trim_float(x: f64) -> String {
     let text = format!("{x:.3}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -13,6 +13,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
+mod baselines;
+
 use crate::load::Stop;
 use crate::registry::{self, BenchEntry};
 use crate::report::terminal::{self, Palette};
@@ -74,6 +76,24 @@ pub struct BenchArgs {
     /// Where results go (default: target/llmperf); each benchmark writes `<dir>/<id>/new/`.
     #[arg(long, env = "LLMPERF_RESULTS_DIR")]
     pub results_dir: Option<PathBuf>,
+    /// Save each benchmark's result as baseline NAME (<baselines dir>/<id>/NAME.json, meant to be committed).
+    #[arg(long, value_name = "NAME")]
+    pub save_baseline: Option<String>,
+    /// Compare each benchmark with baseline NAME (a missing one is an error unless --baseline-lenient).
+    #[arg(long, value_name = "NAME")]
+    pub baseline: Option<String>,
+    /// With --baseline: a benchmark without that baseline just runs.
+    #[arg(long, requires = "baseline")]
+    pub baseline_lenient: bool,
+    /// Run nothing: show stored baseline NAME (compared with --baseline when given).
+    #[arg(long, value_name = "NAME", conflicts_with = "save_baseline")]
+    pub load_baseline: Option<String>,
+    /// Where baselines live (default: benches/baselines in the benchmarked package).
+    #[arg(long, value_name = "DIR", env = "LLMPERF_BASELINES_DIR")]
+    pub baselines_dir: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub compare: crate::cli::CompareArgs,
     /// Print one line per benchmark.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -132,6 +152,11 @@ fn parse_positive(text: &str) -> Result<usize, String> {
     }
 }
 
+/// Every `#[llmperf::bench]` linked into this binary, sorted by id.
+pub fn registered() -> Vec<&'static BenchEntry> {
+    registry::entries()
+}
+
 /// Runs the harness with the process's arguments (what `llmperf::main!()` calls).
 pub fn main() -> ExitCode {
     let args = match BenchArgs::try_parse() {
@@ -145,7 +170,7 @@ pub fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
-    run(&args, registry::entries())
+    run(&args, registered())
 }
 
 /// Loads `.env` from the working directory or a parent; a missing file is fine.
@@ -216,6 +241,15 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     }
     let measuring = args.bench && !args.test;
     let palette = Palette::new(args.color.enabled());
+    let mut baselines = match baselines::Baselines::new(args, palette) {
+        Ok(baselines) => baselines,
+        Err(error) => {
+            eprintln!("{} {error}", palette.red("error:"));
+            return ExitCode::from(2);
+        }
+    };
+    let terminal_output =
+        args.compare.output_format == crate::report::export::OutputFormat::Terminal;
     let results_root = args
         .results_dir
         .clone()
@@ -224,6 +258,10 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     for entry in &entries {
         let id = entry.id();
         let mut bench = entry.benchmark();
+        if let (true, Some(name)) = (measuring, &args.load_baseline) {
+            failures += baselines.show_stored(&id, &bench, name);
+            continue;
+        }
         if let Some(duration) = args.duration {
             let load = bench.load_spec().clone().duration(duration);
             bench = bench.load(load);
@@ -265,6 +303,10 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         if !measuring {
             print!("Testing {id} ... ");
         }
+        let previous = options
+            .results_dir
+            .as_deref()
+            .and_then(|dir| baselines.keep_previous(dir));
         match run_benchmark(&id, &bench, &options) {
             Ok(outcome) => {
                 let requests = &outcome.summary.summary.requests;
@@ -284,21 +326,32 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                     } else {
                         println!("{}", palette.green("Success"));
                     }
-                } else if args.quiet {
-                    println!("{}", terminal::one_line(&outcome.summary));
                 } else {
-                    print!("{}", terminal::render(&outcome.summary, palette));
-                    if args.verbose {
-                        if let Some(path) = &outcome.summary_path {
-                            println!("  results    {}", path.display());
+                    if !terminal_output {
+                        // Machine output only on stdout.
+                    } else if args.quiet {
+                        println!("{}", terminal::one_line(&outcome.summary));
+                    } else {
+                        print!("{}", terminal::render(&outcome.summary, palette));
+                        if args.verbose {
+                            if let Some(path) = &outcome.summary_path {
+                                println!("  results    {}", path.display());
+                            }
+                            println!(
+                                "  workload   {}",
+                                serde_json::to_string(&outcome.summary.config.workload)
+                                    .unwrap_or_default()
+                            );
                         }
-                        println!(
-                            "  workload   {}",
-                            serde_json::to_string(&outcome.summary.config.workload)
-                                .unwrap_or_default()
-                        );
                     }
-                    println!();
+                    failures += baselines.after_run(
+                        &id,
+                        &bench,
+                        &outcome.summary,
+                        &outcome.records,
+                        previous.as_deref(),
+                        options.results_dir.as_deref(),
+                    );
                 }
                 for level in &outcome.summary.levels {
                     if let (true, Some(message)) = (
@@ -341,7 +394,9 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
             }
         }
     }
-    if !measuring {
+    if measuring {
+        baselines.finish();
+    } else {
         println!("\n{} passed, {failures} failed", entries.len() - failures);
     }
     if failures > 0 {

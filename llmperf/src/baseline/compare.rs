@@ -1,0 +1,758 @@
+//! Comparing a result with a baseline: the change of every metric, its
+//! confidence interval, and a verdict.
+//!
+//! How a verdict is reached, per metric and per level:
+//! 1. Too few samples for the statistic is `inconclusive`: a quantile `q`
+//!    needs `5 / min(q, 1 − q)` values a side (10 for p50, 50 for p90, 500
+//!    for p99), so a p99 is never judged from its two largest requests.
+//! 2. The bootstrap over requests ([`super::bootstrap`]) gives the change,
+//!    its interval at the confidence level, and a p-value for "no change".
+//! 3. The p-values of one level's metrics are adjusted together (Holm), so
+//!    the chance that *any* metric of an unchanged endpoint is called
+//!    changed stays at the significance level, not 16 times it.
+//! 4. Not significant, or significant but within the noise threshold, is
+//!    `no change`; beyond it is `regressed` or `improved` by the metric's
+//!    direction (lower latency is better, higher throughput is better).
+//!    Error and mismatch rates are changes in percentage points: any
+//!    significant increase is a regression.
+//!
+//! Validation cross-overs are not statistics: any cross-over in the
+//! current result fails the gate, whatever the baseline had.
+
+use serde::{Deserialize, Serialize};
+
+use super::bootstrap::{self, ChangeKind, Data, Estimator, Resampling, Statistic, Test};
+use super::samples::Samples;
+use super::Baseline;
+use crate::metrics::{LevelResult, Stats, Summary};
+
+/// Default noise threshold: changes within ±5% are noise.
+pub const DEFAULT_NOISE_THRESHOLD: f64 = 0.05;
+/// Default significance level.
+pub const DEFAULT_SIGNIFICANCE_LEVEL: f64 = 0.05;
+/// Default confidence level of the intervals.
+pub const DEFAULT_CONFIDENCE_LEVEL: f64 = 0.95;
+/// Default number of bootstrap resamples.
+pub const DEFAULT_NRESAMPLES: usize = 10_000;
+/// Samples a side below which a rate (errors, mismatches) is not judged.
+const MIN_REQUESTS_FOR_RATE: usize = 20;
+/// Samples a side below which a throughput is not judged.
+const MIN_REQUESTS_FOR_THROUGHPUT: usize = 10;
+
+/// How a comparison judges changes (criterion's knobs, same names).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CompareSettings {
+    /// Relative changes within ± this share are noise (0.05 = 5%).
+    pub noise_threshold: f64,
+    /// A change is significant when its adjusted p-value is below this.
+    pub significance_level: f64,
+    /// Confidence level of the intervals.
+    pub confidence_level: f64,
+    /// Bootstrap resamples.
+    pub nresamples: usize,
+}
+
+impl Default for CompareSettings {
+    fn default() -> Self {
+        CompareSettings {
+            noise_threshold: DEFAULT_NOISE_THRESHOLD,
+            significance_level: DEFAULT_SIGNIFICANCE_LEVEL,
+            confidence_level: DEFAULT_CONFIDENCE_LEVEL,
+            nresamples: DEFAULT_NRESAMPLES,
+        }
+    }
+}
+
+impl CompareSettings {
+    /// Checks the ranges: shares in (0, 1), at least 100 resamples.
+    pub fn check(&self) -> Result<(), String> {
+        let share = |name: &str, x: f64, low_inclusive: bool| {
+            let ok = x < 1.0 && if low_inclusive { x >= 0.0 } else { x > 0.0 };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} {x} is out of range: give a share such as 0.05"
+                ))
+            }
+        };
+        share("the noise threshold", self.noise_threshold, true)?;
+        share("the significance level", self.significance_level, false)?;
+        share("the confidence level", self.confidence_level, false)?;
+        if self.nresamples < 100 {
+            return Err(format!(
+                "{} resamples are too few for an interval: give 100 or more",
+                self.nresamples
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Which way is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Latencies, error rates.
+    LowerIsBetter,
+    /// Throughputs.
+    HigherIsBetter,
+}
+
+/// The verdict on one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Significantly better, beyond the noise threshold.
+    Improved,
+    /// Significantly worse, beyond the noise threshold.
+    Regressed,
+    /// Not significant, or within the noise threshold.
+    NoChange,
+    /// Too few samples (or none stored) to judge.
+    Inconclusive,
+}
+
+impl Verdict {
+    /// `improved`, `regressed`, `no change`, `inconclusive`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Improved => "improved",
+            Verdict::Regressed => "regressed",
+            Verdict::NoChange => "no change",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+}
+
+/// How a metric's change is expressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeUnit {
+    /// `current / baseline − 1` (0.1 is +10%).
+    Relative,
+    /// `current − baseline`, in the metric's unit (rates: 0.01 is +1 point).
+    Absolute,
+}
+
+/// One metric compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricChange {
+    /// `ttft_p50`, `output_tokens_per_s`, `error_rate`, …
+    pub metric: String,
+    /// `ms`, `tokens/s`, `requests/min`, `share`, `count`.
+    pub unit: String,
+    /// Which way is better.
+    pub direction: Direction,
+    /// The baseline's figure (from its summary).
+    pub baseline: Option<f64>,
+    /// The current figure (from its summary).
+    pub current: Option<f64>,
+    /// How `change` and `interval` are expressed.
+    pub change_unit: ChangeUnit,
+    /// The change, computed from the samples.
+    pub change: Option<f64>,
+    /// Its confidence interval, `[low, high]`.
+    pub interval: Option<[f64; 2]>,
+    /// The bootstrap p-value of "no change".
+    pub p_value: Option<f64>,
+    /// The p-value adjusted for the level's other metrics (Holm).
+    pub p_adjusted: Option<f64>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// One level compared (a run without a sweep has one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LevelComparison {
+    /// `c=4`, `100 req/s`.
+    pub level: String,
+    /// The level's index in the baseline.
+    pub baseline_index: u32,
+    /// The level's index in the current result.
+    pub current_index: u32,
+    /// Every metric.
+    pub metrics: Vec<MetricChange>,
+}
+
+/// A result compared with a baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// The benchmark id.
+    pub benchmark: String,
+    /// The baseline's name (or where it was read from).
+    pub baseline: String,
+    /// The settings used.
+    pub settings: CompareSettings,
+    /// How the two runs' configs and environments differ (empty: alike).
+    pub differences: Vec<String>,
+    /// Levels present on both sides, in the current result's order.
+    pub levels: Vec<LevelComparison>,
+    /// Levels present on one side only.
+    pub unmatched_levels: Vec<String>,
+    /// Cross-overs in the current result (any phase): each fails the gate.
+    pub cross_overs: u64,
+}
+
+impl Comparison {
+    /// Gated failures: every regressed metric (`c=4 ttft_p50`, or just
+    /// `ttft_p50` for a single level) and any cross-over.
+    pub fn gate_failures(&self) -> Vec<String> {
+        let single = self.levels.len() == 1;
+        let mut failures: Vec<String> = self
+            .levels
+            .iter()
+            .flat_map(|level| {
+                level
+                    .metrics
+                    .iter()
+                    .filter(|m| m.verdict == Verdict::Regressed)
+                    .map(move |m| {
+                        if single {
+                            m.metric.clone()
+                        } else {
+                            format!("{} {}", level.level, m.metric)
+                        }
+                    })
+            })
+            .collect();
+        if self.cross_overs > 0 {
+            failures.push(format!("{} validation cross-over(s)", self.cross_overs));
+        }
+        failures
+    }
+}
+
+/// Compares `current` with `baseline`. The resampling is seeded from the
+/// current result's seed, so the same pair always gets the same verdicts.
+pub fn compare(baseline: &Baseline, current: &Baseline, settings: &CompareSettings) -> Comparison {
+    let mut used = vec![false; baseline.result.levels.len()];
+    let mut levels = Vec::new();
+    let mut unmatched = Vec::new();
+    for (ci, level) in current.result.levels.iter().enumerate() {
+        let label = level.level.label();
+        let found = baseline
+            .result
+            .levels
+            .iter()
+            .enumerate()
+            .find(|(bi, b)| !used[*bi] && b.level.label() == label);
+        match found {
+            Some((bi, base_level)) => {
+                used[bi] = true;
+                levels.push(compare_level(
+                    (base_level, baseline.samples.get(bi)),
+                    (level, current.samples.get(ci)),
+                    settings,
+                    current.result.config.seed ^ (ci as u64).wrapping_mul(0x9E37_79B9),
+                ));
+            }
+            None => unmatched.push(format!("{label} (not in the baseline)")),
+        }
+    }
+    for (bi, level) in baseline.result.levels.iter().enumerate() {
+        if !used[bi] {
+            unmatched.push(format!("{} (only in the baseline)", level.level.label()));
+        }
+    }
+    Comparison {
+        benchmark: current.result.benchmark.clone(),
+        baseline: baseline.name.clone(),
+        settings: *settings,
+        differences: super::differences(baseline, current),
+        levels,
+        unmatched_levels: unmatched,
+        cross_overs: current
+            .result
+            .levels
+            .iter()
+            .filter_map(|l| l.summary.validation.as_ref())
+            .map(|v| v.cross_overs)
+            .sum(),
+    }
+}
+
+/// One metric's definition: how to read it from a summary and build its
+/// statistic from samples.
+struct Definition {
+    metric: String,
+    unit: &'static str,
+    direction: Direction,
+    change: ChangeKind,
+    /// Metrics of one family (`ttft`) share a column and one walk of it.
+    family: &'static str,
+    form: Form,
+    /// Samples a side needed for a verdict.
+    min_samples: usize,
+    value: fn(&Summary, f64) -> Option<f64>,
+    data: fn(&Samples) -> Data,
+    /// How many samples a side has for this metric.
+    count: fn(&Samples) -> usize,
+    /// The ratio's factor on a side.
+    scale: fn(&Samples) -> f64,
+}
+
+/// The statistic behind one metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Form {
+    /// A quantile of one value per request.
+    Quantile(f64),
+    /// A quantile of weighted values, several per request.
+    WeightedQuantile(f64),
+    /// A ratio of sums over requests.
+    Ratio,
+}
+
+fn quantile_name(q: f64) -> &'static str {
+    if q == 0.5 {
+        "p50"
+    } else if q == 0.9 {
+        "p90"
+    } else {
+        "p99"
+    }
+}
+
+fn stat(stats: &Option<Stats>, q: f64) -> Option<f64> {
+    stats.map(|s| match quantile_name(q) {
+        "p50" => s.p50,
+        "p90" => s.p90,
+        _ => s.p99,
+    })
+}
+
+fn definitions() -> Vec<Definition> {
+    let mut all = Vec::new();
+    type Value = fn(&Summary, f64) -> Option<f64>;
+    type Column = fn(&Samples) -> Data;
+    type Count = fn(&Samples) -> usize;
+    let families: [(&str, bool, Value, Column, Count); 4] = [
+        (
+            "ttft",
+            false,
+            |s, q| stat(&s.ttft_ms, q),
+            |s| Data::values(&s.ttft_ms),
+            |s| s.ttft_ms.iter().flatten().count(),
+        ),
+        (
+            "itl",
+            true,
+            |s, q| stat(&s.inter_token_latency_ms, q),
+            |s| Data::points(&s.itl_ms, &s.itl_counts),
+            |s| s.itl_counts.iter().map(|&c| c as usize).sum(),
+        ),
+        (
+            "tpot",
+            false,
+            |s, q| stat(&s.tpot_ms, q),
+            |s| Data::values(&s.tpot_ms),
+            |s| s.tpot_ms.iter().flatten().count(),
+        ),
+        (
+            "e2e",
+            false,
+            |s, q| stat(&s.e2e_ms, q),
+            |s| {
+                let ok: Vec<Option<f64>> = s
+                    .e2e_ms
+                    .iter()
+                    .zip(&s.ok)
+                    .map(|(&e, &ok)| ok.then_some(e))
+                    .collect();
+                Data::values(&ok)
+            },
+            |s| s.ok.iter().filter(|&&ok| ok).count(),
+        ),
+    ];
+    for (name, pooled, value, data, count) in families {
+        for q in [0.5f64, 0.9, 0.99] {
+            all.push(Definition {
+                metric: format!("{name}_{}", quantile_name(q)),
+                unit: "ms",
+                direction: Direction::LowerIsBetter,
+                change: ChangeKind::Relative,
+                family: name,
+                form: if pooled {
+                    Form::WeightedQuantile(q)
+                } else {
+                    Form::Quantile(q)
+                },
+                min_samples: (5.0 / q.min(1.0 - q)).round() as usize,
+                value,
+                data,
+                count,
+                scale: |_| 1.0,
+            });
+        }
+    }
+    // Little's law: throughput = requests in flight × (work per request-second),
+    // with requests in flight = Σ e2e / window, fixed per side.
+    let in_flight = |s: &Samples| {
+        let busy_s: f64 = s.e2e_ms.iter().sum::<f64>() / 1e3;
+        let thinned = s.requests as f64 / (s.sampled_requests.max(1)) as f64;
+        if s.window_s > 0.0 {
+            busy_s * thinned / s.window_s
+        } else {
+            0.0
+        }
+    };
+    all.push(Definition {
+        metric: "output_tokens_per_s".to_string(),
+        unit: "tokens/s",
+        direction: Direction::HigherIsBetter,
+        change: ChangeKind::Relative,
+        family: "output_tokens_per_s",
+        form: Form::Ratio,
+        min_samples: MIN_REQUESTS_FOR_THROUGHPUT,
+        value: |s, _| Some(s.throughput.output_tokens_per_s),
+        data: |s| {
+            Data::ratio(
+                s.output_tokens.iter().map(|&t| f64::from(t)).collect(),
+                s.e2e_ms.iter().map(|e| e / 1e3).collect(),
+            )
+        },
+        count: |s| s.ok.len(),
+        scale: in_flight,
+    });
+    all.push(Definition {
+        metric: "requests_per_minute".to_string(),
+        unit: "requests/min",
+        direction: Direction::HigherIsBetter,
+        change: ChangeKind::Relative,
+        family: "requests_per_minute",
+        form: Form::Ratio,
+        min_samples: MIN_REQUESTS_FOR_THROUGHPUT,
+        value: |s, _| Some(s.throughput.requests_per_minute),
+        data: |s| {
+            Data::ratio(
+                s.ok.iter().map(|&ok| if ok { 60.0 } else { 0.0 }).collect(),
+                s.e2e_ms.iter().map(|e| e / 1e3).collect(),
+            )
+        },
+        count: |s| s.ok.len(),
+        scale: in_flight,
+    });
+    all.push(Definition {
+        metric: "error_rate".to_string(),
+        unit: "share",
+        direction: Direction::LowerIsBetter,
+        change: ChangeKind::Absolute,
+        family: "error_rate",
+        form: Form::Ratio,
+        min_samples: MIN_REQUESTS_FOR_RATE,
+        value: |s, _| Some(s.requests.error_rate),
+        data: |s| {
+            Data::ratio(
+                s.ok.iter().map(|&ok| if ok { 0.0 } else { 1.0 }).collect(),
+                vec![1.0; s.ok.len()],
+            )
+        },
+        count: |s| s.ok.len(),
+        scale: |_| 1.0,
+    });
+    all.push(Definition {
+        metric: "validation_failure_rate".to_string(),
+        unit: "share",
+        direction: Direction::LowerIsBetter,
+        change: ChangeKind::Absolute,
+        family: "validation_failure_rate",
+        form: Form::Ratio,
+        min_samples: MIN_REQUESTS_FOR_RATE,
+        value: |s, _| {
+            s.validation.as_ref().map(|v| {
+                if v.validated == 0 {
+                    0.0
+                } else {
+                    (v.validated - v.passed) as f64 / v.validated as f64
+                }
+            })
+        },
+        data: |s| {
+            Data::ratio(
+                s.valid
+                    .iter()
+                    .map(|v| if *v == Some(false) { 1.0 } else { 0.0 })
+                    .collect(),
+                s.valid
+                    .iter()
+                    .map(|v| if v.is_some() { 1.0 } else { 0.0 })
+                    .collect(),
+            )
+        },
+        count: |s| s.valid.iter().flatten().count(),
+        scale: |_| 1.0,
+    });
+    all
+}
+
+/// One metric's figure in a summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// `ttft_p50`, `output_tokens_per_s`, …
+    pub metric: String,
+    /// `ms`, `tokens/s`, `requests/min`, `share`.
+    pub unit: String,
+    /// Which way is better.
+    pub direction: Direction,
+    /// The figure.
+    pub value: f64,
+}
+
+/// The figures a comparison judges, as `summary` has them (metrics it
+/// did not measure are left out).
+pub fn figures(summary: &Summary) -> Vec<Figure> {
+    definitions()
+        .into_iter()
+        .filter_map(|d| {
+            let value = (d.value)(summary, quantile_of(d.form))?;
+            Some(Figure {
+                metric: d.metric,
+                unit: d.unit.to_string(),
+                direction: d.direction,
+                value,
+            })
+        })
+        .collect()
+}
+
+fn quantile_of(form: Form) -> f64 {
+    match form {
+        Form::Quantile(q) | Form::WeightedQuantile(q) => q,
+        Form::Ratio => 0.5,
+    }
+}
+
+fn compare_level(
+    baseline: (&LevelResult, Option<&Samples>),
+    current: (&LevelResult, Option<&Samples>),
+    settings: &CompareSettings,
+    seed: u64,
+) -> LevelComparison {
+    let definitions = definitions();
+    fn usable(s: Option<&Samples>) -> Option<&Samples> {
+        s.filter(|s| s.is_consistent() && s.sampled_requests > 0)
+    }
+    let sides = usable(baseline.1).zip(usable(current.1));
+    // Which metrics have enough samples on both sides.
+    let reasons: Vec<Option<String>> = definitions
+        .iter()
+        .map(|definition| {
+            let q = quantile_of(definition.form);
+            let bv = (definition.value)(&baseline.0.summary, q);
+            let cv = (definition.value)(&current.0.summary, q);
+            match sides {
+                None => Some("no per-request samples stored on both sides".to_string()),
+                Some(_) if bv.is_none() || cv.is_none() => {
+                    Some("not measured on both sides".to_string())
+                }
+                Some((b, c)) => {
+                    let (nb, nc) = ((definition.count)(b), (definition.count)(c));
+                    (nb.min(nc) < definition.min_samples).then(|| {
+                        format!(
+                            "needs {} samples a side for a verdict, has {nb} and {nc}",
+                            definition.min_samples
+                        )
+                    })
+                }
+            }
+        })
+        .collect();
+    // One statistic per family: its tested metrics' quantiles in one walk.
+    let mut statistics: Vec<Statistic> = Vec::new();
+    let mut slots: Vec<Option<(usize, usize)>> = vec![None; definitions.len()];
+    if let Some((b, c)) = sides {
+        let mut family_of: Vec<&str> = Vec::new();
+        for (i, definition) in definitions.iter().enumerate() {
+            if reasons[i].is_some() {
+                continue;
+            }
+            let index = match family_of.iter().position(|f| *f == definition.family) {
+                Some(index) => index,
+                None => {
+                    family_of.push(definition.family);
+                    statistics.push(Statistic {
+                        estimator: match definition.form {
+                            Form::Quantile(_) => Estimator::Quantiles(Vec::new()),
+                            Form::WeightedQuantile(_) => Estimator::WeightedQuantiles(Vec::new()),
+                            Form::Ratio => Estimator::Ratio,
+                        },
+                        change: definition.change,
+                        baseline: (definition.data)(b),
+                        current: (definition.data)(c),
+                        scales: ((definition.scale)(b), (definition.scale)(c)),
+                    });
+                    statistics.len() - 1
+                }
+            };
+            let output = match (&mut statistics[index].estimator, definition.form) {
+                (Estimator::Quantiles(qs), Form::Quantile(q))
+                | (Estimator::WeightedQuantiles(qs), Form::WeightedQuantile(q)) => {
+                    qs.push(q);
+                    qs.len() - 1
+                }
+                _ => 0,
+            };
+            slots[i] = Some((index, output));
+        }
+    }
+    let tests: Vec<Vec<Option<Test>>> = match sides {
+        Some((b, c)) if !statistics.is_empty() => bootstrap::run(
+            &statistics,
+            (b.ok.len(), c.ok.len()),
+            Resampling {
+                resamples: settings.nresamples,
+                confidence_level: settings.confidence_level,
+                seed,
+            },
+        ),
+        _ => Vec::new(),
+    };
+    let results: Vec<Option<Test>> = slots
+        .iter()
+        .map(|slot| slot.and_then(|(i, k)| tests.get(i)?.get(k).copied().flatten()))
+        .collect();
+    let adjusted = holm(
+        &results
+            .iter()
+            .map(|t| t.map(|t| t.p_value))
+            .collect::<Vec<_>>(),
+    );
+    let metrics = definitions
+        .iter()
+        .zip(results)
+        .zip(reasons)
+        .zip(adjusted)
+        .map(|(((definition, test), reason), p_adjusted)| {
+            let q = quantile_of(definition.form);
+            let bv = (definition.value)(&baseline.0.summary, q);
+            let cv = (definition.value)(&current.0.summary, q);
+            judge(definition, bv, cv, test, p_adjusted, reason, settings)
+        })
+        .collect();
+    LevelComparison {
+        level: current.0.level.label(),
+        baseline_index: baseline.0.index,
+        current_index: current.0.index,
+        metrics,
+    }
+}
+
+fn judge(
+    definition: &Definition,
+    baseline: Option<f64>,
+    current: Option<f64>,
+    test: Option<Test>,
+    p_adjusted: Option<f64>,
+    reason: Option<String>,
+    settings: &CompareSettings,
+) -> MetricChange {
+    let change_unit = match definition.change {
+        ChangeKind::Relative => ChangeUnit::Relative,
+        ChangeKind::Absolute => ChangeUnit::Absolute,
+    };
+    let mut change = MetricChange {
+        metric: definition.metric.clone(),
+        unit: definition.unit.to_string(),
+        direction: definition.direction,
+        baseline,
+        current,
+        change_unit,
+        change: None,
+        interval: None,
+        p_value: None,
+        p_adjusted: None,
+        verdict: Verdict::Inconclusive,
+        reason: String::new(),
+    };
+    let (Some(test), Some(p)) = (test, p_adjusted) else {
+        change.reason = reason.unwrap_or_else(|| "cannot be computed".to_string());
+        change.change = baseline
+            .zip(current)
+            .and_then(|(b, c)| definition.change.of(b, c));
+        return change;
+    };
+    change.change = Some(test.change);
+    change.interval = Some([test.interval.0, test.interval.1]);
+    change.p_value = Some(test.p_value);
+    change.p_adjusted = Some(p);
+    let alpha = settings.significance_level;
+    let worse = match definition.direction {
+        Direction::LowerIsBetter => test.change > 0.0,
+        Direction::HigherIsBetter => test.change < 0.0,
+    };
+    let beyond_noise = match definition.change {
+        ChangeKind::Relative => test.change.abs() > settings.noise_threshold,
+        ChangeKind::Absolute => test.change != 0.0,
+    };
+    (change.verdict, change.reason) = if p >= alpha {
+        (Verdict::NoChange, format!("p = {p:.4} ≥ {alpha}"))
+    } else if !beyond_noise {
+        (
+            Verdict::NoChange,
+            format!(
+                "p = {p:.4}, but within the ±{}% noise threshold",
+                crate::spec::trim_float(settings.noise_threshold * 100.0)
+            ),
+        )
+    } else if worse {
+        (Verdict::Regressed, format!("p = {p:.4} < {alpha}"))
+    } else {
+        (Verdict::Improved, format!("p = {p:.4} < {alpha}"))
+    };
+    change
+}
+
+/// Holm's step-down adjustment of the p-values present.
+fn holm(p_values: &[Option<f64>]) -> Vec<Option<f64>> {
+    let mut order: Vec<(usize, f64)> = p_values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.map(|p| (i, p)))
+        .collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let m = order.len();
+    let mut adjusted = vec![None; p_values.len()];
+    let mut running: f64 = 0.0;
+    for (rank, (i, p)) in order.into_iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p).min(1.0));
+        adjusted[i] = Some(running);
+    }
+    adjusted
+}
+
+/// The metric names a comparison reports, in order (for docs and exports).
+pub fn metric_names() -> Vec<String> {
+    definitions().into_iter().map(|d| d.metric).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holm_multiplies_the_smallest_by_the_count_and_keeps_order() {
+        let adjusted = holm(&[Some(0.01), None, Some(0.04), Some(0.03)]);
+        assert_eq!(adjusted[1], None);
+        assert!((adjusted[0].unwrap() - 0.03).abs() < 1e-12);
+        assert!((adjusted[3].unwrap() - 0.06).abs() < 1e-12);
+        // 0.04 × 1 = 0.04, but never below an earlier adjusted value.
+        assert!((adjusted[2].unwrap() - 0.06).abs() < 1e-12);
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_with_the_fix() {
+        let bad = CompareSettings {
+            significance_level: 1.5,
+            ..CompareSettings::default()
+        };
+        assert!(bad.check().unwrap_err().contains("significance level"));
+        let few = CompareSettings {
+            nresamples: 10,
+            ..CompareSettings::default()
+        };
+        assert!(few.check().unwrap_err().contains("100 or more"));
+        assert!(CompareSettings::default().check().is_ok());
+    }
+}

@@ -1,0 +1,257 @@
+//! What the harness does with baselines around each benchmark: keep the
+//! previous run, save and load named baselines, compare, gate, and print
+//! the comparison in the chosen format.
+
+use std::path::{Path, PathBuf};
+
+use crate::baseline::{compare, Baseline, BaselineError, BaselineStore, Comparison};
+use crate::record::RequestRecord;
+use crate::report::comparison;
+use crate::report::export::{self, GateOutcome, OutputFormat};
+use crate::report::terminal::{self, Palette};
+use crate::results::SummaryFile;
+use crate::spec::Benchmark;
+
+use super::BenchArgs;
+
+/// The directory of the run before this one, beside `new/`.
+const PREVIOUS_DIR: &str = "previous";
+/// The comparison written beside a compared run's `summary.json`.
+pub const COMPARISON_FILE: &str = "comparison.json";
+
+/// Baseline work for one harness process.
+pub(super) struct Baselines<'a> {
+    args: &'a BenchArgs,
+    store: BaselineStore,
+    palette: Palette,
+    /// Results gathered for a dashboard format, printed at the end.
+    gathered: Vec<SummaryFile>,
+}
+
+impl<'a> Baselines<'a> {
+    /// Checks the baseline names given before anything runs.
+    pub(super) fn new(args: &'a BenchArgs, palette: Palette) -> Result<Self, BaselineError> {
+        for name in [&args.save_baseline, &args.baseline, &args.load_baseline]
+            .into_iter()
+            .flatten()
+        {
+            crate::baseline::check_name(name)?;
+        }
+        let store = match &args.baselines_dir {
+            Some(dir) => BaselineStore::new(dir),
+            None => BaselineStore::default_location(),
+        };
+        Ok(Baselines {
+            args,
+            store,
+            palette,
+            gathered: Vec::new(),
+        })
+    }
+
+    /// Moves the last run's `new/` to `previous/` (replacing an older one)
+    /// before `new/` is rewritten; returns `previous/` when it holds a run.
+    pub(super) fn keep_previous(&self, new_dir: &Path) -> Option<PathBuf> {
+        let previous = new_dir.with_file_name(PREVIOUS_DIR);
+        if new_dir.join(crate::results::SUMMARY_FILE).exists() {
+            let _ = std::fs::remove_dir_all(&previous);
+            if let Err(error) = std::fs::rename(new_dir, &previous) {
+                eprintln!(
+                    "{} cannot keep the previous run ({}): {error}",
+                    self.palette.yellow("warning:"),
+                    previous.display()
+                );
+                return None;
+            }
+        }
+        previous
+            .join(crate::results::SUMMARY_FILE)
+            .exists()
+            .then_some(previous)
+    }
+
+    /// Saves, compares and reports a finished run; returns the failures
+    /// to count (a missing or unreadable baseline, a failed gate).
+    pub(super) fn after_run(
+        &mut self,
+        id: &str,
+        bench: &Benchmark,
+        summary: &SummaryFile,
+        records: &[RequestRecord],
+        previous: Option<&Path>,
+        results_dir: Option<&Path>,
+    ) -> usize {
+        let current = Baseline::of_run("new", summary, records);
+        let mut failures = 0;
+        if let Some(name) = &self.args.save_baseline {
+            match self.store.save(id, name, &current) {
+                Ok(path) => {
+                    if self.args.compare.output_format == OutputFormat::Terminal {
+                        println!("  saved baseline {name}: {}", path.display());
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    eprintln!("{} {id}: {error}", self.palette.red("error:"));
+                }
+            }
+        }
+        let against = match &self.args.baseline {
+            Some(name) => match self.named(id, name) {
+                Ok(found) => found,
+                Err(error) => {
+                    eprintln!("{} {id}: {error}", self.palette.red("error:"));
+                    return failures + 1;
+                }
+            },
+            // Without --baseline, the previous run is shown for information.
+            None => previous.and_then(|dir| match Baseline::load(dir) {
+                Ok(mut found) => {
+                    found.name = "the previous run".to_string();
+                    Some(found)
+                }
+                Err(error) => {
+                    eprintln!(
+                        "{} cannot compare with the previous run: {error}",
+                        self.palette.yellow("warning:")
+                    );
+                    None
+                }
+            }),
+        };
+        failures + self.report(id, bench, &current, against.as_ref(), results_dir)
+    }
+
+    /// `--load-baseline NAME`: reports a stored baseline as if it had just
+    /// run (compared with `--baseline` when given).
+    pub(super) fn show_stored(&mut self, id: &str, bench: &Benchmark, name: &str) -> usize {
+        let current = match self.store.load(id, name) {
+            Ok(found) => found,
+            Err(error) => {
+                eprintln!("{} {id}: {error}", self.palette.red("error:"));
+                return 1;
+            }
+        };
+        if self.args.compare.output_format == OutputFormat::Terminal {
+            if self.args.quiet {
+                println!("{}", terminal::one_line(&current.result));
+            } else {
+                print!("{}", terminal::render(&current.result, self.palette));
+            }
+        }
+        let against = match &self.args.baseline {
+            Some(other) => match self.named(id, other) {
+                Ok(found) => found,
+                Err(error) => {
+                    eprintln!("{} {id}: {error}", self.palette.red("error:"));
+                    return 1;
+                }
+            },
+            None => None,
+        };
+        self.report(id, bench, &current, against.as_ref(), None)
+    }
+
+    /// Baseline `name` of `id`; `None` when it is missing and
+    /// `--baseline-lenient` allows that.
+    fn named(&self, id: &str, name: &str) -> Result<Option<Baseline>, BaselineError> {
+        match self.store.load(id, name) {
+            Ok(found) => Ok(Some(found)),
+            Err(BaselineError::Missing { .. }) if self.args.baseline_lenient => {
+                if self.args.compare.output_format == OutputFormat::Terminal {
+                    println!("  no baseline {name} for {id} yet: nothing to compare with");
+                }
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn report(
+        &mut self,
+        id: &str,
+        bench: &Benchmark,
+        current: &Baseline,
+        against: Option<&Baseline>,
+        results_dir: Option<&Path>,
+    ) -> usize {
+        let policy = bench.regression_policy();
+        let settings = match self.args.compare.settings(policy) {
+            Ok(settings) => settings,
+            Err(error) => {
+                eprintln!("{} {id}: {error}", self.palette.red("error:"));
+                return 1;
+            }
+        };
+        let comparison: Option<Comparison> =
+            against.map(|baseline| compare(baseline, current, &settings));
+        let cross_overs: u64 = current
+            .result
+            .levels
+            .iter()
+            .filter_map(|l| l.summary.validation.as_ref())
+            .map(|v| v.cross_overs)
+            .sum();
+        if let (Some(dir), Some(c)) = (results_dir, &comparison) {
+            // Beside summary.json, for reports and CI scripts to read.
+            let path = dir.join(COMPARISON_FILE);
+            let written = serde_json::to_string_pretty(c)
+                .map_err(std::io::Error::other)
+                .and_then(|text| std::fs::write(&path, text + "\n"));
+            if let Err(error) = written {
+                eprintln!(
+                    "{} cannot write {}: {error}",
+                    self.palette.yellow("warning:"),
+                    path.display()
+                );
+            }
+        }
+        let gate = GateOutcome {
+            enabled: self.args.compare.gate(policy),
+            failures: match &comparison {
+                Some(c) => c.gate_failures(),
+                None if cross_overs > 0 => {
+                    vec![format!("{cross_overs} validation cross-over(s)")]
+                }
+                None => Vec::new(),
+            },
+        };
+        match self.args.compare.output_format {
+            OutputFormat::Terminal if self.args.quiet => {
+                if let Some(c) = &comparison {
+                    println!("  {}", comparison::one_line(c, self.palette));
+                }
+            }
+            OutputFormat::Terminal => {
+                if let Some(c) = &comparison {
+                    print!("{}", comparison::render(c, self.palette));
+                }
+                println!();
+            }
+            OutputFormat::Json => {
+                println!(
+                    "{}",
+                    export::message(&current.result, comparison.as_ref(), &gate, results_dir)
+                );
+            }
+            _ => self.gathered.push(current.result.clone()),
+        }
+        if gate.fails() {
+            eprintln!(
+                "{} {id} regressed: {}",
+                self.palette.red("error:"),
+                gate.failures.join(", ")
+            );
+            1
+        } else {
+            0
+        }
+    }
+
+    /// Prints a dashboard format's one JSON value, once every benchmark ran.
+    pub(super) fn finish(&self) {
+        if let Some(value) = export::dashboard(self.args.compare.output_format, &self.gathered) {
+            println!("{value:#}");
+        }
+    }
+}
