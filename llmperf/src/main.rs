@@ -468,13 +468,25 @@ fn export(args: ExportCmd) -> Result<ExitCode> {
                 .parent()
                 .and_then(|p| p.file_name())
                 .is_some_and(|name| name == "previous");
-            let is_summary = entry.file_name() == llmperf::results::SUMMARY_FILE;
-            let is_baseline = file.extension().is_some_and(|e| e == "json")
-                && !is_summary
-                && file.starts_with(path)
-                && llmperf::baseline::Baseline::read(file).is_ok();
-            if (is_summary && !in_previous) || is_baseline {
-                results.push(llmperf::baseline::Baseline::load(file)?);
+            if entry.file_name() == llmperf::results::SUMMARY_FILE {
+                if !in_previous {
+                    results.push(llmperf::baseline::Baseline::load(file)?);
+                }
+            } else if file.extension().is_some_and(|e| e == "json")
+                && !llmperf::baseline::is_baseline_file(file)
+            {
+                let parses = std::fs::read_to_string(file)
+                    .is_ok_and(|t| serde_json::from_str::<serde_json::Value>(&t).is_ok());
+                if !parses {
+                    eprintln!("warning: skipped {}: not a JSON file", file.display());
+                }
+            } else if file.extension().is_some_and(|e| e == "json") {
+                // A bad baseline is an error, not a gap in the dashboard.
+                let mut baseline = llmperf::baseline::Baseline::read(file)?;
+                // Several baselines of one benchmark stay apart.
+                baseline.result.benchmark =
+                    format!("{} ({})", baseline.result.benchmark, baseline.name);
+                results.push(baseline);
             }
         }
     }

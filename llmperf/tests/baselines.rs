@@ -308,3 +308,60 @@ fn missing_corrupt_and_newer_baselines_are_clear_errors() {
     check(&uneven, "columns of different lengths");
     check("{}", "not a valid llmperf");
 }
+
+#[test]
+fn the_previous_run_informs_but_only_a_named_baseline_gates() {
+    let dirs = dirs();
+    TTFT_MS.store(100, Ordering::SeqCst);
+    assert!(bench(&dirs, "gate/endpoint", &["--save-baseline", "main"]));
+    // Slower than the previous run, but no --baseline: reported, not gated.
+    TTFT_MS.store(130, Ordering::SeqCst);
+    assert!(bench(&dirs, "gate/endpoint", &["--fail-on-regression"]));
+    assert_eq!(
+        verdict(&comparison(&dirs, "gate/endpoint"), "ttft_p50"),
+        "regressed"
+    );
+    // The same name saved and compared: compared with the old one first.
+    assert!(!bench(
+        &dirs,
+        "gate/endpoint",
+        &[
+            "--save-baseline",
+            "main",
+            "--baseline",
+            "main",
+            "--fail-on-regression"
+        ]
+    ));
+    assert_eq!(
+        verdict(&comparison(&dirs, "gate/endpoint"), "ttft_p50"),
+        "regressed"
+    );
+    // …and then replaced by the new run: the same slow script now passes.
+    assert!(bench(
+        &dirs,
+        "gate/endpoint",
+        &["--baseline", "main", "--fail-on-regression"]
+    ));
+    TTFT_MS.store(100, Ordering::SeqCst);
+}
+
+#[test]
+fn comparison_settings_out_of_range_stop_before_anything_runs() {
+    let dirs = dirs();
+    let args = BenchArgs::try_parse_from([
+        "bench",
+        "--bench",
+        "gate/endpoint",
+        "--significance-level",
+        "0",
+        "--results-dir",
+        path(&dirs.results),
+    ])
+    .unwrap();
+    assert_eq!(
+        format!("{:?}", harness::run(&args, harness::registered())),
+        format!("{:?}", ExitCode::from(2))
+    );
+    assert!(!dirs.results.exists(), "nothing ran");
+}

@@ -171,7 +171,9 @@ pub(crate) struct Statistic {
     pub(crate) change: ChangeKind,
     pub(crate) baseline: Data,
     pub(crate) current: Data,
-    /// Factors of a ratio on each side (Little's law: mean requests in flight).
+    /// Factors of a ratio on each side (Little's law: mean requests in
+    /// flight), taken as known: they scale the change and its interval;
+    /// the null distribution uses one factor for both draws.
     pub(crate) scales: (f64, f64),
 }
 
@@ -346,8 +348,10 @@ fn resample(
         draw(rng, &mut pool_b, nb + nc, nb);
         draw(rng, &mut pool_c, nb + nc, nc);
         for (i, s) in statistics.iter().enumerate() {
-            evaluate(&s.estimator, &pools[i], &pool_b, nb, s.scales.0, &mut b);
-            evaluate(&s.estimator, &pools[i], &pool_c, nc, s.scales.1, &mut c);
+            // Under "no change" both draws come from one population, with one
+            // scale: the sides' own factors would shift the null's centre.
+            evaluate(&s.estimator, &pools[i], &pool_b, nb, 1.0, &mut b);
+            evaluate(&s.estimator, &pools[i], &pool_c, nc, 1.0, &mut c);
             for (k, (b, c)) in b.iter().zip(&c).enumerate() {
                 let Some(observed) = observed[i][k] else {
                     continue;

@@ -79,10 +79,14 @@ impl CompareSettings {
         share("the noise threshold", self.noise_threshold, true)?;
         share("the significance level", self.significance_level, false)?;
         share("the confidence level", self.confidence_level, false)?;
-        if self.nresamples < 100 {
+        // The smallest p-value is 1 / (resamples + 1), and Holm multiplies
+        // it by up to one per metric: fewer could never reach significance.
+        let least = (metric_names().len() as f64 / self.significance_level).ceil() as usize;
+        let least = least.max(100);
+        if self.nresamples < least {
             return Err(format!(
-                "{} resamples are too few for an interval: give 100 or more",
-                self.nresamples
+                "{} resamples are too few for a verdict at significance {}: give {least} or more",
+                self.nresamples, self.significance_level
             ));
         }
         Ok(())
@@ -198,7 +202,8 @@ pub struct Comparison {
 
 impl Comparison {
     /// Gated failures: every regressed metric (`c=4 ttft_p50`, or just
-    /// `ttft_p50` for a single level) and any cross-over.
+    /// `ttft_p50` for a single level), any cross-over, and a comparison
+    /// that judged no metric at all (no level matched, no samples).
     pub fn gate_failures(&self) -> Vec<String> {
         let single = self.levels.len() == 1;
         let mut failures: Vec<String> = self
@@ -221,6 +226,20 @@ impl Comparison {
         if self.cross_overs > 0 {
             failures.push(format!("{} validation cross-over(s)", self.cross_overs));
         }
+        // A gate that judged nothing must not pass silently.
+        let judged = self.levels.iter().flat_map(|l| &l.metrics).any(|m| {
+            matches!(
+                m.verdict,
+                Verdict::Regressed | Verdict::Improved | Verdict::NoChange
+            )
+        });
+        if !judged {
+            failures.push(if self.levels.is_empty() {
+                "no level matched the baseline's".to_string()
+            } else {
+                "no metric could be judged (too few samples, or none stored)".to_string()
+            });
+        }
         failures
     }
 }
@@ -228,31 +247,74 @@ impl Comparison {
 /// Compares `current` with `baseline`. The resampling is seeded from the
 /// current result's seed, so the same pair always gets the same verdicts.
 pub fn compare(baseline: &Baseline, current: &Baseline, settings: &CompareSettings) -> Comparison {
-    let mut used = vec![false; baseline.result.levels.len()];
-    let mut levels = Vec::new();
-    let mut unmatched = Vec::new();
-    for (ci, level) in current.result.levels.iter().enumerate() {
+    let (base_levels, current_levels) = (&baseline.result.levels, &current.result.levels);
+    // Levels pair up by label (`c=4`, `20 req/s`). An automatic sweep's
+    // open-loop rates come from what its closed levels measured, so they
+    // differ a little from run to run: those pair up in order.
+    let mut pairs: Vec<(usize, usize)> = Vec::new();
+    let mut used = vec![false; base_levels.len()];
+    let mut unpaired = Vec::new();
+    for (ci, level) in current_levels.iter().enumerate() {
         let label = level.level.label();
-        let found = baseline
-            .result
-            .levels
-            .iter()
-            .enumerate()
-            .find(|(bi, b)| !used[*bi] && b.level.label() == label);
-        match found {
-            Some((bi, base_level)) => {
+        match (0..base_levels.len()).find(|&bi| !used[bi] && base_levels[bi].level.label() == label)
+        {
+            Some(bi) => {
                 used[bi] = true;
-                levels.push(compare_level(
-                    (base_level, baseline.samples.get(bi)),
-                    (level, current.samples.get(ci)),
-                    settings,
-                    current.result.config.seed ^ (ci as u64).wrapping_mul(0x9E37_79B9),
-                ));
+                pairs.push((bi, ci));
             }
-            None => unmatched.push(format!("{label} (not in the baseline)")),
+            None => unpaired.push(ci),
         }
     }
-    for (bi, level) in baseline.result.levels.iter().enumerate() {
+    let auto = |b: &Baseline| {
+        matches!(
+            b.result.config.load.sweep,
+            Some(crate::spec::Sweep::Auto { .. })
+        )
+    };
+    let mut unmatched = Vec::new();
+    if auto(baseline) && auto(current) {
+        let spare: Vec<usize> = (0..base_levels.len())
+            .filter(|&bi| !used[bi] && matches!(base_levels[bi].level, crate::spec::Level::Rate(_)))
+            .collect();
+        let mut spare = spare.into_iter();
+        unpaired.retain(|&ci| {
+            if !matches!(current_levels[ci].level, crate::spec::Level::Rate(_)) {
+                return true;
+            }
+            match spare.next() {
+                Some(bi) => {
+                    used[bi] = true;
+                    pairs.push((bi, ci));
+                    false
+                }
+                None => true,
+            }
+        });
+    }
+    pairs.sort_by_key(|&(_, ci)| ci);
+    let levels = pairs
+        .into_iter()
+        .map(|(bi, ci)| {
+            let mut compared = compare_level(
+                (&base_levels[bi], baseline.samples.get(bi)),
+                (&current_levels[ci], current.samples.get(ci)),
+                settings,
+                current.result.config.seed ^ (ci as u64).wrapping_mul(0x9E37_79B9),
+            );
+            let base_label = base_levels[bi].level.label();
+            if base_label != compared.level {
+                compared.level = format!("{} (baseline {base_label})", compared.level);
+            }
+            compared
+        })
+        .collect();
+    for ci in unpaired {
+        unmatched.push(format!(
+            "{} (not in the baseline)",
+            current_levels[ci].level.label()
+        ));
+    }
+    for (bi, level) in base_levels.iter().enumerate() {
         if !used[bi] {
             unmatched.push(format!("{} (only in the baseline)", level.level.label()));
         }
@@ -465,7 +527,7 @@ fn definitions() -> Vec<Definition> {
                 if v.validated == 0 {
                     0.0
                 } else {
-                    (v.validated - v.passed) as f64 / v.validated as f64
+                    v.validated.saturating_sub(v.passed) as f64 / v.validated as f64
                 }
             })
         },
@@ -752,7 +814,13 @@ mod tests {
             nresamples: 10,
             ..CompareSettings::default()
         };
-        assert!(few.check().unwrap_err().contains("100 or more"));
+        assert!(few.check().unwrap_err().contains("320 or more"));
+        let strict = CompareSettings {
+            significance_level: 0.01,
+            nresamples: 1_000,
+            ..CompareSettings::default()
+        };
+        assert!(strict.check().unwrap_err().contains("1600 or more"));
         assert!(CompareSettings::default().check().is_ok());
     }
 }

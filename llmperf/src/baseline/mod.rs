@@ -85,6 +85,9 @@ pub enum BaselineError {
         /// Its version.
         found: u32,
     },
+    /// Comparison settings out of range.
+    #[error("{0}")]
+    Settings(String),
     /// A results file in the way.
     #[error(transparent)]
     Results(#[from] ResultsError),
@@ -222,10 +225,7 @@ impl Baseline {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let is_baseline = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .is_some_and(|v| v.get("samples").is_some() && v.get("result").is_some());
-            if is_baseline {
+            if looks_like_baseline(&text) {
                 return Baseline::read(path);
             }
             path.to_path_buf()
@@ -249,6 +249,19 @@ impl Baseline {
             })
         }
     }
+}
+
+fn looks_like_baseline(text: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .is_some_and(|v| v.get("samples").is_some() && v.get("result").is_some())
+}
+
+/// Whether `path` holds a baseline file by its shape (an object with
+/// `result` and `samples`), valid or not: a JSON file of another kind, or
+/// one that is not JSON at all, is not one.
+pub fn is_baseline_file(path: &Path) -> bool {
+    fs::read_to_string(path).is_ok_and(|text| looks_like_baseline(&text))
 }
 
 /// A directory of baselines: `<dir>/<benchmark id>/<name>.json`.

@@ -147,3 +147,68 @@ fn samples_stored_in_a_baseline_file_give_the_same_verdicts() {
         assert!((a.change.unwrap_or(0.0) - b.change.unwrap_or(0.0)).abs() < 1e-3);
     }
 }
+
+#[test]
+fn a_throughput_drop_is_judged_even_when_requests_in_flight_changed() {
+    // An open loop against a slower server: each request takes twice as
+    // long, and more of them are in flight (1.6×), so 20% fewer tokens
+    // per second come out. The null distribution must not absorb that.
+    let base = Synthetic::new(400, 500.0, 1).baseline("base");
+    let mut slower = Synthetic::new(400, 500.0, 2).baseline("new");
+    let samples = &mut slower.samples[0];
+    samples.e2e_ms.iter_mut().for_each(|e| *e *= 2.0);
+    samples.window_s *= 1.25;
+    let comparison = compare(&base, &slower, &quick());
+    let throughput = comparison.levels[0]
+        .metrics
+        .iter()
+        .find(|m| m.metric == "output_tokens_per_s")
+        .unwrap();
+    assert!(
+        (throughput.change.unwrap() + 0.2).abs() < 0.02,
+        "{throughput:?}"
+    );
+    assert_eq!(throughput.verdict, Verdict::Regressed, "{throughput:?}");
+}
+
+#[test]
+fn a_gate_that_judged_nothing_fails_and_says_why() {
+    let base = Synthetic::new(200, 500.0, 1).baseline("base");
+    let mut empty = base.clone();
+    empty.result.levels.clear();
+    empty.samples.clear();
+    let current = Synthetic::new(200, 5_000.0, 2).baseline("new");
+    let comparison = compare(&empty, &current, &quick());
+    assert_eq!(
+        comparison.gate_failures(),
+        vec!["no level matched the baseline's".to_string()]
+    );
+    assert_eq!(
+        comparison.unmatched_levels,
+        vec!["c=1 (not in the baseline)"]
+    );
+    // Levels that match but carry no samples judge nothing either.
+    let mut bare = base.clone();
+    bare.samples.clear();
+    let comparison = compare(&bare, &current, &quick());
+    assert!(comparison.gate_failures()[0].starts_with("no metric could be judged"));
+}
+
+#[test]
+fn an_impossible_validation_count_in_a_summary_is_no_panic() {
+    let mut base = Synthetic::new(50, 500.0, 1).baseline("base");
+    base.result.levels[0].summary.validation = Some(crate::metrics::ValidationSummary {
+        validated: 1,
+        passed: 2,
+        cross_overs: 0,
+        mismatches: 0,
+        cross_over_requests: Vec::new(),
+        mismatch_requests: Vec::new(),
+    });
+    let figures = figures(&base.result.levels[0].summary);
+    let rate = figures
+        .iter()
+        .find(|f| f.metric == "validation_failure_rate")
+        .unwrap();
+    assert_eq!(rate.value, 0.0);
+}

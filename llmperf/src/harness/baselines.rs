@@ -19,6 +19,15 @@ const PREVIOUS_DIR: &str = "previous";
 /// The comparison written beside a compared run's `summary.json`.
 pub const COMPARISON_FILE: &str = "comparison.json";
 
+/// Whether a comparison's regressions can fail the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gated {
+    /// A named baseline (`--baseline`).
+    Yes,
+    /// The previous run: for information.
+    No,
+}
+
 /// Baseline work for one harness process.
 pub(super) struct Baselines<'a> {
     args: &'a BenchArgs,
@@ -37,6 +46,9 @@ impl<'a> Baselines<'a> {
         {
             crate::baseline::check_name(name)?;
         }
+        args.compare
+            .settings(&crate::spec::RegressionPolicy::default())
+            .map_err(|error| BaselineError::Settings(error.to_string()))?;
         let store = match &args.baselines_dir {
             Some(dir) => BaselineStore::new(dir),
             None => BaselineStore::default_location(),
@@ -47,6 +59,15 @@ impl<'a> Baselines<'a> {
             palette,
             gathered: Vec::new(),
         })
+    }
+
+    /// Checks a benchmark's own comparison settings before it runs.
+    pub(super) fn check(&self, bench: &Benchmark) -> Result<(), String> {
+        self.args
+            .compare
+            .settings(bench.regression_policy())
+            .map(|_| ())
+            .map_err(|error| error.to_string())
     }
 
     /// Moves the last run's `new/` to `previous/` (replacing an older one)
@@ -82,6 +103,31 @@ impl<'a> Baselines<'a> {
         results_dir: Option<&Path>,
     ) -> usize {
         let current = Baseline::of_run("new", summary, records);
+        // Loaded before saving: `--save-baseline main --baseline main`
+        // compares with the old `main`, then replaces it.
+        let against = match &self.args.baseline {
+            Some(name) => match self.named(id, name) {
+                Ok(found) => found.map(|b| (b, Gated::Yes)),
+                Err(error) => {
+                    eprintln!("{} {id}: {error}", self.palette.red("error:"));
+                    return 1;
+                }
+            },
+            // Without --baseline, the previous run is shown for information.
+            None => previous.and_then(|dir| match Baseline::load(dir) {
+                Ok(mut found) => {
+                    found.name = "the previous run".to_string();
+                    Some((found, Gated::No))
+                }
+                Err(error) => {
+                    eprintln!(
+                        "{} cannot compare with the previous run: {error}",
+                        self.palette.yellow("warning:")
+                    );
+                    None
+                }
+            }),
+        };
         let mut failures = 0;
         if let Some(name) = &self.args.save_baseline {
             match self.store.save(id, name, &current) {
@@ -96,29 +142,6 @@ impl<'a> Baselines<'a> {
                 }
             }
         }
-        let against = match &self.args.baseline {
-            Some(name) => match self.named(id, name) {
-                Ok(found) => found,
-                Err(error) => {
-                    eprintln!("{} {id}: {error}", self.palette.red("error:"));
-                    return failures + 1;
-                }
-            },
-            // Without --baseline, the previous run is shown for information.
-            None => previous.and_then(|dir| match Baseline::load(dir) {
-                Ok(mut found) => {
-                    found.name = "the previous run".to_string();
-                    Some(found)
-                }
-                Err(error) => {
-                    eprintln!(
-                        "{} cannot compare with the previous run: {error}",
-                        self.palette.yellow("warning:")
-                    );
-                    None
-                }
-            }),
-        };
         failures + self.report(id, bench, &current, against.as_ref(), results_dir)
     }
 
@@ -141,7 +164,7 @@ impl<'a> Baselines<'a> {
         }
         let against = match &self.args.baseline {
             Some(other) => match self.named(id, other) {
-                Ok(found) => found,
+                Ok(found) => found.map(|b| (b, Gated::Yes)),
                 Err(error) => {
                     eprintln!("{} {id}: {error}", self.palette.red("error:"));
                     return 1;
@@ -172,7 +195,7 @@ impl<'a> Baselines<'a> {
         id: &str,
         bench: &Benchmark,
         current: &Baseline,
-        against: Option<&Baseline>,
+        against: Option<&(Baseline, Gated)>,
         results_dir: Option<&Path>,
     ) -> usize {
         let policy = bench.regression_policy();
@@ -184,7 +207,8 @@ impl<'a> Baselines<'a> {
             }
         };
         let comparison: Option<Comparison> =
-            against.map(|baseline| compare(baseline, current, &settings));
+            against.map(|(baseline, _)| compare(baseline, current, &settings));
+        let gated = matches!(against, Some((_, Gated::Yes)));
         let cross_overs: u64 = current
             .result
             .levels
@@ -206,16 +230,37 @@ impl<'a> Baselines<'a> {
                 );
             }
         }
+        let cross_over_failure =
+            (cross_overs > 0).then(|| format!("{cross_overs} validation cross-over(s)"));
         let gate = GateOutcome {
             enabled: self.args.compare.gate(policy),
+            // Against the previous run, only cross-overs are gated: it is
+            // shown for information, and may have run with other flags.
             failures: match &comparison {
-                Some(c) => c.gate_failures(),
-                None if cross_overs > 0 => {
-                    vec![format!("{cross_overs} validation cross-over(s)")]
-                }
-                None => Vec::new(),
+                Some(c) if gated => c.gate_failures(),
+                _ => cross_over_failure.into_iter().collect(),
             },
         };
+        let terminal = self.args.compare.output_format == OutputFormat::Terminal;
+        if let (false, Some(c)) = (terminal && !self.args.quiet, &comparison) {
+            // The block below is not shown: warn on stderr instead.
+            if !c.differences.is_empty() {
+                eprintln!(
+                    "{} {id}: the runs differ ({}), so changes may not be the endpoint's",
+                    self.palette.yellow("warning:"),
+                    c.differences.join("; ")
+                );
+            }
+            let regressed = c.gate_failures();
+            if !regressed.is_empty() && !gate.fails() {
+                eprintln!(
+                    "{} {id} against {}: {}",
+                    self.palette.yellow("regressed (not gated):"),
+                    c.baseline,
+                    regressed.join(", ")
+                );
+            }
+        }
         match self.args.compare.output_format {
             OutputFormat::Terminal if self.args.quiet => {
                 if let Some(c) = &comparison {

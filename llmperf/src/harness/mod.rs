@@ -250,6 +250,23 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     };
     let terminal_output =
         args.compare.output_format == crate::report::export::OutputFormat::Terminal;
+    // Human lines; with a machine format on stdout they go to stderr.
+    let say = |text: String| {
+        if terminal_output {
+            print!("{text}");
+        } else {
+            eprint!("{text}");
+        }
+    };
+    let baseline_flags = args.save_baseline.is_some()
+        || args.baseline.is_some()
+        || args.load_baseline.is_some()
+        || args.compare.fail_on_regression;
+    if !measuring && baseline_flags {
+        eprintln!(
+            "note: smoke tests (no --bench) save and compare no baselines: the baseline flags are ignored"
+        );
+    }
     let results_root = args
         .results_dir
         .clone()
@@ -260,6 +277,11 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         let mut bench = entry.benchmark();
         if let (true, Some(name)) = (measuring, &args.load_baseline) {
             failures += baselines.show_stored(&id, &bench, name);
+            continue;
+        }
+        if let (true, Err(error)) = (measuring, baselines.check(&bench)) {
+            failures += 1;
+            eprintln!("{} {id}: {error}", palette.red("error:"));
             continue;
         }
         if let Some(duration) = args.duration {
@@ -301,7 +323,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
             handle_interrupt: measuring,
         };
         if !measuring {
-            print!("Testing {id} ... ");
+            say(format!("Testing {id} ... "));
         }
         let previous = options
             .results_dir
@@ -314,17 +336,17 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                 if !measuring {
                     if none_completed {
                         failures += 1;
-                        println!(
-                            "{}",
+                        say(format!(
+                            "{}\n",
                             palette.red(&format!("FAILED: all {} requests failed", requests.total))
-                        );
+                        ));
                         for record in outcome.records.iter().take(1) {
                             if let Some(error) = &record.error {
-                                println!("  {}: {}", error.kind, error.message);
+                                say(format!("  {}: {}\n", error.kind, error.message));
                             }
                         }
                     } else {
-                        println!("{}", palette.green("Success"));
+                        say(format!("{}\n", palette.green("Success")));
                     }
                 } else {
                     if !terminal_output {
@@ -383,7 +405,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
             Err(error) => {
                 failures += 1;
                 if !measuring {
-                    println!("{}", palette.red("FAILED"));
+                    say(format!("{}\n", palette.red("FAILED")));
                 }
                 eprintln!(
                     "{} {id} ({}:{}): {error}",
@@ -397,7 +419,10 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     if measuring {
         baselines.finish();
     } else {
-        println!("\n{} passed, {failures} failed", entries.len() - failures);
+        say(format!(
+            "\n{} passed, {failures} failed\n",
+            entries.len() - failures
+        ));
     }
     if failures > 0 {
         ExitCode::FAILURE
