@@ -6,9 +6,11 @@
 //! order. Two things keep the file small and its diffs readable:
 //! - at most [`MAX_SAMPLED_REQUESTS`] requests, evenly spaced by plan order
 //!   (`sampled_requests` says how many of `requests` were kept);
-//! - each request's inter-token latencies as at most
-//!   [`ITL_POINTS_PER_REQUEST`] quantile points, each standing for
-//!   `itl_counts[i] / points` gaps.
+//! - each request's inter-token latencies as all of them when there are at
+//!   most [`ITL_POINTS_PER_REQUEST`], else as that many quantile points,
+//!   one per share of its gaps in [`ITL_SHARES`] (finer toward the tail,
+//!   so a pooled p99 keeps its shape), each standing for its share of
+//!   `itl_counts[i]` gaps.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,12 @@ use crate::record::{RequestRecord, ValidationOutcome};
 pub const MAX_SAMPLED_REQUESTS: usize = 2_000;
 /// Inter-token latency points kept per request.
 pub const ITL_POINTS_PER_REQUEST: usize = 16;
+/// The bounds of the shares of a request's gaps that its points stand
+/// for: tenths up to 0.9, then finer toward the largest gap. Point `i` is
+/// the quantile at the middle of `[ITL_SHARES[i], ITL_SHARES[i + 1]]`.
+pub const ITL_SHARES: [f64; ITL_POINTS_PER_REQUEST + 1] = [
+    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.93, 0.96, 0.98, 0.99, 0.995, 0.999, 1.0,
+];
 
 /// The measured requests of one level, as columns (index `i` of every
 /// column is the same request).
@@ -118,15 +126,16 @@ impl Samples {
 
 /// A request's inter-token latencies reduced to at most
 /// [`ITL_POINTS_PER_REQUEST`] points, and how many there were.
-fn itl_points(mut gaps: Vec<f64>) -> (Vec<f64>, u32) {
+pub(crate) fn itl_points(mut gaps: Vec<f64>) -> (Vec<f64>, u32) {
     gaps.retain(|g| g.is_finite());
     gaps.sort_by(f64::total_cmp);
     let count = gaps.len() as u32;
     if gaps.len() <= ITL_POINTS_PER_REQUEST {
         return (gaps, count);
     }
-    let points = (0..ITL_POINTS_PER_REQUEST)
-        .map(|i| percentile(&gaps, (i as f64 + 0.5) / ITL_POINTS_PER_REQUEST as f64))
+    let points = ITL_SHARES
+        .windows(2)
+        .map(|share| percentile(&gaps, (share[0] + share[1]) / 2.0))
         .collect();
     (points, count)
 }
@@ -142,8 +151,9 @@ mod tests {
         let (points, count) = itl_points((0..1000).map(f64::from).collect());
         assert_eq!(count, 1000);
         assert_eq!(points.len(), ITL_POINTS_PER_REQUEST);
-        // The points sit at the middles of 16 equal shares of the gaps.
-        assert!((points[0] - 31.2).abs() < 1.0, "{points:?}");
-        assert!((points[15] - 967.8).abs() < 1.0, "{points:?}");
+        // The points sit at the middles of their shares of the gaps.
+        assert!((points[0] - 49.95).abs() < 1e-9, "{points:?}");
+        assert!((points[8] - 849.15).abs() < 1e-9, "{points:?}");
+        assert!((points[15] - 998.5005).abs() < 1e-9, "{points:?}");
     }
 }
