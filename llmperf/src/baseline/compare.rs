@@ -5,7 +5,7 @@
 //! 1. Too few samples for the statistic is `inconclusive`: a quantile `q`
 //!    needs `5 / min(q, 1 − q)` values a side (10 for p50, 50 for p90, 500
 //!    for p99), so a p99 is never judged from its two largest requests.
-//! 2. The bootstrap over requests ([`super::bootstrap`]) gives the change,
+//! 2. The bootstrap over requests gives the change,
 //!    its interval at the confidence level, and a p-value for "no change".
 //! 3. The p-values of one level's metrics are adjusted together (Holm), so
 //!    the chance that *any* metric of an unchanged endpoint is called

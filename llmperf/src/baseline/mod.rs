@@ -9,7 +9,7 @@
 //! It carries the config and environment it was taken under, never a
 //! secret (the config holds none).
 //!
-//! [`compare`] turns two of them into a [`Comparison`]: per level and
+//! [`compare()`] turns two of them into a [`Comparison`]: per level and
 //! metric, the change, its bootstrap confidence interval and a [`Verdict`].
 //! Any result can be compared: a baseline file, a `summary.json`, or a
 //! results directory (`summary.json` with its `requests.jsonl`).

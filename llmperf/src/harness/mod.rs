@@ -76,7 +76,7 @@ pub struct BenchArgs {
     /// Where results go (default: target/llmperf); each benchmark writes `<dir>/<id>/new/`.
     #[arg(long, env = "LLMPERF_RESULTS_DIR")]
     pub results_dir: Option<PathBuf>,
-    /// Save each benchmark's result as baseline NAME (<baselines dir>/<id>/NAME.json, meant to be committed).
+    /// Save each benchmark's result as baseline NAME (`<baselines dir>/<id>/NAME.json`, meant to be committed).
     #[arg(long, value_name = "NAME")]
     pub save_baseline: Option<String>,
     /// Compare each benchmark with baseline NAME (a missing one is an error unless --baseline-lenient).

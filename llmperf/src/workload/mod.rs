@@ -3,7 +3,7 @@
 //! [`plan_requests`] turns a [`Workload`] and a seed into one
 //! [`RequestPlan`] per request: the same seed always gives the same
 //! messages, lengths and validation numbers. Prompts are generated from
-//! the bundled corpus or read from a [dataset](dataset) file; a
+//! the bundled corpus or read from a [dataset] file; a
 //! [shared prefix](Workload::shared_prefix) and [multi-turn
 //! conversations](Workload::multi_turn) work with either. All tokenizing
 //! happens here, before the run, never on the streaming path (except
