@@ -2,6 +2,7 @@
 //!
 //! Terminal output lives here now; machine formats and HTML join it later.
 
+pub mod charts;
 pub mod comparison;
 pub mod export;
 pub mod terminal;
