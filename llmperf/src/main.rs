@@ -33,8 +33,25 @@ enum Command {
     Compare(CompareCmd),
     /// Print stored results in a machine format: every summary.json and baseline file under the given paths, as one JSON value.
     Export(ExportCmd),
+    /// Render the HTML report of stored results: an index and one page per benchmark.
+    Report(ReportCmd),
     /// List the endpoint kinds this build knows (--api values).
     ListApis,
+}
+
+#[derive(Debug, Args)]
+struct ReportCmd {
+    /// Results: a directory of benchmarks (target/llmperf) or one run's directory (llmperf run --results-dir).
+    results: PathBuf,
+    /// Where the report goes (default: RESULTS/report).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Templates replacing the built-in ones of the same names (base.html, index.html, benchmark.html, style.css).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<PathBuf>,
+    /// Skip the charts.
+    #[arg(long)]
+    noplot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -270,6 +287,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Mock(args) => mock(args),
         Command::Compare(args) => compare(args),
         Command::Export(args) => export(args),
+        Command::Report(args) => report(args),
         Command::ListApis => {
             for kind in llmperf::endpoint::kinds() {
                 println!("{:<20} {}", kind.name(), kind.description());
@@ -514,6 +532,21 @@ fn export(args: ExportCmd) -> Result<ExitCode> {
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(args: ReportCmd) -> Result<ExitCode> {
+    let out = args.out.unwrap_or_else(|| args.results.join("report"));
+    let options = llmperf::report::html::HtmlOptions {
+        templates: args.templates,
+        noplot: args.noplot,
+    };
+    let pages = llmperf::report::html::render_report(&args.results, &out, &options)?;
+    println!(
+        "report: {} ({} benchmark page(s))",
+        pages.index.display(),
+        pages.pages.len()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -94,6 +94,9 @@ pub struct BenchArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub compare: crate::cli::CompareArgs,
+    /// Skip the HTML report's charts (the report itself is still written).
+    #[arg(long)]
+    pub noplot: bool,
     /// Print one line per benchmark.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -414,6 +417,22 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                     entry.line
                 );
             }
+        }
+    }
+    if measuring && !entries.is_empty() && args.load_baseline.is_none() {
+        // Every measured run renders the report of everything under the results root.
+        let out = results_root.join("report");
+        let options = crate::report::html::HtmlOptions {
+            templates: None,
+            noplot: args.noplot,
+        };
+        match crate::report::html::render_report(&results_root, &out, &options) {
+            Ok(pages) => {
+                if terminal_output && !args.quiet {
+                    println!("report: {}", pages.index.display());
+                }
+            }
+            Err(error) => eprintln!("{} no HTML report: {error}", palette.yellow("warning:")),
         }
     }
     if measuring {

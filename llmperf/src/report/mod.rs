@@ -5,4 +5,5 @@
 pub mod charts;
 pub mod comparison;
 pub mod export;
+pub mod html;
 pub mod terminal;
