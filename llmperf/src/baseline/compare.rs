@@ -198,6 +198,10 @@ pub struct Comparison {
     pub unmatched_levels: Vec<String>,
     /// Cross-overs in the current result (any phase): each fails the gate.
     pub cross_overs: u64,
+    /// Where the baseline was read from (a baseline file or a results
+    /// directory), when the caller knows: reports overlay its samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_source: Option<String>,
 }
 
 impl Comparison {
@@ -326,6 +330,7 @@ pub fn compare(baseline: &Baseline, current: &Baseline, settings: &CompareSettin
         differences: super::differences(baseline, current),
         levels,
         unmatched_levels: unmatched,
+        baseline_source: None,
         cross_overs: current
             .result
             .levels

@@ -107,7 +107,7 @@ impl<'a> Baselines<'a> {
         // compares with the old `main`, then replaces it.
         let against = match &self.args.baseline {
             Some(name) => match self.named(id, name) {
-                Ok(found) => found.map(|b| (b, Gated::Yes)),
+                Ok(found) => found.map(|b| (b, Gated::Yes, self.store.path(id, name).ok())),
                 Err(error) => {
                     eprintln!("{} {id}: {error}", self.palette.red("error:"));
                     return 1;
@@ -117,7 +117,7 @@ impl<'a> Baselines<'a> {
             None => previous.and_then(|dir| match Baseline::load(dir) {
                 Ok(mut found) => {
                     found.name = "the previous run".to_string();
-                    Some((found, Gated::No))
+                    Some((found, Gated::No, Some(dir.to_path_buf())))
                 }
                 Err(error) => {
                     eprintln!(
@@ -164,7 +164,7 @@ impl<'a> Baselines<'a> {
         }
         let against = match &self.args.baseline {
             Some(other) => match self.named(id, other) {
-                Ok(found) => found.map(|b| (b, Gated::Yes)),
+                Ok(found) => found.map(|b| (b, Gated::Yes, self.store.path(id, other).ok())),
                 Err(error) => {
                     eprintln!("{} {id}: {error}", self.palette.red("error:"));
                     return 1;
@@ -195,7 +195,7 @@ impl<'a> Baselines<'a> {
         id: &str,
         bench: &Benchmark,
         current: &Baseline,
-        against: Option<&(Baseline, Gated)>,
+        against: Option<&(Baseline, Gated, Option<PathBuf>)>,
         results_dir: Option<&Path>,
     ) -> usize {
         let policy = bench.regression_policy();
@@ -206,9 +206,12 @@ impl<'a> Baselines<'a> {
                 return 1;
             }
         };
-        let comparison: Option<Comparison> =
-            against.map(|(baseline, _)| compare(baseline, current, &settings));
-        let gated = matches!(against, Some((_, Gated::Yes)));
+        let comparison: Option<Comparison> = against.map(|(baseline, _, source)| {
+            let mut c = compare(baseline, current, &settings);
+            c.baseline_source = source.as_ref().map(|p| p.display().to_string());
+            c
+        });
+        let gated = matches!(against, Some((_, Gated::Yes, _)));
         let cross_overs: u64 = current
             .result
             .levels

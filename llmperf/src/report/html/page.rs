@@ -316,7 +316,58 @@ fn level_context(level: &LevelResult, records: &[&RequestRecord], options: &Html
     })
 }
 
-fn comparison_context(c: &Comparison) -> Value {
+/// Current and baseline CDFs of TTFT and E2E per compared level, when the
+/// baseline can still be read from where it was compared.
+fn overlays(c: &Comparison, result: &StoredResult) -> Vec<Value> {
+    let Some(source) = &c.baseline_source else {
+        return Vec::new();
+    };
+    let Ok(baseline) = crate::baseline::Baseline::load(std::path::Path::new(source)) else {
+        return vec![json!({"title": "Baseline distributions", "svg": null,
+            "note": format!("the baseline is no longer readable at {source}")})];
+    };
+    let style = ChartStyle::default();
+    let mut out = Vec::new();
+    for level in &c.levels {
+        let Some(samples) = baseline.samples.get(level.baseline_index as usize) else {
+            continue;
+        };
+        let current: Vec<&RequestRecord> = result
+            .records
+            .iter()
+            .filter(|r| r.level == level.current_index && r.phase == Phase::Measured && r.ok)
+            .collect();
+        let base_ttft: Vec<f64> = samples.ttft_ms.iter().flatten().copied().collect();
+        let cur_ttft: Vec<f64> = current.iter().filter_map(|r| r.metrics.ttft_ms).collect();
+        let base_e2e: Vec<f64> = samples
+            .e2e_ms
+            .iter()
+            .zip(&samples.ok)
+            .filter(|(_, ok)| **ok)
+            .map(|(e, _)| *e)
+            .collect();
+        let cur_e2e: Vec<f64> = current.iter().map(|r| r.metrics.e2e_ms).collect();
+        for (name, base, cur) in [
+            ("TTFT", &base_ttft, &cur_ttft),
+            ("E2E", &base_e2e, &cur_e2e),
+        ] {
+            let title = format!("{name} at {}: current and baseline", level.level);
+            out.push(chart(
+                &title,
+                charts::cdf_overlay(
+                    &title,
+                    "ms",
+                    &[("current", &cur[..]), (baseline.name.as_str(), &base[..])],
+                    &style,
+                ),
+                None,
+            ));
+        }
+    }
+    out
+}
+
+fn comparison_context(c: &Comparison, result: &StoredResult, options: &HtmlOptions) -> Value {
     let levels: Vec<Value> = c
         .levels
         .iter()
@@ -361,6 +412,7 @@ fn comparison_context(c: &Comparison) -> Value {
         "unmatched_levels": c.unmatched_levels,
         "levels": levels,
         "failures": c.gate_failures(),
+        "charts": if options.noplot { Vec::new() } else { overlays(c, result) },
     })
 }
 
@@ -467,7 +519,10 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
         "levels": levels,
         "curve": curve,
         "sweep_chart": if options.noplot { None } else { sweep_chart(result) },
-        "comparison": result.comparison.as_ref().map(comparison_context),
+        "comparison": result
+            .comparison
+            .as_ref()
+            .map(|c| comparison_context(c, result, options)),
         "noplot": options.noplot,
     })
 }
