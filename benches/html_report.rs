@@ -1,0 +1,153 @@
+//! How long the HTML report takes for a large benchmark: a synthetic
+//! 100,000-request result (`llmperf::baseline::synthetic`) is written to a
+//! temporary results directory as a run writes it (`requests.jsonl` and
+//! `summary.json`), then rendered with `render_report`. Printed: the time to
+//! read the stored result, to render its page alone, and of the whole
+//! report (read, render, write), with the page's size and the peak memory
+//! while rendering. The issue's target is under 2 s for the page.
+//!
+//! `cargo bench --bench html_report` runs the full measurement; without
+//! `--bench` (under `cargo test --benches`) it renders 2,000 requests as a
+//! smoke test.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use llmperf::baseline::synthetic::Synthetic;
+use llmperf::report::html::{render_page, render_report, HtmlOptions, StoredResult};
+use llmperf::results::{write_summary, RecordWriter};
+
+const NAME: &str = "html_report";
+
+/// Peak resident memory since the last reset, in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn reset_peak_rss() {
+    // Writing 5 to clear_refs resets VmHWM (Linux 4.0+); harmless elsewhere.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Writes `requests` synthetic requests and their summary under
+/// `root/synthetic/ttft/new/`, as a run stores them; returns that directory.
+fn write_result(root: &Path, requests: usize) -> Result<PathBuf, String> {
+    let synthetic = Synthetic::new(requests, 180.0, 7);
+    let dir = root.join("synthetic").join("ttft").join("new");
+    let mut writer = RecordWriter::create(&dir).map_err(|e| e.to_string())?;
+    for record in synthetic.records() {
+        writer.write(&record).map_err(|e| e.to_string())?;
+    }
+    write_summary(&dir, &synthetic.baseline("html").result).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+fn measure(root: &Path, requests: usize) -> Result<(), String> {
+    let dir = write_result(root, requests)?;
+    let options = HtmlOptions::default();
+
+    let started = Instant::now();
+    let result = StoredResult::read(&dir).map_err(|e| e.to_string())?;
+    let read = started.elapsed();
+    let started = Instant::now();
+    let page = render_page(&result, &options).map_err(|e| e.to_string())?;
+    let page_only = started.elapsed();
+    drop(result);
+
+    reset_peak_rss();
+    let out = root.join("report");
+    let started = Instant::now();
+    let pages = render_report(root, &out, &options).map_err(|e| e.to_string())?;
+    let whole = started.elapsed();
+    let peak = peak_rss_mib();
+
+    let written = std::fs::metadata(&pages.pages[0]).map_err(|e| e.to_string())?;
+    if pages.pages.len() != 1 || written.len() != page.len() as u64 {
+        return Err(format!(
+            "expected one page of {} bytes, got {:?} ({} bytes)",
+            page.len(),
+            pages.pages,
+            written.len()
+        ));
+    }
+    println!(
+        "{requests:>9} {:>11} {:>11} {:>11} {:>8.0} KiB {:>9} {:>7.1} MiB",
+        seconds(read),
+        seconds(page_only),
+        seconds(whole),
+        page.len() as f64 / 1024.0,
+        page.matches("<svg").count(),
+        peak
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    // The harness's selection flags, so `cargo bench -- --list` and
+    // `cargo bench -- chat/` treat this target like the others.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("{NAME}: benchmark");
+        return ExitCode::SUCCESS;
+    }
+    const TAKES_VALUE: [&str; 7] = [
+        "--test-threads",
+        "--format",
+        "--skip",
+        "--results-dir",
+        "--requests",
+        "--concurrency",
+        "--color",
+    ];
+    let mut filter = None;
+    let mut skipped = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if TAKES_VALUE.contains(&arg.as_str()) {
+            let value = rest.next();
+            skipped |= arg == "--skip" && value.is_some_and(|v| NAME.contains(v.as_str()));
+        } else if !arg.starts_with('-') && filter.is_none() {
+            filter = Some(arg.as_str());
+        }
+    }
+    let chosen = filter.is_none_or(|f| NAME.contains(f));
+    if !chosen || skipped || args.iter().any(|a| a == "--ignored") {
+        return ExitCode::SUCCESS;
+    }
+    let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
+    let requests = if measuring { 100_000 } else { 2_000 };
+
+    let root = std::env::temp_dir().join(format!("llmperf-html-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    println!("HTML report of one synthetic benchmark (one level, 6 tokens a request)");
+    println!(
+        "{:>9} {:>11} {:>11} {:>11} {:>12} {:>9} {:>11}",
+        "requests", "read", "page", "report", "page size", "charts", "peak RSS"
+    );
+    let outcome = measure(&root, requests);
+    let _ = std::fs::remove_dir_all(&root);
+    println!(
+        "(read: requests.jsonl and summary.json parsed. page: render_page alone. report: \
+         render_report, reading, rendering and writing index and page. peak RSS: the process \
+         during render_report.)"
+    );
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{NAME}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
