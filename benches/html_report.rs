@@ -39,8 +39,9 @@ fn reset_peak_rss() {
 
 /// Writes `requests` synthetic requests and their summary under
 /// `root/synthetic/ttft/new/`, as a run stores them; returns that directory.
-fn write_result(root: &Path, requests: usize) -> Result<PathBuf, String> {
-    let synthetic = Synthetic::new(requests, 180.0, 7);
+fn write_result(root: &Path, requests: usize, tokens: usize) -> Result<PathBuf, String> {
+    let mut synthetic = Synthetic::new(requests, 180.0, 7);
+    synthetic.tokens = tokens;
     let dir = root.join("synthetic").join("ttft").join("new");
     let mut writer = RecordWriter::create(&dir).map_err(|e| e.to_string())?;
     for record in synthetic.records() {
@@ -54,8 +55,9 @@ fn seconds(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-fn measure(root: &Path, requests: usize) -> Result<(), String> {
-    let dir = write_result(root, requests)?;
+fn measure(root: &Path, requests: usize, tokens: usize) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(root);
+    let dir = write_result(root, requests, tokens)?;
     let options = HtmlOptions::default();
 
     let started = Instant::now();
@@ -83,7 +85,7 @@ fn measure(root: &Path, requests: usize) -> Result<(), String> {
         ));
     }
     println!(
-        "{requests:>9} {:>11} {:>11} {:>11} {:>8.0} KiB {:>9} {:>7.1} MiB",
+        "{requests:>9} {tokens:>7} {:>11} {:>11} {:>11} {:>8.0} KiB {:>9} {:>7.1} MiB",
         seconds(read),
         seconds(page_only),
         seconds(whole),
@@ -131,12 +133,13 @@ fn main() -> ExitCode {
 
     let root = std::env::temp_dir().join(format!("llmperf-html-report-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    println!("HTML report of one synthetic benchmark (one level, 6 tokens a request)");
+    println!("HTML report of one synthetic benchmark (one level; tokens per answer as given)");
     println!(
-        "{:>9} {:>11} {:>11} {:>11} {:>12} {:>9} {:>11}",
-        "requests", "read", "page", "report", "page size", "charts", "peak RSS"
+        "{:>9} {:>7} {:>11} {:>11} {:>11} {:>12} {:>9} {:>11}",
+        "requests", "tokens", "read", "page", "report", "page size", "charts", "peak RSS"
     );
-    let outcome = measure(&root, requests);
+    // Short answers, then answers of a typical chat length.
+    let outcome = measure(&root, requests, 6).and_then(|()| measure(&root, requests, 150));
     let _ = std::fs::remove_dir_all(&root);
     println!(
         "(read: requests.jsonl and summary.json parsed. page: render_page alone. report: \

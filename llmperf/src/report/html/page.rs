@@ -16,6 +16,11 @@ use crate::report::terminal::format_ms;
 pub const SCATTER_POINTS: usize = 2_000;
 /// Runs of at most this many requests a level get a request timeline.
 pub const GANTT_REQUESTS: usize = 200;
+/// Inter-token latencies drawn in the distribution; more are thinned
+/// (every k-th gap of every request), and the caption says so.
+pub const ITL_SAMPLES: usize = 500_000;
+/// Bins of the output-tokens-per-second timeline, at most.
+const RATE_BINS: f64 = 100.0;
 
 fn ms_row(name: &str, stats: Option<&Stats>) -> Option<Value> {
     stats.map(|s| {
@@ -75,9 +80,14 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
         ),
         None,
     ));
+    let gaps: usize = ok
+        .iter()
+        .map(|r| r.content_events_us.len().saturating_sub(1))
+        .sum();
+    let every = gaps.div_ceil(ITL_SAMPLES).max(1);
     let itl: Vec<f64> = ok
         .iter()
-        .flat_map(|r| inter_token_latencies_ms(r))
+        .flat_map(|r| inter_token_latencies_ms(r).into_iter().step_by(every))
         .collect();
     out.push(chart(
         "Inter-token latency",
@@ -88,7 +98,12 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
             &marks(s.inter_token_latency_ms.as_ref()),
             &style,
         ),
-        None,
+        (every > 1).then(|| {
+            format!(
+                "every {every}th gap of each request drawn ({} of about {gaps}); the marked percentiles are of all",
+                itl.len()
+            )
+        }),
     ));
     let tpot: Vec<f64> = ok.iter().filter_map(|r| r.metrics.tpot_ms).collect();
     out.push(chart(
@@ -151,12 +166,21 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
             flight.push((seconds(t, origin), in_flight as f64));
         }
         let end = records.iter().map(|r| r.end_us).max().unwrap_or(origin);
-        let bins = ((end.saturating_sub(origin)) / 1_000_000 + 1) as usize;
-        let mut tokens = vec![0.0; bins.min(100_000)];
+        // Bins of a round width giving at most RATE_BINS of them: 1 s for a
+        // run of 100 s, 10 ms for one under a second.
+        let span_s = seconds(end, origin).max(1e-3);
+        let width_s = [
+            0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+        ]
+        .into_iter()
+        .find(|w| span_s / w <= RATE_BINS)
+        .unwrap_or(span_s / RATE_BINS);
+        let bins = (span_s / width_s).ceil() as usize + 1;
+        let mut tokens = vec![0.0; bins];
         for r in records.iter().filter(|r| r.ok) {
             let counts = crate::metrics::tokens_per_event(r);
             for (t, n) in r.content_events_us.iter().zip(counts) {
-                let bin = (t.saturating_sub(origin) / 1_000_000) as usize;
+                let bin = (seconds(*t, origin) / width_s) as usize;
                 if let Some(slot) = tokens.get_mut(bin) {
                     *slot += f64::from(n);
                 }
@@ -165,8 +189,9 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
         let rate: Vec<(f64, f64)> = tokens
             .iter()
             .enumerate()
-            .map(|(i, &n)| (i as f64, n))
+            .map(|(i, &n)| (i as f64 * width_s, n / width_s))
             .collect();
+        let rate_label = format!("tokens/s ({} s bins)", crate::spec::trim_float(width_s));
         let warmup_end = records
             .iter()
             .filter(|r| r.phase != Phase::Warmup)
@@ -192,7 +217,7 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
             "Output tokens per second",
             charts::timeline(
                 "Output tokens per second",
-                &[("tokens/s (1 s bins)", &rate[..])],
+                &[(rate_label.as_str(), &rate[..])],
                 &shaded,
                 "tokens/s",
                 &style,
