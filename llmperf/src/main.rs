@@ -490,6 +490,8 @@ fn export(args: ExportCmd) -> Result<ExitCode> {
                 if !in_previous {
                     results.push(llmperf::baseline::Baseline::load(file)?);
                 }
+            } else if entry.file_name() == llmperf::report::html::BASELINE_COPY_FILE {
+                // A compared run's copy of its baseline, not a result.
             } else if file.extension().is_some_and(|e| e == "json")
                 && !llmperf::baseline::is_baseline_file(file)
             {

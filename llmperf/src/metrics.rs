@@ -32,6 +32,8 @@ pub use sweep::{CurvePoint, LevelResult, SweepSummary};
 pub const OVERLOAD_TTFT_MS: f64 = 3_000.0;
 /// Share of slow-TTFT requests above which a run is `overloaded`.
 pub const OVERLOAD_SHARE: f64 = 0.05;
+/// Tokens one content event is taken to carry, at most.
+pub const MAX_TOKENS_PER_EVENT: u32 = 1 << 16;
 /// Validation problems listed one by one in a summary (the counts cover all).
 const LISTED_VALIDATION_ISSUES: usize = 50;
 
@@ -102,7 +104,7 @@ pub fn event_gaps_ms(record: &RequestRecord) -> Vec<f64> {
 /// Per-token inter-token latencies, in milliseconds (see the module docs).
 pub fn inter_token_latencies_ms(record: &RequestRecord) -> Vec<f64> {
     let counts = tokens_per_event(record);
-    let mut samples = Vec::with_capacity(counts.iter().skip(1).sum::<u32>() as usize);
+    let mut samples = Vec::with_capacity(counts.iter().skip(1).map(|&c| c as usize).sum());
     for (gap, &count) in event_gaps_ms(record).into_iter().zip(counts.iter().skip(1)) {
         // An event that holds no whole token adds its gap to no sample.
         if count > 0 {
@@ -116,19 +118,25 @@ pub fn inter_token_latencies_ms(record: &RequestRecord) -> Vec<f64> {
 /// rescaled to add up to the server's content count when it gave one
 /// (largest-remainder rounding, so the sum is exact).
 pub fn tokens_per_event(record: &RequestRecord) -> Vec<u32> {
+    // No event carries this many tokens; a (hand-edited) record claiming
+    // more must not turn into billions of samples.
     let weights: Vec<u32> = record
         .content_event_tokens
         .iter()
-        .map(|&tokens| tokens.max(1))
+        .map(|&tokens| tokens.clamp(1, MAX_TOKENS_PER_EVENT))
         .collect();
-    let client_total: u32 = weights.iter().sum();
+    let client_total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
     let target = match record.output_tokens_server {
-        Some(_) => record.content_tokens(),
+        Some(_) => u64::from(record.content_tokens())
+            .min(weights.len() as u64 * u64::from(MAX_TOKENS_PER_EVENT)),
         None => return weights,
     };
     if client_total == 0 || target == client_total {
         return weights;
     }
+    // Both fit in u32 now: at most MAX_TOKENS_PER_EVENT per event, and
+    // content_tokens() is a u32.
+    let (target, client_total) = (target as u32, client_total.min(u64::from(u32::MAX)) as u32);
     let scale = f64::from(target) / f64::from(client_total);
     let exact: Vec<f64> = weights.iter().map(|&w| f64::from(w) * scale).collect();
     let mut counts: Vec<u32> = exact.iter().map(|x| x.floor() as u32).collect();
@@ -591,6 +599,23 @@ mod tests {
         assert_eq!(r.metrics.e2e_ms, 140.0);
         assert_eq!(r.metrics.tpot_ms, Some(10.0));
         assert_eq!(inter_token_latencies_ms(&r), vec![10.0; 4]);
+    }
+
+    #[test]
+    fn an_absurd_token_count_is_capped_not_allocated() {
+        let mut r = record(
+            0,
+            &[100_000, 110_000, 120_000],
+            &[1, 1, 3_000_000_000],
+            None,
+        );
+        r.content_event_tokens = vec![1, 3_000_000_000, 3_000_000_000];
+        let counts = tokens_per_event(&r);
+        assert_eq!(counts, vec![1, MAX_TOKENS_PER_EVENT, MAX_TOKENS_PER_EVENT]);
+        assert_eq!(
+            inter_token_latencies_ms(&r).len(),
+            2 * MAX_TOKENS_PER_EVENT as usize
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::BenchArgs;
 /// The directory of the run before this one, beside `new/`.
 const PREVIOUS_DIR: &str = "previous";
 /// The comparison written beside a compared run's `summary.json`.
-pub const COMPARISON_FILE: &str = "comparison.json";
+use crate::report::html::COMPARISON_FILE;
 
 /// Whether a comparison's regressions can fail the gate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,6 +219,14 @@ impl<'a> Baselines<'a> {
             .filter_map(|l| l.summary.validation.as_ref())
             .map(|v| v.cross_overs)
             .sum();
+        if let (Some(dir), Some((baseline, _, _))) = (results_dir, against) {
+            // The baseline as compared, for the report's overlays: the file
+            // it came from may be replaced (`--save-baseline` of one name).
+            let copy = dir.join(crate::report::html::BASELINE_COPY_FILE);
+            if let Err(error) = baseline.write(&copy) {
+                eprintln!("{} {error}", self.palette.yellow("warning:"));
+            }
+        }
         if let (Some(dir), Some(c)) = (results_dir, &comparison) {
             // Beside summary.json, for reports and CI scripts to read.
             let path = dir.join(COMPARISON_FILE);

@@ -33,6 +33,11 @@ const TEMPLATES: [(&str, &str); 4] = [
 
 /// The comparison file a compared run writes beside its `summary.json`.
 pub const COMPARISON_FILE: &str = "comparison.json";
+/// The baseline a compared run was compared with, copied beside it (the
+/// report overlays its distributions).
+pub const BASELINE_COPY_FILE: &str = "compared-baseline.json";
+/// Marks a directory as an llmperf report, whose stale pages may be removed.
+const REPORT_MARKER: &str = ".llmperf-report";
 
 /// How a report is rendered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -88,6 +93,8 @@ pub struct StoredResult {
     pub records: Vec<RequestRecord>,
     /// The comparison written beside it, if any.
     pub comparison: Option<Comparison>,
+    /// Why a `comparison.json` beside it could not be read.
+    pub comparison_error: Option<String>,
 }
 
 impl StoredResult {
@@ -100,16 +107,23 @@ impl StoredResult {
         } else {
             Vec::new()
         };
-        // A comparison that cannot be read is left out, not fatal: the
+        // A comparison that cannot be read is reported, not fatal: the
         // result itself is what the page is about.
-        let comparison = std::fs::read_to_string(dir.join(COMPARISON_FILE))
-            .ok()
-            .and_then(|text| serde_json::from_str(&text).ok());
+        let (comparison, comparison_error) =
+            match std::fs::read_to_string(dir.join(COMPARISON_FILE)) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => (None, None),
+                Err(error) => (None, Some(error.to_string())),
+                Ok(text) => match serde_json::from_str(&text) {
+                    Ok(comparison) => (Some(comparison), None),
+                    Err(error) => (None, Some(error.to_string())),
+                },
+            };
         Ok(StoredResult {
             dir: dir.to_path_buf(),
             summary,
             records,
             comparison,
+            comparison_error,
         })
     }
 }
@@ -198,7 +212,16 @@ pub fn page_name(id: &str) -> String {
             _ => '_',
         })
         .collect();
-    format!("{}.html", safe.replace('~', "__"))
+    let safe = safe.replace('~', "__");
+    if safe.len() <= 120 {
+        return format!("{safe}.html");
+    }
+    // File names have a length limit: keep the start, and tell ids apart
+    // by a hash of the whole (FNV-1a).
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{}-{hash:016x}.html", &safe[..100])
 }
 
 /// Renders one benchmark's page into a string.
@@ -207,32 +230,39 @@ pub fn render_page(result: &StoredResult, options: &HtmlOptions) -> Result<Strin
     render(&tera, "benchmark.html", page::context(result, options))
 }
 
+/// Removes pages an earlier report wrote into `out` that this one did not
+/// (a renamed benchmark's), only in a directory marked as an llmperf
+/// report, then marks it.
+fn remove_stale_pages(out: &Path, written: &[PathBuf]) {
+    let marker = out.join(REPORT_MARKER);
+    if marker.exists() {
+        if let Ok(entries) = std::fs::read_dir(out) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let page = path.extension().is_some_and(|e| e == "html")
+                    && path.file_name().is_some_and(|n| n != "index.html");
+                if page && !written.contains(&path) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+    let _ = std::fs::write(
+        &marker,
+        "written by llmperf report: stale pages here are removed\n",
+    );
+}
+
 /// Renders the report of every result under `results_root` into `out`:
-/// `index.html` (newest first) and one page per benchmark.
+/// `index.html` (newest first) and one page per benchmark. A result that
+/// cannot be read is left out with a warning, and listed in the index.
 pub fn render_report(
     results_root: &Path,
     out: &Path,
     options: &HtmlOptions,
 ) -> Result<ReportPages, HtmlError> {
     let tera = templates(options)?;
-    let mut entries = Vec::new();
-    for dir in find_results(results_root)? {
-        if dir.starts_with(out) {
-            continue;
-        }
-        let result = StoredResult::read(&dir)?;
-        entries.push(result);
-    }
-    if entries.is_empty() {
-        return Err(HtmlError::NoResults(results_root.to_path_buf()));
-    }
-    // Newest first; RFC 3339 UTC strings sort as times do.
-    entries.sort_by(|a, b| {
-        b.summary
-            .started_at
-            .cmp(&a.summary.started_at)
-            .then_with(|| a.summary.benchmark.cmp(&b.summary.benchmark))
-    });
+    let dirs = find_results(results_root)?;
     std::fs::create_dir_all(out).map_err(|source| HtmlError::Io {
         action: "cannot create the report directory",
         path: out.to_path_buf(),
@@ -246,27 +276,47 @@ pub fn render_report(
         })
     };
     let mut pages = Vec::new();
-    let mut rows = Vec::new();
-    let mut used_names = std::collections::BTreeSet::new();
-    for result in &entries {
-        let mut name = page_name(&result.summary.benchmark);
+    let mut rows: Vec<(String, Value)> = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut used_names = std::collections::BTreeSet::from(["index.html".to_string()]);
+    // One result at a time: its records are dropped once its page is written.
+    for dir in dirs {
+        let result = match StoredResult::read(&dir) {
+            Ok(result) => result,
+            Err(error) => {
+                // One bad or old result must not hide every other one.
+                eprintln!("warning: {} left out of the report: {error}", dir.display());
+                unreadable
+                    .push(json!({"dir": dir.display().to_string(), "error": error.to_string()}));
+                continue;
+            }
+        };
+        let base = page_name(&result.summary.benchmark);
+        let mut name = base.clone();
         // Two results of one id (two run directories) keep two pages.
         let mut n = 1;
         while !used_names.insert(name.clone()) {
             n += 1;
-            name = format!(
-                "{}-{n}.html",
-                page_name(&result.summary.benchmark).trim_end_matches(".html")
-            );
+            name = format!("{}-{n}.html", base.trim_end_matches(".html"));
         }
         let path = out.join(&name);
         write(
             &path,
-            render(&tera, "benchmark.html", page::context(result, options))?,
+            render(&tera, "benchmark.html", page::context(&result, options))?,
         )?;
-        rows.push(page::index_row(result, &name));
+        rows.push((
+            result.summary.started_at.clone(),
+            page::index_row(&result, &name),
+        ));
         pages.push(path);
     }
+    if rows.is_empty() {
+        return Err(HtmlError::NoResults(results_root.to_path_buf()));
+    }
+    // Newest first; RFC 3339 UTC strings sort as times do.
+    rows.sort_by(|a, b| b.0.cmp(&a.0));
+    let rows: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
+    remove_stale_pages(out, &pages);
     let index = out.join("index.html");
     write(
         &index,
@@ -278,8 +328,65 @@ pub fn render_report(
                 "generated_by": format!("llmperf {}", env!("CARGO_PKG_VERSION")),
                 "results_root": results_root.display().to_string(),
                 "benchmarks": rows,
+                "unreadable": unreadable,
             }),
         )?,
     )?;
     Ok(ReportPages { index, pages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baseline::synthetic::Synthetic;
+    use crate::results::{write_summary, RecordWriter};
+
+    fn store(dir: &Path, id: &str) {
+        let synthetic = Synthetic::new(30, 100.0, 1);
+        let mut writer = RecordWriter::create(dir).unwrap();
+        for record in synthetic.records() {
+            writer.write(&record).unwrap();
+        }
+        let mut result = synthetic.baseline("x").result;
+        result.benchmark = id.to_string();
+        write_summary(dir, &result).unwrap();
+    }
+
+    #[test]
+    fn page_names_are_safe_short_and_distinct() {
+        assert_eq!(page_name("chat/token_lengths"), "chat__token_lengths.html");
+        assert_eq!(page_name("a b/<c>"), "a_b___c_.html");
+        let long_a = format!("{}/{}", "g".repeat(150), "a".repeat(150));
+        let long_b = format!("{}/{}", "g".repeat(150), "b".repeat(150));
+        let (a, b) = (page_name(&long_a), page_name(&long_b));
+        assert!(a.len() <= 125, "{a}");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_bad_result_is_left_out_and_listed_and_index_keeps_its_name() {
+        let root = tempfile::tempdir().unwrap();
+        store(&root.path().join("index/new"), "index");
+        store(&root.path().join("report/latency/new"), "report/latency");
+        let bad = root.path().join("old/x/new");
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join(SUMMARY_FILE), r#"{"schema_version":1}"#).unwrap();
+        let out = root.path().join("report");
+        let pages = render_report(root.path(), &out, &HtmlOptions::default()).unwrap();
+        // Both good results have pages; the one named `index` does not
+        // overwrite the index, and a group named `report` is not skipped.
+        assert_eq!(pages.pages.len(), 2, "{pages:?}");
+        assert!(pages.pages.contains(&out.join("index-2.html")), "{pages:?}");
+        assert!(pages.pages.contains(&out.join("report__latency.html")));
+        let index = std::fs::read_to_string(&pages.index).unwrap();
+        assert!(index.contains("index-2.html"));
+        assert!(
+            index.contains("missing field"),
+            "the bad result is listed with why"
+        );
+        // A page left from an earlier report is removed.
+        std::fs::write(out.join("renamed__bench.html"), "old").unwrap();
+        render_report(root.path(), &out, &HtmlOptions::default()).unwrap();
+        assert!(!out.join("renamed__bench.html").exists());
+    }
 }

@@ -80,9 +80,16 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
         ),
         None,
     ));
+    // One sample per token after the first event (what the summary counts).
     let gaps: usize = ok
         .iter()
-        .map(|r| r.content_events_us.len().saturating_sub(1))
+        .map(|r| {
+            crate::metrics::tokens_per_event(r)
+                .iter()
+                .skip(1)
+                .map(|&c| c as usize)
+                .sum::<usize>()
+        })
         .sum();
     let every = gaps.div_ceil(ITL_SAMPLES).max(1);
     let itl: Vec<f64> = ok
@@ -100,7 +107,7 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
         ),
         (every > 1).then(|| {
             format!(
-                "every {every}th gap of each request drawn ({} of about {gaps}); the marked percentiles are of all",
+                "every {every}th sample of each request drawn ({} of {gaps}); the marked percentiles are of all",
                 itl.len()
             )
         }),
@@ -344,12 +351,18 @@ fn level_context(level: &LevelResult, records: &[&RequestRecord], options: &Html
 /// Current and baseline CDFs of TTFT and E2E per compared level, when the
 /// baseline can still be read from where it was compared.
 fn overlays(c: &Comparison, result: &StoredResult) -> Vec<Value> {
-    let Some(source) = &c.baseline_source else {
+    // The baseline as it was when compared, kept beside the comparison
+    // (a baseline file may have been replaced since).
+    let copy = result.dir.join(super::BASELINE_COPY_FILE);
+    if !copy.exists() {
         return Vec::new();
-    };
-    let Ok(baseline) = crate::baseline::Baseline::load(std::path::Path::new(source)) else {
-        return vec![json!({"title": "Baseline distributions", "svg": null,
-            "note": format!("the baseline is no longer readable at {source}")})];
+    }
+    let baseline = match crate::baseline::Baseline::read(&copy) {
+        Ok(baseline) => baseline,
+        Err(error) => {
+            return vec![json!({"title": "Baseline distributions", "svg": null,
+                "note": format!("the baseline's copy is unreadable: {error}")})]
+        }
     };
     let style = ChartStyle::default();
     let mut out = Vec::new();
@@ -548,6 +561,7 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
             .comparison
             .as_ref()
             .map(|c| comparison_context(c, result, options)),
+        "comparison_error": result.comparison_error,
         "noplot": options.noplot,
     })
 }
@@ -563,6 +577,10 @@ pub(super) fn index_row(result: &StoredResult, page: &str) -> Value {
             .map_or("-".to_string(), |f| format_value(Some(f.value), &f.unit))
     };
     let verdict = match &result.comparison {
+        None if result.comparison_error.is_some() => json!({
+            "text": format!("comparison unreadable: {}", result.comparison_error.as_deref().unwrap_or("")),
+            "class": "regressed",
+        }),
         None => json!({"text": "no baseline", "class": "none"}),
         Some(c) => {
             let failures = c.gate_failures();
