@@ -454,53 +454,82 @@ fn comparison_context(c: &Comparison, result: &StoredResult, options: &HtmlOptio
     })
 }
 
-fn sweep_chart(result: &StoredResult) -> Option<Value> {
-    let sweep = result.summary.sweep.as_ref()?;
+/// The sweep's curves: TTFT always, TPOT and E2E when an objective is
+/// about them; each with its objectives' limits and the knee.
+fn sweep_charts(result: &StoredResult) -> Vec<Value> {
+    use crate::spec::SloMetric;
+    let Some(sweep) = result.summary.sweep.as_ref() else {
+        return Vec::new();
+    };
     let labels: Vec<String> = sweep.curve.iter().map(|p| p.label.clone()).collect();
-    let latencies: Vec<[f64; 2]> = sweep
-        .curve
-        .iter()
-        .map(|p| {
-            [
-                p.ttft_p50_ms.unwrap_or(f64::NAN),
-                p.ttft_p99_ms.unwrap_or(f64::NAN),
-            ]
-        })
-        .collect();
-    let levels: Vec<SweepLevel> = sweep
-        .curve
-        .iter()
-        .zip(&labels)
-        .zip(&latencies)
-        .map(|((p, label), lat)| SweepLevel {
-            label,
-            throughput: p.output_tokens_per_s,
-            latencies: &lat[..],
-        })
-        .collect();
-    let limit_labels: Vec<(String, f64)> = sweep
-        .slos
-        .iter()
-        .filter(|slo| slo.metric == crate::spec::SloMetric::Ttft)
-        .map(|slo| (format!("SLO {slo}"), slo.limit.as_secs_f64() * 1e3))
-        .collect();
-    let limits: Vec<(&str, f64)> = limit_labels.iter().map(|(l, v)| (l.as_str(), *v)).collect();
     let knee = sweep
         .knee
         .and_then(|k| sweep.curve.iter().position(|p| p.level == k));
-    let drawn = charts::curve(
-        &SweepCurve {
-            title: "TTFT against throughput, per level",
-            throughput_label: "output tokens/s",
-            latency_label: "TTFT (ms)",
-            percentiles: &["p50", "p99"],
-            levels: &levels,
-            knee,
-            limits: &limits,
-        },
-        &ChartStyle::default(),
-    );
-    Some(chart("Sweep: TTFT against throughput", drawn, None))
+    type Pick = fn(&crate::metrics::CurvePoint) -> [Option<f64>; 2];
+    let families: [(&str, &[SloMetric], Pick); 3] = [
+        (
+            "TTFT",
+            &[SloMetric::Ttft, SloMetric::TtftFromScheduled],
+            |p| [p.ttft_p50_ms, p.ttft_p99_ms],
+        ),
+        ("TPOT", &[SloMetric::Tpot], |p| {
+            [p.tpot_p50_ms, p.tpot_p99_ms]
+        }),
+        ("E2E", &[SloMetric::E2e, SloMetric::E2eFromScheduled], |p| {
+            [p.e2e_p50_ms, p.e2e_p99_ms]
+        }),
+    ];
+    let mut out = Vec::new();
+    for (name, metrics, pick) in families {
+        let objectives: Vec<(String, f64)> = sweep
+            .slos
+            .iter()
+            .filter(|slo| metrics.contains(&slo.metric))
+            .map(|slo| (format!("SLO {slo}"), slo.limit.as_secs_f64() * 1e3))
+            .collect();
+        if name != "TTFT" && objectives.is_empty() {
+            continue;
+        }
+        let latencies: Vec<[f64; 2]> = sweep
+            .curve
+            .iter()
+            .map(|p| pick(p).map(|v| v.unwrap_or(f64::NAN)))
+            .collect();
+        let levels: Vec<SweepLevel> = sweep
+            .curve
+            .iter()
+            .zip(&labels)
+            .zip(&latencies)
+            .map(|((p, label), lat)| SweepLevel {
+                label,
+                throughput: p.output_tokens_per_s,
+                latencies: &lat[..],
+            })
+            .collect();
+        let limits: Vec<(&str, f64)> = objectives.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        let title = format!("{name} against throughput, per level");
+        let axis = format!("{name} (ms)");
+        let drawn = charts::curve(
+            &SweepCurve {
+                title: &title,
+                throughput_label: "output tokens/s",
+                latency_label: &axis,
+                percentiles: &["p50", "p99"],
+                levels: &levels,
+                knee,
+                limits: &limits,
+            },
+            &ChartStyle::default(),
+        );
+        out.push(chart(
+            &format!("Sweep: {name} against throughput"),
+            drawn,
+            (!objectives.is_empty()).then(|| {
+                "objective lines are drawn at their limit whatever their percentile".to_string()
+            }),
+        ));
+    }
+    out
 }
 
 /// The page's context.
@@ -556,7 +585,7 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
         "records": result.records.len(),
         "levels": levels,
         "curve": curve,
-        "sweep_chart": if options.noplot { None } else { sweep_chart(result) },
+        "sweep_charts": if options.noplot { Vec::new() } else { sweep_charts(result) },
         "comparison": result
             .comparison
             .as_ref()
