@@ -235,37 +235,6 @@ impl Sampler {
     }
 }
 
-/// Whether the harness's selection flags (`--list`, a filter, `--skip`,
-/// `--ignored`) leave this target to run; prints the listing for `--list`.
-fn selected(args: &[String]) -> bool {
-    if args.iter().any(|a| a == "--list") {
-        println!("{NAME}: benchmark");
-        return false;
-    }
-    const TAKES_VALUE: [&str; 7] = [
-        "--test-threads",
-        "--format",
-        "--skip",
-        "--results-dir",
-        "--requests",
-        "--concurrency",
-        "--color",
-    ];
-    let mut filter = None;
-    let mut skipped = false;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if TAKES_VALUE.contains(&arg.as_str()) {
-            let value = rest.next();
-            skipped |= arg == "--skip" && value.is_some_and(|v| NAME.contains(v.as_str()));
-        } else if !arg.starts_with('-') && filter.is_none() {
-            filter = Some(arg.as_str());
-        }
-    }
-    let chosen = filter.is_none_or(|f| NAME.contains(f));
-    chosen && !skipped && !args.iter().any(|a| a == "--ignored")
-}
-
 /// The rates to measure: [`RATES_PER_S`], or those in [`RATES_ENV`].
 fn rates() -> Result<Vec<f64>, String> {
     let Ok(list) = std::env::var(RATES_ENV) else {
@@ -413,7 +382,7 @@ fn main() -> ExitCode {
         return support::serve(script());
     }
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if !selected(&args) {
+    if !support::selected(NAME, &args) {
         return ExitCode::SUCCESS;
     }
     let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");

@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+// Only the selection flags are used here.
+#[allow(dead_code)]
+mod support;
+
 use llmperf::baseline::synthetic::Synthetic;
 use llmperf::report::html::{render_page, render_report, HtmlOptions, StoredResult};
 use llmperf::results::{write_summary, RecordWriter};
@@ -97,35 +101,8 @@ fn measure(root: &Path, requests: usize, tokens: usize) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    // The harness's selection flags, so `cargo bench -- --list` and
-    // `cargo bench -- chat/` treat this target like the others.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("{NAME}: benchmark");
-        return ExitCode::SUCCESS;
-    }
-    const TAKES_VALUE: [&str; 7] = [
-        "--test-threads",
-        "--format",
-        "--skip",
-        "--results-dir",
-        "--requests",
-        "--concurrency",
-        "--color",
-    ];
-    let mut filter = None;
-    let mut skipped = false;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if TAKES_VALUE.contains(&arg.as_str()) {
-            let value = rest.next();
-            skipped |= arg == "--skip" && value.is_some_and(|v| NAME.contains(v.as_str()));
-        } else if !arg.starts_with('-') && filter.is_none() {
-            filter = Some(arg.as_str());
-        }
-    }
-    let chosen = filter.is_none_or(|f| NAME.contains(f));
-    if !chosen || skipped || args.iter().any(|a| a == "--ignored") {
+    if !support::selected(NAME, &args) {
         return ExitCode::SUCCESS;
     }
     let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");

@@ -53,36 +53,8 @@ fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
         return support::serve(script());
     }
-    // The harness's selection flags, so `cargo bench -- --list` and
-    // `cargo bench -- chat/` treat this target like the others.
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--list") {
-        println!("timing_accuracy: benchmark");
-        return ExitCode::SUCCESS;
-    }
-    const TAKES_VALUE: [&str; 7] = [
-        "--test-threads",
-        "--format",
-        "--skip",
-        "--results-dir",
-        "--requests",
-        "--concurrency",
-        "--color",
-    ];
-    let mut filter = None;
-    let mut skipped = false;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if TAKES_VALUE.contains(&arg.as_str()) {
-            let value = rest.next();
-            skipped |=
-                arg == "--skip" && value.is_some_and(|v| "timing_accuracy".contains(v.as_str()));
-        } else if !arg.starts_with('-') && filter.is_none() {
-            filter = Some(arg.as_str());
-        }
-    }
-    let chosen = filter.is_none_or(|f| "timing_accuracy".contains(f));
-    if !chosen || skipped || args.iter().any(|a| a == "--ignored") {
+    if !support::selected("timing_accuracy", &args) {
         return ExitCode::SUCCESS;
     }
     let measuring = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");

@@ -1,6 +1,7 @@
-//! What the measurement benches share: the built-in endpoint in a child
-//! process (this same executable, re-run with an environment variable set),
-//! so the CPU time and memory a bench reads are the client's alone.
+//! What the measurement benches share: the harness's selection flags for a
+//! plain `fn main()` bench, and the built-in endpoint in a child process
+//! (this same executable, re-run with an environment variable set), so the
+//! CPU time and memory a bench reads are the client's alone.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -74,4 +75,37 @@ pub fn cpu_time() -> Duration {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Whether the harness's selection flags (`--list`, a filter, `--skip`,
+/// `--ignored`) leave the bench target `name` to run, so `cargo bench --
+/// --list` and `cargo bench -- chat/` treat it like the others; prints the
+/// listing for `--list`.
+pub fn selected(name: &str, args: &[String]) -> bool {
+    if args.iter().any(|a| a == "--list") {
+        println!("{name}: benchmark");
+        return false;
+    }
+    const TAKES_VALUE: [&str; 7] = [
+        "--test-threads",
+        "--format",
+        "--skip",
+        "--results-dir",
+        "--requests",
+        "--concurrency",
+        "--color",
+    ];
+    let mut filter = None;
+    let mut skipped = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if TAKES_VALUE.contains(&arg.as_str()) {
+            let value = rest.next();
+            skipped |= arg == "--skip" && value.is_some_and(|v| name.contains(v.as_str()));
+        } else if !arg.starts_with('-') && filter.is_none() {
+            filter = Some(arg.as_str());
+        }
+    }
+    let chosen = filter.is_none_or(|f| name.contains(f));
+    chosen && !skipped && !args.iter().any(|a| a == "--ignored")
 }
