@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-// Only the selection flags are used here.
+// Only the selection flags and the memory readings are used here.
 #[allow(dead_code)]
 mod support;
 
@@ -23,23 +23,6 @@ use llmperf::report::html::{render_page, render_report, HtmlOptions, StoredResul
 use llmperf::results::{write_summary, RecordWriter};
 
 const NAME: &str = "html_report";
-
-/// Peak resident memory since the last reset, in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib / 1024.0)
-        })
-        .unwrap_or(f64::NAN)
-}
-
-fn reset_peak_rss() {
-    // Writing 5 to clear_refs resets VmHWM (Linux 4.0+); harmless elsewhere.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 /// Writes `requests` synthetic requests and their summary under
 /// `root/synthetic/ttft/new/`, as a run stores them; returns that directory.
@@ -72,12 +55,12 @@ fn measure(root: &Path, requests: usize, tokens: usize) -> Result<(), String> {
     let page_only = started.elapsed();
     drop(result);
 
-    reset_peak_rss();
+    support::reset_peak_rss();
     let out = root.join("report");
     let started = Instant::now();
     let pages = render_report(root, &out, &options).map_err(|e| e.to_string())?;
     let whole = started.elapsed();
-    let peak = peak_rss_mib();
+    let peak = support::peak_rss_mib();
 
     let written = std::fs::metadata(&pages.pages[0]).map_err(|e| e.to_string())?;
     if pages.pages.len() != 1 || written.len() != page.len() as u64 {

@@ -32,23 +32,6 @@ fn script() -> MockScript {
         .output_tokens(TOKENS)
 }
 
-/// Peak resident memory since the last reset, in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib / 1024.0)
-        })
-        .unwrap_or(f64::NAN)
-}
-
-fn reset_peak_rss() {
-    // Writing 5 to clear_refs resets VmHWM (Linux 4.0+); harmless elsewhere.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 fn main() -> ExitCode {
     if std::env::var_os(CHILD_ENV).is_some() {
         return support::serve(script());
@@ -100,7 +83,7 @@ fn main() -> ExitCode {
             )
             .workload(Workload::token_lengths(64, 0, TOKENS, 0))
             .load(Load::closed(concurrency).requests(requests));
-        reset_peak_rss();
+        support::reset_peak_rss();
         let cpu_before = support::cpu_time();
         let result = run_benchmark("timing_accuracy", &bench, &RunOptions::default());
         let cpu = support::cpu_time().saturating_sub(cpu_before);
@@ -142,7 +125,7 @@ fn main() -> ExitCode {
             itl.p50 - ITL_MS,
             late,
             cpu.as_secs_f64() * 1e3 / (events as f64 / 1e3),
-            peak_rss_mib()
+            support::peak_rss_mib()
         );
         failed |= summary.requests.failed > 0;
     }

@@ -109,3 +109,23 @@ pub fn selected(name: &str, args: &[String]) -> bool {
     let chosen = filter.is_none_or(|f| name.contains(f));
     chosen && !skipped && !args.iter().any(|a| a == "--ignored")
 }
+
+/// Peak resident memory since the last reset, in MiB (Linux; NaN elsewhere).
+#[allow(dead_code)] // not every bench reads memory
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib / 1024.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Resets the peak that [`peak_rss_mib`] reads.
+#[allow(dead_code)] // not every bench reads memory
+pub fn reset_peak_rss() {
+    // Writing 5 to clear_refs resets VmHWM (Linux 4.0+); harmless elsewhere.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
