@@ -69,6 +69,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod spec;
+pub mod transport;
 pub mod validate;
 pub mod workload;
 

@@ -217,6 +217,9 @@ struct MockArgs {
     /// Seed for jitter, filler text and probabilistic faults.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// How connections are kept or closed: keep-alive, close-after-response (llama.cpp: advertise keep-alive, close after each response), close-on-reuse (a second request on a connection is not answered), announce-close (Connection: close), or limited:max=N,timeout=S (Keep-Alive limits).
+    #[arg(long, value_parser = parse_connections, default_value = "keep-alive")]
+    connections: llmperf::mock::Connections,
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -225,6 +228,40 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
             Ok((key.trim().to_string(), value.to_string()))
         }
         _ => Err(format!("`{text}` is not KEY=VALUE, e.g. region=us-east-1")),
+    }
+}
+
+fn parse_connections(text: &str) -> Result<llmperf::mock::Connections, String> {
+    use llmperf::mock::Connections;
+    let usage = "write keep-alive, close-after-response, close-on-reuse, announce-close or limited:max=N,timeout=S";
+    match text {
+        "keep-alive" => Ok(Connections::KeepAlive),
+        "close-after-response" => Ok(Connections::CloseAfterResponse),
+        "close-on-reuse" => Ok(Connections::CloseOnReuse),
+        "announce-close" => Ok(Connections::AnnounceClose),
+        _ => {
+            let settings = text
+                .strip_prefix("limited:")
+                .ok_or_else(|| format!("`{text}`: {usage}"))?;
+            let (mut max, mut timeout) = (None, None);
+            for setting in settings.split(',') {
+                let number =
+                    |value: &str| {
+                        value.parse::<u32>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                            format!("`{value}` is not a positive whole number: {usage}")
+                        })
+                    };
+                match setting.split_once('=') {
+                    Some(("max", value)) => max = Some(number(value)?),
+                    Some(("timeout", value)) => timeout = Some(number(value)?),
+                    _ => return Err(format!("`{setting}`: {usage}")),
+                }
+            }
+            Ok(Connections::Limited {
+                max_requests: max.unwrap_or(100),
+                idle_timeout_s: timeout.unwrap_or(5),
+            })
+        }
     }
 }
 
@@ -561,7 +598,8 @@ fn mock(args: MockArgs) -> Result<ExitCode> {
         .ttft_per_prompt_token(args.ttft_per_prompt_token)
         .output_tokens(args.output_tokens)
         .reasoning_tokens(args.reasoning_tokens)
-        .seed(args.seed);
+        .seed(args.seed)
+        .connections(args.connections);
     if let Some(limit) = args.concurrency_limit {
         script = script.concurrency_limit(limit);
     }

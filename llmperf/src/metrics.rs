@@ -20,10 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::load::Phase;
 use crate::record::{RequestRecord, ValidationOutcome};
 
+pub mod connections;
 pub mod send;
 pub mod slo;
 pub mod sweep;
 
+pub use connections::ConnectionStats;
 pub use send::{OutputLimitCheck, SendStats};
 pub use slo::{SloCheck, SloReport};
 pub use sweep::{CurvePoint, LevelResult, SweepSummary};
@@ -262,6 +264,9 @@ pub struct Summary {
     /// Output lengths against each request's `max_tokens`.
     #[serde(default)]
     pub output_limits: OutputLimitCheck,
+    /// New and reused connections, connect times, re-sent requests.
+    #[serde(default)]
+    pub connections: ConnectionStats,
     /// Validation results, when validated (over every request that
     /// brought an answer, warmup and cooldown included: a cross-over is
     /// never excused).
@@ -446,6 +451,7 @@ impl Summary {
             token_counts: token_count_check(&ok),
             send: SendStats::of(records),
             output_limits: OutputLimitCheck::of(&ok),
+            connections: ConnectionStats::of(records),
             validation: validation_summary(all),
         }
     }
@@ -559,6 +565,7 @@ mod tests {
             ok: true,
             error: None,
             http_status: Some(200),
+            connection: None,
             scheduled_us: sent_us,
             queued_us: 0,
             sent_us,

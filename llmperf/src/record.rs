@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::reader::Exchange;
-use crate::endpoint::{excerpt, RequestError, StreamEvent, Usage};
+use crate::endpoint::{excerpt, RequestError};
 use crate::load::Phase;
 use crate::metrics::RequestMetrics;
+use crate::transport::ConnectionRecord;
 use crate::validate::{self, Direction, Outcome};
 use crate::workload::tokenizer::Tokenizer;
 use crate::workload::RequestPlan;
@@ -42,6 +43,10 @@ pub struct RequestRecord {
     pub error: Option<RequestError>,
     /// HTTP status of the response, when one came.
     pub http_status: Option<u16>,
+    /// What happened to its connection: new or reused, how long connecting
+    /// took, whether it was re-sent (`None`: no connection was made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionRecord>,
     /// When the load driver meant to send it.
     pub scheduled_us: u64,
     /// How long it waited for an in-flight slot before going out (an open
@@ -161,33 +166,20 @@ impl RequestRecord {
         exchange: &Exchange,
         context: &RecordContext<'_>,
     ) -> RequestRecord {
-        let mut text = String::new();
-        let mut reasoning_text = String::new();
-        let mut content_events_us = Vec::new();
-        let mut content_event_tokens = Vec::new();
-        let mut first_reasoning_us = None;
-        let mut reasoning_events = 0;
-        let mut usage = Usage::default();
-        let mut finish_reason = None;
-        for event in &exchange.events {
-            match &event.event {
-                StreamEvent::Content(piece) => {
-                    content_events_us.push(context.us(event.at));
-                    content_event_tokens.push(context.tokenizer.count(piece) as u32);
-                    text.push_str(piece);
-                }
-                StreamEvent::Reasoning(piece) => {
-                    first_reasoning_us.get_or_insert(context.us(event.at));
-                    reasoning_events += 1;
-                    reasoning_text.push_str(piece);
-                }
-                StreamEvent::Usage(reported) => usage = *reported,
-                StreamEvent::Finish(reason) => finish_reason = Some(reason.clone()),
-                StreamEvent::Error(_) | StreamEvent::Done => {}
-            }
+        let after_send = |after: Duration| context.us(exchange.sent_at + after);
+        let mut content_events_us = Vec::with_capacity(exchange.content.len());
+        let mut content_event_tokens = Vec::with_capacity(exchange.content.len());
+        for (after, piece) in exchange.content.iter() {
+            content_events_us.push(after_send(after));
+            content_event_tokens.push(context.tokenizer.count(piece) as u32);
         }
-        let content_tokens = context.tokenizer.count(&text) as u32;
-        let reasoning_tokens_client = context.tokenizer.count(&reasoning_text) as u32;
+        let text = exchange.content.text();
+        let first_reasoning_us = exchange.reasoning.first_arrival().map(after_send);
+        let reasoning_events = exchange.reasoning.len() as u32;
+        let usage = exchange.usage.unwrap_or_default();
+        let finish_reason = exchange.finish_reason.clone();
+        let content_tokens = context.tokenizer.count(text) as u32;
+        let reasoning_tokens_client = context.tokenizer.count(exchange.reasoning.text()) as u32;
         let output_tokens_client = content_tokens + reasoning_tokens_client;
         // Output only: a chat server's prompt count includes its chat
         // template, which the client never sees.
@@ -195,7 +187,7 @@ impl RequestRecord {
             .completion_tokens
             .is_some_and(|server| server != output_tokens_client);
         let validation = plan.task.as_ref().map(|task| {
-            let outcome = validate::check(task, &text, |n| {
+            let outcome = validate::check(task, text, |n| {
                 n != task.number && context.numbers.contains_key(&n)
             });
             let (outcome, other_number) = match outcome {
@@ -225,6 +217,7 @@ impl RequestRecord {
             ok: exchange.error.is_none(),
             error: exchange.error.clone(),
             http_status: exchange.http_status,
+            connection: exchange.connection.clone(),
             scheduled_us: context.us(scheduling.scheduled_at),
             queued_us: scheduling.queued.as_micros() as u64,
             sent_us: context.us(exchange.sent_at),
@@ -244,7 +237,7 @@ impl RequestRecord {
             reasoning_tokens_server: usage.reasoning_tokens,
             reasoning_tokens_client,
             token_count_mismatch,
-            text_excerpt: excerpt(&text, EXCERPT_CHARS),
+            text_excerpt: excerpt(text, EXCERPT_CHARS),
             validation,
             metrics: RequestMetrics::default(),
         };

@@ -26,6 +26,7 @@ use crate::spec::{
     Arrival, Benchmark, BenchmarkConfig, Endpoint, Level, Load, Rate, SpecError, Sweep,
     MIN_REQUESTS_FOR_ERROR_RATE,
 };
+use crate::transport::{Transport, TransportOptions};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
 use crate::workload::{plan_workload, RequestPlan, WorkloadError};
 
@@ -246,14 +247,7 @@ fn conversations(plans: &[RequestPlan]) -> Vec<std::ops::Range<usize>> {
 
 /// The text a response carried (a conversation's next turn quotes it).
 fn answer_text(exchange: &Exchange) -> String {
-    exchange
-        .events
-        .iter()
-        .filter_map(|event| match &event.event {
-            crate::endpoint::StreamEvent::Content(piece) => Some(piece.as_str()),
-            _ => None,
-        })
-        .collect()
+    exchange.content.text().to_string()
 }
 
 /// What every level of a run shares.
@@ -264,7 +258,7 @@ struct RunContext<'a> {
     tokenizer: &'static Tokenizer,
     kind: &'static dyn EndpointKind,
     target: Arc<Target>,
-    client: reqwest::Client,
+    transport: Transport,
     runtime: &'a tokio::runtime::Runtime,
     t0: Instant,
     /// Set to stop sending (Ctrl-C, a stop condition, a write failure).
@@ -313,7 +307,7 @@ pub fn run_benchmark(
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
     };
-    let client = build_client(bench, resolved.mock.is_some())?;
+    let transport = build_transport(bench, resolved.mock.is_some())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("llmperf-client")
@@ -330,7 +324,7 @@ pub fn run_benchmark(
         tokenizer,
         kind: resolved.kind,
         target: Arc::new(resolved.target),
-        client,
+        transport,
         runtime: &runtime,
         t0: Instant::now(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -631,18 +625,19 @@ fn run_level(
     let limits = Limits {
         timeout: load.timeout,
         stall_timeout: load.stall_timeout,
+        max_event_bytes: load.max_event_bytes,
     };
     let issue = {
         let plans = Arc::clone(&plans);
         let units = Arc::clone(&units);
         let target = Arc::clone(&context.target);
-        let client = context.client.clone();
+        let transport = context.transport.clone();
         let (kind, tokenizer) = (context.kind, context.tokenizer);
         let stop = Arc::clone(&context.stop);
         move |dispatch: Dispatch| {
             let (plans, units) = (Arc::clone(&plans), Arc::clone(&units));
             let target = Arc::clone(&target);
-            let client = client.clone();
+            let transport = transport.clone();
             let sender = sender.clone();
             let stop = Arc::clone(&stop);
             async move {
@@ -663,7 +658,7 @@ fn run_level(
                         )
                     });
                     let plan = sent_plan.as_ref().unwrap_or(&plans[index]);
-                    let exchange = reader::exchange(&client, kind, &target, plan, limits).await;
+                    let exchange = reader::exchange(&transport, kind, &target, plan, limits).await;
                     let next_turn = plans
                         .get(index + 1)
                         .is_some_and(|p| p.turn.is_some_and(|t| t.index > 0));
@@ -757,28 +752,24 @@ fn run_level(
 /// How far ahead of its first send an open loop's clock starts.
 const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
 
-fn build_client(bench: &Benchmark, builtin: bool) -> Result<reqwest::Client, RunError> {
-    // HTTP/1.1, one connection per request in flight, as the common SDKs
-    // do: HTTP/2 would queue requests past the server's stream limit inside
-    // the client, and that wait would count as time to first token.
+fn build_transport(bench: &Benchmark, builtin: bool) -> Result<Transport, RunError> {
+    // One connection per request in flight: keep as many idle ones (an
+    // open loop without a cap keeps what its peak needed).
     let most_in_flight = bench
         .load
         .fixed_levels()
         .iter()
-        .map(|level| level.max_in_flight().unwrap_or(usize::MAX))
+        .map(|level| level.max_in_flight().unwrap_or(1 << 16))
         .max()
         .unwrap_or(1);
-    let mut builder = reqwest::Client::builder()
-        .http1_only()
-        .pool_max_idle_per_host(most_in_flight)
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("llmperf/", env!("CARGO_PKG_VERSION")));
-    if builtin {
-        // Loopback traffic must never go through a proxy from the environment.
-        builder = builder.no_proxy();
-    }
-    builder.build().map_err(|e| RunError::Client(e.to_string()))
+    Transport::new(TransportOptions {
+        max_idle_per_origin: most_in_flight,
+        connect_timeout: Duration::from_secs(10),
+        // Loopback traffic to the built-in endpoint never goes through a proxy.
+        env_proxies: !builtin,
+        proxy: None,
+    })
+    .map_err(RunError::Client)
 }
 
 fn progress_bar(id: &str, total: u64) -> indicatif::ProgressBar {

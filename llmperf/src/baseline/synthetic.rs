@@ -82,6 +82,7 @@ impl Synthetic {
                     ok: !failed,
                     error: None,
                     http_status: Some(if failed { 500 } else { 200 }),
+                    connection: None,
                     scheduled_us: sent_us,
                     queued_us: 0,
                     sent_us,

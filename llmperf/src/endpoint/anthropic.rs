@@ -221,6 +221,10 @@ impl WireUsage {
 }
 
 impl StreamDecoder for AnthropicDecoder {
+    fn buffered_bytes(&self) -> usize {
+        self.sse.pending_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
         let state = &mut self.state;
         self.sse.feed(bytes, |event| {

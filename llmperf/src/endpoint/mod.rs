@@ -146,6 +146,13 @@ pub trait StreamDecoder: Send {
     /// The body ended cleanly at `at`; pushes what remains (and an error
     /// when the protocol's end marker never came).
     fn finish(&mut self, at: Instant, out: &mut Vec<TimedEvent>);
+    /// Bytes held for an event not complete yet. The reader ends a stream
+    /// whose incomplete event outgrows the maximum event size
+    /// (`event_too_large`), so a server that never ends a line cannot
+    /// exhaust memory; a decoder that buffers must report what it holds.
+    fn buffered_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// An event and the instant its last bytes arrived.
@@ -221,6 +228,13 @@ pub enum ErrorKind {
     Framing,
     /// An event type the protocol does not define.
     UnknownEvent,
+    /// An event grew past the maximum event size without ending (a line
+    /// that never ends, a giant event): reading stopped, the connection was
+    /// dropped.
+    EventTooLarge,
+    /// The answer passed the most events or text one response may hold:
+    /// reading stopped, the connection was dropped.
+    ResponseTooLarge,
     /// The request could not be built or sent for another reason.
     Request,
 }
@@ -245,6 +259,8 @@ impl ErrorKind {
             ErrorKind::NotStreaming => "not_streaming",
             ErrorKind::Framing => "framing",
             ErrorKind::UnknownEvent => "unknown_event",
+            ErrorKind::EventTooLarge => "event_too_large",
+            ErrorKind::ResponseTooLarge => "response_too_large",
             ErrorKind::Request => "request",
         }
     }

@@ -176,6 +176,10 @@ struct CompletionDetails {
 }
 
 impl StreamDecoder for OpenAiDecoder {
+    fn buffered_bytes(&self) -> usize {
+        self.sse.pending_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
         let saw_done = &mut self.saw_done;
         self.sse

@@ -4,11 +4,35 @@
 //! stamped there is only `Instant::now()`; decoding follows at once, and
 //! everything else (tokenizing, validation, statistics, JSON output) waits
 //! until the request is over.
+//!
+//! Whatever the server sends, one stream holds bounded memory: an event
+//! still incomplete past [`Limits::max_event_bytes`] ends the stream
+//! (`event_too_large`), and so does an answer of more than
+//! [`MAX_RESPONSE_EVENTS`] events or [`MAX_ANSWER_BYTES`] of text
+//! (`response_too_large`); the connection is then dropped. Events are kept
+//! compactly: one string of text, and per event where its text ends and
+//! when it arrived ([`TextEvents`]).
 
 use std::time::{Duration, Instant};
 
-use super::{excerpt, EndpointKind, ErrorKind, RequestError, StreamEvent, Target, TimedEvent};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::{
+    excerpt, EndpointKind, ErrorKind, RequestError, StreamEvent, Target, TimedEvent, Usage,
+};
+use crate::transport::{ConnectionRecord, Lease, Transport};
 use crate::workload::RequestPlan;
+
+/// The default largest event, in bytes: far beyond any token, usage or
+/// final event a real server sends, small enough that thousands of streams
+/// stay bounded.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// The most content and reasoning events one response may carry (beyond
+/// any model's output; 12 bytes each).
+pub const MAX_RESPONSE_EVENTS: usize = 1 << 22;
+/// The most answer text (content and reasoning) kept for one response.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 
 /// Limits on one request.
 #[derive(Debug, Clone, Copy)]
@@ -17,23 +41,158 @@ pub struct Limits {
     pub timeout: Duration,
     /// Longest silence, before the response headers and inside the stream.
     pub stall_timeout: Option<Duration>,
+    /// Largest event (an incomplete event holding more ends the stream).
+    pub max_event_bytes: usize,
+}
+
+/// Text events of one kind (content, or reasoning), stored compactly: the
+/// text of all of them in one string, and per event where its text ends and
+/// when it arrived (nanoseconds after the send).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextEvents {
+    text: String,
+    ends: Vec<u32>,
+    arrivals_ns: Vec<u64>,
+}
+
+impl TextEvents {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there were none.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// All the text, in order.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Each event's arrival (after the send) and text.
+    pub fn iter(&self) -> impl Iterator<Item = (Duration, &str)> + '_ {
+        let mut start = 0usize;
+        self.ends
+            .iter()
+            .zip(&self.arrivals_ns)
+            .map(move |(&end, &at)| {
+                let end = end as usize;
+                let piece = self.text.get(start..end).unwrap_or("");
+                start = end;
+                (Duration::from_nanos(at), piece)
+            })
+    }
+
+    /// When the first event arrived, after the send.
+    pub fn first_arrival(&self) -> Option<Duration> {
+        self.arrivals_ns.first().map(|&ns| Duration::from_nanos(ns))
+    }
+
+    /// Adds an event; `false` (nothing added) when the bounds would be passed.
+    fn push(&mut self, after_send: Duration, piece: &str, room: usize) -> bool {
+        if self.ends.len() >= MAX_RESPONSE_EVENTS || piece.len() > room {
+            return false;
+        }
+        self.text.push_str(piece);
+        self.ends.push(self.text.len() as u32);
+        self.arrivals_ns
+            .push(u64::try_from(after_send.as_nanos()).unwrap_or(u64::MAX));
+        true
+    }
 }
 
 /// Everything observed about one request, before any analysis.
 #[derive(Debug, Clone)]
 pub struct Exchange {
-    /// When the request was handed to the connection.
+    /// When the request was handed to the transport (TTFT and E2E count
+    /// from here, a re-sent request's included).
     pub sent_at: Instant,
     /// When the response headers arrived.
     pub headers_at: Option<Instant>,
-    /// Decoded events with the arrival time of their bytes.
-    pub events: Vec<TimedEvent>,
+    /// Answer text events.
+    pub content: TextEvents,
+    /// Reasoning text events (they do not end TTFT).
+    pub reasoning: TextEvents,
+    /// The server's token counts (the last report).
+    pub usage: Option<Usage>,
+    /// The server's finish reason.
+    pub finish_reason: Option<String>,
+    /// The protocol's end marker came.
+    pub done: bool,
     /// When the stream ended: the end marker's arrival, the close, or the failure.
     pub ended_at: Instant,
     /// The HTTP status, when a response came.
     pub http_status: Option<u16>,
+    /// The connection the request went out on (`None`: none was made).
+    pub connection: Option<ConnectionRecord>,
     /// The first failure, if any.
     pub error: Option<RequestError>,
+}
+
+impl Exchange {
+    fn new(sent_at: Instant) -> Exchange {
+        Exchange {
+            sent_at,
+            headers_at: None,
+            content: TextEvents::default(),
+            reasoning: TextEvents::default(),
+            usage: None,
+            finish_reason: None,
+            done: false,
+            ended_at: sent_at,
+            http_status: None,
+            connection: None,
+            error: None,
+        }
+    }
+
+    /// Takes decoded events into the record; `Err` when the answer passes
+    /// its bounds. The first error event is kept (an error inside the stream
+    /// comes before any transport failure that ends it).
+    fn absorb(
+        &mut self,
+        events: &mut Vec<TimedEvent>,
+        stream_error: &mut Option<RequestError>,
+    ) -> Result<(), RequestError> {
+        for TimedEvent { at, event } in events.drain(..) {
+            let after_send = at.saturating_duration_since(self.sent_at);
+            let room = MAX_ANSWER_BYTES
+                .saturating_sub(self.content.text.len() + self.reasoning.text.len());
+            let kept = match &event {
+                StreamEvent::Content(piece) => self.content.push(after_send, piece, room),
+                StreamEvent::Reasoning(piece) => self.reasoning.push(after_send, piece, room),
+                StreamEvent::Usage(usage) => {
+                    self.usage = Some(*usage);
+                    true
+                }
+                StreamEvent::Finish(reason) => {
+                    self.finish_reason = Some(reason.clone());
+                    true
+                }
+                StreamEvent::Error(error) => {
+                    stream_error.get_or_insert_with(|| error.clone());
+                    true
+                }
+                StreamEvent::Done => {
+                    self.done = true;
+                    true
+                }
+            };
+            if !kept {
+                return Err(RequestError::new(
+                    ErrorKind::ResponseTooLarge,
+                    format!(
+                        "the answer passed {} events or {} MiB of text: stopped reading (the connection is dropped)",
+                        MAX_RESPONSE_EVENTS,
+                        MAX_ANSWER_BYTES >> 20
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How long to keep reading after the end marker, so the connection ends
@@ -43,46 +202,51 @@ const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
 const ERROR_BODY_BYTES: usize = 4096;
 /// Characters of an error body quoted in a message.
 const QUOTED_CHARS: usize = 200;
-/// Events reserved up front (a guess; the vector grows past it).
-const RESERVED_EVENTS: u32 = 4096;
 
 /// Sends `plan` to `target` and reads the whole stream.
 pub async fn exchange(
-    client: &reqwest::Client,
+    transport: &Transport,
     kind: &dyn EndpointKind,
     target: &Target,
     plan: &RequestPlan,
     limits: Limits,
 ) -> Exchange {
-    let request = kind.build_request(client, target, plan);
-    let reserved = plan.max_tokens.unwrap_or(256).min(RESERVED_EVENTS) as usize + 8;
-    let sent_at = Instant::now();
+    let request = kind
+        .build_request(transport.request_builder(), target, plan)
+        .and_then(|builder| {
+            builder.build().map_err(|e| {
+                RequestError::new(
+                    ErrorKind::Request,
+                    format!(
+                        "cannot build the request: {}",
+                        crate::transport::error_chain(&e.without_url())
+                    ),
+                )
+            })
+        });
+    let mut exchange = Exchange::new(Instant::now());
     let request = match request {
         Ok(request) => request,
         Err(mut error) => {
             error.message = redact(&error.message, target);
-            return Exchange {
-                sent_at,
-                headers_at: None,
-                events: Vec::new(),
-                ended_at: sent_at,
-                http_status: None,
-                error: Some(error),
-            };
+            exchange.error = Some(error);
+            return exchange;
         }
     };
-    let mut exchange = Exchange {
-        sent_at,
-        headers_at: None,
-        events: Vec::with_capacity(reserved),
-        ended_at: sent_at,
-        http_status: None,
-        error: None,
-    };
     let mut ended_at = None;
+    let mut stream_error = None;
     let outcome = tokio::time::timeout(
         limits.timeout,
-        read(request, kind, target, limits, &mut exchange, &mut ended_at),
+        read(
+            transport,
+            &request,
+            kind,
+            target,
+            limits,
+            &mut exchange,
+            &mut ended_at,
+            &mut stream_error,
+        ),
     )
     .await;
     let transport_error = match outcome {
@@ -96,109 +260,146 @@ pub async fn exchange(
         )),
     };
     exchange.ended_at = ended_at.unwrap_or_else(Instant::now);
-    // The first failure: an error inside the stream always came before a
-    // transport failure that ended it.
-    exchange.error = stream_error(&exchange.events)
-        .or(transport_error)
-        .or_else(|| empty_response(&exchange.events));
+    exchange.error = stream_error.or(transport_error).or_else(|| {
+        (exchange.content.is_empty() && exchange.reasoning.is_empty()).then(|| {
+            RequestError::new(
+                ErrorKind::EmptyResponse,
+                "the stream ended without any content",
+            )
+        })
+    });
     if let Some(error) = exchange.error.as_mut() {
         error.message = redact(&error.message, target);
     }
     exchange
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read(
-    request: reqwest::RequestBuilder,
+    transport: &Transport,
+    request: &reqwest::Request,
     kind: &dyn EndpointKind,
     target: &Target,
     limits: Limits,
     exchange: &mut Exchange,
     ended_at: &mut Option<Instant>,
+    stream_error: &mut Option<RequestError>,
 ) -> Result<(), RequestError> {
-    let send = request.send();
+    let send = transport.send(request, exchange.sent_at);
     let sent = match limits.stall_timeout {
         Some(stall) => tokio::time::timeout(stall, send)
             .await
             .map_err(|_| stalled(stall, "before the response headers"))?,
         None => send.await,
     };
-    let mut response = sent.map_err(send_error)?;
+    exchange.connection = sent.connection;
+    let (response, lease) = sent.result?;
     exchange.headers_at = Some(Instant::now());
     let status = response.status();
     exchange.http_status = Some(status.as_u16());
-    if !status.is_success() {
-        let body = error_body(&mut response).await;
-        *ended_at = Some(Instant::now());
-        return Err(status_error(status, &body, kind, target));
-    }
     let content_type = response
         .headers()
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    let location = response
+        .headers()
+        .get(hyper::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut body = response.into_body();
+    if !status.is_success() {
+        let text = error_body(&mut body, lease).await;
+        *ended_at = Some(Instant::now());
+        return Err(status_error(
+            status,
+            &text,
+            location.as_deref(),
+            kind,
+            target,
+        ));
+    }
     if !content_type.is_empty() && !kind.accepts_content_type(&content_type) {
-        let body = error_body(&mut response).await;
+        let text = error_body(&mut body, lease).await;
         *ended_at = Some(Instant::now());
         return Err(RequestError::new(
             ErrorKind::NotStreaming,
             format!(
                 "the server answered with {content_type}, not an event stream: does it support \"stream\": true? ({})",
-                excerpt(body.trim(), QUOTED_CHARS)
+                excerpt(text.trim(), QUOTED_CHARS)
             ),
         ));
     }
     let mut decoder = kind.decoder();
+    let mut events: Vec<TimedEvent> = Vec::with_capacity(16);
     let mut drain_until = None;
     loop {
         let next = match (drain_until, limits.stall_timeout) {
-            (Some(deadline), _) => {
-                match tokio::time::timeout_at(deadline, response.chunk()).await {
-                    Ok(next) => next,
-                    // The answer is complete; only the connection's clean end is missing.
-                    Err(_) => return Ok(()),
-                }
-            }
-            (None, Some(stall)) => match tokio::time::timeout(stall, response.chunk()).await {
+            (Some(deadline), _) => match tokio::time::timeout_at(deadline, body.frame()).await {
+                Ok(next) => next,
+                // The answer is complete; only the connection's clean end is
+                // missing (the connection is dropped, not reused).
+                Err(_) => return Ok(()),
+            },
+            (None, Some(stall)) => match tokio::time::timeout(stall, body.frame()).await {
                 Ok(next) => next,
                 Err(_) => {
                     *ended_at = Some(Instant::now());
                     return Err(stalled(stall, "inside the stream"));
                 }
             },
-            (None, None) => response.chunk().await,
+            (None, None) => body.frame().await,
         };
         match next {
-            Ok(Some(bytes)) => {
+            Some(Ok(frame)) => {
+                let Ok(bytes) = frame.into_data() else {
+                    continue; // trailers carry nothing a benchmark needs
+                };
                 let at = Instant::now();
-                let seen = exchange.events.len();
-                decoder.feed(&bytes, at, &mut exchange.events);
-                if drain_until.is_none()
-                    && exchange.events[seen..]
-                        .iter()
-                        .any(|e| matches!(e.event, StreamEvent::Done))
-                {
+                if drain_until.is_some() {
+                    continue;
+                }
+                decoder.feed(&bytes, at, &mut events);
+                if let Err(error) = exchange.absorb(&mut events, stream_error) {
+                    *ended_at = Some(at);
+                    return Err(error);
+                }
+                if exchange.done {
                     *ended_at = Some(at);
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_DONE);
+                } else if decoder.buffered_bytes() > limits.max_event_bytes {
+                    *ended_at = Some(at);
+                    return Err(RequestError::new(
+                        ErrorKind::EventTooLarge,
+                        format!(
+                            "an event passed {} bytes without ending (the maximum event size; --max-event-size raises it): stopped reading after {} events",
+                            limits.max_event_bytes,
+                            exchange.content.len() + exchange.reasoning.len()
+                        ),
+                    ));
                 }
             }
-            Ok(None) => {
+            None => {
                 let at = Instant::now();
                 if drain_until.is_none() {
-                    decoder.finish(at, &mut exchange.events);
+                    decoder.finish(at, &mut events);
+                    exchange.absorb(&mut events, stream_error)?;
                     *ended_at = Some(at);
                 }
+                // The body ended cleanly: the connection may serve again.
+                lease.release();
                 return Ok(());
             }
-            Err(_) if drain_until.is_some() => return Ok(()),
-            Err(error) => {
+            Some(Err(_)) if drain_until.is_some() => return Ok(()),
+            Some(Err(error)) => {
                 *ended_at = Some(Instant::now());
                 return Err(RequestError::new(
                     ErrorKind::Disconnect,
                     format!(
                         "the stream broke after {} events: {}",
-                        exchange.events.len(),
-                        error_chain(&error.without_url())
+                        exchange.content.len() + exchange.reasoning.len(),
+                        crate::transport::error_chain(&error)
                     ),
                 ));
             }
@@ -216,56 +417,36 @@ fn stalled(stall: Duration, place: &str) -> RequestError {
     )
 }
 
-/// Up to [`ERROR_BODY_BYTES`] of a response body, as text.
-async fn error_body(response: &mut reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while body.len() < ERROR_BODY_BYTES {
-        match response.chunk().await {
-            Ok(Some(bytes)) => body.extend_from_slice(&bytes),
-            _ => break,
+/// Up to [`ERROR_BODY_BYTES`] of a response body, as text; the connection
+/// is kept when the body ended within them.
+async fn error_body(body: &mut Incoming, lease: Lease) -> String {
+    let mut bytes = Vec::new();
+    let mut ended = false;
+    while bytes.len() < ERROR_BODY_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            None => {
+                ended = true;
+                break;
+            }
+            Some(Err(_)) => break,
         }
     }
-    body.truncate(ERROR_BODY_BYTES);
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-fn stream_error(events: &[TimedEvent]) -> Option<RequestError> {
-    events.iter().find_map(|e| match &e.event {
-        StreamEvent::Error(error) => Some(error.clone()),
-        _ => None,
-    })
-}
-
-fn empty_response(events: &[TimedEvent]) -> Option<RequestError> {
-    let has_output = events
-        .iter()
-        .any(|e| matches!(e.event, StreamEvent::Content(_) | StreamEvent::Reasoning(_)));
-    (!has_output).then(|| {
-        RequestError::new(
-            ErrorKind::EmptyResponse,
-            "the stream ended without any content",
-        )
-    })
-}
-
-fn send_error(error: reqwest::Error) -> RequestError {
-    let error = error.without_url();
-    let chain = error_chain(&error);
-    let kind = if chain.contains("dns error") || chain.contains("failed to lookup address") {
-        ErrorKind::Dns
-    } else if error.is_connect() {
-        ErrorKind::Connect
-    } else if error.is_timeout() {
-        ErrorKind::Timeout
-    } else {
-        ErrorKind::Request
-    };
-    RequestError::new(kind, chain)
+    if ended {
+        lease.release();
+    }
+    bytes.truncate(ERROR_BODY_BYTES);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 fn status_error(
-    status: reqwest::StatusCode,
+    status: hyper::StatusCode,
     body: &str,
+    location: Option<&str>,
     kind: &dyn EndpointKind,
     target: &Target,
 ) -> RequestError {
@@ -274,6 +455,13 @@ fn status_error(
         .error_detail(body)
         .unwrap_or_else(|| excerpt(body.trim(), QUOTED_CHARS));
     let (kind, hint) = match code {
+        300..=399 => (
+            ErrorKind::ClientError,
+            format!(
+                " (redirected to {}: llmperf does not follow redirects, use that address as the base URL)",
+                location.map_or("an address the server did not give".to_string(), crate::spec::display_url)
+            ),
+        ),
         401 | 403 => (
             ErrorKind::Unauthorized,
             format!(
@@ -302,25 +490,29 @@ fn status_error(
     }
 }
 
-/// The error and its sources, one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
 /// Removes the API key from text that may echo it.
 fn redact(message: &str, target: &Target) -> String {
     match &target.api_key {
         Some(key) if key.expose().len() >= 4 => message.replace(key.expose(), "***"),
         _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_events_keep_each_piece_and_its_arrival_and_stop_at_their_bounds() {
+        let mut events = TextEvents::default();
+        assert!(events.push(Duration::from_millis(5), "Hello", 100));
+        assert!(events.push(Duration::from_millis(7), ", world", 100));
+        assert!(events.push(Duration::from_millis(9), "", 100));
+        let seen: Vec<(u128, &str)> = events.iter().map(|(at, t)| (at.as_millis(), t)).collect();
+        assert_eq!(seen, [(5, "Hello"), (7, ", world"), (9, "")]);
+        assert_eq!(events.text(), "Hello, world");
+        assert_eq!(events.first_arrival(), Some(Duration::from_millis(5)));
+        assert!(!events.push(Duration::ZERO, "too long", 3));
+        assert_eq!(events.len(), 3);
     }
 }

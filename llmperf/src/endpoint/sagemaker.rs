@@ -571,6 +571,10 @@ fn exception_message(payload: &[u8]) -> String {
 }
 
 impl StreamDecoder for SageMakerDecoder {
+    fn buffered_bytes(&self) -> usize {
+        self.frames.pending_bytes() + self.payload.sse.pending_bytes() + self.payload.line.len()
+    }
+
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
         if self.broken {
             return;

@@ -147,6 +147,10 @@ struct Details {
 }
 
 impl StreamDecoder for TgiDecoder {
+    fn buffered_bytes(&self) -> usize {
+        self.sse.pending_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
         let state = &mut self.state;
         self.sse

@@ -798,6 +798,10 @@ pub struct GeminiSseDecoder {
 }
 
 impl StreamDecoder for GeminiSseDecoder {
+    fn buffered_bytes(&self) -> usize {
+        self.sse.pending_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
         let chunks = &mut self.chunks;
         self.sse
@@ -825,6 +829,10 @@ pub struct GeminiJsonDecoder {
 }
 
 impl StreamDecoder for GeminiJsonDecoder {
+    fn buffered_bytes(&self) -> usize {
+        self.array.pending_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
         let chunks = &mut self.chunks;
         self.array.feed(bytes, |item| match item {

@@ -5,12 +5,14 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
+use super::connection::ConnectionState;
 use super::pacer::{Alarm, PacerHandle};
 use super::plan::{End, Timeline};
 use super::state::Slot;
@@ -33,6 +35,8 @@ pub(crate) struct MockBody {
     slot: Option<Slot>,
     /// An abort has yielded once so the frames before it got flushed.
     flushed: bool,
+    /// The connection it is sent on, told when it ends (idle timeouts).
+    connection: Option<Arc<ConnectionState>>,
 }
 
 impl MockBody {
@@ -47,6 +51,7 @@ impl MockBody {
             alarm: None,
             slot: None,
             flushed: false,
+            connection: None,
         }
     }
 
@@ -72,6 +77,19 @@ impl MockBody {
             alarm: Some(Alarm::new(pacer)),
             slot: Some(slot),
             flushed: false,
+            connection: None,
+        }
+    }
+
+    /// Tells `connection` when this body has been sent.
+    pub(crate) fn on_connection(&mut self, connection: Arc<ConnectionState>) {
+        self.connection = Some(connection);
+    }
+
+    fn ended(&mut self) {
+        self.slot = None;
+        if let Some(connection) = self.connection.take() {
+            connection.ended();
         }
     }
 
@@ -110,7 +128,7 @@ impl Body for MockBody {
             }
             match this.end {
                 End::Finish => {
-                    this.slot = None;
+                    this.ended();
                     return Poll::Ready(None);
                 }
                 End::Abort if !this.flushed => {
@@ -122,7 +140,7 @@ impl Body for MockBody {
                     return Poll::Pending;
                 }
                 End::Abort => {
-                    this.slot = None;
+                    this.ended();
                     this.end = End::Finish;
                     // hyper closes the connection without ending the chunked
                     // body, so the client sees a broken body, not a clean end.

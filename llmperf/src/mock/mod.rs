@@ -81,10 +81,18 @@
 //! [`MockScript::fault`] injects a [`Fault`] on the requests a
 //! [`FaultSchedule`] picks; [`MockServer::stats`] counts requests, injected
 //! faults and the most requests in flight at once.
+//!
+//! # Connections
+//!
+//! [`MockScript::connections`] picks how connections are kept or closed:
+//! HTTP/1.1 keep-alive (the default), or as real servers close them
+//! ([`Connections`]): llama.cpp's advertise-then-close, every reuse refused,
+//! `Connection: close`, or Apache-style `Keep-Alive: timeout, max` limits.
 
 mod anthropic;
 mod azure;
 mod body;
+mod connection;
 mod generate;
 mod lateness;
 mod openai;
@@ -107,6 +115,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use connection::Connections;
 pub use script::{Fault, FaultSchedule, MockScript};
 
 use serde::Serialize;
@@ -140,6 +149,11 @@ pub struct MockStats {
     pub send_lateness_p99_us: u64,
     /// Largest lateness, µs.
     pub send_lateness_max_us: u64,
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests not answered because the script closes their connection
+    /// ([`Connections::CloseOnReuse`], [`Connections::Limited`]).
+    pub refused_requests: u64,
 }
 
 /// A running built-in endpoint.

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 /// | `seed` | 0 |
 /// | faults, API key | none |
 /// | `server_threads` | 1 |
+/// | `connections` | keep-alive |
 ///
 /// ```
 /// use std::time::Duration;
@@ -64,6 +65,7 @@ pub struct MockScript {
     pub(crate) api_key: Option<String>,
     pub(crate) faults: Vec<FaultRule>,
     pub(crate) server_threads: usize,
+    pub(crate) connections: super::Connections,
 }
 
 impl Default for MockScript {
@@ -83,6 +85,7 @@ impl Default for MockScript {
             api_key: None,
             faults: Vec::new(),
             server_threads: 1,
+            connections: super::Connections::KeepAlive,
         }
     }
 }
@@ -185,6 +188,20 @@ impl MockScript {
     /// times; for each request the first rule whose schedule fires wins.
     pub fn fault(mut self, fault: Fault, schedule: FaultSchedule) -> Self {
         self.faults.push(FaultRule { fault, schedule });
+        self
+    }
+
+    /// How connections are kept or closed (default: HTTP/1.1 keep-alive);
+    /// see [`Connections`](super::Connections).
+    ///
+    /// ```
+    /// use llmperf::mock::{Connections, MockScript};
+    /// // As llama.cpp's llama-server: promise keep-alive, close after each stream.
+    /// let script = MockScript::new().connections(Connections::CloseAfterResponse);
+    /// # let _ = script;
+    /// ```
+    pub fn connections(mut self, connections: super::Connections) -> Self {
+        self.connections = connections;
         self
     }
 

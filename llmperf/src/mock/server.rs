@@ -1,7 +1,6 @@
 //! The HTTP side: accepting connections, routing, and turning a generation
 //! request into a planned, scheduled response.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::body::MockBody;
+use super::connection::{ConnectionState, Connections, Refused, CLOSE_DELAY};
 use super::openai;
 use super::plan::{self, Timeline};
 use super::request::{self, Api, DEFAULT_MODEL};
@@ -45,18 +45,49 @@ pub(crate) async fn serve(
                     // Events are small writes that must leave when due, not
                     // wait for Nagle to coalesce them with the next one.
                     let _ = stream.set_nodelay(true);
+                    state.count_connection();
                     let state = Arc::clone(&state);
                     tokio::spawn(async move {
+                        let mode = state.script.connections;
+                        let connection = Arc::new(ConnectionState::default());
+                        let watched = Arc::clone(&connection);
                         let service = service_fn(move |request| {
                             let state = Arc::clone(&state);
-                            async move { Ok::<_, Infallible>(route(request, state).await) }
+                            let connection = Arc::clone(&connection);
+                            async move {
+                                if connection.refuses(mode) {
+                                    // hyper closes the connection unanswered.
+                                    state.count_refused();
+                                    return Err(Refused);
+                                }
+                                let mut response = route(request, state).await;
+                                connection.answered(mode, &mut response);
+                                response.body_mut().on_connection(connection);
+                                Ok(response)
+                            }
                         });
+                        let mut builder = http1::Builder::new();
+                        builder.timer(TokioTimer::new());
                         // A connection error (client gone, injected abort)
                         // concerns only that connection.
-                        let _ = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let served = builder.serve_connection(TokioIo::new(stream), service);
+                        let mut served = std::pin::pin!(served);
+                        if mode != Connections::CloseAfterResponse {
+                            let _ = served.await;
+                            return;
+                        }
+                        // Close shortly after the first response ends,
+                        // whatever its headers promised.
+                        tokio::select! {
+                            _ = served.as_mut() => return,
+                            _ = watched.response_ended() => {}
+                        }
+                        tokio::select! {
+                            _ = served.as_mut() => return,
+                            _ = tokio::time::sleep(CLOSE_DELAY) => {}
+                        }
+                        served.as_mut().graceful_shutdown();
+                        let _ = served.await;
                     });
                 }
                 // E.g. out of file descriptors: back off rather than spin.

@@ -33,6 +33,8 @@ pub(crate) struct State {
     last_model: Mutex<Option<String>>,
     /// How late scripted events go out.
     lateness: SendLateness,
+    connections: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A generation request being served: holds its concurrency slot (if any)
@@ -83,8 +85,20 @@ impl State {
             recent_tasks: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
             last_model: Mutex::new(None),
             lateness: SendLateness::new(),
+            connections: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             script,
         }
+    }
+
+    /// Counts an accepted connection.
+    pub(crate) fn count_connection(&self) {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a request refused by closing its connection.
+    pub(crate) fn count_refused(&self) {
+        self.refused.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Counts a generation request; returns its 1-based number.
@@ -171,6 +185,8 @@ impl State {
             send_lateness_p50_us: lateness.p50_us,
             send_lateness_p99_us: lateness.p99_us,
             send_lateness_max_us: lateness.max_us,
+            connections: self.connections.load(Ordering::SeqCst),
+            refused_requests: self.refused.load(Ordering::SeqCst),
         }
     }
 }

@@ -209,6 +209,40 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
     out
 }
 
+/// New and reused connections, what connecting took, re-sent requests.
+fn render_connections(out: &mut String, c: &crate::metrics::ConnectionStats) {
+    if c.requests == 0 {
+        return;
+    }
+    let mut line = format!(
+        "  connections {} new for {} requests ({:.0}%)",
+        c.new_connections,
+        c.requests,
+        c.new_share * 100.0
+    );
+    if let Some(connect) = &c.connect_ms {
+        line.push_str(&format!(
+            " · connect p50 {} p99 {}",
+            format_ms(connect.p50),
+            format_ms(connect.p99)
+        ));
+    }
+    if let Some(tls) = &c.tls_ms {
+        line.push_str(&format!(
+            " · TLS p50 {} p99 {}",
+            format_ms(tls.p50),
+            format_ms(tls.p99)
+        ));
+    }
+    if c.resent > 0 {
+        line.push_str(&format!(
+            " · {} re-sent on a new connection (the server had closed a kept one)",
+            c.resent
+        ));
+    }
+    let _ = writeln!(out, "{line}");
+}
+
 fn opt_ms(value: Option<f64>) -> String {
     value.map_or("-".to_string(), format_ms)
 }
@@ -367,6 +401,7 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
         );
     }
     let _ = writeln!(out, "  requests   {} ok, {}{excluded}", r.completed, failed);
+    render_connections(out, &summary.connections);
     let limits = &summary.output_limits;
     if limits.ended_early > 0 || limits.exceeded > 0 {
         let reasons: Vec<String> = limits

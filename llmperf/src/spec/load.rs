@@ -199,6 +199,22 @@ pub struct Load {
     /// rate-limited providers (closed loop).
     #[serde(with = "duration_ms")]
     pub sleep: Duration,
+    /// Largest event a stream may send, in bytes: an event still
+    /// incomplete past it ends the request as `event_too_large` (written
+    /// only when not the default).
+    #[serde(
+        default = "default_max_event_bytes",
+        skip_serializing_if = "is_default_max_event_bytes"
+    )]
+    pub max_event_bytes: usize,
+}
+
+fn default_max_event_bytes() -> usize {
+    crate::endpoint::reader::DEFAULT_MAX_EVENT_BYTES
+}
+
+fn is_default_max_event_bytes(bytes: &usize) -> bool {
+    *bytes == default_max_event_bytes()
 }
 
 /// Finished requests needed before the error-rate stop condition applies
@@ -227,6 +243,7 @@ impl Load {
             timeout: Duration::from_secs(90),
             stall_timeout: None,
             sleep: Duration::ZERO,
+            max_event_bytes: default_max_event_bytes(),
         }
     }
 
@@ -367,6 +384,15 @@ impl Load {
     /// Pause after each request, per slot.
     pub fn sleep(mut self, sleep: Duration) -> Self {
         self.sleep = sleep;
+        self
+    }
+
+    /// Largest event a stream may send (default 1 MiB): a longer one
+    /// (a line that never ends, a giant event) ends the request as
+    /// `event_too_large` and drops its connection, so no server can make
+    /// a stream hold more memory than this.
+    pub fn max_event_size(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
         self
     }
 
