@@ -28,9 +28,15 @@ pub fn serve(script: MockScript) -> ExitCode {
 
 /// Re-runs this executable with `child_env` set (its `main` then calls
 /// [`serve`]) and returns the child and the base URL it serves.
+#[allow(dead_code)] // not every bench spawns the default script
 pub fn spawn_endpoint(child_env: &str) -> std::io::Result<(Child, String)> {
+    spawn_endpoint_with(child_env, "1")
+}
+
+/// [`spawn_endpoint`] with `child_env` set to `value` (which script to serve).
+pub fn spawn_endpoint_with(child_env: &str, value: &str) -> std::io::Result<(Child, String)> {
     let mut child = Command::new(std::env::current_exe()?)
-        .env(child_env, "1")
+        .env(child_env, value)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -43,6 +49,7 @@ pub fn spawn_endpoint(child_env: &str) -> std::io::Result<(Child, String)> {
 
 /// The endpoint's own send lateness p50/p99, µs (`GET /v1/mock/stats`
 /// over a plain socket).
+#[allow(dead_code)] // not every bench reads the endpoint's lateness
 pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
     let authority = base_url.strip_prefix("http://")?.split('/').next()?;
     let mut stream = TcpStream::connect(authority).ok()?;
@@ -62,6 +69,7 @@ pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
 }
 
 /// CPU time (user + system) of this process so far, from getrusage.
+#[allow(dead_code)] // not every bench reads CPU time
 pub fn cpu_time() -> Duration {
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     let usage = unsafe {

@@ -132,6 +132,40 @@ pub struct LoadArgs {
     /// Longest silence allowed inside a stream (default: none).
     #[arg(long, value_parser = parse_duration)]
     pub stall_timeout: Option<Duration>,
+    /// Largest event a stream may send (e.g. 1MiB, 512KiB, 4MB; a bare number is bytes): a longer one ends the request as event_too_large.
+    #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+    pub max_event_size: usize,
+}
+
+/// A size in bytes: `1048576`, `512KiB`, `1MiB`, `4MB`, `1KB`.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1 << 10,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1 << 20,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size: write e.g. 1MiB, 512KiB or 4MB"
+            ))
+        }
+    };
+    number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&bytes| bytes >= 1024)
+        .ok_or_else(|| {
+            format!("`{text}` is not a size of at least 1KiB: write e.g. 1MiB, 512KiB or 4MB")
+        })
 }
 
 impl LoadArgs {
@@ -155,6 +189,11 @@ impl LoadArgs {
                 ))
             }
         };
+        if !self.sleep.is_zero() && self.rate.is_some() {
+            return Err(SpecError::new(
+                "--sleep pauses a closed loop's slots between requests and does nothing to an open loop: drop it, or lower --rate to send less often",
+            ));
+        }
         if open_only && load.rate.is_none() {
             return Err(SpecError::new(
                 "--arrival, --burstiness, --max-in-flight and --ramp-up shape an open loop: add --rate R",
@@ -189,7 +228,8 @@ impl LoadArgs {
         load = load
             .cooldown_requests(self.cooldown)
             .timeout(self.timeout)
-            .sleep(self.sleep);
+            .sleep(self.sleep)
+            .max_event_size(self.max_event_size);
         if let Some(errors) = self.max_errors {
             load = load.max_errors(errors);
         }
@@ -313,6 +353,25 @@ mod tests {
             .unwrap_err()
             .contains("10%"));
         assert!(load(&["--warmup", "soon"]).unwrap_err().contains("30s"));
+        assert!(load(&["--rate", "5", "--sleep", "1s"])
+            .unwrap_err()
+            .contains("lower --rate"));
+        assert!(load(&["--rate", "auto", "--sleep", "1s"]).is_err());
+        assert!(load(&["-c", "4", "--sleep", "1s"]).is_ok());
+    }
+
+    #[test]
+    fn sizes_parse_with_units_and_refuse_tiny_or_unknown_ones() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("512KiB"), Ok(512 << 10));
+        assert_eq!(parse_size("4MB"), Ok(4_000_000));
+        assert_eq!(parse_size("2048"), Ok(2048));
+        assert!(parse_size("12").is_err());
+        assert!(parse_size("1 parsec").is_err());
+        assert_eq!(
+            load(&["--max-event-size", "2MiB"]).unwrap().max_event_bytes,
+            2 << 20
+        );
     }
 }
 

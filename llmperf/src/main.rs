@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use llmperf::harness::{load_dotenv, parse_duration, ColorChoice};
 use llmperf::load::Stop;
+use llmperf::report::stdout;
 use llmperf::report::terminal::{self, Palette};
 use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
@@ -132,9 +133,15 @@ struct RunArgs {
     /// Seed for prompts, lengths and validation numbers.
     #[arg(long, default_value_t = llmperf::spec::DEFAULT_SEED)]
     seed: u64,
-    /// Check every answer (number ↔ words) and detect cross-overs.
-    #[arg(long)]
+    /// Check every answer (number ↔ words) and detect cross-overs: the default for generated prompts; with --dataset it must be asked for.
+    #[arg(long, conflicts_with = "no_validate")]
     validate: bool,
+    /// Do not validate: prompts carry no validation line.
+    #[arg(long)]
+    no_validate: bool,
+    /// Exit 0 even when a response answered another request (a cross-over is reported either way).
+    #[arg(long)]
+    allow_cross_overs: bool,
     /// Send only validation prompts (a correctness run).
     #[arg(long)]
     validate_only: bool,
@@ -211,7 +218,7 @@ struct MockArgs {
     /// Require this Bearer key (401 otherwise).
     #[arg(long)]
     api_key: Option<String>,
-    /// Inject a fault: KIND:every=N or KIND:p=P; KIND is 500 (any status), disconnect, malformed, stall, cross-over, stream-error, missing-done. Repeatable.
+    /// Inject a fault: KIND:every=N or KIND:p=P; KIND is 500 (any status), disconnect, malformed, stall, cross-over, stream-error, missing-done, or a hostile one: endless-line, huge-event (50 MiB), event-flood (2,000,000 events). Repeatable.
     #[arg(long, value_parser = parse_fault)]
     fault: Vec<(Fault, FaultSchedule)>,
     /// Seed for jitter, filler text and probabilistic faults.
@@ -220,6 +227,12 @@ struct MockArgs {
     /// How connections are kept or closed: keep-alive, close-after-response (llama.cpp: advertise keep-alive, close after each response), close-on-reuse (a second request on a connection is not answered), announce-close (Connection: close), or limited:max=N,timeout=S (Keep-Alive limits).
     #[arg(long, value_parser = parse_connections, default_value = "keep-alive")]
     connections: llmperf::mock::Connections,
+    /// Never send usage, even when asked (as llama-cpp-python's server and many proxies).
+    #[arg(long)]
+    omit_usage: bool,
+    /// Words of one server token each that cl100k_base splits into several (a model with another vocabulary).
+    #[arg(long)]
+    long_words: bool,
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -277,6 +290,11 @@ fn parse_fault(text: &str) -> Result<(Fault, FaultSchedule), String> {
         "cross-over" | "crossover" => Fault::CrossOver,
         "stream-error" => Fault::StreamError,
         "missing-done" => Fault::MissingDone,
+        "endless-line" => Fault::EndlessLine,
+        "huge-event" => Fault::HugeEvent {
+            bytes: 50 * 1024 * 1024,
+        },
+        "event-flood" => Fault::EventFlood { events: 2_000_000 },
         status => Fault::Status(
             status
                 .parse::<u16>()
@@ -308,6 +326,7 @@ fn parse_fault(text: &str) -> Result<(Fault, FaultSchedule), String> {
 }
 
 fn main() -> ExitCode {
+    stdout::own();
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
@@ -327,7 +346,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => report(args),
         Command::ListApis => {
             for kind in llmperf::endpoint::kinds() {
-                println!("{:<20} {}", kind.name(), kind.description());
+                stdout::line(&format!("{:<20} {}", kind.name(), kind.description()));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -349,8 +368,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.mock {
         endpoint = endpoint.builtin();
     } else if llmperf::run::configured_endpoint(&endpoint)?.is_none() {
+        let prefix = llmperf::run::env_prefix(&endpoint)?;
         bail!(
-            "no endpoint: pass --base-url URL, set {{PREFIX}}_API_BASE or the provider's key (a .env file works), or pass --mock to try the built-in endpoint"
+            "no endpoint for --api {}: pass --base-url URL, set {prefix}_API_BASE (or {prefix}_API_KEY for a provider with a public URL; a .env file works), or pass --mock to try the built-in endpoint",
+            args.api
         );
     }
     if let Some(model) = &args.model {
@@ -410,8 +431,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         .endpoint(endpoint)
         .workload(workload)
         .load(load)
-        .validate(args.validate)
-        .seed(args.seed);
+        .seed(args.seed)
+        .fail_on_cross_over(!args.allow_cross_overs);
+    if args.validate || args.no_validate {
+        bench = bench.validate(args.validate);
+    }
     for slo in args.load.slos()? {
         bench = bench.slo(slo);
     }
@@ -433,12 +457,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let outcome = run_benchmark(&args.name, &bench, &options)?;
     if args.quiet {
-        println!("{}", terminal::one_line(&outcome.summary));
+        stdout::line(&terminal::one_line(&outcome.summary));
     } else {
-        print!(
-            "{}",
-            terminal::render(&outcome.summary, Palette::new(args.color.enabled()))
-        );
+        stdout::print(&terminal::render(
+            &outcome.summary,
+            Palette::new(args.color.enabled()),
+        ));
     }
     match &outcome.summary_path {
         Some(path) => eprintln!("results: {}", path.display()),
@@ -460,6 +484,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         // The stop condition's message is in the block above.
         return Ok(ExitCode::FAILURE);
     }
+    let cross_overs = outcome.summary.cross_overs();
+    if cross_overs > 0 && bench.fails_on_cross_over() {
+        eprintln!(
+            "error: {cross_overs} response(s) answered another request (cross-overs): the endpoint mixed up responses; --allow-cross-overs exits 0 anyway"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -477,21 +508,18 @@ fn compare(args: CompareCmd) -> Result<ExitCode> {
     let palette = Palette::new(args.color.enabled());
     match args.compare.output_format {
         OutputFormat::Terminal => {
-            println!("{}", palette.bold(&current.result.benchmark));
-            print!(
-                "{}",
-                llmperf::report::comparison::render(&comparison, palette)
-            );
+            stdout::line(&palette.bold(&current.result.benchmark));
+            stdout::print(&llmperf::report::comparison::render(&comparison, palette));
         }
         OutputFormat::Json => {
-            println!(
+            stdout::line(&format!(
                 "{}",
                 export::message(&current.result, Some(&comparison), &gate, None)
-            );
+            ));
         }
         format => {
             if let Some(value) = export::dashboard(format, std::slice::from_ref(&current.result)) {
-                println!("{value:#}");
+                stdout::line(&format!("{value:#}"));
             }
         }
     }
@@ -504,10 +532,11 @@ fn compare(args: CompareCmd) -> Result<ExitCode> {
 
 fn export(args: ExportCmd) -> Result<ExitCode> {
     use llmperf::report::export::{self, GateOutcome, OutputFormat};
+    // Each result with where it was found, to tell apart results of one name.
     let mut results = Vec::new();
     for path in &args.paths {
         if path.is_file() {
-            results.push(llmperf::baseline::Baseline::load(path)?);
+            results.push((llmperf::baseline::Baseline::load(path)?, path.clone()));
             continue;
         }
         if !path.is_dir() {
@@ -525,7 +554,8 @@ fn export(args: ExportCmd) -> Result<ExitCode> {
                 .is_some_and(|name| name == "previous");
             if entry.file_name() == llmperf::results::SUMMARY_FILE {
                 if !in_previous {
-                    results.push(llmperf::baseline::Baseline::load(file)?);
+                    let dir = file.parent().unwrap_or(file).to_path_buf();
+                    results.push((llmperf::baseline::Baseline::load(file)?, dir));
                 }
             } else if entry.file_name() == llmperf::report::html::BASELINE_COPY_FILE {
                 // A compared run's copy of its baseline, not a result.
@@ -543,31 +573,46 @@ fn export(args: ExportCmd) -> Result<ExitCode> {
                 // Several baselines of one benchmark stay apart.
                 baseline.result.benchmark =
                     format!("{} ({})", baseline.result.benchmark, baseline.name);
-                results.push(baseline);
+                results.push((baseline, file.to_path_buf()));
             }
         }
     }
     if results.is_empty() {
         bail!("no results under {}: run `cargo bench` (results go to target/llmperf) or pass a results directory", args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
-    let files: Vec<llmperf::results::SummaryFile> = results.into_iter().map(|r| r.result).collect();
+    // Runs of one name (`llmperf run --name`, several results directories)
+    // are told apart by where they were found.
+    let mut named: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (result, _) in &results {
+        *named.entry(result.result.benchmark.clone()).or_default() += 1;
+    }
+    let files: Vec<llmperf::results::SummaryFile> = results
+        .into_iter()
+        .map(|(mut result, found)| {
+            if named.get(&result.result.benchmark).is_some_and(|&n| n > 1) {
+                result.result.benchmark =
+                    format!("{} ({})", result.result.benchmark, found.display());
+            }
+            result.result
+        })
+        .collect();
     match args.format {
         OutputFormat::Terminal => {
             for file in &files {
-                print!("{}", terminal::render(file, Palette::new(false)));
+                stdout::print(&terminal::render(file, Palette::new(false)));
             }
         }
         OutputFormat::Json => {
             for file in &files {
-                println!(
+                stdout::line(&format!(
                     "{}",
                     export::message(file, None, &GateOutcome::default(), None)
-                );
+                ));
             }
         }
         format => {
             if let Some(value) = export::dashboard(format, &files) {
-                println!("{value:#}");
+                stdout::line(&format!("{value:#}"));
             }
         }
     }
@@ -581,11 +626,11 @@ fn report(args: ReportCmd) -> Result<ExitCode> {
         noplot: args.noplot,
     };
     let pages = llmperf::report::html::render_report(&args.results, &out, &options)?;
-    println!(
+    stdout::line(&format!(
         "report: {} ({} benchmark page(s))",
         pages.index.display(),
         pages.pages.len()
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -599,7 +644,9 @@ fn mock(args: MockArgs) -> Result<ExitCode> {
         .output_tokens(args.output_tokens)
         .reasoning_tokens(args.reasoning_tokens)
         .seed(args.seed)
-        .connections(args.connections);
+        .connections(args.connections)
+        .omit_usage(args.omit_usage)
+        .long_words(args.long_words);
     if let Some(limit) = args.concurrency_limit {
         script = script.concurrency_limit(limit);
     }
@@ -612,11 +659,14 @@ fn mock(args: MockArgs) -> Result<ExitCode> {
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
     let server = MockServer::start_on(address, script)
         .with_context(|| format!("cannot serve on {address}"))?;
-    println!("llmperf built-in endpoint serving on {}", server.base_url());
-    println!(
+    stdout::line(&format!(
+        "llmperf built-in endpoint serving on {}",
+        server.base_url()
+    ));
+    stdout::line(&format!(
         "try: llmperf run --base-url {} -m llmperf-mock -r 20 -c 4",
         server.base_url()
-    );
+    ));
     server.wait();
     Ok(ExitCode::SUCCESS)
 }

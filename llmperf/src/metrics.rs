@@ -8,7 +8,9 @@
 //!   spread over the tokens of the later event (an event carrying k tokens
 //!   gives k samples of gap/k); per-event token counts come from the client
 //!   tokenizer, scaled so they add up to the server's `usage` count when the
-//!   server gave one. TTFT is never an ITL sample.
+//!   server gave one. Without one, a stream of one token per event
+//!   ([`RequestRecord::counted_by_events`]) counts one per event, however
+//!   its text re-tokenises. TTFT is never an ITL sample.
 //! - TPOT: (E2E − TTFT) / (content tokens − 1); reasoning tokens came
 //!   before the first content token, so they are not in it.
 //! - output tokens/s of a request: output tokens / E2E.
@@ -131,6 +133,8 @@ pub fn tokens_per_event(record: &RequestRecord) -> Vec<u32> {
     let target = match record.output_tokens_server {
         Some(_) => u64::from(record.content_tokens())
             .min(weights.len() as u64 * u64::from(MAX_TOKENS_PER_EVENT)),
+        // One token per event: how the text re-tokenises does not matter.
+        None if record.counted_by_events() => return vec![1; weights.len()],
         None => return weights,
     };
     if client_total == 0 || target == client_total {
@@ -332,6 +336,14 @@ pub struct Overload {
 pub struct TokenCountCheck {
     /// Requests whose server reported usage.
     pub requests_with_server_counts: u64,
+    /// Successful requests whose output count is a client estimate (the
+    /// server sent no usage): their tokens, throughput and TPOT are estimates.
+    #[serde(default)]
+    pub client_estimated_requests: u64,
+    /// Of those, requests counted one token per content event (the stream
+    /// sends one token per event); the rest are re-tokenised by the client.
+    #[serde(default)]
+    pub counted_by_events: u64,
     /// Requests whose server and client counts differ.
     pub mismatched_requests: u64,
     /// Mean |server − client| / server over output counts.
@@ -349,10 +361,17 @@ pub struct ValidationSummary {
     pub cross_overs: u64,
     /// Answers with no right number.
     pub mismatches: u64,
+    /// Answers cut short (their token limit, a broken stream) before a
+    /// right number: neither right nor wrong.
+    #[serde(default)]
+    pub truncated: u64,
     /// Every cross-over.
     pub cross_over_requests: Vec<ValidationIssue>,
     /// The first mismatches (up to 50).
     pub mismatch_requests: Vec<ValidationIssue>,
+    /// The first truncated answers (up to 50).
+    #[serde(default)]
+    pub truncated_requests: Vec<ValidationIssue>,
 }
 
 /// One validation problem.
@@ -495,8 +514,14 @@ fn token_count_check(ok: &[&RequestRecord]) -> TokenCountCheck {
             (server > 0.0).then(|| (server - f64::from(r.output_tokens_client)).abs() / server)
         })
         .collect();
+    let estimated: Vec<&&RequestRecord> = ok
+        .iter()
+        .filter(|r| r.output_tokens_server.is_none())
+        .collect();
     TokenCountCheck {
         requests_with_server_counts: with_server.len() as u64,
+        client_estimated_requests: estimated.len() as u64,
+        counted_by_events: estimated.iter().filter(|r| r.counted_by_events()).count() as u64,
         mismatched_requests: ok.iter().filter(|r| r.token_count_mismatch).count() as u64,
         mean_output_relative_difference: if relative.is_empty() {
             0.0
@@ -534,6 +559,9 @@ fn validation_summary(records: &[RequestRecord]) -> Option<ValidationSummary> {
     let mut mismatch_requests = issues(ValidationOutcome::Mismatch);
     let mismatches = mismatch_requests.len() as u64;
     mismatch_requests.truncate(LISTED_VALIDATION_ISSUES);
+    let mut truncated_requests = issues(ValidationOutcome::Truncated);
+    let truncated = truncated_requests.len() as u64;
+    truncated_requests.truncate(LISTED_VALIDATION_ISSUES);
     Some(ValidationSummary {
         validated: validated.len() as u64,
         passed: validated
@@ -544,6 +572,8 @@ fn validation_summary(records: &[RequestRecord]) -> Option<ValidationSummary> {
         mismatches,
         cross_over_requests,
         mismatch_requests,
+        truncated,
+        truncated_requests,
     })
 }
 
@@ -575,6 +605,7 @@ mod tests {
             end_us: events_us.last().copied().unwrap_or(sent_us),
             content_events_us: events_us.to_vec(),
             content_event_tokens: tokens.to_vec(),
+            single_token_events: false,
             reasoning_events: 0,
             max_tokens: None,
             finish_reason: None,

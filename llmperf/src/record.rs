@@ -67,6 +67,12 @@ pub struct RequestRecord {
     pub content_events_us: Vec<u64>,
     /// Client-tokenizer tokens in each content event.
     pub content_event_tokens: Vec<u32>,
+    /// Without server counts: the stream sends one token per content event
+    /// (nine in ten events' text is at most one word, as one token's text
+    /// is), so each event counts as one token
+    /// ([`RequestRecord::counted_by_events`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_token_events: bool,
     /// Number of reasoning events.
     pub reasoning_events: u32,
     /// `max_tokens` sent.
@@ -104,7 +110,7 @@ pub struct ValidationRecord {
     pub expected: u64,
     /// `digits_to_words` or `words_to_digits`.
     pub direction: String,
-    /// `pass`, `cross_over` or `mismatch`.
+    /// `pass`, `cross_over`, `truncated` or `mismatch`.
     pub outcome: ValidationOutcome,
     /// The other request's number found in the answer (cross-over).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,8 +128,20 @@ pub enum ValidationOutcome {
     Pass,
     /// Another request's number: a response went to the wrong request.
     CrossOver,
+    /// Cut short (its token limit, a broken stream) before a right number.
+    Truncated,
     /// Neither.
     Mismatch,
+}
+
+/// Whether a finish reason says the token limit ended the answer (`length`
+/// for OpenAI-style servers and TGI, `max_tokens` for Anthropic, Gemini's
+/// `MAX_TOKENS`).
+pub fn is_length_finish(reason: &str) -> bool {
+    matches!(
+        reason.to_ascii_lowercase().as_str(),
+        "length" | "max_tokens" | "max_new_tokens" | "max_output_tokens"
+    )
 }
 
 /// What the collector needs to finish records: the run's clock origin,
@@ -174,6 +192,17 @@ impl RequestRecord {
             content_event_tokens.push(context.tokenizer.count(piece) as u32);
         }
         let text = exchange.content.text();
+        // One token's text is at most one word: a stream whose events mostly
+        // are has one token per event (checked only without server counts).
+        let single_token_events = exchange.usage.and_then(|u| u.completion_tokens).is_none()
+            && !exchange.content.is_empty()
+            && exchange
+                .content
+                .iter()
+                .filter(|(_, piece)| !piece.trim().contains(char::is_whitespace))
+                .count()
+                * 10
+                >= exchange.content.len() * 9;
         let first_reasoning_us = exchange.reasoning.first_arrival().map(after_send);
         let reasoning_events = exchange.reasoning.len() as u32;
         let usage = exchange.usage.unwrap_or_default();
@@ -186,8 +215,17 @@ impl RequestRecord {
         let token_count_mismatch = usage
             .completion_tokens
             .is_some_and(|server| server != output_tokens_client);
+        // Cut short: a stream that failed, a length finish, or the limit reached.
+        let events = (exchange.content.len() + exchange.reasoning.len()) as u32;
+        let cut = exchange.error.is_some()
+            || finish_reason.as_deref().is_some_and(is_length_finish)
+            || match (plan.max_tokens, usage.completion_tokens) {
+                (Some(limit), Some(server)) => server >= limit,
+                (Some(limit), None) => finish_reason.is_none() && events >= limit,
+                (None, _) => false,
+            };
         let validation = plan.task.as_ref().map(|task| {
-            let outcome = validate::check(task, text, |n| {
+            let outcome = validate::check(task, text, cut, |n| {
                 n != task.number && context.numbers.contains_key(&n)
             });
             let (outcome, other_number) = match outcome {
@@ -195,6 +233,7 @@ impl RequestRecord {
                 Outcome::CrossOver { other_number } => {
                     (ValidationOutcome::CrossOver, Some(other_number))
                 }
+                Outcome::Truncated => (ValidationOutcome::Truncated, None),
                 Outcome::Mismatch => (ValidationOutcome::Mismatch, None),
             };
             ValidationRecord {
@@ -227,6 +266,7 @@ impl RequestRecord {
             end_us: context.us(exchange.ended_at),
             content_events_us,
             content_event_tokens,
+            single_token_events,
             reasoning_events,
             max_tokens: plan.max_tokens,
             finish_reason,
@@ -245,25 +285,43 @@ impl RequestRecord {
         record
     }
 
-    /// Output tokens: the server's count when it gave one, else the client's.
+    /// Output tokens: the server's count when it gave one, else a client
+    /// estimate ([`RequestRecord::content_tokens`] and the client's
+    /// reasoning count).
     pub fn output_tokens(&self) -> u32 {
-        self.output_tokens_server
-            .unwrap_or(self.output_tokens_client)
+        self.output_tokens_server.unwrap_or_else(|| {
+            self.content_tokens()
+                .saturating_add(self.reasoning_tokens_client)
+        })
     }
 
     /// Content (non-reasoning) output tokens: the server's count less its
     /// reasoning tokens (the client's reasoning count when the server does
-    /// not break them out), else the client's.
+    /// not break them out). Without a server count, an estimate: the number
+    /// of content events when the stream sends one token per event
+    /// ([`RequestRecord::counted_by_events`]), else the client tokenizer's
+    /// count of the text.
     pub fn content_tokens(&self) -> u32 {
         match self.output_tokens_server {
             Some(server) => server.saturating_sub(
                 self.reasoning_tokens_server
                     .unwrap_or(self.reasoning_tokens_client),
             ),
+            None if self.counted_by_events() => self.content_events_us.len() as u32,
             None => self
                 .output_tokens_client
                 .saturating_sub(self.reasoning_tokens_client),
         }
+    }
+
+    /// Whether this request's tokens are counted by its events: no server
+    /// count, and a stream of one token per event
+    /// ([`RequestRecord::single_token_events`]), as llama.cpp and vLLM send
+    /// by default. The event count is then a better count than re-tokenising
+    /// the text (another model's vocabulary splits it differently), and each
+    /// event is one token for the inter-token latency.
+    pub fn counted_by_events(&self) -> bool {
+        self.output_tokens_server.is_none() && self.single_token_events
     }
 
     /// Input tokens: the server's count when it gave one, else the client's.

@@ -140,6 +140,18 @@ pub struct SummaryFile {
     pub sweep: Option<SweepSummary>,
 }
 
+impl SummaryFile {
+    /// Validation cross-overs over every level (warmup and cooldown
+    /// included: a cross-over is never excused).
+    pub fn cross_overs(&self) -> u64 {
+        self.levels
+            .iter()
+            .filter_map(|level| level.summary.validation.as_ref())
+            .map(|validation| validation.cross_overs)
+            .sum()
+    }
+}
+
 /// Appends records to `requests.jsonl` as requests finish, flushing each
 /// line so an interrupted run keeps every finished request.
 pub struct RecordWriter {

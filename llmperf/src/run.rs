@@ -138,6 +138,13 @@ fn configured_base_url(spec: &Endpoint, kind: &dyn EndpointKind) -> (String, Opt
     (prefix, url)
 }
 
+/// The environment variable prefix `spec` reads (`OPENAI`, `TOGETHER`, …);
+/// `Err` for an unknown kind.
+pub fn env_prefix(spec: &Endpoint) -> Result<String, SpecError> {
+    let kind = find_kind(spec)?;
+    Ok(configured_base_url(spec, kind).0)
+}
+
 /// Whether `spec` reaches a real endpoint (from the spec or the
 /// environment) rather than the built-in one; `Err` for an unknown kind.
 pub fn configured_endpoint(spec: &Endpoint) -> Result<Option<String>, SpecError> {
@@ -294,7 +301,7 @@ pub fn run_benchmark(
         api_key_set: resolved.target.api_key.is_some(),
         workload: bench.workload.clone(),
         load: bench.load.clone(),
-        validate: bench.validate,
+        validate: bench.validates(),
         seed: bench.seed,
         extra_body: bench.extra_body.clone(),
         mock: resolved.mock.as_ref().map(|_| bench.mock.clone()),
@@ -353,7 +360,35 @@ pub fn run_benchmark(
     let mut records: Vec<RequestRecord> = Vec::new();
     while let Some(level) = pending.pop_front() {
         let index = levels.len() as u32;
-        let run = run_level(&context, level, index, writer.take())?;
+        // An automatic sweep's max-throughput probe sends enough requests
+        // for every slot to turn over several times, so the rate it
+        // measures is the endpoint's, not the first wave's.
+        let probe = auto_probe(&bench.load, &level, &levels, options.mode);
+        if let Some(probe) = &probe {
+            if probe.requests > bench.load.requests {
+                let why = match level {
+                    Level::Concurrency { .. } => format!(
+                        "{AUTO_PROBE_TURNOVERS} per slot, so its rate is measured at full load"
+                    ),
+                    Level::Rate(_) => format!(
+                        "sending for {AUTO_PROBE_TURNOVERS} times the max-throughput level's E2E p50, so its completed rate is more than its first requests'"
+                    ),
+                };
+                eprintln!(
+                    "{id} [{}]: the automatic sweep sends {} requests at this level, not {} ({why})",
+                    level.label(),
+                    probe.requests,
+                    bench.load.requests
+                );
+            }
+        }
+        let run = run_level(
+            &context,
+            probe.as_ref().unwrap_or(&bench.load),
+            level,
+            index,
+            writer.take(),
+        )?;
         writer = run.writer;
         let summary = Summary::of(&run.records);
         let measured: Vec<&RequestRecord> = run
@@ -362,12 +397,24 @@ pub fn run_benchmark(
             .filter(|r| r.phase == Phase::Measured)
             .collect();
         let slo = SloReport::of(&measured, &slos, summary.throughput.window_s);
+        let mut notes = Vec::new();
+        if let (Some(_), Level::Concurrency { concurrency }) = (&probe, level) {
+            // Fewer requests than planned completed (a duration, failures).
+            let per_slot = summary.requests.completed as f64 / concurrency as f64;
+            if per_slot < AUTO_PROBE_TURNOVERS as f64 {
+                notes.push(format!(
+                    "this max-throughput level completed {} requests, {per_slot:.1} per slot (fewer than {AUTO_PROBE_TURNOVERS}): its rate may understate the endpoint's maximum, and the open-loop rates are spread below it; give it more time (--duration) or fewer failures",
+                    summary.requests.completed
+                ));
+            }
+        }
         levels.push(LevelResult {
             index,
             level,
             stop: run.stop.clone(),
             summary,
             slo,
+            notes,
         });
         records.extend(run.records);
         if run.stop.ends_run() {
@@ -420,6 +467,39 @@ pub fn run_benchmark(
     })
 }
 
+/// Requests per slot an automatic sweep's max-throughput level sends at least.
+pub const AUTO_PROBE_TURNOVERS: u64 = 5;
+
+/// The most requests an automatic sweep's open-loop level is sized up to.
+const AUTO_LEVEL_MAX_REQUESTS: u64 = 10_000;
+
+/// The load of an automatic sweep's level, sized so what it measures is
+/// real: its max-throughput level (the closed level above one in flight)
+/// sends at least [`AUTO_PROBE_TURNOVERS`] requests per slot; an open-loop
+/// level sends for at least that many times the max-throughput level's E2E
+/// p50 (at most [`AUTO_LEVEL_MAX_REQUESTS`]), so its completed rate is not
+/// just its first requests'. `None` for other levels, and in smoke tests.
+fn auto_probe(load: &Load, level: &Level, measured: &[LevelResult], mode: RunMode) -> Option<Load> {
+    if !matches!(load.sweep, Some(Sweep::Auto { .. })) || mode == RunMode::Test {
+        return None;
+    }
+    let least = match level {
+        Level::Concurrency { concurrency } if *concurrency > 1 => {
+            AUTO_PROBE_TURNOVERS.saturating_mul(*concurrency as u64)
+        }
+        Level::Rate(rate) => {
+            let e2e_s = measured.get(1)?.summary.e2e_ms?.p50 / 1e3;
+            let least = (rate.per_s * AUTO_PROBE_TURNOVERS as f64 * e2e_s).ceil();
+            (least.is_finite() && least > 0.0)
+                .then(|| (least as u64).min(AUTO_LEVEL_MAX_REQUESTS))?
+        }
+        Level::Concurrency { .. } => return None,
+    };
+    let mut probe = load.clone();
+    probe.requests = probe.requests.max(least);
+    Some(probe)
+}
+
 /// The open-loop levels of an automatic sweep, once its synchronous and
 /// max-throughput levels ran: `rates` rates spread evenly between the
 /// completed-request rates those two measured (both ends excluded).
@@ -456,12 +536,12 @@ fn auto_rates(load: &Load, levels: &[LevelResult], rates: usize) -> Vec<Level> {
 /// Runs one level: plans its requests, drives them, collects the records.
 fn run_level(
     context: &RunContext<'_>,
+    load: &Load,
     level: Level,
     index: u32,
     mut writer: Option<RecordWriter>,
 ) -> Result<LevelRun, RunError> {
     let bench = context.bench;
-    let load = &bench.load;
     // With multi-turn conversations a unit of load is a conversation: an
     // open loop's rate is conversations per second, and its phases count
     // conversations (a closed loop phases requests by plan index).
@@ -495,7 +575,7 @@ fn run_level(
     };
     let planned = plan_workload(
         &bench.workload,
-        bench.validate,
+        bench.validates(),
         count,
         seed,
         context.tokenizer,

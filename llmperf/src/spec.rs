@@ -520,7 +520,9 @@ pub struct Benchmark {
     pub(crate) endpoint: Endpoint,
     pub(crate) workload: Workload,
     pub(crate) load: Load,
-    pub(crate) validate: bool,
+    /// `None`: the default for the workload ([`Benchmark::validates`]).
+    pub(crate) validate: Option<bool>,
+    pub(crate) fail_on_cross_over: bool,
     pub(crate) seed: u64,
     pub(crate) extra_body: serde_json::Map<String, serde_json::Value>,
     pub(crate) mock: MockScript,
@@ -542,7 +544,8 @@ impl Benchmark {
             endpoint: Endpoint::openai_chat(),
             workload: Workload::default(),
             load: Load::default(),
-            validate: false,
+            validate: None,
+            fail_on_cross_over: true,
             seed: DEFAULT_SEED,
             extra_body: serde_json::Map::new(),
             mock: MockScript::default(),
@@ -587,10 +590,49 @@ impl Benchmark {
         self
     }
 
-    /// Checks every response for the right answer (and cross-overs).
+    /// Checks every response for the right answer and for cross-overs
+    /// (request A receiving B's answer). On by default for generated prompts
+    /// (each gets one line asking the reply to open with a number, see
+    /// [`crate::validate`]); off by default for datasets, whose prompts are
+    /// the user's. `validate(false)` turns it off, `validate(true)` on.
+    ///
+    /// ```
+    /// use llmperf::{Benchmark, Dataset, Workload};
+    /// assert!(Benchmark::new().validates());
+    /// assert!(!Benchmark::new().validate(false).validates());
+    /// let dataset = Benchmark::new().workload(Workload::dataset(Dataset::jsonl("prompts.jsonl")));
+    /// assert!(!dataset.validates());
+    /// assert!(dataset.validate(true).validates());
+    /// ```
     pub fn validate(mut self, on: bool) -> Self {
-        self.validate = on;
+        self.validate = Some(on);
         self
+    }
+
+    /// Whether responses are validated: as set with [`Benchmark::validate`],
+    /// else on for generated prompts and off for a dataset (a correctness
+    /// run, [`Workload::validation_only`], always is).
+    pub fn validates(&self) -> bool {
+        match (&self.workload.prompts, self.validate) {
+            (PromptScheme::ValidationOnly, _) => true,
+            (_, Some(on)) => on,
+            (PromptScheme::Dataset(_), None) => false,
+            (_, None) => true,
+        }
+    }
+
+    /// Whether a cross-over (a response that answered another request)
+    /// makes the run fail, as it does by default (`llmperf run` and
+    /// `cargo bench` exit non-zero); `false` only reports it, as
+    /// `--allow-cross-overs` does.
+    pub fn fail_on_cross_over(mut self, fail: bool) -> Self {
+        self.fail_on_cross_over = fail;
+        self
+    }
+
+    /// Whether a cross-over fails the run ([`Benchmark::fail_on_cross_over`]).
+    pub fn fails_on_cross_over(&self) -> bool {
+        self.fail_on_cross_over
     }
 
     /// The seed for prompts, lengths and validation numbers.
@@ -688,8 +730,7 @@ impl Benchmark {
                 self.load.planned_requests()
             )));
         }
-        let validated = self.validate || self.workload.prompts == PromptScheme::ValidationOnly;
-        if validated && self.load.planned_requests() > MAX_VALIDATED_REQUESTS {
+        if self.validates() && self.load.planned_requests() > MAX_VALIDATED_REQUESTS {
             return Err(SpecError::new(format!(
                 "validation gives each request its own number, so at most {MAX_VALIDATED_REQUESTS} requests can be validated: lower --requests or drop --validate"
             )));
@@ -825,8 +866,9 @@ impl Dataset {
 pub const MAX_SHARED_PREFIX_TOKENS: u32 = 1_000_000;
 /// The most requests one run plans (each prompt is made before the run).
 pub const MAX_REQUESTS: u64 = 1_000_000;
-/// The most validated requests in one run: each needs its own number.
-pub const MAX_VALIDATED_REQUESTS: u64 = 500_000;
+/// The most validated requests in one run: each needs its own number
+/// (runs of more than 500,000 draw them from a wider range).
+pub const MAX_VALIDATED_REQUESTS: u64 = MAX_REQUESTS;
 /// The most output tokens one request may ask for.
 pub const MAX_OUTPUT_TOKENS: u32 = 1_000_000;
 

@@ -7,23 +7,39 @@
 //! - the request's own number appears → [`Outcome::Pass`];
 //! - otherwise a number of another request of the same run appears →
 //!   [`Outcome::CrossOver`]: the endpoint delivered someone else's response;
+//! - otherwise, when the answer was cut short (by its token limit, or a
+//!   stream that broke) → [`Outcome::Truncated`]: it may have been on its
+//!   way to the right number;
 //! - otherwise → [`Outcome::Mismatch`]: the model simply got it wrong.
 //!
-//! ```
-//! use llmperf::validate::{check, Direction, Outcome, Task};
+//! In a cut answer the number it ends on may be incomplete ("forty-eight
+//! thousand" on the way to 48,213), so it never counts as another request's:
+//! a partial number is not a cross-over. Only the first
+//! [`VALIDATED_TEXT_BYTES`] of an answer are read (the instruction asks for
+//! the number first).
 //!
-//! let task = Task { number: 48_213, direction: Direction::DigitsToWords };
+//! The instruction comes in two forms ([`Reply`]): a correctness run asks
+//! for the number alone; any other prompt asks for it to open the reply,
+//! which then goes on with the prompt's own task, so validating does not
+//! shorten the outputs a workload plans.
+//!
+//! ```
+//! use llmperf::validate::{check, Direction, Outcome, Reply, Task};
+//!
+//! let task = Task { number: 48_213, direction: Direction::DigitsToWords, reply: Reply::Only };
 //! let prompt = format!("Tell me a story.\n\n{}", task.instruction());
 //! assert_eq!(Task::parse(&prompt), Some(task.clone()));
 //! assert_eq!(task.answer(), "forty-eight thousand two hundred thirteen");
 //!
-//! let run = [48_213, 77_001];
+//! let run = [48_213, 48_000, 77_001];
 //! let is_other = |n| run.contains(&n);
 //! let reply = "Sure! Forty-Eight Thousand, Two Hundred and Thirteen.";
-//! assert_eq!(check(&task, reply, is_other), Outcome::Pass);
+//! assert_eq!(check(&task, reply, false, is_other), Outcome::Pass);
 //! let reply = "seventy-seven thousand one";
-//! assert_eq!(check(&task, reply, is_other), Outcome::CrossOver { other_number: 77_001 });
-//! assert_eq!(check(&task, "I don't know", is_other), Outcome::Mismatch);
+//! assert_eq!(check(&task, reply, false, is_other), Outcome::CrossOver { other_number: 77_001 });
+//! assert_eq!(check(&task, "I don't know", false, is_other), Outcome::Mismatch);
+//! // Cut by max_tokens on the way to the answer: not another request's 48,000.
+//! assert_eq!(check(&task, "forty-eight thousand", true, is_other), Outcome::Truncated);
 //! ```
 
 /// Marks the instruction inside a prompt so [`Task::parse`] can find it again.
@@ -51,6 +67,21 @@ const SCALES: [(u64, &str); 6] = [
 /// thin or narrow no-break space).
 const GROUP_SEPARATORS: [char; 5] = [',', ' ', '\u{A0}', '\u{2009}', '\u{202F}'];
 
+/// Bytes of an answer read for its number (the instruction asks for the
+/// number first; a longer answer is not read further).
+pub const VALIDATED_TEXT_BYTES: usize = 64 * 1024;
+
+/// How the answer is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reply {
+    /// "Reply with the words only": the number is the whole answer (a
+    /// correctness run, [`Workload::validation_only`](crate::Workload::validation_only)).
+    Only,
+    /// "Begin your reply with …, then continue": the number opens a reply
+    /// that goes on with the prompt's own task (every other prompt).
+    First,
+}
+
 /// Which way the model must convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -67,18 +98,28 @@ pub struct Task {
     pub number: u64,
     /// Which way the model must convert it.
     pub direction: Direction,
+    /// Whether the number is the whole answer or opens it.
+    pub reply: Reply,
 }
 
 impl Task {
     /// The instruction text appended to a prompt, starting with the marker [`Task::parse`] looks for.
     pub fn instruction(&self) -> String {
-        match self.direction {
-            Direction::DigitsToWords => format!(
+        match (self.reply, self.direction) {
+            (Reply::Only, Direction::DigitsToWords) => format!(
                 "{MARKER} Write the number {} in English words. Reply with the words only.",
                 self.number
             ),
-            Direction::WordsToDigits => format!(
+            (Reply::Only, Direction::WordsToDigits) => format!(
                 "{MARKER} Write \"{}\" as a number in digits. Reply with the digits only.",
+                number_to_words(self.number)
+            ),
+            (Reply::First, Direction::DigitsToWords) => format!(
+                "{MARKER} Begin your reply with the number {} written in English words, on a line of its own; then go on with the rest of your reply.",
+                self.number
+            ),
+            (Reply::First, Direction::WordsToDigits) => format!(
+                "{MARKER} Begin your reply with \"{}\" written as a number in digits, on a line of its own; then go on with the rest of your reply.",
                 number_to_words(self.number)
             ),
         }
@@ -105,23 +146,37 @@ impl Task {
 /// Parses the text right after one marker.
 fn parse_instruction(text: &str) -> Option<Task> {
     let text = text.trim_start();
-    if let Some(rest) = text.strip_prefix("Write the number ") {
+    let (reply, text, words_end, digits_end) = match text.strip_prefix("Begin your reply with ") {
+        Some(rest) => (
+            Reply::First,
+            rest,
+            " written in English words",
+            " written as a number in digits",
+        ),
+        None => (
+            Reply::Only,
+            text.strip_prefix("Write ")?,
+            " in English words",
+            " as a number in digits",
+        ),
+    };
+    if let Some(rest) = text.strip_prefix("the number ") {
         let end = rest
             .find(|c: char| !c.is_ascii_digit())
             .unwrap_or(rest.len());
         let number = rest.get(..end)?.parse().ok()?;
-        let well_formed = rest.get(end..)?.starts_with(" in English words");
+        let well_formed = rest.get(end..)?.starts_with(words_end);
         return well_formed.then_some(Task {
             number,
             direction: Direction::DigitsToWords,
+            reply,
         });
     }
-    let rest = text.strip_prefix("Write ")?;
     // A JSON-escaped prompt shows the quotes as `\"`.
-    let rest = rest.strip_prefix('\\').unwrap_or(rest).strip_prefix('"')?;
+    let rest = text.strip_prefix('\\').unwrap_or(text).strip_prefix('"')?;
     let (words, tail) = rest.split_once('"')?;
     let words = words.strip_suffix('\\').unwrap_or(words);
-    if !tail.starts_with(" as a number in digits") {
+    if !tail.starts_with(digits_end) {
         return None;
     }
     // Only exactly what `instruction` writes counts as well-formed.
@@ -131,6 +186,7 @@ fn parse_instruction(text: &str) -> Option<Task> {
     (number_to_words(number) == words).then_some(Task {
         number,
         direction: Direction::WordsToDigits,
+        reply,
     })
 }
 
@@ -177,21 +233,36 @@ fn push_below_thousand(n: u64, parts: &mut Vec<String>) {
 /// scale word ("Forty-Eight Thousand, Two Hundred and Thirteen"). Numbers that cannot continue
 /// each other stay separate: "5 and 7" → `[5, 7]`, "forty two, seventeen" → `[42, 17]`.
 pub fn numbers_in(text: &str) -> Vec<u64> {
+    scan(text).0
+}
+
+/// Every number `text` states, and whether the last one may still have
+/// been growing when the text ended: nothing but commas, "and" or "a"
+/// after it ("forty-eight thousand", "48,").
+fn scan(text: &str) -> (Vec<u64>, bool) {
     let tokens = tokenize(text);
     let mut numbers = Vec::new();
+    let mut last_end = None;
     let mut i = 0;
     while let Some(token) = tokens.get(i) {
         if let Token::Number(n) = token {
             numbers.push(*n);
             i += 1;
+            last_end = Some(i);
         } else if let Some((n, end)) = word_number(&tokens, i) {
             numbers.push(n);
             i = end;
+            last_end = Some(i);
         } else {
             i += 1;
         }
     }
-    numbers
+    let open = last_end.is_some_and(|end| {
+        tokens[end..].iter().all(|t| {
+            matches!(t, Token::Comma) || matches!(t, Token::Word(w) if w == "and" || w == "a")
+        })
+    });
+    (numbers, open)
 }
 
 #[derive(Debug)]
@@ -397,20 +468,36 @@ pub enum Outcome {
         /// The first stated number that belongs to another request.
         other_number: u64,
     },
+    /// The response was cut short (its token limit, a broken stream) and
+    /// states neither this request's number nor, leaving out a number it
+    /// may have been in the middle of, another request's.
+    Truncated,
     /// The response states neither this request's number nor another request's.
     Mismatch,
 }
 
-/// Checks one response against its task. `is_other` says whether a number belongs to another
-/// request of the same run. Pass if the expected number is among [`numbers_in`]`(response)`,
-/// else CrossOver if any stated number satisfies `is_other`, else Mismatch.
-pub fn check(task: &Task, response: &str, is_other: impl Fn(u64) -> bool) -> Outcome {
-    let stated = numbers_in(response);
+/// Checks one response against its task (see the module docs). `cut`: the
+/// response was cut short, by its token limit or a stream that broke.
+/// `is_other` says whether a number belongs to another request of the same
+/// run. Pass if the expected number is among [`numbers_in`]`(response)`,
+/// else CrossOver if a stated number satisfies `is_other` (in a cut
+/// response, not the one it may have ended inside), else Truncated if cut,
+/// else Mismatch.
+pub fn check(task: &Task, response: &str, cut: bool, is_other: impl Fn(u64) -> bool) -> Outcome {
+    let mut end = response.len().min(VALIDATED_TEXT_BYTES);
+    while !response.is_char_boundary(end) {
+        end -= 1;
+    }
+    let (mut stated, open) = scan(&response[..end]);
     if stated.contains(&task.number) {
         return Outcome::Pass;
     }
+    if cut && open {
+        stated.pop();
+    }
     match stated.into_iter().find(|&n| is_other(n)) {
         Some(other_number) => Outcome::CrossOver { other_number },
+        None if cut => Outcome::Truncated,
         None => Outcome::Mismatch,
     }
 }
@@ -431,7 +518,11 @@ mod tests {
     }
 
     fn task(number: u64, direction: Direction) -> Task {
-        Task { number, direction }
+        Task {
+            number,
+            direction,
+            reply: Reply::Only,
+        }
     }
 
     fn with_commas(n: u64) -> String {
@@ -544,7 +635,11 @@ mod tests {
                 .into_iter()
                 .cycle(),
         ) {
-            let task = Task { number, direction };
+            let task = Task {
+                number,
+                direction,
+                reply: Reply::Only,
+            };
             let plain = task.instruction();
             let embedded =
                 format!("System: be brief.\nUser: summarise this text...\n{plain}\nThanks!");
@@ -620,7 +715,81 @@ mod tests {
             ("", Outcome::Mismatch),
         ];
         for (response, expected) in cases {
-            assert_eq!(check(&task, response, is_other), expected, "{response}");
+            assert_eq!(
+                check(&task, response, false, is_other),
+                expected,
+                "{response}"
+            );
         }
+    }
+
+    #[test]
+    fn a_cut_answer_is_truncated_and_the_number_it_ends_in_is_not_a_cross_over() {
+        let task = task(48_213, Direction::DigitsToWords);
+        // 48,000 and 48,200 belong to other requests of the run.
+        let run = [48_213, 48_000, 48_200, 77_001, 482];
+        let is_other = |n| run.contains(&n) && n != task.number;
+        let cases = [
+            ("forty-eight thousand", Outcome::Truncated),
+            ("Forty-eight thousand,", Outcome::Truncated),
+            ("forty-eight thousand two hundred", Outcome::Truncated),
+            ("forty-eight thousand two hundred and", Outcome::Truncated),
+            ("482", Outcome::Truncated),
+            ("48,", Outcome::Truncated),
+            ("The number is", Outcome::Truncated),
+            (
+                "forty-eight thousand two hundred thirteen and then",
+                Outcome::Pass,
+            ),
+            // A complete number of another request before the cut is one.
+            (
+                "seventy-seven thousand one. And then forty",
+                Outcome::CrossOver {
+                    other_number: 77_001,
+                },
+            ),
+            (
+                "forty-eight thousand. The rest",
+                Outcome::CrossOver {
+                    other_number: 48_000,
+                },
+            ),
+        ];
+        for (response, expected) in cases {
+            assert_eq!(
+                check(&task, response, true, is_other),
+                expected,
+                "{response}"
+            );
+        }
+        // Not cut: a number at the end is complete.
+        assert_eq!(
+            check(&task, "forty-eight thousand", false, is_other),
+            Outcome::CrossOver {
+                other_number: 48_000
+            }
+        );
+    }
+
+    #[test]
+    fn both_reply_forms_parse_back_and_only_the_start_of_an_answer_is_read() {
+        for direction in [Direction::DigitsToWords, Direction::WordsToDigits] {
+            for reply in [Reply::Only, Reply::First] {
+                let task = Task {
+                    number: 905_017,
+                    direction,
+                    reply,
+                };
+                let prompt = format!("Some text.\n{}", task.instruction());
+                assert_eq!(Task::parse(&prompt), Some(task.clone()), "{prompt}");
+                let escaped = serde_json::to_string(&prompt).unwrap();
+                assert_eq!(Task::parse(&escaped), Some(task), "{escaped}");
+            }
+        }
+        let task = task(48_213, Direction::WordsToDigits);
+        let late = format!("{}48213", "é".repeat(VALIDATED_TEXT_BYTES));
+        assert_eq!(check(&task, &late, false, |_| false), Outcome::Mismatch);
+        let early = format!("48213 {}", "é".repeat(VALIDATED_TEXT_BYTES));
+        assert_eq!(check(&task, &early, false, |_| false), Outcome::Pass);
     }
 }

@@ -234,17 +234,39 @@ fn machine_formats_are_one_json_value_each_with_every_figure() {
 }
 
 #[test]
-fn cross_overs_fail_the_gate_even_with_no_baseline() {
+fn cross_overs_fail_the_run_with_or_without_a_baseline_unless_allowed() {
     let dirs = dirs();
-    assert!(bench(&dirs, "gate/crossing", &[]));
+    assert!(!bench(&dirs, "gate/crossing", &[]));
+    assert!(bench(&dirs, "gate/crossing", &["--allow-cross-overs"]));
     assert!(!bench(&dirs, "gate/crossing", &["--fail-on-regression"]));
-    // Against itself as a baseline too: a cross-over is never excused.
-    assert!(bench(&dirs, "gate/crossing", &["--save-baseline", "main"]));
+    // Saved all the same, and against itself as a baseline too: a
+    // cross-over is never excused.
+    assert!(!bench(&dirs, "gate/crossing", &["--save-baseline", "main"]));
+    assert!(dirs.baselines.join("gate/crossing/main.json").is_file());
+    assert!(!bench(&dirs, "gate/crossing", &["--baseline", "main"]));
+    assert!(bench(
+        &dirs,
+        "gate/crossing",
+        &["--baseline", "main", "--allow-cross-overs"]
+    ));
     assert!(!bench(
         &dirs,
         "gate/crossing",
         &["--baseline", "main", "--fail-on-regression"]
     ));
+    // The smoke test (no --bench) fails on them too.
+    let smoke = |extra: &[&str]| {
+        // Five requests, so the fifth crosses over.
+        let mut argv = vec!["bench", "--exact", "gate/crossing", "--requests", "5"];
+        argv.extend_from_slice(extra);
+        let args = BenchArgs::try_parse_from(argv).unwrap();
+        format!("{:?}", harness::run(&args, harness::registered()))
+    };
+    assert_eq!(smoke(&[]), format!("{:?}", ExitCode::FAILURE));
+    assert_eq!(
+        smoke(&["--allow-cross-overs"]),
+        format!("{:?}", ExitCode::SUCCESS)
+    );
     let failures = comparison(&dirs, "gate/crossing")["cross_overs"]
         .as_u64()
         .unwrap();
@@ -255,13 +277,13 @@ fn cross_overs_fail_the_gate_even_with_no_baseline() {
 fn missing_corrupt_and_newer_baselines_are_clear_errors() {
     let dirs = dirs();
     // Missing: an error, unless lenient.
-    assert!(!bench(&dirs, "gate/crossing", &["--baseline", "nope"]));
+    assert!(!bench(&dirs, "gate/endpoint", &["--baseline", "nope"]));
     assert!(bench(
         &dirs,
-        "gate/crossing",
+        "gate/endpoint",
         &["--baseline", "nope", "--baseline-lenient"]
     ));
-    assert!(!bench(&dirs, "gate/crossing", &["--load-baseline", "nope"]));
+    assert!(!bench(&dirs, "gate/endpoint", &["--load-baseline", "nope"]));
     // A name that is not a file name is refused before anything runs.
     let args = BenchArgs::try_parse_from([
         "bench",

@@ -136,7 +136,9 @@ fn stalls_and_timeouts_are_errors_of_their_own_kind() {
                 .requests(4)
                 .stall_timeout(Duration::from_millis(300)),
         )
-        .mock(stalling.clone());
+        .mock(stalling.clone())
+        // Ten-token answers cut at half: no validation line, whose room would lengthen them.
+        .validate(false);
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "stall"), 2);
     assert_eq!(outcome.summary.summary.requests.completed, 2);

@@ -54,7 +54,7 @@ fn run_against_the_built_in_endpoint_writes_results() {
 #[test]
 fn bad_flags_get_a_one_line_error_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["run", "--mock", "-c", "0"], "--concurrency"),
         (
             &["run", "--mock", "--min-lines", "9", "--max-lines", "2"],
@@ -62,6 +62,20 @@ fn bad_flags_get_a_one_line_error_naming_the_fix() {
         ),
         (&["run", "--mock", "--extra-body", "[1]"], "JSON object"),
         (&["run", "-r", "2"], "--base-url"),
+        // The variable is named, not a placeholder.
+        (
+            &["run", "-m", "gpt-4o-mini", "-r", "1"],
+            "set OPENAI_API_BASE",
+        ),
+        (
+            &["run", "--api", "together", "-r", "1"],
+            "TOGETHER_API_BASE",
+        ),
+        // --sleep pauses closed-loop slots; with --rate it would be ignored.
+        (
+            &["run", "--mock", "--rate", "5", "--sleep", "1s"],
+            "lower --rate",
+        ),
     ];
     for (args, expected) in cases {
         let output = llmperf()
@@ -99,4 +113,148 @@ fn list_apis_names_the_openai_kinds() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("openai-chat"));
     assert!(stdout.contains("openai-completions"));
+}
+
+#[test]
+fn the_readme_first_command_validates_all_twenty_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = llmperf()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--mock",
+            "-r",
+            "20",
+            "-c",
+            "4",
+            "--validate",
+            "--color",
+            "never",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("validation 20/20 passed, all correct"),
+        "{stdout}"
+    );
+}
+
+/// Runs a built-in endpoint in its own process; returns it and its base URL.
+fn mock_process(args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = llmperf()
+        .args([
+            "mock",
+            "--port",
+            "0",
+            "--ttft",
+            "5ms",
+            "--inter-token",
+            "1ms",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let stdout = child.stdout.take().unwrap();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    (child, url)
+}
+
+#[test]
+fn a_cross_over_fails_the_run_unless_allowed() {
+    let (mut server, url) = mock_process(&["--fault", "cross-over:every=3"]);
+    let run = |extra: &[&str]| {
+        llmperf()
+            .args(["run", "--base-url", &url, "-m", "m", "-r", "6", "--quiet"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let failed = run(&[]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("2 response(s) answered another request"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("2 cross-overs"));
+    let allowed = run(&["--allow-cross-overs"]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+    server.kill().unwrap();
+    let _ = server.wait();
+}
+
+#[test]
+fn export_into_a_reader_that_stops_early_ends_quietly_and_same_named_runs_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let status = llmperf()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--mock",
+            "-r",
+            "2",
+            "--mean-output-tokens",
+            "4",
+            "--quiet",
+        ])
+        .args(["--results-dir", "results/a"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Forty runs all named `run`: more output than a pipe holds.
+    let summary = std::fs::read(dir.path().join("results/a/summary.json")).unwrap();
+    for copy in 1..40 {
+        let other = dir.path().join(format!("results/copy{copy:02}"));
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("summary.json"), &summary).unwrap();
+    }
+    // A reader that takes one line and goes away, as `| head -1` does.
+    let mut export = llmperf()
+        .current_dir(dir.path())
+        .args(["export", "results", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    use std::io::Read;
+    export
+        .stdout
+        .take()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    // The pipe is closed here; what is left cannot be written.
+    let output = export.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let output = llmperf()
+        .current_dir(dir.path())
+        .args(["export", "results", "--format", "github-smaller"])
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let names: std::collections::BTreeSet<String> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .filter(|n| n.ends_with("- ttft_p50"))
+        .collect();
+    assert_eq!(names.len(), 40, "{names:?}");
+    assert!(names.iter().any(|n| n.contains("results/a")), "{names:?}");
 }

@@ -204,11 +204,26 @@ pub struct Comparison {
     pub baseline_source: Option<String>,
 }
 
+/// How a gate names `n` cross-overs among its failures.
+pub fn cross_over_failure(n: u64) -> String {
+    format!("{n} validation cross-over(s)")
+}
+
 impl Comparison {
     /// Gated failures: every regressed metric (`c=4 ttft_p50`, or just
     /// `ttft_p50` for a single level), any cross-over, and a comparison
     /// that judged no metric at all (no level matched, no samples).
     pub fn gate_failures(&self) -> Vec<String> {
+        let mut failures = self.regression_failures();
+        if self.cross_overs > 0 {
+            failures.push(cross_over_failure(self.cross_overs));
+        }
+        failures
+    }
+
+    /// [`Comparison::gate_failures`] without the cross-overs: what
+    /// `--fail-on-regression` judges.
+    pub fn regression_failures(&self) -> Vec<String> {
         let single = self.levels.len() == 1;
         let mut failures: Vec<String> = self
             .levels
@@ -227,9 +242,6 @@ impl Comparison {
                     })
             })
             .collect();
-        if self.cross_overs > 0 {
-            failures.push(format!("{} validation cross-over(s)", self.cross_overs));
-        }
         // A gate that judged nothing must not pass silently.
         let judged = self.levels.iter().flat_map(|l| &l.metrics).any(|m| {
             matches!(

@@ -98,12 +98,14 @@ impl Samples {
                 .push(if record.ok { record.output_tokens() } else { 0 });
             samples.itl_ms.push(itl);
             samples.itl_counts.push(count);
-            samples.valid.push(
-                record
-                    .validation
-                    .as_ref()
-                    .map(|v| v.outcome == ValidationOutcome::Pass),
-            );
+            // A truncated answer was neither right nor wrong: not judged.
+            samples
+                .valid
+                .push(record.validation.as_ref().and_then(|v| match v.outcome {
+                    ValidationOutcome::Pass => Some(true),
+                    ValidationOutcome::Truncated => None,
+                    ValidationOutcome::CrossOver | ValidationOutcome::Mismatch => Some(false),
+                }));
         }
         samples
     }

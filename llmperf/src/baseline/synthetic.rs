@@ -92,6 +92,7 @@ impl Synthetic {
                     end_us,
                     content_events_us: events.clone(),
                     content_event_tokens: vec![1; events.len()],
+                    single_token_events: false,
                     reasoning_events: 0,
                     max_tokens: None,
                     finish_reason: None,
@@ -118,6 +119,7 @@ impl Synthetic {
         let summary = Summary::of(&records);
         let refs: Vec<&RequestRecord> = records.iter().collect();
         let level = LevelResult {
+            notes: Vec::new(),
             index: 0,
             level: Level::Concurrency { concurrency: 1 },
             stop: Stop::Completed,

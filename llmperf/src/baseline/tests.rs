@@ -204,6 +204,8 @@ fn an_impossible_validation_count_in_a_summary_is_no_panic() {
         mismatches: 0,
         cross_over_requests: Vec::new(),
         mismatch_requests: Vec::new(),
+        truncated: 0,
+        truncated_requests: Vec::new(),
     });
     let figures = figures(&base.result.levels[0].summary);
     let rate = figures

@@ -133,7 +133,10 @@ impl<'a> Baselines<'a> {
             match self.store.save(id, name, &current) {
                 Ok(path) => {
                     if self.args.compare.output_format == OutputFormat::Terminal {
-                        println!("  saved baseline {name}: {}", path.display());
+                        crate::report::stdout::line(&format!(
+                            "  saved baseline {name}: {}",
+                            path.display()
+                        ));
                     }
                 }
                 Err(error) => {
@@ -157,9 +160,9 @@ impl<'a> Baselines<'a> {
         };
         if self.args.compare.output_format == OutputFormat::Terminal {
             if self.args.quiet {
-                println!("{}", terminal::one_line(&current.result));
+                crate::report::stdout::line(&terminal::one_line(&current.result));
             } else {
-                print!("{}", terminal::render(&current.result, self.palette));
+                crate::report::stdout::print(&terminal::render(&current.result, self.palette));
             }
         }
         let against = match &self.args.baseline {
@@ -182,7 +185,9 @@ impl<'a> Baselines<'a> {
             Ok(found) => Ok(Some(found)),
             Err(BaselineError::Missing { .. }) if self.args.baseline_lenient => {
                 if self.args.compare.output_format == OutputFormat::Terminal {
-                    println!("  no baseline {name} for {id} yet: nothing to compare with");
+                    crate::report::stdout::line(&format!(
+                        "  no baseline {name} for {id} yet: nothing to compare with"
+                    ));
                 }
                 Ok(None)
             }
@@ -212,13 +217,7 @@ impl<'a> Baselines<'a> {
             c
         });
         let gated = matches!(against, Some((_, Gated::Yes, _)));
-        let cross_overs: u64 = current
-            .result
-            .levels
-            .iter()
-            .filter_map(|l| l.summary.validation.as_ref())
-            .map(|v| v.cross_overs)
-            .sum();
+        let cross_overs = current.result.cross_overs();
         if let (Some(dir), Some((baseline, _, _))) = (results_dir, against) {
             // The baseline as compared, for the report's overlays: the file
             // it came from may be replaced (`--save-baseline` of one name).
@@ -241,16 +240,22 @@ impl<'a> Baselines<'a> {
                 );
             }
         }
-        let cross_over_failure =
-            (cross_overs > 0).then(|| format!("{cross_overs} validation cross-over(s)"));
+        // Cross-overs fail the run unless allowed, with or without a
+        // baseline; regressions only with the regression gate, and only
+        // against a named baseline (the previous run is shown for
+        // information, and may have run with other flags).
+        let regression_gate = self.args.compare.gate(policy);
+        let fail_on_cross_over = bench.fails_on_cross_over() && !self.args.allow_cross_overs;
+        let mut failures = match &comparison {
+            Some(c) if gated && regression_gate => c.regression_failures(),
+            _ => Vec::new(),
+        };
+        if cross_overs > 0 && fail_on_cross_over {
+            failures.push(crate::baseline::compare::cross_over_failure(cross_overs));
+        }
         let gate = GateOutcome {
-            enabled: self.args.compare.gate(policy),
-            // Against the previous run, only cross-overs are gated: it is
-            // shown for information, and may have run with other flags.
-            failures: match &comparison {
-                Some(c) if gated => c.gate_failures(),
-                _ => cross_over_failure.into_iter().collect(),
-            },
+            enabled: regression_gate || fail_on_cross_over,
+            failures,
         };
         let terminal = self.args.compare.output_format == OutputFormat::Terminal;
         if let (false, Some(c)) = (terminal && !self.args.quiet, &comparison) {
@@ -262,8 +267,8 @@ impl<'a> Baselines<'a> {
                     c.differences.join("; ")
                 );
             }
-            let regressed = c.gate_failures();
-            if !regressed.is_empty() && !gate.fails() {
+            let regressed = c.regression_failures();
+            if !regressed.is_empty() && !regression_gate {
                 eprintln!(
                     "{} {id} against {}: {}",
                     self.palette.yellow("regressed (not gated):"),
@@ -275,28 +280,36 @@ impl<'a> Baselines<'a> {
         match self.args.compare.output_format {
             OutputFormat::Terminal if self.args.quiet => {
                 if let Some(c) = &comparison {
-                    println!("  {}", comparison::one_line(c, self.palette));
+                    crate::report::stdout::line(&format!(
+                        "  {}",
+                        comparison::one_line(c, self.palette)
+                    ));
                 }
             }
             OutputFormat::Terminal => {
                 if let Some(c) = &comparison {
-                    print!("{}", comparison::render(c, self.palette));
+                    crate::report::stdout::print(&comparison::render(c, self.palette));
                 }
-                println!();
+                crate::report::stdout::line("");
             }
             OutputFormat::Json => {
-                println!(
+                crate::report::stdout::line(&format!(
                     "{}",
                     export::message(&current.result, comparison.as_ref(), &gate, results_dir)
-                );
+                ));
             }
             _ => self.gathered.push(current.result.clone()),
         }
         if gate.fails() {
             eprintln!(
-                "{} {id} regressed: {}",
+                "{} {id} failed its gate: {}{}",
                 self.palette.red("error:"),
-                gate.failures.join(", ")
+                gate.failures.join(", "),
+                if cross_overs > 0 && fail_on_cross_over {
+                    " (a cross-over is a response that answered another request; --allow-cross-overs only reports them)"
+                } else {
+                    ""
+                }
             );
             1
         } else {
@@ -307,7 +320,7 @@ impl<'a> Baselines<'a> {
     /// Prints a dashboard format's one JSON value, once every benchmark ran.
     pub(super) fn finish(&self) {
         if let Some(value) = export::dashboard(self.args.compare.output_format, &self.gathered) {
-            println!("{value:#}");
+            crate::report::stdout::line(&format!("{value:#}"));
         }
     }
 }

@@ -94,6 +94,9 @@ pub struct BenchArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub compare: crate::cli::CompareArgs,
+    /// Report validation cross-overs (responses that answered another request) without failing: by default they exit non-zero.
+    #[arg(long)]
+    pub allow_cross_overs: bool,
     /// Skip the HTML report's charts (the report itself is still written).
     #[arg(long)]
     pub noplot: bool,
@@ -162,6 +165,7 @@ pub fn registered() -> Vec<&'static BenchEntry> {
 
 /// Runs the harness with the process's arguments (what `llmperf::main!()` calls).
 pub fn main() -> ExitCode {
+    crate::report::stdout::own();
     let args = match BenchArgs::try_parse() {
         Ok(args) => args,
         Err(error) => {
@@ -238,7 +242,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     let entries = selected(args, entries);
     if args.list {
         for entry in &entries {
-            println!("{}: benchmark", entry.id());
+            crate::report::stdout::line(&format!("{}: benchmark", entry.id()));
         }
         return ExitCode::SUCCESS;
     }
@@ -256,7 +260,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     // Human lines; with a machine format on stdout they go to stderr.
     let say = |text: String| {
         if terminal_output {
-            print!("{text}");
+            crate::report::stdout::print(&text);
         } else {
             eprint!("{text}");
         }
@@ -336,7 +340,21 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
             Ok(outcome) => {
                 let requests = &outcome.summary.summary.requests;
                 let none_completed = !outcome.records.iter().any(|r| r.ok);
-                if !measuring {
+                let cross_overs = outcome.summary.cross_overs();
+                if !measuring
+                    && cross_overs > 0
+                    && bench.fails_on_cross_over()
+                    && !args.allow_cross_overs
+                {
+                    // Measured runs gate them with their comparison (baselines.rs).
+                    failures += 1;
+                    say(format!(
+                        "{}\n",
+                        palette.red(&format!(
+                            "FAILED: {cross_overs} response(s) answered another request (cross-overs); --allow-cross-overs only reports them"
+                        ))
+                    ));
+                } else if !measuring {
                     if none_completed {
                         failures += 1;
                         say(format!(
@@ -355,18 +373,21 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                     if !terminal_output {
                         // Machine output only on stdout.
                     } else if args.quiet {
-                        println!("{}", terminal::one_line(&outcome.summary));
+                        crate::report::stdout::line(&terminal::one_line(&outcome.summary));
                     } else {
-                        print!("{}", terminal::render(&outcome.summary, palette));
+                        crate::report::stdout::print(&terminal::render(&outcome.summary, palette));
                         if args.verbose {
                             if let Some(path) = &outcome.summary_path {
-                                println!("  results    {}", path.display());
+                                crate::report::stdout::line(&format!(
+                                    "  results    {}",
+                                    path.display()
+                                ));
                             }
-                            println!(
+                            crate::report::stdout::line(&format!(
                                 "  workload   {}",
                                 serde_json::to_string(&outcome.summary.config.workload)
                                     .unwrap_or_default()
-                            );
+                            ));
                         }
                     }
                     failures += baselines.after_run(
@@ -429,7 +450,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         match crate::report::html::render_report(&results_root, &out, &options) {
             Ok(pages) => {
                 if terminal_output && !args.quiet {
-                    println!("report: {}", pages.index.display());
+                    crate::report::stdout::line(&format!("report: {}", pages.index.display()));
                 }
             }
             Err(error) => eprintln!("{} no HTML report: {error}", palette.yellow("warning:")),

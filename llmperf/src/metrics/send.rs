@@ -124,25 +124,50 @@ pub struct OutputLimitCheck {
     /// sequence): their outputs are shorter than the workload planned.
     pub ended_early: u64,
     /// Of those, requests that produced more output tokens than allowed
-    /// (the server did not honour `max_tokens`).
+    /// (the server did not honour `max_tokens`). Without a server count this
+    /// is claimed only when the stream had more events than the limit (each
+    /// event carries at least one token), never from re-tokenised text.
     pub exceeded: u64,
+    /// Of those, requests without a server count and a finish reason or an
+    /// event count that tells: whether they reached the limit is unknown.
+    #[serde(default)]
+    pub unknown: u64,
     /// Successful requests by the server's finish reason (`none` when it gave none).
     pub finish_reasons: std::collections::BTreeMap<String, u64>,
 }
 
 impl OutputLimitCheck {
     /// The check over successful requests. Output is content plus
-    /// reasoning, by the server's count when it gave one (what `max_tokens` limits).
+    /// reasoning (what `max_tokens` limits), by the server's count when it
+    /// gave one. Without one, the client's re-tokenised count proves
+    /// nothing (another vocabulary splits text differently): a request went
+    /// over only if it had more events than the limit, ended early if its
+    /// finish reason was not the limit's (or, one token per event, it had
+    /// fewer events), and is `unknown` otherwise.
     pub fn of(ok: &[&RequestRecord]) -> OutputLimitCheck {
         let mut check = OutputLimitCheck::default();
         for record in ok {
             let reason = record.finish_reason.as_deref().unwrap_or("none");
             *check.finish_reasons.entry(reason.to_string()).or_insert(0) += 1;
-            if let Some(limit) = record.max_tokens {
-                check.requests_with_max_tokens += 1;
-                let produced = record.output_tokens();
+            let Some(limit) = record.max_tokens else {
+                continue;
+            };
+            check.requests_with_max_tokens += 1;
+            if let Some(produced) = record.output_tokens_server {
                 check.ended_early += u64::from(produced < limit);
                 check.exceeded += u64::from(produced > limit);
+                continue;
+            }
+            let events = record.content_events_us.len() as u64 + u64::from(record.reasoning_events);
+            let finish = record.finish_reason.as_deref();
+            if events > u64::from(limit) {
+                check.exceeded += 1;
+            } else if finish.is_some_and(|r| !crate::record::is_length_finish(r))
+                || (finish.is_none() && record.counted_by_events() && events < u64::from(limit))
+            {
+                check.ended_early += 1;
+            } else if finish.is_none() {
+                check.unknown += 1;
             }
         }
         check

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::percentile;
-use crate::record::RequestRecord;
+use crate::record::{RequestRecord, ValidationOutcome};
 use crate::spec::{Slo, SloMetric};
 
 /// One objective against what a level measured.
@@ -25,7 +25,8 @@ pub struct SloReport {
     pub checks: Vec<SloCheck>,
     /// Every objective held.
     pub met: bool,
-    /// Successful requests that met every objective's limit themselves.
+    /// Successful requests that met every objective's limit themselves (an
+    /// answer that went to another request is never good).
     pub good_requests: u64,
     /// Those per second of the measured window: goodput.
     pub goodput_per_s: f64,
@@ -46,6 +47,14 @@ fn value(record: &RequestRecord, metric: SloMetric) -> Option<f64> {
         SloMetric::TtftFromScheduled => m.ttft_from_scheduled_ms.or(Some(f64::INFINITY)),
         SloMetric::E2eFromScheduled => Some(m.e2e_from_scheduled_ms),
     }
+}
+
+/// The response answered another request.
+fn crossed_over(record: &RequestRecord) -> bool {
+    record
+        .validation
+        .as_ref()
+        .is_some_and(|v| v.outcome == ValidationOutcome::CrossOver)
 }
 
 impl SloReport {
@@ -74,9 +83,10 @@ impl SloReport {
         let good_requests = records
             .iter()
             .filter(|r| {
-                r.ok && slos.iter().all(|slo| {
-                    value(r, slo.metric).is_none_or(|v| v <= slo.limit.as_secs_f64() * 1e3)
-                })
+                r.ok && !crossed_over(r)
+                    && slos.iter().all(|slo| {
+                        value(r, slo.metric).is_none_or(|v| v <= slo.limit.as_secs_f64() * 1e3)
+                    })
             })
             .count() as u64;
         SloReport {

@@ -22,6 +22,10 @@ pub struct LevelResult {
     pub summary: Summary,
     /// Its objectives and goodput.
     pub slo: SloReport,
+    /// What to know before trusting its figures (an automatic sweep's probe
+    /// that measured too little, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// One point of the curve across levels.

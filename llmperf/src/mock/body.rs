@@ -14,7 +14,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::connection::ConnectionState;
 use super::pacer::{Alarm, PacerHandle};
-use super::plan::{End, Timeline};
+use super::plan::{End, Tail, Timeline};
 use super::state::Slot;
 
 /// How long a stalled response stays silent before the connection is
@@ -37,6 +37,9 @@ pub(crate) struct MockBody {
     flushed: bool,
     /// The connection it is sent on, told when it ends (idle timeouts).
     connection: Option<Arc<ConnectionState>>,
+    /// Chunks sent back to back once the frames are out (hostile faults),
+    /// and when that started.
+    tail: Option<(Tail, Option<Instant>)>,
 }
 
 impl MockBody {
@@ -52,6 +55,7 @@ impl MockBody {
             slot: None,
             flushed: false,
             connection: None,
+            tail: None,
         }
     }
 
@@ -78,7 +82,31 @@ impl MockBody {
             slot: Some(slot),
             flushed: false,
             connection: None,
+            tail: timeline.tail.map(|tail| (tail, None)),
         }
+    }
+
+    /// The next chunk of the tail, or `None` once it has all gone out (or
+    /// an endless one has run for [`STALL_LIMIT`]).
+    fn next_tail_chunk(&mut self) -> Option<Bytes> {
+        let (tail, started) = self.tail.as_mut()?;
+        let started = *started.get_or_insert_with(Instant::now);
+        let more = match &mut tail.repeat {
+            Some(0) => false,
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+            None => started.elapsed() < STALL_LIMIT,
+        };
+        if more {
+            return Some(tail.chunk.clone());
+        }
+        if tail.then.is_empty() {
+            self.tail = None;
+            return None;
+        }
+        Some(tail.then.remove(0))
     }
 
     /// Tells `connection` when this body has been sent.
@@ -125,6 +153,9 @@ impl Body for MockBody {
             }
             if !this.due(this.end_at, cx) {
                 return Poll::Pending;
+            }
+            if let Some(chunk) = this.next_tail_chunk() {
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
             }
             match this.end {
                 End::Finish => {
@@ -195,6 +226,7 @@ mod tests {
             end_at: Duration::from_millis(40),
             end: End::Abort,
             whole: false,
+            tail: None,
         };
         let start = Instant::now();
         let mut body = MockBody::scripted(start, timeline, slot, pacer.handle());

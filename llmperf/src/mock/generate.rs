@@ -36,6 +36,16 @@ pub(crate) const VOCABULARY: &[&str] = &[
     " very",
 ];
 
+/// Words the server counts as one token each that `cl100k_base` splits
+/// into several (checked by a test), none a number word: what a model with
+/// another vocabulary streams, one token per event.
+#[rustfmt::skip]
+pub(crate) const LONG_WORDS: &[&str] = &[
+    " photosynthesis", " bioluminescence", " onomatopoeia", " quixotically",
+    " zephyrlike", " xylophonist", " juxtapositional", " perspicacious",
+    " sesquipedalian", " antediluvian", " floccinaucinihilipilification", " mellifluously",
+];
+
 /// Most tokens one response generates: bounds the memory and time a single
 /// request can take (every event is formatted up front).
 pub(crate) const MAX_OUTPUT_TOKENS: u32 = 131_072;
@@ -81,16 +91,19 @@ pub(crate) struct Spec {
     /// (`ignore_eos` or `min_tokens` was set), as a real server does when it
     /// ignores the end-of-sequence token.
     pub(crate) fill: bool,
+    /// Filler from [`LONG_WORDS`]: one token each for the server, several
+    /// for `cl100k_base` (a model with another vocabulary).
+    pub(crate) long_words: bool,
 }
 
 /// Generates the tokens of one response.
 pub(crate) fn generate(spec: &Spec, rng: &mut impl Rng) -> Output {
     let max = spec.max_tokens as usize;
-    let reasoning = filler(spec.reasoning_tokens as usize, rng);
+    let reasoning = filler(spec.reasoning_tokens as usize, spec.long_words, rng);
     let Some(task) = &spec.task else {
         return Output {
             reasoning,
-            content: filler(max, rng),
+            content: filler(max, spec.long_words, rng),
             finish_reason: FinishReason::Length,
         };
     };
@@ -105,7 +118,9 @@ pub(crate) fn generate(spec: &Spec, rng: &mut impl Rng) -> Output {
             finish_reason: FinishReason::Length,
         };
     }
-    if !spec.fill {
+    // Asked for the number alone, the answer ends there; asked for it
+    // first, the reply goes on with the prompt's task up to the limit.
+    if !spec.fill && task.reply == crate::validate::Reply::Only {
         return Output {
             reasoning,
             content,
@@ -113,7 +128,7 @@ pub(crate) fn generate(spec: &Spec, rng: &mut impl Rng) -> Output {
         };
     }
     let more = max - content.len();
-    content.extend(filler(more, rng));
+    content.extend(filler(more, spec.long_words, rng));
     Output {
         reasoning,
         content,
@@ -132,9 +147,10 @@ fn answer_tokens(answer: &str) -> Vec<String> {
         .collect()
 }
 
-fn filler(n: usize, rng: &mut impl Rng) -> Vec<String> {
+fn filler(n: usize, long_words: bool, rng: &mut impl Rng) -> Vec<String> {
+    let words = if long_words { LONG_WORDS } else { VOCABULARY };
     (0..n)
-        .map(|_| VOCABULARY[rng.gen_range(0..VOCABULARY.len())].to_string())
+        .map(|_| words[rng.gen_range(0..words.len())].to_string())
         .collect()
 }
 
@@ -159,9 +175,24 @@ mod tests {
         assert_eq!(tokenizer.count(&all), VOCABULARY.len());
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         for n in [0, 1, 2, 17, 500] {
-            let text = filler(n, &mut rng).concat();
+            let text = filler(n, false, &mut rng).concat();
             assert_eq!(tokenizer.count(&text), n, "{text:?}");
         }
+    }
+
+    #[test]
+    fn every_long_word_is_several_tokens_for_the_client() {
+        let tokenizer = Tokenizer::bundled();
+        for word in LONG_WORDS {
+            assert!(
+                tokenizer.count(word) >= 2,
+                "{word:?} is one cl100k_base token"
+            );
+        }
+        assert_eq!(
+            crate::validate::numbers_in(&LONG_WORDS.concat()),
+            Vec::<u64>::new()
+        );
     }
 
     #[test]
@@ -175,6 +206,7 @@ mod tests {
             let task = Task {
                 number,
                 direction: Direction::DigitsToWords,
+                reply: crate::validate::Reply::Only,
             };
             let filled = generate(&spec(200, Some(task.clone()), true), &mut rng);
             let text = filled.content.concat();
@@ -188,6 +220,7 @@ mod tests {
             reasoning_tokens: 0,
             task,
             fill,
+            long_words: false,
         }
     }
 
@@ -206,6 +239,7 @@ mod tests {
         let task = Task {
             number: 4821,
             direction: Direction::DigitsToWords,
+            reply: crate::validate::Reply::Only,
         };
         let answer = task.answer();
         let answer_len = Tokenizer::bundled().count(&answer);

@@ -9,7 +9,7 @@ use hyper::StatusCode;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::generate::{self, Output, Spec, MAX_OUTPUT_TOKENS};
+use super::generate::{self, FinishReason, Output, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
 use super::script::{Fault, MockScript};
@@ -47,14 +47,31 @@ pub(crate) struct Timeline {
     pub(crate) end: End,
     /// The body is one known block (sent with `content-length`).
     pub(crate) whole: bool,
+    /// Bytes sent as fast as the connection takes them once the frames are
+    /// out (the hostile faults), before the end.
+    pub(crate) tail: Option<Tail>,
+}
+
+/// A run of identical chunks after a response's frames, then its last frames.
+#[derive(Debug, Clone)]
+pub(crate) struct Tail {
+    pub(crate) chunk: Bytes,
+    /// How many times `chunk` is sent; `None`: until the client goes away
+    /// (at most [`STALL_LIMIT`](super::body::STALL_LIMIT)).
+    pub(crate) repeat: Option<u64>,
+    /// Frames sent after the run.
+    pub(crate) then: Vec<Bytes>,
 }
 
 /// Whether `fault` changes this request at all; one that does not is not
 /// injected (nor counted), so the next rule may match instead.
-pub(crate) fn applies(fault: Fault, request: &GenerationRequest, has_task: bool) -> bool {
+pub(crate) fn applies(fault: Fault, api: Api, request: &GenerationRequest, has_task: bool) -> bool {
     match fault {
         Fault::CrossOver => has_task,
         Fault::MissingDone => request.stream,
+        Fault::EndlessLine | Fault::HugeEvent { .. } | Fault::EventFlood { .. } => {
+            request.stream && matches!(api, Api::Chat | Api::Completions)
+        }
         _ => true,
     }
 }
@@ -108,6 +125,7 @@ pub(crate) fn plan(
         },
         task,
         fill: request.fill,
+        long_words: script.long_words,
     };
     let output = generate::generate(&spec, &mut rng);
     let usage = Usage {
@@ -185,6 +203,9 @@ pub(crate) fn plan(
         // Real servers send the role as soon as they start on a request.
         frames.push((Duration::ZERO, formatter.role_chunk()));
     }
+    if let Some(timeline) = hostile(&formatter, fault, frames.clone(), first, usage) {
+        return timeline;
+    }
     if script.keep_alive {
         let first_event = offsets.first().copied().unwrap_or(first);
         frames.push((first_event / 2, formatter.keep_alive()));
@@ -210,6 +231,7 @@ pub(crate) fn plan(
         end_at,
         end,
         whole: false,
+        tail: None,
     };
     match fault {
         Some(Fault::Disconnect) => {
@@ -247,6 +269,78 @@ pub(crate) fn plan(
     stream(frames, last, End::Finish)
 }
 
+/// Bytes of one chunk of a hostile run.
+const HOSTILE_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The hostile faults: a line that never ends, one giant content event, a
+/// flood of one-token events; `None` for any other fault.
+fn hostile(
+    formatter: &Formatter,
+    fault: Option<Fault>,
+    mut frames: Vec<(Duration, Bytes)>,
+    first: Duration,
+    usage: Usage,
+) -> Option<Timeline> {
+    // A content event cut where its text goes.
+    let marked = formatter.token_chunk(TokenKind::Content, "\u{1}");
+    let marker = b"\\u0001";
+    let at = marked.windows(marker.len()).position(|w| w == marker)?;
+    let (open, close) = (marked.slice(..at), marked.slice(at + marker.len()..));
+    let filler = Bytes::from(vec![b'a'; HOSTILE_CHUNK_BYTES]);
+    let tail = match fault? {
+        Fault::EndlessLine => {
+            frames.push((first, open));
+            Tail {
+                chunk: filler,
+                repeat: None,
+                then: Vec::new(),
+            }
+        }
+        Fault::HugeEvent { bytes } => {
+            frames.push((first, open));
+            Tail {
+                chunk: filler,
+                repeat: Some(bytes.div_ceil(HOSTILE_CHUNK_BYTES as u64)),
+                then: vec![
+                    close,
+                    formatter.finish_chunk(FinishReason::Length),
+                    formatter.done(),
+                ],
+            }
+        }
+        Fault::EventFlood { events } => {
+            let event = formatter.token_chunk(TokenKind::Content, " the");
+            let per_chunk = (HOSTILE_CHUNK_BYTES / event.len().max(1)).max(1) as u64;
+            let chunk: Vec<u8> = event.repeat(per_chunk as usize);
+            // The whole chunks, then the events left over one by one.
+            let mut then: Vec<Bytes> = (0..events % per_chunk).map(|_| event.clone()).collect();
+            then.push(formatter.finish_chunk(FinishReason::Length));
+            then.push(formatter.usage_chunk(Usage {
+                completion_tokens: usize::try_from(events).unwrap_or(usize::MAX),
+                reasoning_tokens: 0,
+                ..usage
+            }));
+            then.push(formatter.done());
+            Tail {
+                chunk: Bytes::from(chunk),
+                repeat: Some(events / per_chunk),
+                then,
+            }
+        }
+        _ => return None,
+    };
+    Some(Timeline {
+        status: StatusCode::OK,
+        content_type: "text/event-stream",
+        head_at: Duration::ZERO,
+        frames,
+        end_at: first,
+        end: End::Finish,
+        whole: false,
+        tail: Some(tail),
+    })
+}
+
 /// A non-streaming response: the whole body at the time the last token
 /// would have been generated (or a fault at half time).
 fn whole_response(
@@ -267,6 +361,7 @@ fn whole_response(
         frames: vec![(head_at, body)],
         end: End::Finish,
         whole: true,
+        tail: None,
     };
     let broken = |end| Timeline {
         status: StatusCode::OK,
@@ -276,6 +371,7 @@ fn whole_response(
         end_at: half_at,
         end,
         whole: false,
+        tail: None,
     };
     match fault {
         // The connection drops at half time; hyper closes it before the
@@ -477,6 +573,7 @@ mod tests {
         let task = Task {
             number: 12,
             direction: Direction::DigitsToWords,
+            reply: crate::validate::Reply::Only,
         };
         let timeline = plan(
             &script,

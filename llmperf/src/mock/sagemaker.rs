@@ -380,6 +380,7 @@ pub(crate) fn plan(
         reasoning_tokens: 0,
         task,
         fill: request.fill,
+        long_words: script.long_words,
     };
     let output = generate::generate(&spec, &mut rng);
     let first = clamp(
@@ -504,6 +505,7 @@ pub(crate) fn plan(
         end_at,
         end,
         whole: false,
+        tail: None,
     }
 }
 

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 /// | faults, API key | none |
 /// | `server_threads` | 1 |
 /// | `connections` | keep-alive |
+/// | `omit_usage`, `long_words` | off |
 ///
 /// ```
 /// use std::time::Duration;
@@ -66,6 +67,8 @@ pub struct MockScript {
     pub(crate) faults: Vec<FaultRule>,
     pub(crate) server_threads: usize,
     pub(crate) connections: super::Connections,
+    pub(crate) omit_usage: bool,
+    pub(crate) long_words: bool,
 }
 
 impl Default for MockScript {
@@ -86,6 +89,8 @@ impl Default for MockScript {
             faults: Vec::new(),
             server_threads: 1,
             connections: super::Connections::KeepAlive,
+            omit_usage: false,
+            long_words: false,
         }
     }
 }
@@ -205,6 +210,23 @@ impl MockScript {
         self
     }
 
+    /// Never send `usage`, even when asked (`stream_options.include_usage`),
+    /// as llama-cpp-python's server, older vLLM and TGI releases and many
+    /// proxies do: the client must count tokens itself. OpenAI-format
+    /// streams (chat, completions, Azure, Together's inference API).
+    pub fn omit_usage(mut self, on: bool) -> Self {
+        self.omit_usage = on;
+        self
+    }
+
+    /// Generate words that are one token each for this server but several
+    /// for the client's `cl100k_base` (a model with another vocabulary), one
+    /// per event: re-tokenising the text over-counts, the event count does not.
+    pub fn long_words(mut self, on: bool) -> Self {
+        self.long_words = on;
+        self
+    }
+
     /// Worker threads of the server's own runtime (default 1; `0` is taken
     /// as `1`). More threads help only with many concurrent streams.
     pub fn server_threads(mut self, n: usize) -> Self {
@@ -243,6 +265,27 @@ pub enum Fault {
     /// A normal stream that ends without `data: [DONE]`. No effect (and not
     /// counted) on a non-streaming response.
     MissingDone,
+    /// Hostile: a line that never ends. After the role chunk, the start of
+    /// a content event, then `a` as fast as the connection takes it, never
+    /// a newline, until the client goes away (at most 10 minutes).
+    /// Streaming OpenAI chat and completions only (elsewhere it does not
+    /// apply and is not counted).
+    EndlessLine,
+    /// Hostile: one content event of this many bytes of text (`llmperf mock
+    /// --fault huge-event` sends 50 MiB), then a normal end. Streaming
+    /// OpenAI chat and completions only.
+    HugeEvent {
+        /// Bytes of text in the event (rounded up to 64 KiB).
+        bytes: u64,
+    },
+    /// Hostile: this many one-token content events as fast as the
+    /// connection takes them (`--fault event-flood` sends 2,000,000), then
+    /// the finish reason, usage and `[DONE]`. Streaming OpenAI chat and
+    /// completions only.
+    EventFlood {
+        /// Content events sent.
+        events: u64,
+    },
 }
 
 /// Which generation requests a [`Fault`] is injected into.

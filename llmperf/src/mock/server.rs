@@ -270,7 +270,7 @@ fn prepare(
     index: u64,
     state: &State,
 ) -> Result<Timeline, Box<Response<MockBody>>> {
-    let request = request::parse(api, body).map_err(|message| {
+    let mut request = request::parse(api, body).map_err(|message| {
         Box::new(api_error(
             api,
             StatusCode::BAD_REQUEST,
@@ -279,10 +279,13 @@ fn prepare(
             Value::Null,
         ))
     })?;
+    if state.script.omit_usage {
+        request.include_usage = false;
+    }
     state.remember_model(&request.model);
     let task = Task::parse(&request.prompt);
     let fault = state.pick_fault(index, |fault| {
-        plan::applies(fault, &request, task.is_some())
+        plan::applies(fault, api, &request, task.is_some())
     });
     if let Some(Fault::Status(code)) = fault {
         return Err(Box::new(match api {

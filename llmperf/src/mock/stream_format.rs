@@ -111,6 +111,7 @@ pub(crate) fn timeline(
         end_at,
         end,
         whole: false,
+        tail: None,
     };
     // Faults that cut the stream keep the events wholly in the first half.
     let half = schedule.usage.completion_tokens / 2;

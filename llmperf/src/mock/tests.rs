@@ -157,6 +157,7 @@ fn task(number: u64) -> Task {
     Task {
         number,
         direction: Direction::DigitsToWords,
+        reply: crate::validate::Reply::Only,
     }
 }
 

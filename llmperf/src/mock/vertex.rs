@@ -159,6 +159,7 @@ pub(crate) fn plan(
         reasoning_tokens: script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
         task,
         fill: request.fill,
+        long_words: script.long_words,
     };
     let output = generate::generate(&spec, &mut rng);
     let first = clamp(
@@ -204,6 +205,7 @@ pub(crate) fn plan(
         end_at,
         end,
         whole: false,
+        tail: None,
     };
     let total = usage.candidates + usage.thoughts;
     // Faults that cut the stream keep the events wholly in the first half,

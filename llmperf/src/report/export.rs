@@ -38,12 +38,14 @@ pub enum OutputFormat {
     Bencher,
 }
 
-/// What the regression gate decided for one benchmark.
+/// What the gate decided for one benchmark.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct GateOutcome {
-    /// Whether the gate was on (`--fail-on-regression` or the benchmark's policy).
+    /// Whether anything could fail the run: regressions against a named
+    /// baseline (`--fail-on-regression` or the benchmark's policy), or
+    /// cross-overs (unless `--allow-cross-overs`).
     pub enabled: bool,
-    /// Regressed metrics and cross-overs (reported even with the gate off).
+    /// What failed it: regressed metrics, cross-overs.
     pub failures: Vec<String>,
 }
 

@@ -6,4 +6,5 @@ pub mod charts;
 pub mod comparison;
 pub mod export;
 pub mod html;
+pub mod stdout;
 pub mod terminal;

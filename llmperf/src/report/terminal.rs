@@ -198,6 +198,13 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
                 palette.red(&format!("{}: {message}", level.level.label()))
             );
         }
+        for note in &level.notes {
+            let _ = writeln!(
+                out,
+                "  {}",
+                palette.yellow(&format!("{}: {note}", level.level.label()))
+            );
+        }
     }
     if file.interrupted {
         let _ = writeln!(
@@ -403,13 +410,13 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
     let _ = writeln!(out, "  requests   {} ok, {}{excluded}", r.completed, failed);
     render_connections(out, &summary.connections);
     let limits = &summary.output_limits;
-    if limits.ended_early > 0 || limits.exceeded > 0 {
+    if limits.ended_early > 0 || limits.exceeded > 0 || limits.unknown > 0 {
         let reasons: Vec<String> = limits
             .finish_reasons
             .iter()
             .map(|(reason, n)| format!("{reason} {n}"))
             .collect();
-        let exceeded = if limits.exceeded > 0 {
+        let mut exceeded = if limits.exceeded > 0 {
             palette.red(&format!(
                 ", {} over it (max_tokens not honoured)",
                 limits.exceeded
@@ -417,6 +424,12 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
         } else {
             String::new()
         };
+        if limits.unknown > 0 {
+            exceeded.push_str(&format!(
+                ", {} unknown (no server count, no finish reason)",
+                limits.unknown
+            ));
+        }
         let _ = writeln!(
             out,
             "  max_tokens {} of {} requests ended before their max_tokens{exceeded} · finish reasons: {}",
@@ -435,6 +448,21 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
             ))
         );
     }
+    let counts = &summary.token_counts;
+    if counts.client_estimated_requests > 0 {
+        let _ = writeln!(
+            out,
+            "  tokens     {}",
+            palette.yellow(&format!(
+                "output counts of {} of {} requests are client estimates (the server sent no usage): {} counted one token per event, {} re-tokenised with {}",
+                counts.client_estimated_requests,
+                summary.requests.completed,
+                counts.counted_by_events,
+                counts.client_estimated_requests - counts.counted_by_events,
+                config.tokenizer
+            ))
+        );
+    }
     if summary.token_counts.mismatched_requests > 0 {
         let _ = writeln!(
             out,
@@ -449,12 +477,22 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
             palette.red(&format!("{} CROSS-OVERS", v.cross_overs))
         } else if v.mismatches > 0 {
             palette.yellow(&format!("{} mismatches", v.mismatches))
-        } else {
+        } else if v.truncated == 0 {
             palette.green("all correct")
+        } else {
+            palette.green("no wrong answer")
+        };
+        let truncated = if v.truncated > 0 {
+            format!(
+                ", {} cut short before the number (token limit or a broken stream)",
+                v.truncated
+            )
+        } else {
+            String::new()
         };
         let _ = writeln!(
             out,
-            "  validation {}/{} passed, {}",
+            "  validation {}/{} passed, {}{truncated}",
             v.passed, v.validated, verdict
         );
         for issue in v.cross_over_requests.iter().take(5) {

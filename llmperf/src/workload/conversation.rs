@@ -81,6 +81,7 @@ mod tests {
         let task = Task {
             number: 1234,
             direction: Direction::DigitsToWords,
+            reply: crate::validate::Reply::Only,
         };
         let second = RequestPlan {
             max_tokens: Some(9),

@@ -28,7 +28,7 @@ pub use dataset::DatasetReport;
 pub use message::{count_tokens, flatten, Message, Role};
 
 use crate::spec::{PromptScheme, Workload};
-use crate::validate::{Direction, Task};
+use crate::validate::{Direction, Reply, Task};
 use corpus::CorpusTokens;
 use tokenizer::Tokenizer;
 
@@ -207,9 +207,16 @@ pub fn plan_workload(
         rng.set_stream(n);
         rng
     };
-    let validate = validate || workload.prompts == PromptScheme::ValidationOnly;
-    let tasks = if validate {
-        distinct_tasks(&mut stream(2), count)
+    let validation_only = workload.prompts == PromptScheme::ValidationOnly;
+    let tasks = if validate || validation_only {
+        // A correctness run asks for the number alone; any other prompt asks
+        // for it to open a reply that goes on with the prompt's own task.
+        let reply = if validation_only {
+            Reply::Only
+        } else {
+            Reply::First
+        };
+        distinct_tasks(&mut stream(2), count, reply)
     } else {
         Vec::new()
     };
@@ -247,6 +254,12 @@ pub fn plan_workload(
             let max_tokens = match (draft.planned_max, workload.max_tokens) {
                 (Some(planned), Some(cap)) => Some(planned.min(cap)),
                 (planned, cap) => planned.or(cap),
+            };
+            // A validated request gets room for its answer, whatever length
+            // was drawn or capped.
+            let max_tokens = match &task {
+                Some(task) => max_tokens.map(|m| m.max(answer_room(task, tokenizer))),
+                None => max_tokens,
             };
             RequestPlan {
                 id: index as u64,
@@ -347,13 +360,32 @@ fn draw_length(rng: &mut ChaCha8Rng, mean: u32, stddev: u32) -> u32 {
     }
 }
 
+/// Tokens a validated request's `max_tokens` leaves beyond its answer's
+/// own (a preamble, a line break).
+pub const VALIDATION_ROOM_TOKENS: u32 = 8;
+
+/// The least `max_tokens` a validated request is sent: its answer's tokens
+/// and [`VALIDATION_ROOM_TOKENS`].
+pub fn answer_room(task: &Task, tokenizer: &Tokenizer) -> u32 {
+    (tokenizer.count(&task.answer()) as u32).saturating_add(VALIDATION_ROOM_TOKENS)
+}
+
+/// Runs up to this many validated requests draw six-digit numbers; larger
+/// ones draw from a range a hundred times wider.
+const SIX_DIGIT_TASKS: u64 = 500_000;
+
 /// Validation tasks with distinct numbers, so a wrong answer names exactly
 /// one other request.
-fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64) -> Vec<Task> {
+fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64, reply: Reply) -> Vec<Task> {
     let mut seen = HashSet::new();
     let mut tasks = Vec::with_capacity(count as usize);
+    let largest = if count <= SIX_DIGIT_TASKS {
+        999_999
+    } else {
+        99_999_999
+    };
     while (tasks.len() as u64) < count {
-        let number = rng.gen_range(1_000..=999_999u64);
+        let number = rng.gen_range(1_000..=largest);
         if !seen.insert(number) {
             continue;
         }
@@ -362,7 +394,11 @@ fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64) -> Vec<Task> {
         } else {
             Direction::WordsToDigits
         };
-        tasks.push(Task { number, direction });
+        tasks.push(Task {
+            number,
+            direction,
+            reply,
+        });
     }
     tasks
 }

@@ -24,6 +24,32 @@ pub enum TokenizerError {
     },
 }
 
+/// Longest run of whitespace, or of anything else, counted in one piece
+/// (see [`Tokenizer::count`]).
+pub const LONGEST_RUN_BYTES: usize = 256;
+
+/// Byte ranges of the runs longer than [`LONGEST_RUN_BYTES`] that are all
+/// whitespace or all not whitespace, in order.
+fn long_runs(text: &str) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut run_start = 0;
+    let mut run_space = None;
+    for (at, c) in text.char_indices() {
+        let space = c.is_whitespace();
+        if run_space != Some(space) {
+            if at - run_start > LONGEST_RUN_BYTES {
+                runs.push((run_start, at));
+            }
+            run_start = at;
+            run_space = Some(space);
+        }
+    }
+    if text.len() - run_start > LONGEST_RUN_BYTES {
+        runs.push((run_start, text.len()));
+    }
+    runs
+}
+
 /// A tokenizer that counts, encodes and decodes text.
 pub struct Tokenizer {
     name: String,
@@ -107,12 +133,46 @@ impl Tokenizer {
         }
     }
 
-    /// Number of tokens in `text`.
+    /// Number of tokens in `text`, in time linear in its length whatever it
+    /// holds: a run of more than [`LONGEST_RUN_BYTES`] bytes without a
+    /// change between whitespace and the rest (a 50 MB "word", a megabyte of
+    /// spaces) is counted in pieces of that size, since a byte-pair merge
+    /// over one such piece takes time quadratic in its length. Only such
+    /// runs, which no language has, are estimated; other text is counted
+    /// exactly.
+    ///
+    /// ```
+    /// let tokenizer = llmperf::Tokenizer::bundled();
+    /// let word = "a".repeat(1_000_000);
+    /// let started = std::time::Instant::now();
+    /// assert!(tokenizer.count(&word) > 1_000);
+    /// assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    /// ```
     pub fn count(&self, text: &str) -> usize {
         if text.is_empty() {
             return 0;
         }
-        self.encode(text).len()
+        let mut total = 0;
+        let mut plain_start = 0;
+        for (start, end) in long_runs(text) {
+            if plain_start < start {
+                total += self.encode(&text[plain_start..start]).len();
+            }
+            let mut piece_start = start;
+            while piece_start < end {
+                let mut piece_end = (piece_start + LONGEST_RUN_BYTES).min(end);
+                while !text.is_char_boundary(piece_end) {
+                    piece_end += 1;
+                }
+                total += self.encode(&text[piece_start..piece_end]).len();
+                piece_start = piece_end;
+            }
+            plain_start = end;
+        }
+        if plain_start < text.len() {
+            total += self.encode(&text[plain_start..]).len();
+        }
+        total
     }
 
     /// Text of the given token ids; ids that do not decode are dropped, and
@@ -142,6 +202,34 @@ mod tests {
             tokenizer.decode(&ids),
             "From fairest creatures we desire increase,"
         );
+    }
+
+    #[test]
+    fn giant_runs_are_counted_in_pieces_and_normal_text_exactly() {
+        let tokenizer = Tokenizer::bundled();
+        let text =
+            "Shall I compare thee to a summer's day? Thou art more lovely and more temperate.";
+        assert_eq!(tokenizer.count(text), tokenizer.encode(text).len());
+        let long = format!("{text} {} {text}{}", "x".repeat(1000), " ".repeat(600));
+        let runs = long_runs(&long);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        let expected = tokenizer.encode(&format!("{text} ")).len()
+            + (0..1000)
+                .step_by(LONGEST_RUN_BYTES)
+                .map(|i| tokenizer.count(&"x".repeat((1000 - i).min(LONGEST_RUN_BYTES))))
+                .sum::<usize>()
+            + tokenizer.encode(&format!(" {text}")).len()
+            + (0..600)
+                .step_by(LONGEST_RUN_BYTES)
+                .map(|i| {
+                    tokenizer
+                        .encode(&" ".repeat((600 - i).min(LONGEST_RUN_BYTES)))
+                        .len()
+                })
+                .sum::<usize>();
+        assert_eq!(tokenizer.count(&long), expected);
+        // Multi-byte characters are never cut.
+        assert!(tokenizer.count(&"é".repeat(5000)) > 0);
     }
 
     #[test]

@@ -276,6 +276,7 @@ fn level_context(level: &LevelResult, records: &[&RequestRecord], options: &Html
             .iter()
             .map(|i| (i, "cross-over"))
             .chain(v.mismatch_requests.iter().map(|i| (i, "mismatch")))
+            .chain(v.truncated_requests.iter().map(|i| (i, "truncated")))
             .map(|(i, kind)| {
                 json!({
                     "kind": kind,
@@ -292,6 +293,7 @@ fn level_context(level: &LevelResult, records: &[&RequestRecord], options: &Html
             "passed": v.passed,
             "cross_overs": v.cross_overs,
             "mismatches": v.mismatches,
+            "truncated": v.truncated,
             "issues": issues,
         })
     });

@@ -1,0 +1,208 @@
+//! Validation that does not lie, over real sockets: on by default for
+//! generated prompts, room for every answer, a cut answer reported as
+//! truncated (never as a mismatch, never as another request's number),
+//! cross-overs out of goodput.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
+
+use llmperf::record::ValidationOutcome;
+use llmperf::validate::Task;
+use llmperf::workload::answer_room;
+use llmperf::{Benchmark, Dataset, Endpoint, Fault, FaultSchedule, Load, Tokenizer, Workload};
+
+mod fault_matrix;
+use fault_matrix::{fast_script, run};
+
+#[test]
+fn generated_prompts_are_validated_by_default_and_every_answer_gets_room() {
+    // The README's default workload: 150±80 output tokens, so some draws
+    // are tiny; the plan still leaves room for each answer.
+    let bench = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().builtin())
+        .load(Load::closed(4).requests(40))
+        .mock(fast_script());
+    let outcome = run(&bench);
+    assert!(outcome.summary.config.validate);
+    let validation = outcome
+        .summary
+        .summary
+        .validation
+        .clone()
+        .expect("validated");
+    assert_eq!(
+        (
+            validation.validated,
+            validation.passed,
+            validation.truncated
+        ),
+        (40, 40, 0),
+        "{validation:?}"
+    );
+    let plans = llmperf::workload::plan_requests(
+        bench.workload_spec(),
+        true,
+        40,
+        llmperf::spec::DEFAULT_SEED,
+        Tokenizer::bundled(),
+    )
+    .unwrap();
+    for plan in &plans {
+        let task = plan.task.as_ref().expect("a task");
+        let room = answer_room(task, Tokenizer::bundled());
+        assert!(
+            plan.max_tokens.unwrap() >= room,
+            "{:?} < {room}",
+            plan.max_tokens
+        );
+        assert!(
+            plan.prompt.contains("Begin your reply with"),
+            "{}",
+            plan.prompt
+        );
+    }
+    // The answer opens the reply and the reply goes on: outputs keep their
+    // planned length (the built-in endpoint fills up to max_tokens).
+    for (record, plan) in outcome.records.iter().zip(&plans) {
+        assert_eq!(record.max_tokens, plan.max_tokens);
+        assert_eq!(record.output_tokens(), plan.max_tokens.unwrap());
+    }
+}
+
+#[test]
+fn validation_can_be_turned_off_and_is_off_for_datasets_unless_asked_for() {
+    let off = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().builtin())
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(2))
+        .mock(fast_script())
+        .validate(false);
+    let outcome = run(&off);
+    assert!(!outcome.summary.config.validate);
+    assert!(outcome.summary.summary.validation.is_none());
+    assert!(outcome.records.iter().all(|r| r.validation.is_none()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &path,
+        "{\"prompt\": \"Hello there\", \"max_tokens\": 4}\n".repeat(3),
+    )
+    .unwrap();
+    let dataset = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().builtin())
+        .workload(Workload::dataset(
+            Dataset::jsonl(&path).sample(llmperf::Sampling::WithReplacement),
+        ))
+        .load(Load::closed(1).requests(2))
+        .mock(fast_script());
+    assert!(run(&dataset).summary.summary.validation.is_none());
+    let asked = run(&dataset.validate(true));
+    let validation = asked.summary.summary.validation.expect("validated");
+    assert_eq!(validation.passed, 2, "{validation:?}");
+}
+
+/// A server that answers each request with the first half of its
+/// validation answer, then `finish_reason: "length"` (a model cut by its
+/// token limit mid-number).
+fn cutting_server(requests: usize) -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        for _ in 0..requests {
+            let Ok((mut socket, _)) = listener.accept() else {
+                return;
+            };
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 8192];
+            while !request.ends_with(b"}") {
+                match socket.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+            }
+            let task = Task::parse(&String::from_utf8_lossy(&request)).expect("a validated prompt");
+            let answer = task.answer();
+            let half: String = answer.chars().take(answer.chars().count() / 2).collect();
+            let body = format!(
+                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                serde_json::json!({"choices": [{"delta": {"content": half}}]}),
+                serde_json::json!({"choices": [{"delta": {}, "finish_reason": "length"}]}),
+            );
+            let _ = write!(
+                socket,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, handle)
+}
+
+#[test]
+fn an_answer_cut_by_its_token_limit_is_truncated_not_a_mismatch() {
+    let (url, server) = cutting_server(6);
+    let bench = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().base_url(&url).model("cut"))
+        .workload(Workload::validation_only())
+        .load(Load::closed(1).requests(6));
+    let outcome = run(&bench);
+    let validation = outcome
+        .summary
+        .summary
+        .validation
+        .clone()
+        .expect("validated");
+    assert_eq!(
+        (
+            validation.truncated,
+            validation.mismatches,
+            validation.cross_overs
+        ),
+        (6, 0, 0),
+        "{validation:?}"
+    );
+    assert_eq!(validation.truncated_requests.len(), 6);
+    server.join().unwrap();
+}
+
+#[test]
+fn a_stream_that_breaks_mid_answer_is_truncated_and_a_cross_over_is_never_good() {
+    // Disconnects cut every third answer at half its tokens.
+    let bench = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().builtin())
+        .workload(Workload::validation_only())
+        .load(Load::closed(1).requests(9))
+        .mock(fast_script().fault(Fault::Disconnect, FaultSchedule::Every(3)));
+    let outcome = run(&bench);
+    let broken: Vec<_> = outcome.records.iter().filter(|r| !r.ok).collect();
+    assert_eq!(broken.len(), 3);
+    for record in broken {
+        if let Some(validation) = &record.validation {
+            assert_eq!(
+                validation.outcome,
+                ValidationOutcome::Truncated,
+                "{record:?}"
+            );
+        }
+    }
+    let validation = outcome.summary.summary.validation.clone().unwrap();
+    assert_eq!((validation.mismatches, validation.cross_overs), (0, 0));
+
+    let crossed = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().builtin())
+        .workload(Workload::validation_only())
+        .load(Load::closed(1).requests(8))
+        .mock(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
+    let outcome = run(&crossed);
+    let level = &outcome.summary.levels[0];
+    assert_eq!(level.summary.validation.as_ref().unwrap().cross_overs, 2);
+    assert_eq!(level.summary.requests.completed, 8);
+    assert_eq!(level.slo.good_requests, 6, "cross-overs are not goodput");
+    assert_eq!(outcome.summary.cross_overs(), 2);
+}
