@@ -225,8 +225,13 @@ impl RequestRecord {
                 (None, _) => false,
             };
         let validation = plan.task.as_ref().map(|task| {
+            // A number the request's own prompt states (a dataset's text, an
+            // earlier turn's answer in a conversation) is no sign of a
+            // cross-over when the answer repeats it.
+            let in_prompt: std::collections::HashSet<u64> =
+                validate::numbers_in(&plan.prompt).into_iter().collect();
             let outcome = validate::check(task, text, cut, |n| {
-                n != task.number && context.numbers.contains_key(&n)
+                n != task.number && !in_prompt.contains(&n) && context.numbers.contains_key(&n)
             });
             let (outcome, other_number) = match outcome {
                 Outcome::Pass => (ValidationOutcome::Pass, None),

@@ -206,3 +206,104 @@ fn a_stream_that_breaks_mid_answer_is_truncated_and_a_cross_over_is_never_good()
     assert_eq!(level.slo.good_requests, 6, "cross-overs are not goodput");
     assert_eq!(outcome.summary.cross_overs(), 2);
 }
+
+/// A server that answers every chat request with the first line of its
+/// last message (it repeats the prompt and ignores the instruction).
+fn echo_server(requests: usize) -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = thread::spawn(move || {
+        for _ in 0..requests {
+            let Ok((mut socket, _)) = listener.accept() else {
+                return;
+            };
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 8192];
+            let body = loop {
+                match socket.read(&mut buffer) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => request.extend_from_slice(&buffer[..n]),
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                if let Some((_, body)) = text.split_once("\r\n\r\n") {
+                    if let Ok(body) = serde_json::from_str::<serde_json::Value>(body) {
+                        break body;
+                    }
+                }
+            };
+            let last = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .cloned()
+                .unwrap();
+            let line = last["content"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap()
+                .to_string();
+            let sse = format!(
+                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                serde_json::json!({"choices": [{"delta": {"content": line}}]}),
+                serde_json::json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
+            );
+            let _ = write!(
+                socket,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{sse}",
+                sse.len()
+            );
+        }
+    });
+    (url, handle)
+}
+
+#[test]
+fn a_number_the_prompt_itself_states_is_not_a_cross_over() {
+    // The validation numbers come from their own random stream: plan once
+    // to learn them, then write a dataset whose one prompt states the
+    // numbers of requests 0 and 1.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prompts.jsonl");
+    let dataset =
+        || Workload::dataset(Dataset::jsonl(&path).sample(llmperf::Sampling::WithReplacement));
+    std::fs::write(&path, "{\"prompt\": \"placeholder\"}\n").unwrap();
+    let plans = llmperf::workload::plan_requests(
+        &dataset(),
+        true,
+        4,
+        llmperf::spec::DEFAULT_SEED,
+        Tokenizer::bundled(),
+    )
+    .unwrap();
+    let number = |i: usize| plans[i].task.as_ref().unwrap().number;
+    let prompt = format!("Numbers: {} and {}", number(0), number(1));
+    std::fs::write(
+        &path,
+        format!("{}\n", serde_json::json!({"prompt": prompt})),
+    )
+    .unwrap();
+    let (url, server) = echo_server(4);
+    let bench = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().base_url(&url).model("echo"))
+        .workload(dataset())
+        .load(Load::closed(1).requests(4))
+        .validate(true);
+    let outcome = run(&bench);
+    let validation = outcome.summary.summary.validation.clone().unwrap();
+    // Requests 0 and 1 find their own number in the echo; 2 and 3 find
+    // others' numbers, which their own prompt states: wrong, not crossed.
+    assert_eq!(
+        (
+            validation.passed,
+            validation.mismatches,
+            validation.cross_overs
+        ),
+        (2, 2, 0),
+        "{validation:?}"
+    );
+    server.join().unwrap();
+}
