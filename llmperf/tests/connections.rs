@@ -3,7 +3,7 @@
 //! servers for what no mode scripts): no false errors, the server's
 //! keep-alive rules honoured, and the one re-send rule kept exactly.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,7 +14,9 @@ use llmperf::mock::Connections;
 use llmperf::{Benchmark, Endpoint, Load, MockScript, MockServer, Workload};
 
 mod fault_matrix;
+mod raw_server;
 use fault_matrix::{fast_script, run};
+use raw_server::read_request;
 
 fn bench(connections: Connections, concurrency: usize, requests: u64) -> Benchmark {
     Benchmark::new()
@@ -161,48 +163,23 @@ fn kept_connections_are_reused_one_per_request_in_flight() {
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 94\r\n\r\n\
 data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":{\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
 
-/// Reads one request (head and a JSON body ending in `}`); false at EOF.
-fn read_request(socket: &mut std::net::TcpStream) -> bool {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    while !request.ends_with(b"}") {
-        match socket.read(&mut buffer) {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => request.extend_from_slice(&buffer[..n]),
-        }
-    }
-    true
-}
-
 /// A server that answers the first request of each connection with
 /// `ANSWER` and the second with `second` (then closes); counts connections.
 fn raw_server(
     second: &'static [u8],
     connections: usize,
 ) -> (String, Arc<AtomicUsize>, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&accepted);
-    let handle = thread::spawn(move || {
-        for _ in 0..connections {
-            let Ok((mut socket, _)) = listener.accept() else {
-                return;
-            };
-            counter.fetch_add(1, Ordering::SeqCst);
-            socket
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            if !read_request(&mut socket) {
-                continue;
-            }
+    let (url, handle) = raw_server::spawn(connections, move |mut socket| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        if read_request(&mut socket).is_some() {
             let _ = socket.write_all(ANSWER);
-            if !read_request(&mut socket) {
-                continue;
+            if read_request(&mut socket).is_some() {
+                let _ = socket.write_all(second);
             }
-            let _ = socket.write_all(second);
-            // Dropped: closed.
         }
+        // Dropped: closed.
     });
     (url, accepted, handle)
 }
@@ -241,7 +218,7 @@ fn a_failure_on_a_new_connection_is_not_resent() {
     listener.set_nonblocking(false).unwrap();
     let server = thread::spawn(move || {
         let (mut socket, _) = listener.accept().unwrap();
-        read_request(&mut socket);
+        let _ = read_request(&mut socket);
         drop(socket);
         // A second connection would mean a re-send: none may come.
         listener.set_nonblocking(true).unwrap();

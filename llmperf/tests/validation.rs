@@ -3,10 +3,8 @@
 //! truncated (never as a mismatch, never as another request's number),
 //! cross-overs out of goodput.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::thread;
-use std::time::Duration;
 
 use llmperf::record::ValidationOutcome;
 use llmperf::validate::Task;
@@ -14,6 +12,7 @@ use llmperf::workload::answer_room;
 use llmperf::{Benchmark, Dataset, Endpoint, Fault, FaultSchedule, Load, Tokenizer, Workload};
 
 mod fault_matrix;
+mod raw_server;
 use fault_matrix::{fast_script, run};
 
 #[test]
@@ -108,40 +107,21 @@ fn validation_can_be_turned_off_and_is_off_for_datasets_unless_asked_for() {
 /// validation answer, then `finish_reason: "length"` (a model cut by its
 /// token limit mid-number).
 fn cutting_server(requests: usize) -> (String, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let handle = thread::spawn(move || {
-        for _ in 0..requests {
-            let Ok((mut socket, _)) = listener.accept() else {
-                return;
-            };
-            socket
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 8192];
-            while !request.ends_with(b"}") {
-                match socket.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buffer[..n]),
-                }
-            }
-            let task = Task::parse(&String::from_utf8_lossy(&request)).expect("a validated prompt");
-            let answer = task.answer();
-            let half: String = answer.chars().take(answer.chars().count() / 2).collect();
-            let body = format!(
-                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+    raw_server::spawn(requests, |mut socket| {
+        let Some(request) = raw_server::read_request(&mut socket) else {
+            return;
+        };
+        let task = Task::parse(&request).expect("a validated prompt");
+        let answer = task.answer();
+        let half: String = answer.chars().take(answer.chars().count() / 2).collect();
+        let _ = socket.write_all(
+            raw_server::sse_response(&[
                 serde_json::json!({"choices": [{"delta": {"content": half}}]}),
                 serde_json::json!({"choices": [{"delta": {}, "finish_reason": "length"}]}),
-            );
-            let _ = write!(
-                socket,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, handle)
+            ])
+            .as_bytes(),
+        );
+    })
 }
 
 #[test]
@@ -210,55 +190,32 @@ fn a_stream_that_breaks_mid_answer_is_truncated_and_a_cross_over_is_never_good()
 /// A server that answers every chat request with the first line of its
 /// last message (it repeats the prompt and ignores the instruction).
 fn echo_server(requests: usize) -> (String, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let handle = thread::spawn(move || {
-        for _ in 0..requests {
-            let Ok((mut socket, _)) = listener.accept() else {
-                return;
-            };
-            socket
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 8192];
-            let body = loop {
-                match socket.read(&mut buffer) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => request.extend_from_slice(&buffer[..n]),
-                }
-                let text = String::from_utf8_lossy(&request).into_owned();
-                if let Some((_, body)) = text.split_once("\r\n\r\n") {
-                    if let Ok(body) = serde_json::from_str::<serde_json::Value>(body) {
-                        break body;
-                    }
-                }
-            };
-            let last = body["messages"]
-                .as_array()
-                .and_then(|m| m.last())
-                .cloned()
-                .unwrap();
-            let line = last["content"]
-                .as_str()
-                .unwrap()
-                .lines()
-                .next()
-                .unwrap()
-                .to_string();
-            let sse = format!(
-                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+    raw_server::spawn(requests, |mut socket| {
+        let Some(body) =
+            raw_server::read_request(&mut socket).and_then(|r| raw_server::json_body(&r))
+        else {
+            return;
+        };
+        let last = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .cloned()
+            .unwrap();
+        let line = last["content"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_string();
+        let _ = socket.write_all(
+            raw_server::sse_response(&[
                 serde_json::json!({"choices": [{"delta": {"content": line}}]}),
                 serde_json::json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
-            );
-            let _ = write!(
-                socket,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{sse}",
-                sse.len()
-            );
-        }
-    });
-    (url, handle)
+            ])
+            .as_bytes(),
+        );
+    })
 }
 
 #[test]

@@ -3,42 +3,25 @@
 //! `[DONE]`, a server that ignores `stream: true`, a wrong path.
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
+mod raw_server;
+
 /// Serves `requests` connections, answering each with `response` and then
 /// holding the connection open until the client closes it (at most 10 s).
 fn raw_server(response: &'static [u8], requests: usize) -> (String, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let handle = thread::spawn(move || {
-        for _ in 0..requests {
-            let Ok((mut socket, _)) = listener.accept() else {
-                return;
-            };
-            socket
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 4096];
-            // Read the head and the JSON body (it ends with `}`).
-            while !request.ends_with(b"}") {
-                match socket.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buffer[..n]),
-                }
-            }
+    raw_server::spawn(requests, move |mut socket| {
+        if raw_server::read_request(&mut socket).is_some() {
             let _ = socket.write_all(response);
             let _ = socket.flush();
             // Hold the connection until the client goes away.
-            let _ = socket.read(&mut buffer);
+            let _ = socket.read(&mut [0u8; 64]);
         }
-    });
-    (url, handle)
+    })
 }
 
 fn bench(url: &str) -> Benchmark {

@@ -1,0 +1,77 @@
+//! A minimal raw HTTP/1.1 server on loopback, for server behaviours the
+//! built-in endpoint does not script (a stream held open after `[DONE]`, a
+//! server that echoes or cuts, half a status line then a close).
+//!
+//! Included by test files with `mod raw_server;`.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+/// Listens on 127.0.0.1 and hands each of the first `connections`
+/// connections, in turn, to `handle` on one thread. Returns the `/v1` base
+/// URL and the thread.
+pub fn spawn(
+    connections: usize,
+    mut handle: impl FnMut(TcpStream) + Send + 'static,
+) -> (String, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let thread = thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((socket, _)) = listener.accept() else {
+                return;
+            };
+            socket
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            handle(socket);
+        }
+    });
+    (url, thread)
+}
+
+/// Reads one request, its head and its `Content-Length` body, as text;
+/// `None` at the end of the connection or after 10 s of silence.
+pub fn read_request(socket: &mut TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        if socket.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        request.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    socket.read_exact(&mut body).ok()?;
+    request.extend_from_slice(&body);
+    Some(String::from_utf8_lossy(&request).into_owned())
+}
+
+/// The JSON body of a request read by [`read_request`].
+pub fn json_body(request: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(request.split_once("\r\n\r\n")?.1).ok()
+}
+
+/// A complete SSE answer: one `data:` event per chunk, then `[DONE]`, with
+/// `Content-Length` and `Connection: close`.
+pub fn sse_response(chunks: &[serde_json::Value]) -> String {
+    let mut body = String::new();
+    for chunk in chunks {
+        body.push_str(&format!("data: {chunk}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
