@@ -4,7 +4,7 @@
 //! by headless Chromium from disk (no console message, nothing fetched), with
 //! a screenshot left in `target/llmperf-screenshots/` for review.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -16,6 +16,7 @@ use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Workload};
 
 mod fault_matrix;
 mod markup;
+mod raw_server;
 
 use fault_matrix::fast_script;
 use markup::Element;
@@ -222,6 +223,7 @@ fn the_index_links_each_benchmark_and_its_page_shows_the_summarys_figures_and_ch
         .count();
     assert_eq!(cross_overs, 3);
     assert!(page.text().contains("server_error"), "errors by kind");
+    assert!(page.text().contains("Connections:"), "connections line");
     assert!(page.text().contains("HTTP 500"));
     assert!(!html.to_ascii_lowercase().contains("<script"));
     assert_eq!(remote_references(&page), Vec::<String>::new());
@@ -247,56 +249,26 @@ fn noplot_renders_the_figures_without_charts() {
 /// (`connection: close`): the 2nd request gets a 500 whose message is
 /// [`HOSTILE`], every other one a stream answering [`HOSTILE`].
 fn hostile_endpoint() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    thread::spawn(move || {
-        for (n, socket) in listener.incoming().enumerate() {
-            let Ok(mut socket) = socket else { return };
-            let _ = socket.set_read_timeout(Some(Duration::from_secs(10)));
-            read_request(&mut socket);
-            let response = if n == 1 {
-                let body =
-                    serde_json::json!({"error": {"message": HOSTILE, "type": "server_error"}})
-                        .to_string();
-                format!(
-                    "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                let chunk =
-                    serde_json::json!({"choices": [{"index": 0, "delta": {"content": HOSTILE}}]});
-                let usage = serde_json::json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1}});
-                format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\ndata: {chunk}\n\ndata: {usage}\n\ndata: [DONE]\n\n"
-                )
-            };
-            let _ = socket.write_all(response.as_bytes());
-        }
+    let mut served = 0;
+    let (url, _thread) = raw_server::spawn(usize::MAX, move |mut socket| {
+        let _ = raw_server::read_request(&mut socket);
+        served += 1;
+        let response = if served == 2 {
+            let body = serde_json::json!({"error": {"message": HOSTILE, "type": "server_error"}})
+                .to_string();
+            format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        } else {
+            raw_server::sse_response(&[
+                serde_json::json!({"choices": [{"index": 0, "delta": {"content": HOSTILE}}]}),
+                serde_json::json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1}}),
+            ])
+        };
+        let _ = socket.write_all(response.as_bytes());
     });
     url
-}
-
-/// Reads one request's head and its `content-length` body.
-fn read_request(socket: &mut std::net::TcpStream) {
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 4096];
-    loop {
-        if let Some(head_end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            if request.len() >= head_end + 4 + length {
-                return;
-            }
-        }
-        match socket.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buffer[..n]),
-        }
-    }
 }
 
 #[test]

@@ -216,13 +216,14 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
     out
 }
 
-/// New and reused connections, what connecting took, re-sent requests.
-fn render_connections(out: &mut String, c: &crate::metrics::ConnectionStats) {
+/// New and reused connections, what connecting took, re-sent requests, in
+/// one sentence (`None` when no request got a connection).
+pub fn connections_text(c: &crate::metrics::ConnectionStats) -> Option<String> {
     if c.requests == 0 {
-        return;
+        return None;
     }
     let mut line = format!(
-        "  connections {} new for {} requests ({:.0}%)",
+        "{} new for {} requests ({:.0}%)",
         c.new_connections,
         c.requests,
         c.new_share * 100.0
@@ -247,7 +248,22 @@ fn render_connections(out: &mut String, c: &crate::metrics::ConnectionStats) {
             c.resent
         ));
     }
-    let _ = writeln!(out, "{line}");
+    Some(line)
+}
+
+/// Which output counts are client estimates, in one sentence (`None` when
+/// the server counted every one).
+pub fn estimates_text(summary: &Summary, tokenizer: &str) -> Option<String> {
+    let counts = &summary.token_counts;
+    (counts.client_estimated_requests > 0).then(|| {
+        format!(
+            "output counts of {} of {} requests are client estimates (the server sent no usage): {} counted one token per event, {} re-tokenised with {tokenizer}",
+            counts.client_estimated_requests,
+            summary.requests.completed,
+            counts.counted_by_events,
+            counts.client_estimated_requests - counts.counted_by_events,
+        )
+    })
 }
 
 fn opt_ms(value: Option<f64>) -> String {
@@ -408,7 +424,9 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
         );
     }
     let _ = writeln!(out, "  requests   {} ok, {}{excluded}", r.completed, failed);
-    render_connections(out, &summary.connections);
+    if let Some(text) = connections_text(&summary.connections) {
+        let _ = writeln!(out, "  connections {text}");
+    }
     let limits = &summary.output_limits;
     if limits.ended_early > 0 || limits.exceeded > 0 || limits.unknown > 0 {
         let reasons: Vec<String> = limits
@@ -448,20 +466,8 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
             ))
         );
     }
-    let counts = &summary.token_counts;
-    if counts.client_estimated_requests > 0 {
-        let _ = writeln!(
-            out,
-            "  tokens     {}",
-            palette.yellow(&format!(
-                "output counts of {} of {} requests are client estimates (the server sent no usage): {} counted one token per event, {} re-tokenised with {}",
-                counts.client_estimated_requests,
-                summary.requests.completed,
-                counts.counted_by_events,
-                counts.client_estimated_requests - counts.counted_by_events,
-                config.tokenizer
-            ))
-        );
+    if let Some(text) = estimates_text(summary, &config.tokenizer) {
+        let _ = writeln!(out, "  tokens     {}", palette.yellow(&text));
     }
     if summary.token_counts.mismatched_requests > 0 {
         let _ = writeln!(

@@ -252,7 +252,12 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
     out
 }
 
-fn level_context(level: &LevelResult, records: &[&RequestRecord], options: &HtmlOptions) -> Value {
+fn level_context(
+    level: &LevelResult,
+    records: &[&RequestRecord],
+    tokenizer: &str,
+    options: &HtmlOptions,
+) -> Value {
     let s = &level.summary;
     let rows: Vec<Value> = [
         ("TTFT", s.ttft_ms.as_ref()),
@@ -342,6 +347,13 @@ fn level_context(level: &LevelResult, records: &[&RequestRecord], options: &Html
         "validation": validation,
         "slo": slo,
         "goodput": format!("{:.2} requests/s", level.slo.goodput_per_s),
+        "connections": crate::report::terminal::connections_text(&s.connections),
+        "notes": level
+            .notes
+            .iter()
+            .cloned()
+            .chain(crate::report::terminal::estimates_text(s, tokenizer))
+            .collect::<Vec<String>>(),
         "charts": if options.noplot || records.is_empty() {
             Vec::new()
         } else {
@@ -546,7 +558,7 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
                 .iter()
                 .filter(|r| r.level == level.index)
                 .collect();
-            let mut value = level_context(level, &records, options);
+            let mut value = level_context(level, &records, &file.config.tokenizer, options);
             value["headline"] = json!(level.index == file.headline_level);
             value
         })
