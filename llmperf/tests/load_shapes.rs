@@ -577,3 +577,66 @@ fn a_warmup_by_time_needs_a_duration() {
     let error = run_benchmark("warmup", &bench, &quiet()).unwrap_err();
     assert!(error.to_string().contains("--duration"), "{error}");
 }
+
+/// A measuring run (not a smoke test), writing nothing.
+fn measuring() -> RunOptions {
+    RunOptions {
+        mode: llmperf::results::RunMode::Run,
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn an_automatic_sweep_sizes_its_levels_so_what_they_measure_is_real() {
+    let bench = Benchmark::new()
+        .endpoint(builtin())
+        .workload(Workload::token_lengths(20, 0, 2, 0))
+        .load(Load::auto_sweep(2, 4).requests(3))
+        .mock(MockScript::new().ttft(ms(20)).inter_token(ms(5)))
+        .validate(false);
+    let outcome = run_benchmark("auto", &bench, &measuring()).expect("the run");
+    let levels = &outcome.summary.levels;
+    let per_level = |index: u32| outcome.records.iter().filter(|r| r.level == index).count();
+    assert_eq!(per_level(0), 3, "the synchronous level keeps -r");
+    assert_eq!(per_level(1), 20, "5 requests for each of 4 slots");
+    assert!(levels[1].notes.is_empty(), "{:?}", levels[1].notes);
+    let e2e_s = levels[1].summary.e2e_ms.expect("e2e").p50 / 1e3;
+    for level in &levels[2..] {
+        let Level::Rate(rate) = level.level else {
+            panic!("not an open loop");
+        };
+        let least = (rate.per_s * 5.0 * e2e_s).ceil() as usize;
+        assert_eq!(per_level(level.index), least.max(3), "{} req/s", rate.per_s);
+    }
+    // A smoke test keeps two requests a level, as ever.
+    let smoke = run(&bench.clone().load(Load::auto_sweep(1, 4).requests(2)));
+    assert!(smoke
+        .summary
+        .levels
+        .iter()
+        .all(|l| l.summary.requests.total == 2));
+}
+
+#[test]
+fn a_max_throughput_level_cut_short_says_its_rate_may_understate_the_maximum() {
+    // 100 ms a request, 4 slots, 250 ms: about two requests per slot.
+    let bench = Benchmark::new()
+        .endpoint(builtin())
+        .workload(Workload::token_lengths(20, 0, 2, 0))
+        .load(Load::auto_sweep(1, 4).duration(ms(250)))
+        .mock(MockScript::new().ttft(ms(90)).inter_token(ms(5)))
+        .validate(false);
+    let outcome = run_benchmark("auto", &bench, &measuring()).expect("the run");
+    let probe = &outcome.summary.levels[1];
+    assert_eq!(probe.notes.len(), 1, "{:?}", probe.notes);
+    assert!(
+        probe.notes[0].contains("fewer than 5"),
+        "{}",
+        probe.notes[0]
+    );
+    let text = llmperf::report::terminal::render(
+        &outcome.summary,
+        llmperf::report::terminal::Palette::new(false),
+    );
+    assert!(text.contains("may understate"), "{text}");
+}
