@@ -33,6 +33,13 @@ fn fault(case: &str, full: bool) -> Option<Fault> {
     }
 }
 
+/// Classic prompts with no `max_tokens`.
+fn unlimited() -> Workload {
+    let mut workload = Workload::lines(2, 4, 1);
+    workload.max_tokens = None;
+    workload
+}
+
 fn main() -> ExitCode {
     if let Ok(value) = std::env::var(CHILD_ENV) {
         let (case, full) = value.split_once(':').unwrap_or((value.as_str(), "small"));
@@ -75,7 +82,9 @@ fn main() -> ExitCode {
                     .base_url(base_url.as_str())
                     .model("llmperf-mock"),
             )
-            .workload(Workload::token_lengths(64, 0, 16, 0))
+            // No max_tokens: the answer's bounds are the absolute ones (with a
+            // max_tokens they shrink to 8 events a token).
+            .workload(unlimited())
             .load(Load::closed(1).requests(1).timeout(Duration::from_secs(20)))
             .validate(false);
         let before = support::peak_rss_mib();

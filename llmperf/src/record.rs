@@ -15,12 +15,16 @@ use crate::endpoint::{excerpt, RequestError};
 use crate::load::Phase;
 use crate::metrics::RequestMetrics;
 use crate::transport::ConnectionRecord;
-use crate::validate::{self, Direction, Outcome};
+use crate::validate::{self, Direction, Ending, Outcome};
 use crate::workload::tokenizer::Tokenizer;
 use crate::workload::RequestPlan;
 
 /// Characters of response text kept in a record.
 const EXCERPT_CHARS: usize = 240;
+/// Most client-tokenizer tokens in one event of a stream taken to send one
+/// token per event: one token of another vocabulary re-tokenises into a
+/// few at most.
+const MAX_TOKENS_IN_ONE: u32 = 4;
 
 /// One request, as observed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,14 +196,19 @@ impl RequestRecord {
             content_event_tokens.push(context.tokenizer.count(piece) as u32);
         }
         let text = exchange.content.text();
-        // One token's text is at most one word: a stream whose events mostly
-        // are has one token per event (checked only without server counts).
+        // One token's text is at most one word, and short: a stream whose
+        // events mostly are has one token per event (checked only without
+        // server counts). Chunks of several tokens have spaces between
+        // words, or, in text without spaces, run long.
         let single_token_events = exchange.usage.and_then(|u| u.completion_tokens).is_none()
             && !exchange.content.is_empty()
             && exchange
                 .content
                 .iter()
-                .filter(|(_, piece)| !piece.trim().contains(char::is_whitespace))
+                .zip(&content_event_tokens)
+                .filter(|((_, piece), &tokens)| {
+                    tokens <= MAX_TOKENS_IN_ONE && !piece.trim().contains(char::is_whitespace)
+                })
                 .count()
                 * 10
                 >= exchange.content.len() * 9;
@@ -224,13 +233,28 @@ impl RequestRecord {
                 (Some(limit), None) => finish_reason.is_none() && events >= limit,
                 (None, _) => false,
             };
+        // The answer's own tokens: the server's count of content, else the
+        // client's (the events when they are tokens).
+        let answer_tokens = match usage.completion_tokens {
+            Some(server) => server.saturating_sub(usage.reasoning_tokens.unwrap_or(0)),
+            None if single_token_events => exchange.content.len() as u32,
+            None => content_tokens,
+        };
         let validation = plan.task.as_ref().map(|task| {
+            // Cut before it had room for its number, or after.
+            let ending = match cut {
+                false => Ending::Finished,
+                true if answer_tokens < crate::workload::answer_room(task, context.tokenizer) => {
+                    Ending::CutEarly
+                }
+                true => Ending::CutLate,
+            };
             // A number the request's own prompt states (a dataset's text, an
             // earlier turn's answer in a conversation) is no sign of a
             // cross-over when the answer repeats it.
             let in_prompt: std::collections::HashSet<u64> =
                 validate::numbers_in(&plan.prompt).into_iter().collect();
-            let outcome = validate::check(task, text, cut, |n| {
+            let outcome = validate::check(task, text, ending, |n| {
                 n != task.number && !in_prompt.contains(&n) && context.numbers.contains_key(&n)
             });
             let (outcome, other_number) = match outcome {

@@ -7,16 +7,19 @@
 //! - the request's own number appears → [`Outcome::Pass`];
 //! - otherwise a number of another request of the same run appears →
 //!   [`Outcome::CrossOver`]: the endpoint delivered someone else's response;
-//! - otherwise, when the answer was cut short (by its token limit, or a
-//!   stream that broke) → [`Outcome::Truncated`]: it may have been on its
-//!   way to the right number;
+//! - otherwise, when the answer was cut short ([`Ending`]: by its token
+//!   limit, or a stream that broke) before it had room for its number, or
+//!   inside a number → [`Outcome::Truncated`]: it may have been on its way
+//!   to the right number;
 //! - otherwise → [`Outcome::Mismatch`]: the model simply got it wrong.
 //!
-//! In a cut answer the number it ends on may be incomplete ("forty-eight
-//! thousand" on the way to 48,213), so it never counts as another request's:
-//! a partial number is not a cross-over. Only the first
-//! [`VALIDATED_TEXT_BYTES`] of an answer are read (the instruction asks for
-//! the number first).
+//! In a cut answer the number it ends inside may be incomplete
+//! ("forty-eight thousand tw…" on the way to 48,213), so it never counts as
+//! another request's: a partial number is not a cross-over. Only the
+//! opening of an answer that was asked to open with its number is searched
+//! for other requests' numbers ([`CROSS_OVER_WINDOW_BYTES`]): what the reply
+//! goes on to say is the model's own text, which may hold any number. Only
+//! the first [`VALIDATED_TEXT_BYTES`] of an answer are read at all.
 //!
 //! The instruction comes in two forms ([`Reply`]): a correctness run asks
 //! for the number alone; any other prompt asks for it to open the reply,
@@ -24,7 +27,7 @@
 //! shorten the outputs a workload plans.
 //!
 //! ```
-//! use llmperf::validate::{check, Direction, Outcome, Reply, Task};
+//! use llmperf::validate::{check, Direction, Ending, Outcome, Reply, Task};
 //!
 //! let task = Task { number: 48_213, direction: Direction::DigitsToWords, reply: Reply::Only };
 //! let prompt = format!("Tell me a story.\n\n{}", task.instruction());
@@ -34,12 +37,12 @@
 //! let run = [48_213, 48_000, 77_001];
 //! let is_other = |n| run.contains(&n);
 //! let reply = "Sure! Forty-Eight Thousand, Two Hundred and Thirteen.";
-//! assert_eq!(check(&task, reply, false, is_other), Outcome::Pass);
+//! assert_eq!(check(&task, reply, Ending::Finished, is_other), Outcome::Pass);
 //! let reply = "seventy-seven thousand one";
-//! assert_eq!(check(&task, reply, false, is_other), Outcome::CrossOver { other_number: 77_001 });
-//! assert_eq!(check(&task, "I don't know", false, is_other), Outcome::Mismatch);
-//! // Cut by max_tokens on the way to the answer: not another request's 48,000.
-//! assert_eq!(check(&task, "forty-eight thousand", true, is_other), Outcome::Truncated);
+//! assert_eq!(check(&task, reply, Ending::Finished, is_other), Outcome::CrossOver { other_number: 77_001 });
+//! assert_eq!(check(&task, "I don't know", Ending::Finished, is_other), Outcome::Mismatch);
+//! // Cut by its token limit on the way to the answer: not another request's 48,000.
+//! assert_eq!(check(&task, "forty-eight thousand tw", Ending::CutLate, is_other), Outcome::Truncated);
 //! ```
 
 /// Marks the instruction inside a prompt so [`Task::parse`] can find it again.
@@ -70,6 +73,22 @@ const GROUP_SEPARATORS: [char; 5] = [',', ' ', '\u{A0}', '\u{2009}', '\u{202F}']
 /// Bytes of an answer read for its number (the instruction asks for the
 /// number first; a longer answer is not read further).
 pub const VALIDATED_TEXT_BYTES: usize = 64 * 1024;
+
+/// Bytes at the start of an answer asked to open with its number
+/// ([`Reply::First`]) that are searched for another request's number.
+pub const CROSS_OVER_WINDOW_BYTES: usize = 512;
+
+/// How an answer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// By itself (end of sequence, a stop sequence).
+    Finished,
+    /// Cut short (its token limit, a stream that broke) after it had room
+    /// for its number: only a number it ends inside may be incomplete.
+    CutLate,
+    /// Cut short before it had room for its number.
+    CutEarly,
+}
 
 /// How the answer is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -237,8 +256,8 @@ pub fn numbers_in(text: &str) -> Vec<u64> {
 }
 
 /// Every number `text` states, and whether the last one may still have
-/// been growing when the text ended: nothing but commas, "and" or "a"
-/// after it ("forty-eight thousand", "48,").
+/// been growing when the text ended: nothing but commas, "and" or "a" after
+/// it ("forty-eight thousand", "48,").
 fn scan(text: &str) -> (Vec<u64>, bool) {
     let tokens = tokenize(text);
     let mut numbers = Vec::new();
@@ -483,23 +502,69 @@ pub enum Outcome {
 /// else CrossOver if a stated number satisfies `is_other` (in a cut
 /// response, not the one it may have ended inside), else Truncated if cut,
 /// else Mismatch.
-pub fn check(task: &Task, response: &str, cut: bool, is_other: impl Fn(u64) -> bool) -> Outcome {
-    let mut end = response.len().min(VALIDATED_TEXT_BYTES);
-    while !response.is_char_boundary(end) {
-        end -= 1;
-    }
-    let (mut stated, open) = scan(&response[..end]);
+pub fn check(
+    task: &Task,
+    response: &str,
+    ending: Ending,
+    is_other: impl Fn(u64) -> bool,
+) -> Outcome {
+    let read = prefix(response, VALIDATED_TEXT_BYTES);
+    // Reading stopped early: the text read may end inside a number too.
+    let cut = ending != Ending::Finished || read.len() < response.len();
+    let (stated, _) = scan(read);
     if stated.contains(&task.number) {
         return Outcome::Pass;
     }
-    if cut && open {
-        stated.pop();
+    // Where another request's number would be: the whole answer asked to be
+    // the number alone, the opening of one asked to open with it.
+    let window = match task.reply {
+        Reply::Only => read,
+        Reply::First => prefix(read, CROSS_OVER_WINDOW_BYTES),
+    };
+    // A cut text may end inside a word ("…thousand tw") or a number.
+    let window_cut = cut || window.len() < read.len();
+    let window = if window_cut {
+        without_last_word(window)
+    } else {
+        window
+    };
+    let (mut candidates, open) = scan(window);
+    if window_cut && open {
+        candidates.pop();
     }
-    match stated.into_iter().find(|&n| is_other(n)) {
-        Some(other_number) => Outcome::CrossOver { other_number },
-        None if cut => Outcome::Truncated,
-        None => Outcome::Mismatch,
+    if let Some(other_number) = candidates.into_iter().find(|&n| is_other(n)) {
+        return Outcome::CrossOver { other_number };
     }
+    let (_, ends_open) = scan(without_last_word(suffix(response, 256)));
+    match ending {
+        Ending::CutEarly => Outcome::Truncated,
+        Ending::CutLate if ends_open => Outcome::Truncated,
+        _ => Outcome::Mismatch,
+    }
+}
+
+/// `text` without the word it ends inside, if it ends inside one (the
+/// word may be cut short).
+fn without_last_word(text: &str) -> &str {
+    text.trim_end_matches(char::is_alphabetic)
+}
+
+/// At most the last `bytes` of `text`, cut at a character boundary.
+fn suffix(text: &str, bytes: usize) -> &str {
+    let mut start = text.len().saturating_sub(bytes);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+/// At most the first `bytes` of `text`, cut at a character boundary.
+fn prefix(text: &str, bytes: usize) -> &str {
+    let mut end = text.len().min(bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]
@@ -716,7 +781,7 @@ mod tests {
         ];
         for (response, expected) in cases {
             assert_eq!(
-                check(&task, response, false, is_other),
+                check(&task, response, Ending::Finished, is_other),
                 expected,
                 "{response}"
             );
@@ -729,18 +794,21 @@ mod tests {
         // 48,000 and 48,200 belong to other requests of the run.
         let run = [48_213, 48_000, 48_200, 77_001, 482];
         let is_other = |n| run.contains(&n) && n != task.number;
+        // Cut after room for the answer: truncated only inside a number.
         let cases = [
             ("forty-eight thousand", Outcome::Truncated),
             ("Forty-eight thousand,", Outcome::Truncated),
+            ("forty-eight thousand tw", Outcome::Truncated),
             ("forty-eight thousand two hundred", Outcome::Truncated),
             ("forty-eight thousand two hundred and", Outcome::Truncated),
             ("482", Outcome::Truncated),
             ("48,", Outcome::Truncated),
-            ("The number is", Outcome::Truncated),
             (
                 "forty-eight thousand two hundred thirteen and then",
                 Outcome::Pass,
             ),
+            // Room enough and no number: the model got it wrong.
+            ("The number you asked for is a fine one", Outcome::Mismatch),
             // A complete number of another request before the cut is one.
             (
                 "seventy-seven thousand one. And then forty",
@@ -757,14 +825,19 @@ mod tests {
         ];
         for (response, expected) in cases {
             assert_eq!(
-                check(&task, response, true, is_other),
+                check(&task, response, Ending::CutLate, is_other),
                 expected,
                 "{response}"
             );
         }
+        // Cut before it had room: whatever it says, it may have been on its way.
+        assert_eq!(
+            check(&task, "The number is", Ending::CutEarly, is_other),
+            Outcome::Truncated
+        );
         // Not cut: a number at the end is complete.
         assert_eq!(
-            check(&task, "forty-eight thousand", false, is_other),
+            check(&task, "forty-eight thousand", Ending::Finished, is_other),
             Outcome::CrossOver {
                 other_number: 48_000
             }
@@ -788,8 +861,46 @@ mod tests {
         }
         let task = task(48_213, Direction::WordsToDigits);
         let late = format!("{}48213", "é".repeat(VALIDATED_TEXT_BYTES));
-        assert_eq!(check(&task, &late, false, |_| false), Outcome::Mismatch);
+        assert_eq!(
+            check(&task, &late, Ending::Finished, |_| false),
+            Outcome::Mismatch
+        );
         let early = format!("48213 {}", "é".repeat(VALIDATED_TEXT_BYTES));
-        assert_eq!(check(&task, &early, false, |_| false), Outcome::Pass);
+        assert_eq!(
+            check(&task, &early, Ending::Finished, |_| false),
+            Outcome::Pass
+        );
+    }
+
+    #[test]
+    fn a_reply_asked_to_open_with_its_number_is_searched_for_others_only_at_its_opening() {
+        let task = Task {
+            number: 48_213,
+            direction: Direction::DigitsToWords,
+            reply: Reply::First,
+        };
+        let is_other = |n| n == 77_001;
+        // What the reply goes on to say is the model's own text.
+        let later = format!(
+            "Shall I compare thee.\n{} In 77001 ships sailed.",
+            "Words. ".repeat(80)
+        );
+        assert_eq!(
+            check(&task, &later, Ending::Finished, is_other),
+            Outcome::Mismatch
+        );
+        let opening = "seventy-seven thousand one\nShall I compare thee";
+        assert_eq!(
+            check(&task, opening, Ending::Finished, is_other),
+            Outcome::CrossOver {
+                other_number: 77_001
+            }
+        );
+        // Its own number anywhere in what is read is a pass.
+        let own = format!("{later} forty-eight thousand two hundred thirteen");
+        assert_eq!(
+            check(&task, &own, Ending::Finished, is_other),
+            Outcome::Pass
+        );
     }
 }

@@ -23,6 +23,13 @@ fn bench(fault: Fault) -> Benchmark {
         )
 }
 
+/// Classic prompts with no `max_tokens`: an answer's absolute bounds apply.
+fn unlimited() -> Workload {
+    let mut workload = Workload::lines(2, 4, 1);
+    workload.max_tokens = None;
+    workload
+}
+
 /// Runs `bench` writing results, and returns the outcome and the records read back.
 fn run_written(bench: &Benchmark) -> (llmperf::run::RunOutcome, usize) {
     let dir = tempfile::tempdir().unwrap();
@@ -66,9 +73,10 @@ fn one_giant_event_is_refused_and_a_raised_limit_lets_it_through() {
         outcome.records[1].error.as_ref().map(|e| e.kind.as_str()),
         Some("event_too_large")
     );
-    // The same event under a 4 MiB limit is an answer like any other, and
-    // counting its one 3 MiB "word" takes no time to speak of.
-    let raised = bench(huge);
+    // The same event under a 4 MiB limit, to a request with no max_tokens,
+    // is an answer like any other, and counting its one 3 MiB "word" takes
+    // no time to speak of.
+    let raised = bench(huge).workload(unlimited());
     let load = raised.load_spec().clone().max_event_size(4 << 20);
     let (outcome, _) = run_written(&raised.load(load).validate(false));
     let record = &outcome.records[1];
@@ -79,12 +87,27 @@ fn one_giant_event_is_refused_and_a_raised_limit_lets_it_through() {
 
 #[test]
 fn a_flood_of_events_is_kept_compactly_and_counted_exactly() {
+    // No max_tokens: the absolute bounds.
     let flood = Fault::EventFlood { events: 200_000 };
-    let (outcome, written) = run_written(&bench(flood).validate(false));
+    let (outcome, written) = run_written(&bench(flood).workload(unlimited()).validate(false));
     assert_eq!(written, 2);
     let record = &outcome.records[1];
+    assert_eq!(record.max_tokens, None);
     assert!(record.ok, "{:?}", record.error);
     assert_eq!(record.content_events_us.len(), 200_000);
     assert_eq!(record.output_tokens(), 200_000);
     assert!(record.content_events_us.windows(2).all(|w| w[0] <= w[1]));
+    // Asked for 4 tokens, a server sending 200,000 events is stopped at
+    // 8 events a token (and 4,096 more).
+    let (outcome, _) = run_written(&bench(flood).validate(false));
+    let record = &outcome.records[1];
+    assert_eq!(record.max_tokens, Some(4));
+    let error = record.error.as_ref().expect("stopped");
+    assert_eq!(
+        error.kind.as_str(),
+        "response_too_large",
+        "{}",
+        error.message
+    );
+    assert_eq!(record.content_events_us.len(), 4 * 8 + 4096);
 }

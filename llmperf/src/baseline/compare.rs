@@ -540,11 +540,13 @@ fn definitions() -> Vec<Definition> {
         form: Form::Ratio,
         min_samples: MIN_REQUESTS_FOR_RATE,
         value: |s, _| {
+            // Truncated answers were neither right nor wrong: not judged.
             s.validation.as_ref().map(|v| {
-                if v.validated == 0 {
+                let judged = v.validated.saturating_sub(v.truncated);
+                if judged == 0 {
                     0.0
                 } else {
-                    v.validated.saturating_sub(v.passed) as f64 / v.validated as f64
+                    (v.cross_overs + v.mismatches) as f64 / judged as f64
                 }
             })
         },

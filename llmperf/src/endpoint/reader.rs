@@ -7,11 +7,10 @@
 //!
 //! Whatever the server sends, one stream holds bounded memory: an event
 //! still incomplete past [`Limits::max_event_bytes`] ends the stream
-//! (`event_too_large`), and so does an answer of more than
-//! [`MAX_RESPONSE_EVENTS`] events or [`MAX_ANSWER_BYTES`] of text
-//! (`response_too_large`); the connection is then dropped. Events are kept
-//! compactly: one string of text, and per event where its text ends and
-//! when it arrived ([`TextEvents`]).
+//! (`event_too_large`), and so does an answer of more events or text than
+//! its [`Bounds`] allow (`response_too_large`); the connection is then
+//! dropped. Events are kept compactly: one string of text, and per event
+//! where its text ends and when it arrived ([`TextEvents`]).
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use hyper::body::Incoming;
 use super::{
     excerpt, EndpointKind, ErrorKind, RequestError, StreamEvent, Target, TimedEvent, Usage,
 };
-use crate::transport::{ConnectionRecord, Lease, Transport};
+use crate::transport::{ConnectionRecord, Lease, Prepared, Transport};
 use crate::workload::RequestPlan;
 
 /// The default largest event, in bytes: far beyond any token, usage or
@@ -33,6 +32,41 @@ pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
 pub const MAX_RESPONSE_EVENTS: usize = 1 << 22;
 /// The most answer text (content and reasoning) kept for one response.
 pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// How much one answer may hold: [`MAX_RESPONSE_EVENTS`] and
+/// [`MAX_ANSWER_BYTES`], or for a request with a `max_tokens`, 8 events
+/// and 64 bytes of text per token it allows (plus 4,096 events and 64 KiB),
+/// whichever is less. A server may split a token's text or send reasoning
+/// apart, but not eight times over: past that it is not honouring the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// Content and reasoning events.
+    pub events: usize,
+    /// Bytes of content and reasoning text.
+    pub text_bytes: usize,
+}
+
+impl Bounds {
+    /// The bounds of a request sending `max_tokens`.
+    pub fn for_max_tokens(max_tokens: Option<u32>) -> Bounds {
+        let Some(tokens) = max_tokens.map(|t| t as usize) else {
+            return Bounds {
+                events: MAX_RESPONSE_EVENTS,
+                text_bytes: MAX_ANSWER_BYTES,
+            };
+        };
+        Bounds {
+            events: tokens
+                .saturating_mul(8)
+                .saturating_add(4096)
+                .min(MAX_RESPONSE_EVENTS),
+            text_bytes: tokens
+                .saturating_mul(64)
+                .saturating_add(64 * 1024)
+                .min(MAX_ANSWER_BYTES),
+        }
+    }
+}
 
 /// Limits on one request.
 #[derive(Debug, Clone, Copy)]
@@ -90,9 +124,9 @@ impl TextEvents {
         self.arrivals_ns.first().map(|&ns| Duration::from_nanos(ns))
     }
 
-    /// Adds an event; `false` (nothing added) when the bounds would be passed.
+    /// Adds an event; `false` (nothing added) when there is no room for it.
     fn push(&mut self, after_send: Duration, piece: &str, room: usize) -> bool {
-        if self.ends.len() >= MAX_RESPONSE_EVENTS || piece.len() > room {
+        if piece.len() > room {
             return false;
         }
         self.text.push_str(piece);
@@ -155,11 +189,17 @@ impl Exchange {
         &mut self,
         events: &mut Vec<TimedEvent>,
         stream_error: &mut Option<RequestError>,
+        bounds: Bounds,
     ) -> Result<(), RequestError> {
         for TimedEvent { at, event } in events.drain(..) {
             let after_send = at.saturating_duration_since(self.sent_at);
-            let room = MAX_ANSWER_BYTES
-                .saturating_sub(self.content.text.len() + self.reasoning.text.len());
+            let room = if self.content.len() + self.reasoning.len() >= bounds.events {
+                0
+            } else {
+                bounds
+                    .text_bytes
+                    .saturating_sub(self.content.text.len() + self.reasoning.text.len())
+            };
             let kept = match &event {
                 StreamEvent::Content(piece) => self.content.push(after_send, piece, room),
                 StreamEvent::Reasoning(piece) => self.reasoning.push(after_send, piece, room),
@@ -184,9 +224,8 @@ impl Exchange {
                 return Err(RequestError::new(
                     ErrorKind::ResponseTooLarge,
                     format!(
-                        "the answer passed {} events or {} MiB of text: stopped reading (the connection is dropped)",
-                        MAX_RESPONSE_EVENTS,
-                        MAX_ANSWER_BYTES >> 20
+                        "the answer passed {} events or {} bytes of text (the most a response to this request may hold): stopped reading, the connection is dropped",
+                        bounds.events, bounds.text_bytes
                     ),
                 ));
             }
@@ -223,7 +262,9 @@ pub async fn exchange(
                     ),
                 )
             })
-        });
+        })
+        .and_then(|request| Prepared::of(&request));
+    let bounds = Bounds::for_max_tokens(plan.max_tokens);
     let mut exchange = Exchange::new(Instant::now());
     let request = match request {
         Ok(request) => request,
@@ -242,7 +283,7 @@ pub async fn exchange(
             &request,
             kind,
             target,
-            limits,
+            (limits, bounds),
             &mut exchange,
             &mut ended_at,
             &mut stream_error,
@@ -277,24 +318,23 @@ pub async fn exchange(
 #[allow(clippy::too_many_arguments)]
 async fn read(
     transport: &Transport,
-    request: &reqwest::Request,
+    request: &Prepared,
     kind: &dyn EndpointKind,
     target: &Target,
-    limits: Limits,
+    (limits, bounds): (Limits, Bounds),
     exchange: &mut Exchange,
     ended_at: &mut Option<Instant>,
     stream_error: &mut Option<RequestError>,
 ) -> Result<(), RequestError> {
-    let send = transport.send(request, exchange.sent_at);
-    let sent = match limits.stall_timeout {
+    let send = transport.send(request, exchange.sent_at, &mut exchange.connection);
+    let answered = match limits.stall_timeout {
         Some(stall) => tokio::time::timeout(stall, send)
             .await
             .map_err(|_| stalled(stall, "before the response headers"))?,
         None => send.await,
-    };
-    exchange.connection = sent.connection;
-    let (response, lease) = sent.result?;
-    exchange.headers_at = Some(Instant::now());
+    }?;
+    let (response, lease) = (answered.response, answered.lease);
+    exchange.headers_at = Some(answered.at);
     let status = response.status();
     exchange.http_status = Some(status.as_u16());
     let content_type = response
@@ -361,7 +401,7 @@ async fn read(
                     continue;
                 }
                 decoder.feed(&bytes, at, &mut events);
-                if let Err(error) = exchange.absorb(&mut events, stream_error) {
+                if let Err(error) = exchange.absorb(&mut events, stream_error, bounds) {
                     *ended_at = Some(at);
                     return Err(error);
                 }
@@ -384,7 +424,7 @@ async fn read(
                 let at = Instant::now();
                 if drain_until.is_none() {
                     decoder.finish(at, &mut events);
-                    exchange.absorb(&mut events, stream_error)?;
+                    exchange.absorb(&mut events, stream_error, bounds)?;
                     *ended_at = Some(at);
                 }
                 // The body ended cleanly: the connection may serve again.
@@ -514,5 +554,21 @@ mod tests {
         assert_eq!(events.first_arrival(), Some(Duration::from_millis(5)));
         assert!(!events.push(Duration::ZERO, "too long", 3));
         assert_eq!(events.len(), 3);
+    }
+
+    #[test]
+    fn a_responses_bounds_follow_its_max_tokens() {
+        let unlimited = Bounds::for_max_tokens(None);
+        assert_eq!(
+            (unlimited.events, unlimited.text_bytes),
+            (MAX_RESPONSE_EVENTS, MAX_ANSWER_BYTES)
+        );
+        let short = Bounds::for_max_tokens(Some(150));
+        assert_eq!((short.events, short.text_bytes), (5_296, 75_136));
+        let huge = Bounds::for_max_tokens(Some(u32::MAX));
+        assert_eq!(
+            (huge.events, huge.text_bytes),
+            (MAX_RESPONSE_EVENTS, MAX_ANSWER_BYTES)
+        );
     }
 }

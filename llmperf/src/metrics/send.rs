@@ -125,8 +125,8 @@ pub struct OutputLimitCheck {
     pub ended_early: u64,
     /// Of those, requests that produced more output tokens than allowed
     /// (the server did not honour `max_tokens`). Without a server count this
-    /// is claimed only when the stream had more events than the limit (each
-    /// event carries at least one token), never from re-tokenised text.
+    /// is claimed only when the stream had more content events than the
+    /// limit (each carries at least one token), never from re-tokenised text.
     pub exceeded: u64,
     /// Of those, requests without a server count and a finish reason or an
     /// event count that tells: whether they reached the limit is unknown.
@@ -158,7 +158,9 @@ impl OutputLimitCheck {
                 check.exceeded += u64::from(produced > limit);
                 continue;
             }
-            let events = record.content_events_us.len() as u64 + u64::from(record.reasoning_events);
+            // Content events only: a server may leave reasoning out of the
+            // limit, or send a chunk's reasoning and content as two events.
+            let events = record.content_events_us.len() as u64;
             let finish = record.finish_reason.as_deref();
             if events > u64::from(limit) {
                 check.exceeded += 1;

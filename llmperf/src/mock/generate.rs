@@ -41,9 +41,9 @@ pub(crate) const VOCABULARY: &[&str] = &[
 /// another vocabulary streams, one token per event.
 #[rustfmt::skip]
 pub(crate) const LONG_WORDS: &[&str] = &[
-    " photosynthesis", " bioluminescence", " onomatopoeia", " quixotically",
+    " photosynthesis", " bioluminescence", " lighthouses", " quixotically",
     " zephyrlike", " xylophonist", " juxtapositional", " perspicacious",
-    " sesquipedalian", " antediluvian", " floccinaucinihilipilification", " mellifluously",
+    " sesquipedalian", " antediluvian", " mellifluously", " quintessential",
 ];
 
 /// Most tokens one response generates: bounds the memory and time a single
@@ -184,9 +184,10 @@ mod tests {
     fn every_long_word_is_several_tokens_for_the_client() {
         let tokenizer = Tokenizer::bundled();
         for word in LONG_WORDS {
+            let tokens = tokenizer.count(word);
             assert!(
-                tokenizer.count(word) >= 2,
-                "{word:?} is one cl100k_base token"
+                (2..=4).contains(&tokens),
+                "{word:?} is {tokens} cl100k_base tokens"
             );
         }
         assert_eq!(

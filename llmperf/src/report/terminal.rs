@@ -261,7 +261,9 @@ pub fn estimates_text(summary: &Summary, tokenizer: &str) -> Option<String> {
             counts.client_estimated_requests,
             summary.requests.completed,
             counts.counted_by_events,
-            counts.client_estimated_requests - counts.counted_by_events,
+            counts
+                .client_estimated_requests
+                .saturating_sub(counts.counted_by_events),
         )
     })
 }

@@ -77,7 +77,11 @@ impl Connector {
     /// Opens a connection to `origin`, through its proxy if one applies,
     /// within the connect timeout.
     pub(crate) async fn open(&self, origin: &Origin) -> Result<Opened, ConnectError> {
-        let proxy = self.proxies.for_target(origin.https, &origin.host).cloned();
+        let proxy = self
+            .proxies
+            .for_target(origin.https, &origin.host)
+            .map_err(|why| ConnectError::new(ErrorKind::Connect, why))?
+            .cloned();
         let started = Instant::now();
         let tcp = tokio::time::timeout(self.timeout, self.tcp(origin, proxy.as_ref()))
             .await
@@ -135,17 +139,7 @@ impl Connector {
             None => (origin.host.as_str(), origin.port),
         };
         let addresses = resolve(host, port).await?;
-        let mut last = None;
-        let mut stream = None;
-        for address in addresses {
-            match TcpStream::connect(address).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
+        let (stream, last) = race(addresses).await;
         let stream = stream.ok_or_else(|| {
             let what = if proxy.is_some() { "the proxy " } else { "" };
             ConnectError::new(
@@ -161,6 +155,43 @@ impl Connector {
         match proxy {
             Some(proxy) if origin.https => tunnel(stream, origin, proxy).await,
             _ => Ok(stream),
+        }
+    }
+}
+
+/// How long an address is tried alone before the next one is tried beside
+/// it (RFC 8305's "Happy Eyeballs" delay): an address whose packets are
+/// silently dropped (an IPv6 path that leads nowhere) costs this, not the
+/// whole connect timeout.
+const NEXT_ADDRESS_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first of `addresses` that answers, starting each next
+/// attempt [`NEXT_ADDRESS_DELAY`] after the one before (or at once when it
+/// failed); the last error when none answers.
+async fn race(addresses: Vec<SocketAddr>) -> (Option<TcpStream>, Option<io::Error>) {
+    let mut pending = tokio::task::JoinSet::new();
+    let mut addresses = addresses.into_iter();
+    let mut last = None;
+    loop {
+        if let Some(address) = addresses.next() {
+            pending.spawn(TcpStream::connect(address));
+        }
+        let more = addresses.len() > 0;
+        let joined = if more {
+            match tokio::time::timeout(NEXT_ADDRESS_DELAY, pending.join_next()).await {
+                Ok(joined) => joined,
+                // Still connecting: start the next address beside it.
+                Err(_) => continue,
+            }
+        } else {
+            pending.join_next().await
+        };
+        match joined {
+            Some(Ok(Ok(stream))) => return (Some(stream), last),
+            Some(Ok(Err(error))) => last = Some(error),
+            Some(Err(join)) => last = Some(io::Error::other(join.to_string())),
+            None if !more => return (None, last),
+            None => {}
         }
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST, PROXY_AUTHORIZATION, USER_AGENT};
+use hyper::header::{HeaderValue, ACCEPT, HOST, PROXY_AUTHORIZATION, USER_AGENT};
 use hyper::Response;
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -171,12 +171,13 @@ impl Origin {
     }
 }
 
-/// A request on its way: the response head, and the connection it came on.
-pub(crate) struct Sent {
-    /// The response head and the lease on its connection, or why none came.
-    pub(crate) result: Result<(Response<Incoming>, Lease), RequestError>,
-    /// The connection used, once there was one.
-    pub(crate) connection: Option<ConnectionRecord>,
+/// A response head: when it arrived, the response, and the lease on its
+/// connection.
+pub(crate) struct Answered {
+    /// When the head arrived (stamped as `send_request` returned).
+    pub(crate) at: Instant,
+    pub(crate) response: Response<Incoming>,
+    pub(crate) lease: Lease,
 }
 
 /// The connection a response is being read from. [`Lease::release`] once
@@ -201,7 +202,7 @@ impl Transport {
     pub fn new(options: TransportOptions) -> Result<Transport, String> {
         let proxies = match (&options.proxy, options.env_proxies) {
             (Some(url), _) => Proxies::explicit(url)?,
-            (None, true) => Proxies::from_env()?,
+            (None, true) => Proxies::from_env(),
             (None, false) => Proxies::none(),
         };
         let builder = reqwest::Client::builder()
@@ -228,72 +229,55 @@ impl Transport {
         &self.inner.builder
     }
 
-    /// Sends `request` (built by an endpoint kind) and waits for the
-    /// response head; `first_send` is when the request was handed over.
-    pub(crate) async fn send(&self, request: &reqwest::Request, first_send: Instant) -> Sent {
-        let prepared = match Prepared::of(request) {
-            Ok(prepared) => prepared,
-            Err(error) => {
-                return Sent {
-                    result: Err(error),
-                    connection: None,
-                }
-            }
-        };
-        let (mut connection, mut record) = match self.checkout(&prepared.origin).await {
-            Ok(found) => found,
-            Err(error) => {
-                return Sent {
-                    result: Err(error),
-                    connection: None,
-                }
-            }
-        };
-        let reused = record.reused;
+    /// Sends `prepared` and waits for the response head; `first_send` is
+    /// when the request was handed over. `record` is filled as soon as a
+    /// connection is known, so a request cut short by its timeout still
+    /// says what its connection was.
+    pub(crate) async fn send(
+        &self,
+        prepared: &Prepared,
+        first_send: Instant,
+        record: &mut Option<ConnectionRecord>,
+    ) -> Result<Answered, RequestError> {
+        let (mut connection, found) = self.checkout(&prepared.origin).await?;
+        let reused = found.reused;
+        *record = Some(found);
         let read_before = connection.bytes_read.load(Ordering::Relaxed);
-        match self.attempt(&prepared, &mut connection).await {
-            Ok(response) => Sent {
-                result: Ok((response, self.lease(&prepared, connection))),
-                connection: Some(record),
-            },
-            Err(error)
-                if reused
-                    && !error.is_user()
-                    && connection.bytes_read.load(Ordering::Relaxed) == read_before =>
-            {
-                // The server had closed the kept connection: once more, on a new one.
-                drop(connection);
-                let resent_at = Instant::now();
-                let first_error = error_chain(&error);
-                let (mut fresh, mut second) = match self.open(&prepared.origin).await {
-                    Ok(opened) => opened,
-                    Err(error) => {
-                        return Sent {
-                            result: Err(error),
-                            connection: Some(record),
-                        }
-                    }
-                };
-                second.resent = true;
-                second.resent_after_us =
-                    Some(resent_at.saturating_duration_since(first_send).as_micros() as u64);
-                second.first_attempt_error = Some(first_error);
-                record = second;
-                match self.attempt(&prepared, &mut fresh).await {
-                    Ok(response) => Sent {
-                        result: Ok((response, self.lease(&prepared, fresh))),
-                        connection: Some(record),
-                    },
-                    Err(error) => Sent {
-                        result: Err(send_error(&error)),
-                        connection: Some(record),
-                    },
-                }
+        let error = match self.attempt(prepared, &mut connection).await {
+            Ok((at, response)) => {
+                return Ok(Answered {
+                    at,
+                    response,
+                    lease: self.lease(prepared, connection),
+                })
             }
-            Err(error) => Sent {
-                result: Err(send_error(&error)),
-                connection: Some(record),
-            },
+            Err(error) => error,
+        };
+        let closed_unanswered = reused
+            && !error.is_user()
+            && connection.bytes_read.load(Ordering::Relaxed) == read_before;
+        if !closed_unanswered {
+            return Err(send_error(&error));
+        }
+        // The server had closed the kept connection: once more, on a new one.
+        drop(connection);
+        let resent_at = Instant::now();
+        if let Some(first) = record.as_mut() {
+            first.first_attempt_error = Some(error_chain(&error));
+        }
+        let (mut fresh, mut second) = self.open(&prepared.origin).await?;
+        second.resent = true;
+        second.resent_after_us =
+            Some(resent_at.saturating_duration_since(first_send).as_micros() as u64);
+        second.first_attempt_error = Some(error_chain(&error));
+        *record = Some(second);
+        match self.attempt(prepared, &mut fresh).await {
+            Ok((at, response)) => Ok(Answered {
+                at,
+                response,
+                lease: self.lease(prepared, fresh),
+            }),
+            Err(error) => Err(send_error(&error)),
         }
     }
 
@@ -367,37 +351,40 @@ impl Transport {
         Ok((connection, record))
     }
 
-    /// Sends the request on `connection` and reads the response head.
+    /// Sends the request on `connection` and reads the response head; the
+    /// instant it arrived, stamped before anything else.
     async fn attempt(
         &self,
         prepared: &Prepared,
         connection: &mut Connection,
-    ) -> Result<Response<Incoming>, hyper::Error> {
+    ) -> Result<(Instant, Response<Incoming>), hyper::Error> {
         let request = prepared.request(connection, &self.inner.user_agent);
         connection.requests += 1;
-        if let Some(remaining) = connection.keep_alive.remaining.as_mut() {
-            *remaining = remaining.saturating_sub(1);
-        }
         let response = connection.sender.send_request(request).await?;
+        let at = Instant::now();
+        // What the server allows next (the response's own `max=` is the
+        // count of requests still allowed).
         connection.keep_alive = KeepAlive::of(response.version(), response.headers());
-        Ok(response)
+        Ok((at, response))
     }
 }
 
-/// A request ready to go out on any connection.
-struct Prepared {
+/// A request ready to go out on any connection (prepared before the send
+/// is stamped).
+pub(crate) struct Prepared {
     origin: Origin,
     method: hyper::Method,
     /// `/path?query` (origin form).
-    path: String,
+    path: hyper::Uri,
     /// The whole URL (absolute form, for an HTTP proxy).
-    url: String,
+    url: hyper::Uri,
     headers: hyper::HeaderMap,
     body: Bytes,
 }
 
 impl Prepared {
-    fn of(request: &reqwest::Request) -> Result<Prepared, RequestError> {
+    /// Checks and copies what an endpoint kind built.
+    pub(crate) fn of(request: &reqwest::Request) -> Result<Prepared, RequestError> {
         let url = request.url();
         let origin = Origin::of(url)?;
         let body = match request.body() {
@@ -417,12 +404,25 @@ impl Prepared {
             path.push('?');
             path.push_str(query);
         }
+        let target = |text: &str| {
+            text.parse::<hyper::Uri>().map_err(|e| {
+                RequestError::new(
+                    ErrorKind::Request,
+                    format!("the request's URL is not a valid HTTP request target: {e}"),
+                )
+            })
+        };
+        let mut headers = request.headers().clone();
+        if !headers.contains_key(ACCEPT) {
+            // What reqwest sent by default; some gateways refuse no Accept.
+            headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        }
         Ok(Prepared {
             origin,
             method: request.method().clone(),
-            path,
-            url: url.as_str().to_string(),
-            headers: request.headers().clone(),
+            path: target(&path)?,
+            url: target(url.as_str())?,
+            headers,
             body,
         })
     }
@@ -439,8 +439,7 @@ impl Prepared {
         };
         let mut request = hyper::Request::new(Full::new(self.body.clone()));
         *request.method_mut() = self.method.clone();
-        // A URL that parsed as one is a valid request target.
-        *request.uri_mut() = target.parse().unwrap_or_default();
+        *request.uri_mut() = target.clone();
         let headers = request.headers_mut();
         headers.clone_from(&self.headers);
         if !headers.contains_key(HOST) {
@@ -519,13 +518,23 @@ mod tests {
         .unwrap()
     }
 
-    fn send(transport: &Transport, url: &str) -> Sent {
+    /// The answer, or the error, and the connection record.
+    fn send(
+        transport: &Transport,
+        url: &str,
+    ) -> (Result<Answered, RequestError>, Option<ConnectionRecord>) {
         let request = reqwest::Client::new().post(url).body("{}").build().unwrap();
-        tokio::runtime::Builder::new_current_thread()
+        let prepared = match Prepared::of(&request) {
+            Ok(prepared) => prepared,
+            Err(error) => return (Err(error), None),
+        };
+        let mut record = None;
+        let result = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(transport.send(&request, Instant::now()))
+            .block_on(transport.send(&prepared, Instant::now(), &mut record));
+        (result, record)
     }
 
     #[test]
@@ -547,9 +556,10 @@ mod tests {
             &transport(&format!("http://me:pw@{proxy}")),
             "http://model.invalid:8080/v1/chat?x=1",
         );
-        let (response, _) = sent.result.expect("answered through the proxy");
+        let (result, connection) = sent;
+        let response = result.expect("answered through the proxy").response;
         assert_eq!(response.status(), 204);
-        let connection = sent.connection.unwrap();
+        let connection = connection.unwrap();
         assert!(!connection.reused && connection.connect_us.is_some());
         server.join().unwrap();
     }
@@ -567,7 +577,7 @@ mod tests {
             &transport(&format!("http://me:secret@{proxy}")),
             "https://model.invalid/v1/chat",
         );
-        let error = sent.result.err().expect("refused");
+        let error = sent.0.err().expect("refused");
         assert_eq!(error.kind, ErrorKind::Connect);
         assert!(
             error.message.contains("refused the tunnel"),
@@ -583,7 +593,7 @@ mod tests {
         let (proxy, server) =
             one_shot(|_| b"HTTP/1.1 200 Connection established\r\n\r\nnot tls".to_vec());
         let error = send(&transport(&proxy), "https://model.invalid/v1/chat")
-            .result
+            .0
             .err()
             .unwrap();
         assert!(
@@ -601,16 +611,13 @@ mod tests {
             ..TransportOptions::default()
         })
         .unwrap();
-        let error = send(&transport, "ftp://example.com/x")
-            .result
-            .err()
-            .unwrap();
+        let error = send(&transport, "ftp://example.com/x").0.err().unwrap();
         assert!(error.message.contains("ftp://"), "{}", error.message);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = listener.local_addr().unwrap();
         drop(listener);
         let error = send(&transport, &format!("http://{closed}/v1"))
-            .result
+            .0
             .err()
             .unwrap();
         assert_eq!(error.kind, ErrorKind::Connect, "{}", error.message);

@@ -1,10 +1,13 @@
-//! Proxies from the environment, read the way curl and reqwest read them:
+//! Proxies from the environment, read the way curl reads them:
 //! `HTTPS_PROXY` for `https://` targets, `HTTP_PROXY` for `http://` ones,
-//! `ALL_PROXY` for both (each also in lower case), and `NO_PROXY` for the
-//! hosts that bypass them. Only `http://` proxies are supported: a plain
-//! target is sent to the proxy in absolute form, an HTTPS target through a
-//! `CONNECT` tunnel, with `Proxy-Authorization: Basic` when the proxy URL
-//! carries a user and password.
+//! `ALL_PROXY` for both (each also in lower case, which wins), and
+//! `NO_PROXY` for the hosts that bypass them. Only `http://` proxies are
+//! supported: a plain target is sent to the proxy in absolute form, an
+//! HTTPS target through a `CONNECT` tunnel, with `Proxy-Authorization:
+//! Basic` when the proxy URL carries a user and password. A variable llmperf
+//! cannot use (a `socks5://` or `https://` proxy, a malformed value) fails
+//! only the requests that would go through it, each with a `connect` error
+//! naming the variable, never its value.
 
 use std::net::IpAddr;
 
@@ -153,11 +156,14 @@ fn in_network(ip: IpAddr, network: IpAddr, bits: u8) -> bool {
     }
 }
 
+/// A configured proxy, or why the variable that names it cannot be used.
+type Configured = Option<Result<ProxyServer, String>>;
+
 /// The proxies in force for a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Proxies {
-    http: Option<ProxyServer>,
-    https: Option<ProxyServer>,
+    http: Configured,
+    https: Configured,
     no_proxy: NoProxy,
 }
 
@@ -172,19 +178,18 @@ impl Proxies {
     pub(crate) fn explicit(url: &str) -> Result<Proxies, String> {
         let proxy = ProxyServer::parse("the proxy", url)?;
         Ok(Proxies {
-            http: Some(proxy.clone()),
-            https: Some(proxy),
+            http: Some(Ok(proxy.clone())),
+            https: Some(Ok(proxy)),
             no_proxy: NoProxy::default(),
         })
     }
 
-    /// The proxies the environment configures; a malformed one is an error
-    /// naming its variable.
-    pub(crate) fn from_env() -> Result<Proxies, String> {
+    /// The proxies the environment configures.
+    pub(crate) fn from_env() -> Proxies {
         Proxies::from_lookup(|name| std::env::var(name).ok())
     }
 
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Proxies, String> {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Proxies {
         let first = |names: &[&'static str]| -> Option<(&'static str, String)> {
             names.iter().find_map(|name| {
                 lookup(name)
@@ -192,9 +197,8 @@ impl Proxies {
                     .map(|v| (*name, v.trim().to_string()))
             })
         };
-        let parse = |found: Option<(&str, String)>| match found {
-            Some((name, value)) => ProxyServer::parse(name, &value).map(Some),
-            None => Ok(None),
+        let parse = |found: Option<(&str, String)>| {
+            found.map(|(name, value)| ProxyServer::parse(name, &value))
         };
         let all = first(&["ALL_PROXY", "all_proxy"]);
         // Under CGI, HTTP_PROXY can be set by a request header (httpoxy):
@@ -209,17 +213,27 @@ impl Proxies {
         let no_proxy = first(&["no_proxy", "NO_PROXY"])
             .map(|(_, value)| NoProxy::parse(&value))
             .unwrap_or_default();
-        Ok(Proxies {
-            http: parse(http)?,
-            https: parse(https)?,
+        Proxies {
+            http: parse(http),
+            https: parse(https),
             no_proxy,
-        })
+        }
     }
 
-    /// The proxy for a request to `host` (`https`: an HTTPS target).
-    pub(crate) fn for_target(&self, https: bool, host: &str) -> Option<&ProxyServer> {
+    /// The proxy for a request to `host` (`https`: an HTTPS target), or why
+    /// the variable that names it cannot be used.
+    pub(crate) fn for_target(
+        &self,
+        https: bool,
+        host: &str,
+    ) -> Result<Option<&ProxyServer>, String> {
         let proxy = if https { &self.https } else { &self.http };
-        proxy.as_ref().filter(|_| !self.no_proxy.bypasses(host))
+        match proxy {
+            Some(_) if self.no_proxy.bypasses(host) => Ok(None),
+            Some(Ok(proxy)) => Ok(Some(proxy)),
+            Some(Err(why)) => Err(why.clone()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -227,7 +241,7 @@ impl Proxies {
 mod tests {
     use super::*;
 
-    fn proxies(vars: &[(&str, &str)]) -> Result<Proxies, String> {
+    fn proxies(vars: &[(&str, &str)]) -> Proxies {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -241,47 +255,56 @@ mod tests {
             ("HTTPS_PROXY", "http://user:p%40ss@proxy.corp:3128"),
             ("ALL_PROXY", "other:8080"),
             ("NO_PROXY", "localhost, .internal.example,10.0.0.0/8,::1"),
-        ])
-        .unwrap();
-        let https = p.for_target(true, "api.openai.com").unwrap();
+        ]);
+        let https = p.for_target(true, "api.openai.com").unwrap().unwrap();
         assert_eq!((https.host.as_str(), https.port), ("proxy.corp", 3128));
         let token = base64::engine::general_purpose::STANDARD.encode("user:p@ss");
         assert_eq!(
             https.authorization.as_deref(),
             Some(format!("Basic {token}").as_str())
         );
-        let http = p.for_target(false, "gpu-box").unwrap();
+        let http = p.for_target(false, "gpu-box").unwrap().unwrap();
         assert_eq!((http.host.as_str(), http.port), ("other", 8080));
-        assert!(p.for_target(true, "localhost").is_none());
-        assert!(p.for_target(true, "vllm.internal.example").is_none());
-        assert!(p.for_target(true, "internal.example").is_none());
-        assert!(p.for_target(true, "notinternal.example").is_some());
-        assert!(p.for_target(false, "10.1.2.3").is_none());
-        assert!(p.for_target(false, "11.1.2.3").is_some());
-        assert!(p.for_target(false, "[::1]").is_none());
+        assert!(p.for_target(true, "localhost").unwrap().is_none());
+        assert!(p
+            .for_target(true, "vllm.internal.example")
+            .unwrap()
+            .is_none());
+        assert!(p.for_target(true, "internal.example").unwrap().is_none());
+        assert!(p.for_target(true, "notinternal.example").unwrap().is_some());
+        assert!(p.for_target(false, "10.1.2.3").unwrap().is_none());
+        assert!(p.for_target(false, "11.1.2.3").unwrap().is_some());
+        assert!(p.for_target(false, "[::1]").unwrap().is_none());
     }
 
     #[test]
-    fn bad_proxies_name_the_variable_and_not_the_password() {
-        let error = proxies(&[("HTTPS_PROXY", "socks5://u:secret@h:1")]).unwrap_err();
+    fn a_proxy_llmperf_cannot_use_fails_only_the_requests_it_serves_naming_the_variable() {
+        let p = proxies(&[
+            ("HTTPS_PROXY", "socks5://u:secret@h:1"),
+            ("HTTP_PROXY", "http://u:secret@:1"),
+            ("NO_PROXY", "inside.example"),
+        ]);
+        let error = p.for_target(true, "api.openai.com").unwrap_err();
         assert!(
             error.contains("HTTPS_PROXY") && error.contains("socks5"),
             "{error}"
         );
         assert!(!error.contains("secret"), "{error}");
-        let error = proxies(&[("HTTP_PROXY", "http://u:secret@:1")]).unwrap_err();
+        let error = p.for_target(false, "gpu-box").unwrap_err();
         assert!(
             error.contains("HTTP_PROXY") && !error.contains("secret"),
             "{error}"
         );
-        assert_eq!(proxies(&[]).unwrap(), Proxies::none());
-        let star = proxies(&[("http_proxy", "p:1"), ("no_proxy", "*")]).unwrap();
-        assert!(star.for_target(false, "anything").is_none());
+        // A bypassed host never meets the bad variable.
+        assert!(p.for_target(true, "inside.example").unwrap().is_none());
+        assert_eq!(proxies(&[]), Proxies::none());
+        let star = proxies(&[("http_proxy", "p:1"), ("no_proxy", "*")]);
+        assert!(star.for_target(false, "anything").unwrap().is_none());
     }
 
     #[test]
     fn under_cgi_the_upper_case_http_proxy_is_not_trusted() {
-        let p = proxies(&[("HTTP_PROXY", "evil:1"), ("REQUEST_METHOD", "GET")]).unwrap();
-        assert!(p.for_target(false, "host").is_none());
+        let p = proxies(&[("HTTP_PROXY", "evil:1"), ("REQUEST_METHOD", "GET")]);
+        assert!(p.for_target(false, "host").unwrap().is_none());
     }
 }

@@ -370,12 +370,14 @@ pub fn answer_room(task: &Task, tokenizer: &Tokenizer) -> u32 {
     (tokenizer.count(&task.answer()) as u32).saturating_add(VALIDATION_ROOM_TOKENS)
 }
 
-/// Runs up to this many validated requests draw six-digit numbers; larger
-/// ones draw from a range a hundred times wider.
+/// Runs up to this many validated requests draw five- and six-digit
+/// numbers; larger ones draw from a range a hundred times wider.
 const SIX_DIGIT_TASKS: u64 = 500_000;
 
 /// Validation tasks with distinct numbers, so a wrong answer names exactly
-/// one other request.
+/// one other request. Numbers start at 10,000 and are never a multiple of
+/// 1,000: years and round figures, the numbers text is full of, are never
+/// a request's number.
 fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64, reply: Reply) -> Vec<Task> {
     let mut seen = HashSet::new();
     let mut tasks = Vec::with_capacity(count as usize);
@@ -385,8 +387,8 @@ fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64, reply: Reply) -> Vec<Task> {
         99_999_999
     };
     while (tasks.len() as u64) < count {
-        let number = rng.gen_range(1_000..=largest);
-        if !seen.insert(number) {
+        let number = rng.gen_range(10_000..=largest);
+        if number % 1_000 == 0 || !seen.insert(number) {
             continue;
         }
         let direction = if rng.gen_bool(0.5) {

@@ -136,10 +136,11 @@ impl Tokenizer {
     /// Number of tokens in `text`, in time linear in its length whatever it
     /// holds: a run of more than [`LONGEST_RUN_BYTES`] bytes without a
     /// change between whitespace and the rest (a 50 MB "word", a megabyte of
-    /// spaces) is counted in pieces of that size, since a byte-pair merge
-    /// over one such piece takes time quadratic in its length. Only such
-    /// runs, which no language has, are estimated; other text is counted
-    /// exactly.
+    /// spaces, but also a paragraph of a script written without spaces) is
+    /// counted in pieces of that size, since a byte-pair merge over one such
+    /// piece takes time quadratic in its length. Such runs are estimated (a
+    /// piece boundary can split a token: about one token more per 256 bytes
+    /// at most); other text is counted exactly.
     ///
     /// ```
     /// let tokenizer = llmperf::Tokenizer::bundled();
