@@ -31,7 +31,8 @@ fn token_lengths() -> Benchmark {
         .mock(small_model_server())
 }
 
-/// Every answer checked for cross-over (request A receiving B's answer).
+/// A correctness run: every request only asks for its number back (the
+/// other benchmarks are validated too, as every generated workload is).
 #[llmperf::bench(group = "chat", requests = 32, concurrency = 16)]
 fn validated() -> Benchmark {
     Benchmark::new()
