@@ -1,0 +1,9 @@
+//! The Anthropic Messages stream decoder on arbitrary bytes in arbitrary
+//! reads (see `common.rs`); its end marker is the last event.
+#![no_main]
+
+mod common;
+
+libfuzzer_sys::fuzz_target!(|input: (Vec<u8>, &[u8])| {
+    common::check_kind("anthropic", input, common::Holds::Text, true);
+});
