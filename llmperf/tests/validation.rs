@@ -114,13 +114,7 @@ fn cutting_server(requests: usize) -> (String, thread::JoinHandle<()>) {
         let task = Task::parse(&request).expect("a validated prompt");
         let answer = task.answer();
         let half: String = answer.chars().take(answer.chars().count() / 2).collect();
-        let _ = socket.write_all(
-            raw_server::sse_response(&[
-                serde_json::json!({"choices": [{"delta": {"content": half}}]}),
-                serde_json::json!({"choices": [{"delta": {}, "finish_reason": "length"}]}),
-            ])
-            .as_bytes(),
-        );
+        let _ = socket.write_all(raw_server::chat_answer(&half, "length").as_bytes());
     })
 }
 
@@ -208,13 +202,7 @@ fn echo_server(requests: usize) -> (String, thread::JoinHandle<()>) {
             .next()
             .unwrap()
             .to_string();
-        let _ = socket.write_all(
-            raw_server::sse_response(&[
-                serde_json::json!({"choices": [{"delta": {"content": line}}]}),
-                serde_json::json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
-            ])
-            .as_bytes(),
-        );
+        let _ = socket.write_all(raw_server::chat_answer(&line, "stop").as_bytes());
     })
 }
 

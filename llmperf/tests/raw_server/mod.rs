@@ -75,3 +75,12 @@ pub fn sse_response(chunks: &[serde_json::Value]) -> String {
         body.len()
     )
 }
+
+/// An OpenAI chat answer as [`sse_response`]: `text` in one content delta,
+/// then `finish_reason`.
+pub fn chat_answer(text: &str, finish_reason: &str) -> String {
+    sse_response(&[
+        serde_json::json!({"choices": [{"delta": {"content": text}}]}),
+        serde_json::json!({"choices": [{"delta": {}, "finish_reason": finish_reason}]}),
+    ])
+}
