@@ -14,6 +14,7 @@ use llmperf::report::stdout;
 use llmperf::report::terminal::{self, Palette};
 use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
+use llmperf::shard::Shard;
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, MockScript, MockServer, Workload};
 
 /// Benchmark streaming LLM endpoints: TTFT, inter-token latency, throughput, cross-over validation.
@@ -36,6 +37,8 @@ enum Command {
     Export(ExportCmd),
     /// Render the HTML report of stored results: an index and one page per benchmark.
     Report(ReportCmd),
+    /// Merge the shards of one run (llmperf run --shard I/N) into one result that compare, report, export and baselines take as one run's (exits 1 on a cross-over).
+    Merge(MergeCmd),
     /// List the endpoint kinds this build knows (--api values).
     ListApis,
 }
@@ -53,6 +56,28 @@ struct ReportCmd {
     /// Skip the charts.
     #[arg(long)]
     noplot: bool,
+}
+
+#[derive(Debug, Args)]
+struct MergeCmd {
+    /// The shards' results directories, or a directory holding them (each subdirectory with a summary.json).
+    #[arg(required = true)]
+    shards: Vec<PathBuf>,
+    /// Where the merged summary.json and requests.jsonl go.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Merge even with shards missing or unfinished; the result names the missing ones.
+    #[arg(long)]
+    allow_partial: bool,
+    /// Exit 0 even when a response answered another request (a cross-over is reported either way).
+    #[arg(long)]
+    allow_cross_overs: bool,
+    /// Print one line.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Colour output.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +203,15 @@ struct RunArgs {
     /// Write DIR/summary.json and DIR/requests.jsonl.
     #[arg(long)]
     results_dir: Option<PathBuf>,
+    /// Run shard I (from 0) of N: this process drives its share of the load the other flags describe (see README, "Past one machine"); `auto` reads the index, and on Slurm the count, from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
+    #[arg(long, value_name = "I/N|auto")]
+    shard: Option<String>,
+    /// The shard count, where the environment gives only the index (a Kubernetes Indexed Job); implies --shard auto.
+    #[arg(long, value_name = "N")]
+    shards: Option<u32>,
+    /// Prepare, then start sending at this wall-clock time (RFC 3339, e.g. 2026-12-03T10:00:00Z), so that shards start together.
+    #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
+    start_at: Option<std::time::SystemTime>,
     /// Print one line.
     #[arg(long, short)]
     quiet: bool,
@@ -233,6 +267,34 @@ struct MockArgs {
     /// Words of one server token each that cl100k_base splits into several (a model with another vocabulary).
     #[arg(long)]
     long_words: bool,
+}
+
+fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
+    llmperf::shard::parse_start_at(text).map_err(|e| e.to_string())
+}
+
+/// The shard `--shard` and `--shards` name, reading the scheduler's
+/// environment (`lookup`) for `auto`.
+fn shard_of(
+    shard: Option<&str>,
+    shards: Option<u32>,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<Shard>> {
+    let from_env = |count| Shard::from_env(&lookup, count);
+    Ok(match (shard, shards) {
+        (None, None) => None,
+        (Some("auto"), count) | (None, count @ Some(_)) => Some(from_env(count)?),
+        (Some(text), count) => {
+            let shard = Shard::parse(text)?;
+            if count.is_some_and(|count| count != shard.count) {
+                bail!(
+                    "--shard {text} and --shards {} disagree",
+                    count.unwrap_or(0)
+                );
+            }
+            Some(shard)
+        }
+    })
 }
 
 fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -344,6 +406,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Compare(args) => compare(args),
         Command::Export(args) => export(args),
         Command::Report(args) => report(args),
+        Command::Merge(args) => merge(args),
         Command::ListApis => {
             for kind in llmperf::endpoint::kinds() {
                 stdout::line(&format!("{:<20} {}", kind.name(), kind.description()));
@@ -454,16 +517,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         progress: !args.quiet && std::io::stderr().is_terminal(),
         mode: RunMode::Run,
         handle_interrupt: true,
+        shard: shard_of(args.shard.as_deref(), args.shards, |name| {
+            std::env::var(name).ok()
+        })?,
+        start_at: args.start_at,
     };
     let outcome = run_benchmark(&args.name, &bench, &options)?;
-    if args.quiet {
-        stdout::line(&terminal::one_line(&outcome.summary));
-    } else {
-        stdout::print(&terminal::render(
-            &outcome.summary,
-            Palette::new(args.color.enabled()),
-        ));
-    }
+    show(&outcome.summary, args.quiet, args.color);
     match &outcome.summary_path {
         Some(path) => eprintln!("results: {}", path.display()),
         None if !args.quiet => {
@@ -484,14 +544,40 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         // The stop condition's message is in the block above.
         return Ok(ExitCode::FAILURE);
     }
-    let cross_overs = outcome.summary.cross_overs();
-    if cross_overs > 0 && bench.fails_on_cross_over() {
+    Ok(cross_over_exit(
+        &outcome.summary,
+        bench.fails_on_cross_over(),
+    ))
+}
+
+/// Prints a result: its whole block, or one line.
+fn show(summary: &llmperf::results::SummaryFile, quiet: bool, color: ColorChoice) {
+    if quiet {
+        stdout::line(&terminal::one_line(summary));
+    } else {
+        stdout::print(&terminal::render(summary, Palette::new(color.enabled())));
+    }
+}
+
+/// Exit 1 when responses answered other requests and that fails the run.
+fn cross_over_exit(summary: &llmperf::results::SummaryFile, fails: bool) -> ExitCode {
+    let cross_overs = summary.cross_overs();
+    if cross_overs > 0 && fails {
         eprintln!(
             "error: {cross_overs} response(s) answered another request (cross-overs): the endpoint mixed up responses; --allow-cross-overs exits 0 anyway"
         );
-        return Ok(ExitCode::FAILURE);
+        return ExitCode::FAILURE;
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
+}
+
+fn merge(args: MergeCmd) -> Result<ExitCode> {
+    let dirs = llmperf::merge::find_shards(&args.shards, &args.out)?;
+    let (summary, records) = llmperf::merge::merge(&dirs, args.allow_partial)?;
+    let path = llmperf::merge::write(&args.out, &summary, &records)?;
+    show(&summary, args.quiet, args.color);
+    eprintln!("results: {}", path.display());
+    Ok(cross_over_exit(&summary, !args.allow_cross_overs))
 }
 
 fn compare(args: CompareCmd) -> Result<ExitCode> {
@@ -670,3 +756,6 @@ fn mock(args: MockArgs) -> Result<ExitCode> {
     server.wait();
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod deploy_examples;

@@ -14,6 +14,7 @@ use crate::endpoint::reader::Exchange;
 use crate::endpoint::{excerpt, RequestError};
 use crate::load::Phase;
 use crate::metrics::RequestMetrics;
+use crate::shard::Shard;
 use crate::transport::ConnectionRecord;
 use crate::validate::{self, Direction, Ending, Outcome};
 use crate::workload::tokenizer::Tokenizer;
@@ -116,7 +117,9 @@ pub struct ValidationRecord {
     pub direction: String,
     /// `pass`, `cross_over`, `truncated` or `mismatch`.
     pub outcome: ValidationOutcome,
-    /// The other request's number found in the answer (cross-over).
+    /// The other request's number found in the answer (cross-over); in a
+    /// shard's mismatch, a number of another shard's kind that `llmperf
+    /// merge` looks up among that shard's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_number: Option<u64>,
     /// The other request's id (cross-over).
@@ -157,6 +160,9 @@ pub struct RecordContext<'a> {
     pub tokenizer: &'a Tokenizer,
     /// Validation number → request id, for every request of the run.
     pub numbers: HashMap<u64, u64>,
+    /// The run's shard: an answer stating a number another shard may
+    /// have sent is kept for `llmperf merge` to settle.
+    pub shard: Shard,
 }
 
 /// Where a request sat in the load: when it was meant to go out, how
@@ -254,11 +260,25 @@ impl RequestRecord {
             // cross-over when the answer repeats it.
             let in_prompt: std::collections::HashSet<u64> =
                 validate::numbers_in(&plan.prompt).into_iter().collect();
+            let another_shards = |n: u64| {
+                context.shard.is_sharded()
+                    && !context.shard.owns_number(n)
+                    && validate::could_be_task_number(n)
+            };
             let outcome = validate::check(task, text, ending, |n| {
-                n != task.number && !in_prompt.contains(&n) && context.numbers.contains_key(&n)
+                n != task.number
+                    && !in_prompt.contains(&n)
+                    && (context.numbers.contains_key(&n) || another_shards(n))
             });
             let (outcome, other_number) = match outcome {
                 Outcome::Pass => (ValidationOutcome::Pass, None),
+                // Another shard's number, if a request of that shard drew
+                // it: a mismatch until the merge finds the request.
+                Outcome::CrossOver { other_number }
+                    if !context.numbers.contains_key(&other_number) =>
+                {
+                    (ValidationOutcome::Mismatch, Some(other_number))
+                }
                 Outcome::CrossOver { other_number } => {
                     (ValidationOutcome::CrossOver, Some(other_number))
                 }

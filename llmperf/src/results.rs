@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::merge::MergeInfo;
 use crate::metrics::{LevelResult, Summary, SweepSummary};
 use crate::record::RequestRecord;
+use crate::shard::ShardInfo;
 use crate::spec::BenchmarkConfig;
 
 /// Version of the `summary.json` / `requests.jsonl` schema.
@@ -119,6 +121,12 @@ pub struct SummaryFile {
     pub benchmark: String,
     /// Wall-clock start, RFC 3339 UTC (for people; durations use a monotonic clock).
     pub started_at: String,
+    /// The wall clock, in µs since the Unix epoch, at the instant record
+    /// times count from: how `llmperf merge` lines shards up. Only the
+    /// merged throughput window depends on machines' clocks agreeing; every
+    /// per-request latency is measured on one machine's monotonic clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_unix_us: Option<u64>,
     /// Whether the run was interrupted (Ctrl-C) before all requests ran.
     pub interrupted: bool,
     /// What the run was asked to do (no secrets).
@@ -138,6 +146,13 @@ pub struct SummaryFile {
     /// The curve across levels and the knee (sweeps only).
     #[serde(default)]
     pub sweep: Option<SweepSummary>,
+    /// Which shard of a sharded run this is (`llmperf run --shard I/N`);
+    /// `config` is the whole run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardInfo>,
+    /// The shards this result was merged from (`llmperf merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged: Option<MergeInfo>,
 }
 
 impl SummaryFile {

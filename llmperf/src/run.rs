@@ -22,6 +22,7 @@ use crate::record::{RecordContext, RequestRecord, Scheduling};
 use crate::results::{
     self, Environment, RecordWriter, ResultsError, RunMode, SummaryFile, ToolInfo,
 };
+use crate::shard::{self, Shard, ShardInfo};
 use crate::spec::{
     Arrival, Benchmark, BenchmarkConfig, Endpoint, Level, Load, Rate, SpecError, Sweep,
     MIN_REQUESTS_FOR_ERROR_RATE,
@@ -44,6 +45,20 @@ pub struct RunOptions {
     pub mode: RunMode,
     /// Stop on Ctrl-C, keeping what finished.
     pub handle_interrupt: bool,
+    /// Which share of the benchmark's load this process drives
+    /// ([`crate::shard`]; `summary.json` says which); the whole of it when
+    /// unset.
+    pub shard: Option<Shard>,
+    /// Prepare, then start sending at this wall-clock instant (shards
+    /// starting together); a run ready later starts at once and says how late.
+    pub start_at: Option<SystemTime>,
+}
+
+impl RunOptions {
+    /// The share of the load this process drives.
+    pub fn shard(&self) -> Shard {
+        self.shard.unwrap_or(shard::WHOLE)
+    }
 }
 
 /// What a run produced.
@@ -268,6 +283,8 @@ struct RunContext<'a> {
     transport: Transport,
     runtime: &'a tokio::runtime::Runtime,
     t0: Instant,
+    /// The wall clock at `t0` (shards line up by it).
+    t0_wall: SystemTime,
     /// Set to stop sending (Ctrl-C, a stop condition, a write failure).
     stop: Arc<AtomicBool>,
     interrupted: Arc<AtomicBool>,
@@ -278,6 +295,8 @@ struct LevelRun {
     records: Vec<RequestRecord>,
     stop: Stop,
     writer: Option<RecordWriter>,
+    /// How late it was ready for its start time (`start_at`).
+    ready_late: Option<Duration>,
 }
 
 /// Runs `bench` under the id `id`.
@@ -287,6 +306,8 @@ pub fn run_benchmark(
     options: &RunOptions,
 ) -> Result<RunOutcome, RunError> {
     bench.check()?;
+    // This process's share; the configuration recorded is the whole run's.
+    let load = options.shard().load(&bench.load)?;
     let tokenizer: &'static Tokenizer = match &bench.workload.tokenizer {
         Some(path) => Tokenizer::shared(path)?,
         None => Tokenizer::bundled(),
@@ -314,7 +335,7 @@ pub fn run_benchmark(
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
     };
-    let transport = build_transport(bench, resolved.mock.is_some())?;
+    let transport = build_transport(&load, resolved.mock.is_some())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("llmperf-client")
@@ -323,7 +344,6 @@ pub fn run_benchmark(
             what: "the async runtime",
             source,
         })?;
-    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let context = RunContext {
         id,
         bench,
@@ -334,6 +354,7 @@ pub fn run_benchmark(
         transport,
         runtime: &runtime,
         t0: Instant::now(),
+        t0_wall: SystemTime::now(),
         stop: Arc::new(AtomicBool::new(false)),
         interrupted: Arc::new(AtomicBool::new(false)),
     };
@@ -355,7 +376,13 @@ pub fn run_benchmark(
         });
     }
 
-    let mut pending: VecDeque<Level> = bench.load.fixed_levels().into();
+    let started_at = humantime::format_rfc3339_seconds(context.t0_wall).to_string();
+    let started_at_unix_us = context
+        .t0_wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64);
+    let mut ready_late = None;
+    let mut pending: VecDeque<Level> = load.fixed_levels().into();
     let mut levels: Vec<LevelResult> = Vec::new();
     let mut records: Vec<RequestRecord> = Vec::new();
     while let Some(level) = pending.pop_front() {
@@ -363,9 +390,9 @@ pub fn run_benchmark(
         // An automatic sweep's max-throughput probe sends enough requests
         // for every slot to turn over several times, so the rate it
         // measures is the endpoint's, not the first wave's.
-        let probe = auto_probe(&bench.load, &level, &levels, options.mode);
+        let probe = auto_probe(&load, &level, &levels, options.mode);
         if let Some(probe) = &probe {
-            if probe.requests > bench.load.requests {
+            if probe.requests > load.requests {
                 let why = match level {
                     Level::Concurrency { .. } => format!(
                         "{AUTO_PROBE_TURNOVERS} per slot, so its rate is measured at full load"
@@ -378,51 +405,42 @@ pub fn run_benchmark(
                     "{id} [{}]: the automatic sweep sends {} requests at this level, not {} ({why})",
                     level.label(),
                     probe.requests,
-                    bench.load.requests
+                    load.requests
                 );
             }
         }
+        let start_at = if index == 0 { options.start_at } else { None };
         let run = run_level(
             &context,
-            probe.as_ref().unwrap_or(&bench.load),
+            probe.as_ref().unwrap_or(&load),
             level,
             index,
             writer.take(),
+            start_at,
         )?;
         writer = run.writer;
-        let summary = Summary::of(&run.records);
-        let measured: Vec<&RequestRecord> = run
-            .records
-            .iter()
-            .filter(|r| r.phase == Phase::Measured)
-            .collect();
-        let slo = SloReport::of(&measured, &slos, summary.throughput.window_s);
-        let mut notes = Vec::new();
+        if let Some(late) = run.ready_late.filter(|late| !late.is_zero()) {
+            ready_late = Some(late);
+        }
+        let mut result = level_result(index, level, run.stop.clone(), &run.records, &slos);
         if let (Some(_), Level::Concurrency { concurrency }) = (&probe, level) {
             // Fewer requests than planned completed (a duration, failures).
-            let per_slot = summary.requests.completed as f64 / concurrency as f64;
+            let per_slot = result.summary.requests.completed as f64 / concurrency as f64;
             if per_slot < AUTO_PROBE_TURNOVERS as f64 {
-                notes.push(format!(
+                result.notes.push(format!(
                     "this max-throughput level completed {} requests, {per_slot:.1} per slot (fewer than {AUTO_PROBE_TURNOVERS}): its rate may understate the endpoint's maximum, and the open-loop rates are spread below it; give it more time (--duration) or fewer failures",
-                    summary.requests.completed
+                    result.summary.requests.completed
                 ));
             }
         }
-        levels.push(LevelResult {
-            index,
-            level,
-            stop: run.stop.clone(),
-            summary,
-            slo,
-            notes,
-        });
+        levels.push(result);
         records.extend(run.records);
         if run.stop.ends_run() {
             break;
         }
-        if let Some(Sweep::Auto { rates, .. }) = &bench.load.sweep {
+        if let Some(Sweep::Auto { rates, .. }) = &load.sweep {
             if levels.len() == 2 {
-                pending.extend(auto_rates(&bench.load, &levels, *rates));
+                pending.extend(auto_rates(&load, &levels, *rates));
             }
         }
     }
@@ -430,30 +448,33 @@ pub fn run_benchmark(
     drop(context);
     runtime.shutdown_timeout(Duration::from_secs(1));
     records.sort_by_key(|r| (r.level, r.id));
-    let sweep = bench
-        .load
-        .sweep
-        .as_ref()
-        .map(|_| SweepSummary::of(&levels, &slos));
-    let headline = sweep.as_ref().and_then(|s| s.knee).unwrap_or(0);
-    let summary = levels
-        .iter()
-        .find(|l| l.index == headline)
-        .map(|l| l.summary.clone())
-        .unwrap_or_else(|| Summary::of(&[]));
-    let summary = SummaryFile {
-        schema_version: results::SCHEMA_VERSION,
-        tool: ToolInfo::default(),
-        benchmark: id.to_string(),
-        started_at,
-        interrupted,
-        config,
-        environment: Environment::current(options.mode),
-        summary,
-        headline_level: headline,
+    let shard = options.shard.map(|shard| ShardInfo {
+        index: shard.index,
+        count: shard.count,
+        start_at: options
+            .start_at
+            .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+        ready_late_ms: ready_late.map(|late| late.as_secs_f64() * 1e3),
+    });
+    let summary = assemble(
+        SummaryFile {
+            schema_version: results::SCHEMA_VERSION,
+            tool: ToolInfo::default(),
+            benchmark: id.to_string(),
+            started_at,
+            started_at_unix_us: Some(started_at_unix_us),
+            interrupted,
+            config,
+            environment: Environment::current(options.mode),
+            summary: Summary::of(&[]),
+            headline_level: 0,
+            levels: Vec::new(),
+            sweep: None,
+            shard,
+            merged: None,
+        },
         levels,
-        sweep,
-    };
+    );
     let summary_path = match &options.results_dir {
         Some(dir) => Some(results::write_summary(dir, &summary)?),
         None => None,
@@ -465,6 +486,53 @@ pub fn run_benchmark(
         mock_stats,
         summary_path,
     })
+}
+
+/// A level's result from its records (every phase; the statistics take
+/// the measured ones): its summary and objectives. Shared by a run and a
+/// merge of shards, so both compute the same figures the same way.
+pub(crate) fn level_result(
+    index: u32,
+    level: Level,
+    stop: Stop,
+    records: &[RequestRecord],
+    slos: &[crate::spec::Slo],
+) -> LevelResult {
+    let summary = Summary::of(records);
+    let measured: Vec<&RequestRecord> = records
+        .iter()
+        .filter(|r| r.phase == Phase::Measured)
+        .collect();
+    let slo = SloReport::of(&measured, slos, summary.throughput.window_s);
+    LevelResult {
+        index,
+        level,
+        stop,
+        summary,
+        slo,
+        notes: Vec::new(),
+    }
+}
+
+/// `file` with `levels` in place: the sweep's curve and knee (a sweep),
+/// and the headline level and its summary.
+pub(crate) fn assemble(mut file: SummaryFile, levels: Vec<LevelResult>) -> SummaryFile {
+    let sweep = file
+        .config
+        .load
+        .sweep
+        .as_ref()
+        .map(|_| SweepSummary::of(&levels, &file.config.slos));
+    let headline = sweep.as_ref().and_then(|s| s.knee).unwrap_or(0);
+    file.summary = levels
+        .iter()
+        .find(|l| l.index == headline)
+        .map(|l| l.summary.clone())
+        .unwrap_or_else(|| Summary::of(&[]));
+    file.headline_level = headline;
+    file.levels = levels;
+    file.sweep = sweep;
+    file
 }
 
 /// Requests per slot an automatic sweep's max-throughput level sends at least.
@@ -540,6 +608,7 @@ fn run_level(
     level: Level,
     index: u32,
     mut writer: Option<RecordWriter>,
+    start_at: Option<SystemTime>,
 ) -> Result<LevelRun, RunError> {
     let bench = context.bench;
     // With multi-turn conversations a unit of load is a conversation: an
@@ -557,7 +626,8 @@ fn run_level(
             phases.measured_end_index(),
             phases.measured_end_time(),
             load.cooldown_requests.div_ceil(turns),
-            seed,
+            // Each shard's arrivals are an independent stream.
+            context.options.shard().seed(seed),
         )),
         Level::Concurrency { .. } => None,
     };
@@ -578,6 +648,7 @@ fn run_level(
         bench.validates(),
         count,
         seed,
+        context.options.shard(),
         context.tokenizer,
     )?;
     if let Some(report) = planned.dataset.filter(|r| r.dropped() > 0) {
@@ -604,6 +675,15 @@ fn run_level(
         };
         progress_bar(&prefix, count)
     });
+    // Everything is ready: wait for the agreed start.
+    let ready_late = start_at.map(shard::wait_until);
+    if let Some(late) = ready_late.filter(|late| !late.is_zero()) {
+        eprintln!(
+            "{}: ready {:.0} ms after --start-at: starting at once (this shard's load overlaps the others' less)",
+            context.id,
+            late.as_secs_f64() * 1e3
+        );
+    }
     // Open loops start a moment ahead so the first send is not late by
     // the dispatcher's own start.
     let level_start = Instant::now()
@@ -618,7 +698,7 @@ fn run_level(
         let progress = progress.clone();
         let stop = Arc::clone(&context.stop);
         let error_stop = Arc::clone(&error_stop);
-        let (t0, tokenizer) = (context.t0, context.tokenizer);
+        let (t0, tokenizer, shard) = (context.t0, context.tokenizer, context.options.shard());
         let (max_errors, max_error_rate) = (load.max_errors, load.max_error_rate);
         std::thread::Builder::new()
             .name("llmperf-collector".into())
@@ -627,6 +707,7 @@ fn run_level(
                     t0,
                     tokenizer,
                     numbers,
+                    shard,
                 };
                 let mut records = Vec::with_capacity(plans.len());
                 let mut write_error = None;
@@ -826,17 +907,17 @@ fn run_level(
         records,
         stop,
         writer,
+        ready_late,
     })
 }
 
 /// How far ahead of its first send an open loop's clock starts.
 const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
 
-fn build_transport(bench: &Benchmark, builtin: bool) -> Result<Transport, RunError> {
+fn build_transport(load: &Load, builtin: bool) -> Result<Transport, RunError> {
     // One connection per request in flight: keep as many idle ones (an
     // open loop without a cap keeps what its peak needed).
-    let most_in_flight = bench
-        .load
+    let most_in_flight = load
         .fixed_levels()
         .iter()
         .map(|level| level.max_in_flight().unwrap_or(1 << 16))

@@ -495,6 +495,12 @@ pub enum Outcome {
     Mismatch,
 }
 
+/// Whether `number` could be a validation task's: from 10,000 on, never a
+/// multiple of 1,000 (see `distinct_tasks` in the workload).
+pub fn could_be_task_number(number: u64) -> bool {
+    number >= 10_000 && !number.is_multiple_of(1_000)
+}
+
 /// Checks one response against its task (see the module docs). `cut`: the
 /// response was cut short, by its token limit or a stream that broke.
 /// `is_other` says whether a number belongs to another request of the same

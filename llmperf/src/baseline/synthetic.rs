@@ -131,6 +131,7 @@ impl Synthetic {
             tool: ToolInfo::default(),
             benchmark: "synthetic/ttft".to_string(),
             started_at: "2026-11-28T00:00:00Z".to_string(),
+            started_at_unix_us: None,
             interrupted: false,
             config: config(),
             environment: Environment::current(RunMode::Bench),
@@ -138,6 +139,8 @@ impl Synthetic {
             headline_level: 0,
             levels: vec![level],
             sweep: None,
+            shard: None,
+            merged: None,
         };
         Baseline::of_run(name, &result, &records)
     }

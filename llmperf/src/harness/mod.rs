@@ -328,6 +328,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                 RunMode::Test
             },
             handle_interrupt: measuring,
+            ..RunOptions::default()
         };
         if !measuring {
             say(format!("Testing {id} ... "));

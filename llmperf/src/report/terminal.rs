@@ -142,6 +142,56 @@ fn describe_level(level: &Level) -> String {
     }
 }
 
+/// What a shard's or a merge's result says about its shards: which shard
+/// it is, or how many were merged, how far apart they started, and which
+/// are missing. Shared with the HTML report.
+pub fn shard_lines(file: &SummaryFile) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(shard) = &file.shard {
+        lines.push(format!(
+            "shard {}/{}: the load above is the whole run's, this process drove its share; `llmperf merge` joins the shards",
+            shard.index, shard.count
+        ));
+        if let Some(late) = shard.ready_late_ms {
+            lines.push(format!(
+                "ready {late:.0} ms after --start-at: it started late, and its load overlapped the other shards' less"
+            ));
+        }
+    }
+    if let Some(merged) = &file.merged {
+        let spread = merged
+            .shards
+            .iter()
+            .map(|s| s.first_send_offset_ms)
+            .fold(0.0, f64::max);
+        lines.push(format!(
+            "merged from {} of {} shards, whose first requests went out within {spread:.0} ms of each other by their clocks (latencies are each machine's own; only the throughput window relies on the clocks agreeing)",
+            merged.shards.len(),
+            merged.count
+        ));
+        if !merged.missing.is_empty() {
+            let missing: Vec<String> = merged.missing.iter().map(u32::to_string).collect();
+            lines.push(format!(
+                "shards {} of {} missing: the figures are of the rest, and the load was less than the configuration says",
+                missing.join(", "),
+                merged.count
+            ));
+        }
+        let late: Vec<String> = merged
+            .shards
+            .iter()
+            .filter_map(|s| {
+                s.ready_late_ms
+                    .map(|ms| format!("{} by {ms:.0} ms", s.index))
+            })
+            .collect();
+        if !late.is_empty() {
+            lines.push(format!("late for --start-at: shard {}", late.join(", ")));
+        }
+    }
+    lines
+}
+
 /// The block for one run: latencies, throughput, errors, validation; for
 /// a sweep, the curve across levels first, then the knee level's block.
 pub fn render(file: &SummaryFile, palette: Palette) -> String {
@@ -162,6 +212,9 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
         endpoint,
         describe_load(&config.load, file.levels.len())
     );
+    for line in shard_lines(file) {
+        let _ = writeln!(out, "  {}", palette.yellow(&line));
+    }
     let headline = file.levels.iter().find(|l| l.index == file.headline_level);
     if let Some(sweep) = &file.sweep {
         render_curve(&mut out, sweep, palette);

@@ -37,6 +37,7 @@ use serde_json::value::RawValue;
 use super::message::{count_tokens, Message, Role};
 use super::tokenizer::Tokenizer;
 use super::{Draft, Turn, WorkloadError};
+use crate::shard::Shard;
 use crate::spec::{Dataset, DatasetFormat, Sampling};
 
 /// What loading a dataset read, kept and dropped.
@@ -178,7 +179,7 @@ pub(crate) fn drafts(
     dataset: &Dataset,
     turns: u32,
     count: u64,
-    rng: &mut ChaCha8Rng,
+    (shard, order_rng, rng): (Shard, &mut ChaCha8Rng, &mut ChaCha8Rng),
     tokenizer: &Tokenizer,
 ) -> Result<(Vec<Draft>, DatasetReport), WorkloadError> {
     let text = read(&dataset.path)?;
@@ -208,9 +209,14 @@ pub(crate) fn drafts(
     }
     let order = match dataset.sampling {
         Sampling::WithoutReplacement => {
+            // One order for every shard, dealt out in turn.
             let mut order = kept.clone();
-            order.shuffle(rng);
+            order.shuffle(order_rng);
             order
+                .into_iter()
+                .skip(shard.index as usize)
+                .step_by(shard.count as usize)
+                .collect()
         }
         Sampling::WithReplacement => Vec::new(),
     };
@@ -221,7 +227,7 @@ pub(crate) fn drafts(
         let index = match dataset.sampling {
             Sampling::WithoutReplacement => {
                 let Some(&index) = order.get(next) else {
-                    let available = kept.iter().map(|&i| entries[i].turns.len() as u64).sum();
+                    let available = order.iter().map(|&i| entries[i].turns.len() as u64).sum();
                     return Err(WorkloadError::TooFewEntries {
                         path: dataset.path.clone(),
                         report,
@@ -571,8 +577,17 @@ mod tests {
         count: u64,
         seed: u64,
     ) -> Result<(Vec<Draft>, DatasetReport), WorkloadError> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        drafts(dataset, turns, count, &mut rng, tokenizer())
+        let (mut order, mut rng) = (
+            ChaCha8Rng::seed_from_u64(seed),
+            ChaCha8Rng::seed_from_u64(seed),
+        );
+        drafts(
+            dataset,
+            turns,
+            count,
+            (crate::shard::WHOLE, &mut order, &mut rng),
+            tokenizer(),
+        )
     }
 
     /// The first message's content of each draft.

@@ -27,6 +27,7 @@ pub use conversation::{continue_conversation, Turn};
 pub use dataset::DatasetReport;
 pub use message::{count_tokens, flatten, Message, Role};
 
+use crate::shard::Shard;
 use crate::spec::{PromptScheme, Workload};
 use crate::validate::{Direction, Reply, Task};
 use corpus::CorpusTokens;
@@ -188,7 +189,15 @@ pub fn plan_requests(
     seed: u64,
     tokenizer: &Tokenizer,
 ) -> Result<Vec<RequestPlan>, WorkloadError> {
-    plan_workload(workload, validate, count, seed, tokenizer).map(|plan| plan.requests)
+    plan_workload(
+        workload,
+        validate,
+        count,
+        seed,
+        crate::shard::WHOLE,
+        tokenizer,
+    )
+    .map(|plan| plan.requests)
 }
 
 /// [`plan_requests`], with the dataset's report of entries kept and dropped.
@@ -197,16 +206,20 @@ pub fn plan_workload(
     validate: bool,
     count: u64,
     seed: u64,
+    shard: Shard,
     tokenizer: &Tokenizer,
 ) -> Result<WorkloadPlan, WorkloadError> {
     // Separate streams for lengths, text, validation numbers, dataset
     // sampling and the shared prefix, so that turning validation on, or
-    // asking for more requests, leaves the other draws as they were.
-    let stream = |n: u64| {
+    // asking for more requests, leaves the other draws as they were. A
+    // shard draws its own (shard 0 the run's), except the dataset's order
+    // and the shared prefix, which every shard shares.
+    let shared = |n: u64| {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(n);
         rng
     };
+    let stream = |n: u64| shared(shard.stream(n));
     let validation_only = workload.prompts == PromptScheme::ValidationOnly;
     let tasks = if validate || validation_only {
         // A correctness run asks for the number alone; any other prompt asks
@@ -216,7 +229,7 @@ pub fn plan_workload(
         } else {
             Reply::First
         };
-        distinct_tasks(&mut stream(2), count, reply)
+        distinct_tasks(&mut stream(2), count, reply, shard)
     } else {
         Vec::new()
     };
@@ -225,8 +238,13 @@ pub fn plan_workload(
     let corpus = || corpus.get_or_init(|| CorpusTokens::new(tokenizer));
     let (drafts, report) = match &workload.prompts {
         PromptScheme::Dataset(dataset) => {
-            let (drafts, report) =
-                dataset::drafts(dataset, workload.turns, count, &mut stream(3), tokenizer)?;
+            let (drafts, report) = dataset::drafts(
+                dataset,
+                workload.turns,
+                count,
+                (shard, &mut shared(3), &mut stream(3)),
+                tokenizer,
+            )?;
             (drafts, Some(report))
         }
         _ => {
@@ -262,14 +280,17 @@ pub fn plan_workload(
                 None => max_tokens,
             };
             RequestPlan {
-                id: index as u64,
+                id: shard.request_id(index as u64),
                 prompt: flatten(&messages),
                 input_tokens_client: count_tokens(&messages, tokenizer),
                 messages,
                 max_tokens,
                 ignore_eos: workload.ignore_eos,
                 task,
-                turn: draft.turn,
+                turn: draft.turn.map(|turn| Turn {
+                    conversation: shard.request_id(turn.conversation),
+                    ..turn
+                }),
             }
         })
         .collect();
@@ -378,17 +399,23 @@ const SIX_DIGIT_TASKS: u64 = 500_000;
 /// one other request. Numbers start at 10,000 and are never a multiple of
 /// 1,000: years and round figures, the numbers text is full of, are never
 /// a request's number.
-fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64, reply: Reply) -> Vec<Task> {
+///
+/// A shard keeps the numbers that leave its index when divided by the
+/// shard count, so no two shards share one (see [`crate::shard`]).
+fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64, reply: Reply, shard: Shard) -> Vec<Task> {
     let mut seen = HashSet::new();
     let mut tasks = Vec::with_capacity(count as usize);
-    let largest = if count <= SIX_DIGIT_TASKS {
+    let largest = if count.saturating_mul(u64::from(shard.count)) <= SIX_DIGIT_TASKS {
         999_999
     } else {
         99_999_999
     };
     while (tasks.len() as u64) < count {
         let number = rng.gen_range(10_000..=largest);
-        if number % 1_000 == 0 || !seen.insert(number) {
+        if !crate::validate::could_be_task_number(number)
+            || !shard.owns_number(number)
+            || !seen.insert(number)
+        {
             continue;
         }
         let direction = if rng.gen_bool(0.5) {
@@ -636,10 +663,17 @@ mod tests {
             plan.input_tokens_client,
             count_tokens(&plan.messages, Tokenizer::bundled())
         );
-        let report = plan_workload(&workload, false, 1, 1, Tokenizer::bundled())
-            .unwrap()
-            .dataset
-            .expect("a dataset report");
+        let report = plan_workload(
+            &workload,
+            false,
+            1,
+            1,
+            crate::shard::WHOLE,
+            Tokenizer::bundled(),
+        )
+        .unwrap()
+        .dataset
+        .expect("a dataset report");
         assert_eq!((report.entries, report.kept), (1, 1));
     }
 
@@ -651,6 +685,80 @@ mod tests {
         assert!(
             matches!(error, WorkloadError::Parse { line: 2, .. }),
             "{error:?}"
+        );
+    }
+
+    #[test]
+    fn shards_deal_out_a_dataset_and_never_share_a_number_or_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.jsonl");
+        let lines: String = (0..12)
+            .map(|i| format!("{{\"prompt\": \"entry {i}\"}}\n"))
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        let dataset = Workload::dataset(crate::spec::Dataset::jsonl(&path));
+        let plan = |workload: &Workload, index: u32, count: u64| {
+            plan_workload(
+                workload,
+                true,
+                count,
+                7,
+                Shard { index, count: 4 },
+                Tokenizer::bundled(),
+            )
+            .unwrap()
+            .requests
+        };
+        let shards: Vec<Vec<RequestPlan>> = (0..4).map(|i| plan(&dataset, i, 3)).collect();
+        let entries: HashSet<String> = shards
+            .iter()
+            .flatten()
+            .map(|p| {
+                p.messages[0]
+                    .content
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(entries.len(), 12, "every entry once over the shards");
+        // A shard asking for more than its dealt share runs out.
+        assert!(plan_workload(
+            &dataset,
+            false,
+            4,
+            7,
+            Shard { index: 0, count: 4 },
+            Tokenizer::bundled()
+        )
+        .is_err());
+
+        let generated = Workload::lines(2, 5, 3);
+        let shards: Vec<Vec<RequestPlan>> = (0..4).map(|i| plan(&generated, i, 25)).collect();
+        let ids: HashSet<u64> = shards.iter().flatten().map(|p| p.id).collect();
+        assert_eq!(ids, (0..100).collect::<HashSet<u64>>());
+        let numbers: HashSet<u64> = shards
+            .iter()
+            .flatten()
+            .map(|p| p.task.as_ref().unwrap().number)
+            .collect();
+        assert_eq!(numbers.len(), 100, "numbers distinct across shards");
+        let prompts: HashSet<&str> = shards.iter().flatten().map(|p| p.prompt.as_str()).collect();
+        assert_eq!(prompts.len(), 100);
+        // Shard 0 of 1 is the unsharded plan.
+        assert_eq!(
+            plan_workload(
+                &generated,
+                true,
+                25,
+                7,
+                crate::shard::WHOLE,
+                Tokenizer::bundled()
+            )
+            .unwrap()
+            .requests,
+            plan_requests(&generated, true, 25, 7, Tokenizer::bundled()).unwrap()
         );
     }
 }

@@ -597,6 +597,7 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
         "config": serde_json::to_string_pretty(&file.config).unwrap_or_default(),
         "endpoint": format!("{} · {} · {}", file.config.endpoint_kind, file.config.model, file.config.base_url),
         "records": result.records.len(),
+        "shard_notes": crate::report::terminal::shard_lines(file),
         "levels": levels,
         "curve": curve,
         "sweep_charts": if options.noplot { Vec::new() } else { sweep_charts(result) },
