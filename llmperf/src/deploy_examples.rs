@@ -13,7 +13,7 @@ use super::{shard_of, Cli, Command};
 /// Values the scheduler or the person applying the example fills in.
 fn sample(name: &str) -> Option<&'static str> {
     Some(match name {
-        "RUN_ID" => "20261203T100000Z",
+        "RUN_ID" => "20261203-100000",
         "START_AT" => "2026-12-03T10:00:00Z",
         "JOB_COMPLETION_INDEX" | "SLURM_ARRAY_TASK_ID" => "2",
         "SLURM_ARRAY_TASK_COUNT" => "4",
@@ -86,6 +86,15 @@ fn containers(documents: &[Yaml]) -> Vec<(&Yaml, Vec<String>)> {
         .iter()
         .filter(|d| d["kind"].as_str() == Some("Job"))
     {
+        // A Job's name is a DNS label (its pods carry it as a label value).
+        let name = expand(job["metadata"]["name"].as_str().expect("a named Job"));
+        assert!(
+            name.len() <= 63
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+            "`{name}` is not a valid Job name"
+        );
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
         assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
