@@ -37,7 +37,7 @@ enum Command {
     Export(ExportCmd),
     /// Render the HTML report of stored results: an index and one page per benchmark.
     Report(ReportCmd),
-    /// Merge the shards of one run (llmperf run --shard I/N) into one result that compare, report, export and baselines take as one run's (exits 1 on a cross-over).
+    /// Merge the shards of one run (llmperf run --shard I/N) into one result that compare, report, export and baselines take as one run's (exits 1 as run does: every request failed, a stop condition, a cross-over).
     Merge(MergeCmd),
     /// List the endpoint kinds this build knows (--api values).
     ListApis,
@@ -531,21 +531,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => {}
     }
-    if !outcome.records.iter().any(|r| r.ok) {
-        eprintln!("error: all {} requests failed", outcome.records.len());
-        return Ok(ExitCode::FAILURE);
-    }
-    if outcome
-        .summary
-        .levels
-        .iter()
-        .any(|l| matches!(l.stop, Stop::MaxErrors { .. } | Stop::MaxErrorRate { .. }))
-    {
-        // The stop condition's message is in the block above.
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(cross_over_exit(
+    Ok(verdict(
         &outcome.summary,
+        &outcome.records,
         bench.fails_on_cross_over(),
     ))
 }
@@ -559,10 +547,28 @@ fn show(summary: &llmperf::results::SummaryFile, quiet: bool, color: ColorChoice
     }
 }
 
-/// Exit 1 when responses answered other requests and that fails the run.
-fn cross_over_exit(summary: &llmperf::results::SummaryFile, fails: bool) -> ExitCode {
+/// How a run (or a merge of one) exits: 1 when every request failed, a
+/// stop condition ended it, or a response answered another request and
+/// that fails it (`fails_on_cross_over`).
+fn verdict(
+    summary: &llmperf::results::SummaryFile,
+    records: &[llmperf::record::RequestRecord],
+    fails_on_cross_over: bool,
+) -> ExitCode {
+    if !records.iter().any(|r| r.ok) {
+        eprintln!("error: all {} requests failed", records.len());
+        return ExitCode::FAILURE;
+    }
+    if summary
+        .levels
+        .iter()
+        .any(|l| matches!(l.stop, Stop::MaxErrors { .. } | Stop::MaxErrorRate { .. }))
+    {
+        // The stop condition's message is in the block above.
+        return ExitCode::FAILURE;
+    }
     let cross_overs = summary.cross_overs();
-    if cross_overs > 0 && fails {
+    if cross_overs > 0 && fails_on_cross_over {
         eprintln!(
             "error: {cross_overs} response(s) answered another request (cross-overs): the endpoint mixed up responses; --allow-cross-overs exits 0 anyway"
         );
@@ -577,7 +583,7 @@ fn merge(args: MergeCmd) -> Result<ExitCode> {
     let path = llmperf::merge::write(&args.out, &summary, &records)?;
     show(&summary, args.quiet, args.color);
     eprintln!("results: {}", path.display());
-    Ok(cross_over_exit(&summary, !args.allow_cross_overs))
+    Ok(verdict(&summary, &records, !args.allow_cross_overs))
 }
 
 fn compare(args: CompareCmd) -> Result<ExitCode> {

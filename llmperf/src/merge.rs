@@ -73,7 +73,7 @@ fn mismatched(message: impl Into<String>) -> MergeError {
 /// The results directories among `paths`: each path that holds a
 /// `summary.json` or `requests.jsonl` is one; any other directory stands
 /// for those of its subdirectories that are (a parent holding the shards),
-/// leaving out `out`.
+/// leaving out `out` and earlier merges.
 pub fn find_shards(paths: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, MergeError> {
     let is_results =
         |dir: &Path| dir.join(SUMMARY_FILE).exists() || dir.join(REQUESTS_FILE).exists();
@@ -83,6 +83,13 @@ pub fn find_shards(paths: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, MergeE
     };
     let mut dirs = Vec::new();
     for path in paths {
+        if same(path, out) {
+            return Err(mismatched(format!(
+                "--out {} is one of the paths to merge: write the merge elsewhere (e.g. {}/merged)",
+                out.display(),
+                path.display()
+            )));
+        }
         if !path.is_dir() {
             return Err(mismatched(format!(
                 "{} is not a directory: give shards' results directories (llmperf run --shard I/N --results-dir DIR) or a directory holding them",
@@ -101,7 +108,7 @@ pub fn find_shards(paths: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, MergeE
         let mut found: Vec<PathBuf> = entries
             .filter_map(Result::ok)
             .map(|entry| entry.path())
-            .filter(|dir| dir.is_dir() && is_results(dir) && !same(dir, out))
+            .filter(|dir| dir.is_dir() && is_results(dir) && !same(dir, out) && !is_merge(dir))
             .collect();
         if found.is_empty() {
             return Err(mismatched(format!(
@@ -119,6 +126,11 @@ pub fn find_shards(paths: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, MergeE
         )));
     }
     Ok(dirs)
+}
+
+/// Whether `dir` holds an earlier merge (skipped in a parent directory).
+fn is_merge(dir: &Path) -> bool {
+    results::read_summary(&dir.join(SUMMARY_FILE)).is_ok_and(|summary| summary.merged.is_some())
 }
 
 /// One shard as read.
@@ -224,7 +236,14 @@ pub fn merge(
             requests: shard.records.len() as u64,
             cpus: shard.summary.environment.cpus,
         });
-        records.extend(shard.records.iter().cloned().map(|r| shifted(r, offset)));
+        let index = info.map_or(0, |s| s.index);
+        records.extend(
+            shard
+                .records
+                .iter()
+                .cloned()
+                .map(|r| shifted(r, offset, index, count)),
+        );
     }
     let first = merged_shards
         .iter()
@@ -385,8 +404,16 @@ fn check_together(shards: &[ShardResult], count: u32) -> Result<(), MergeError> 
     Ok(())
 }
 
-/// `record` with every time moved `offset` µs later.
-fn shifted(mut record: RequestRecord, offset: u64) -> RequestRecord {
+/// `record` of shard `index` of `count` with every time moved `offset` µs
+/// later, and its connection id made unique across shards (each numbers
+/// its connections from 1).
+fn shifted(mut record: RequestRecord, offset: u64, index: u32, count: u32) -> RequestRecord {
+    if let Some(connection) = record.connection.as_mut() {
+        connection.id = connection
+            .id
+            .saturating_mul(u64::from(count))
+            .saturating_add(u64::from(index));
+    }
     if offset == 0 {
         return record;
     }
@@ -403,8 +430,9 @@ fn shifted(mut record: RequestRecord, offset: u64) -> RequestRecord {
     record
 }
 
-/// Makes each shard's mismatch that states another shard's validation
-/// number a cross-over when a request of the same level drew that number.
+/// Makes each shard's mismatch or truncation that states another shard's
+/// validation number a cross-over when a request of the same level drew
+/// that number (else it stays what it was, as in an unsharded run).
 fn settle_cross_overs(records: &mut [RequestRecord]) {
     let numbers: HashMap<(u32, u64), u64> = records
         .iter()
@@ -415,7 +443,10 @@ fn settle_cross_overs(records: &mut [RequestRecord]) {
         let Some(validation) = record.validation.as_mut() else {
             continue;
         };
-        if validation.outcome != ValidationOutcome::Mismatch {
+        if !matches!(
+            validation.outcome,
+            ValidationOutcome::Mismatch | ValidationOutcome::Truncated
+        ) {
             continue;
         }
         let Some(number) = validation.other_number else {

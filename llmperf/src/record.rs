@@ -118,8 +118,8 @@ pub struct ValidationRecord {
     /// `pass`, `cross_over`, `truncated` or `mismatch`.
     pub outcome: ValidationOutcome,
     /// The other request's number found in the answer (cross-over); in a
-    /// shard's mismatch, a number of another shard's kind that `llmperf
-    /// merge` looks up among that shard's requests.
+    /// shard's mismatch or truncation, a number another shard may have
+    /// drawn, which `llmperf merge` looks up among every shard's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub other_number: Option<u64>,
     /// The other request's id (cross-over).
@@ -260,30 +260,33 @@ impl RequestRecord {
             // cross-over when the answer repeats it.
             let in_prompt: std::collections::HashSet<u64> =
                 validate::numbers_in(&plan.prompt).into_iter().collect();
-            let another_shards = |n: u64| {
-                context.shard.is_sharded()
-                    && !context.shard.owns_number(n)
-                    && validate::could_be_task_number(n)
-            };
+            let stated_elsewhere = |n: u64| n != task.number && !in_prompt.contains(&n);
             let outcome = validate::check(task, text, ending, |n| {
-                n != task.number
-                    && !in_prompt.contains(&n)
-                    && (context.numbers.contains_key(&n) || another_shards(n))
+                stated_elsewhere(n) && context.numbers.contains_key(&n)
             });
+            // In a shard, an answer that states no number of this shard's
+            // may state another shard's: keep the first such number for
+            // `llmperf merge`, which knows every shard's requests.
+            let another_shards = match outcome {
+                Outcome::Mismatch | Outcome::Truncated if context.shard.is_sharded() => {
+                    match validate::check(task, text, ending, |n| {
+                        stated_elsewhere(n)
+                            && !context.shard.owns_number(n)
+                            && validate::could_be_task_number(n)
+                    }) {
+                        Outcome::CrossOver { other_number } => Some(other_number),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
             let (outcome, other_number) = match outcome {
                 Outcome::Pass => (ValidationOutcome::Pass, None),
-                // Another shard's number, if a request of that shard drew
-                // it: a mismatch until the merge finds the request.
-                Outcome::CrossOver { other_number }
-                    if !context.numbers.contains_key(&other_number) =>
-                {
-                    (ValidationOutcome::Mismatch, Some(other_number))
-                }
                 Outcome::CrossOver { other_number } => {
                     (ValidationOutcome::CrossOver, Some(other_number))
                 }
-                Outcome::Truncated => (ValidationOutcome::Truncated, None),
-                Outcome::Mismatch => (ValidationOutcome::Mismatch, None),
+                Outcome::Truncated => (ValidationOutcome::Truncated, another_shards),
+                Outcome::Mismatch => (ValidationOutcome::Mismatch, another_shards),
             };
             ValidationRecord {
                 expected: task.number,
@@ -376,5 +379,111 @@ impl RequestRecord {
     /// Input tokens: the server's count when it gave one, else the client's.
     pub fn input_tokens(&self) -> u32 {
         self.input_tokens_server.unwrap_or(self.input_tokens_client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::Usage;
+    use crate::shard::{Shard, WHOLE};
+    use crate::workload::plan_workload;
+
+    /// The validation of `plans[0]` answered with `text`.
+    fn validated(
+        shard: Shard,
+        plans: &[RequestPlan],
+        text: &str,
+        finish: &str,
+        completion_tokens: Option<u32>,
+    ) -> (ValidationOutcome, Option<u64>) {
+        let t0 = Instant::now();
+        let mut exchange = Exchange::new(t0);
+        for piece in text.split_inclusive(' ') {
+            exchange
+                .content
+                .push(Duration::from_millis(1), piece, usize::MAX);
+        }
+        exchange.finish_reason = Some(finish.to_string());
+        exchange.usage = completion_tokens.map(|tokens| Usage {
+            prompt_tokens: None,
+            completion_tokens: Some(tokens),
+            reasoning_tokens: None,
+        });
+        exchange.done = true;
+        let context = RecordContext {
+            t0,
+            tokenizer: Tokenizer::bundled(),
+            numbers: plans
+                .iter()
+                .filter_map(|p| p.task.as_ref().map(|t| (t.number, p.id)))
+                .collect(),
+            shard,
+        };
+        let scheduling = Scheduling {
+            scheduled_at: t0,
+            queued: Duration::ZERO,
+            level: 0,
+            phase: Phase::Measured,
+        };
+        let record = RequestRecord::from_exchange(&plans[0], &scheduling, &exchange, &context);
+        let validation = record.validation.expect("validated");
+        (validation.outcome, validation.other_number)
+    }
+
+    #[test]
+    fn a_shard_judges_an_answer_as_the_whole_run_and_keeps_another_shards_number() {
+        let shard = Shard { index: 1, count: 2 };
+        let plan = |shard| {
+            plan_workload(
+                &crate::spec::Workload::validation_only(),
+                true,
+                4,
+                42,
+                shard,
+                Tokenizer::bundled(),
+            )
+            .unwrap()
+            .requests
+        };
+        let mine = plan(shard);
+        let theirs = plan(Shard { index: 0, count: 2 });
+        let drawn: std::collections::HashSet<u64> = mine
+            .iter()
+            .chain(&theirs)
+            .filter_map(|p| p.task.as_ref().map(|t| t.number))
+            .collect();
+        // A number of shard 0's kind that no request drew.
+        let stray = (10_002..)
+            .step_by(2)
+            .find(|n| validate::could_be_task_number(*n) && !drawn.contains(n))
+            .unwrap();
+        let same_shard = mine[1].task.as_ref().unwrap().number;
+        let other_shard = theirs[0].task.as_ref().unwrap().number;
+
+        // A stray number first, then a request of this shard's: the
+        // cross-over is this shard's to name.
+        let text = format!("{stray} {same_shard}");
+        assert_eq!(
+            validated(shard, &mine, &text, "stop", None),
+            (ValidationOutcome::CrossOver, Some(same_shard))
+        );
+        // Another shard's number: a mismatch here, the number kept.
+        assert_eq!(
+            validated(shard, &mine, &other_shard.to_string(), "stop", None),
+            (ValidationOutcome::Mismatch, Some(other_shard))
+        );
+        // Cut before its room: truncated, as unsharded, the number kept.
+        let cut = format!("{stray} is not it and");
+        assert_eq!(
+            validated(shard, &mine, &cut, "length", Some(2)),
+            (ValidationOutcome::Truncated, Some(stray))
+        );
+        // Unsharded, nothing of the kind is kept.
+        let whole = plan(WHOLE);
+        assert_eq!(
+            validated(WHOLE, &whole, &cut, "length", Some(2)),
+            (ValidationOutcome::Truncated, None)
+        );
     }
 }

@@ -307,7 +307,7 @@ pub fn run_benchmark(
 ) -> Result<RunOutcome, RunError> {
     bench.check()?;
     // This process's share; the configuration recorded is the whole run's.
-    let load = options.shard().load(&bench.load)?;
+    let load = options.shard().load(&bench.load, bench.workload.turns)?;
     let tokenizer: &'static Tokenizer = match &bench.workload.tokenizer {
         Some(path) => Tokenizer::shared(path)?,
         None => Tokenizer::bundled(),
@@ -621,13 +621,15 @@ fn run_level(
     // serve one level from another's requests.
     let seed = bench.seed.wrapping_add(u64::from(index));
     let offsets = match level {
-        Level::Rate(rate) => Some(arrival::schedule(
+        Level::Rate(rate) => Some(arrival::schedule_phased(
             &rate,
             phases.measured_end_index(),
             phases.measured_end_time(),
             load.cooldown_requests.div_ceil(turns),
-            // Each shard's arrivals are an independent stream.
+            // Each shard's arrivals are an independent stream, started
+            // its share of a gap in.
             context.options.shard().seed(seed),
+            context.options.shard().arrival_phase(),
         )),
         Level::Concurrency { .. } => None,
     };
@@ -676,7 +678,7 @@ fn run_level(
         progress_bar(&prefix, count)
     });
     // Everything is ready: wait for the agreed start.
-    let ready_late = start_at.map(shard::wait_until);
+    let ready_late = start_at.map(|at| shard::wait_until(at, &context.stop));
     if let Some(late) = ready_late.filter(|late| !late.is_zero()) {
         eprintln!(
             "{}: ready {:.0} ms after --start-at: starting at once (this shard's load overlaps the others' less)",

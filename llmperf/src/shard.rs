@@ -7,22 +7,26 @@
 //! - a closed loop of C in flight runs C/N per shard (the first C mod N
 //!   shards one more); fewer in flight than shards is refused;
 //! - an open loop of R req/s runs an arrival stream of R/N per shard, each
-//!   drawn from its own seed. Independent Poisson streams add up to a
-//!   Poisson stream of R. Independent gamma streams add up to the rate R
-//!   but not to a gamma process: the union of bursty streams is less bursty
-//!   than one stream of the same shape (it tends to Poisson as N grows);
-//!   constant streams interleave into uneven gaps;
-//! - request counts (measured, warmup, cooldown), an open loop's in-flight
-//!   cap and the error count that stops a level are split the same way; a
-//!   duration, a warmup time and the timeouts are the same on every shard,
-//!   which run side by side;
+//!   drawn from its own seed and starting I/N of a mean gap in
+//!   ([`Shard::arrival_phase`]). Independent Poisson streams add up to a
+//!   Poisson stream of R; constant streams interleave into one constant
+//!   stream of R; independent gamma streams add up to the rate R but not to
+//!   a gamma process: the union of bursty streams is less bursty than one
+//!   stream of the same shape (it tends to Poisson as N grows);
+//! - request counts are dealt out in turn — warmup, measured, cooldown, in
+//!   one continuing round — so the shards' counts add up to the whole's
+//!   (whole conversations with several turns); an open loop's in-flight cap
+//!   and the error count that stops a level are split like counts, at least
+//!   one per shard; a duration, a warmup time and the timeouts are the same
+//!   on every shard, which run side by side;
 //! - each level of a sweep is split like a single level. An automatic sweep
 //!   cannot be sharded: its levels depend on what its first two measured.
 //!
 //! Prompts come from (seed, shard): lengths and text from the shard's own
 //! random streams; a dataset's entries are shuffled by the seed alone and
 //! dealt out in turn (entry k to shard k mod N), so no two shards send the
-//! same entry; validation numbers are those of the seed's stream that
+//! same entry; a shared prefix is the seed's, the same on every shard;
+//! each shard keeps, from its own stream, the validation numbers that
 //! leave remainder I when divided by N, so they are distinct across
 //! shards, and an answer that states another shard's number is found when
 //! the shards are merged ([`crate::merge`]). Request ids are `k·N + I` for
@@ -30,6 +34,7 @@
 //! exactly an unsharded run.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -60,6 +65,10 @@ impl fmt::Display for Shard {
     }
 }
 
+/// The most shards a run has: shard 0 of 1,000 would own only multiples of
+/// 1,000, which are never validation numbers.
+pub const MAX_SHARDS: u32 = 999;
+
 /// Environment variables a scheduler sets, read by [`Shard::from_env`].
 pub const ENV_VARIABLES: &str = "JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) or SLURM_ARRAY_TASK_ID with SLURM_ARRAY_TASK_MIN/SLURM_ARRAY_TASK_COUNT (a Slurm job array)";
 
@@ -68,6 +77,11 @@ impl Shard {
     pub fn new(index: u32, count: u32) -> Result<Shard, SpecError> {
         if count == 0 {
             return Err(SpecError::new("a run has at least one shard"));
+        }
+        if count > MAX_SHARDS {
+            return Err(SpecError::new(format!(
+                "{count} shards: at most {MAX_SHARDS} (each shard keeps the validation numbers that leave its index divided by the count)"
+            )));
         }
         if index >= count {
             return Err(SpecError::new(format!(
@@ -215,8 +229,9 @@ impl Shard {
         })
     }
 
-    /// This shard's share of a load (see the module docs).
-    pub fn load(&self, load: &Load) -> Result<Load, SpecError> {
+    /// This shard's share of a load whose conversations have `turns`
+    /// turns (see the module docs).
+    pub fn load(&self, load: &Load, turns: u32) -> Result<Load, SpecError> {
         if !self.is_sharded() {
             return Ok(load.clone());
         }
@@ -252,48 +267,101 @@ impl Shard {
             // A rate sweep's levels carry the template's cap.
             share.rate = Some(self.rate(&rate)?);
         }
+        // Requests are dealt out in turn — the warmup, then the measured
+        // ones, then the cooldown, in one continuing round — so a shard's
+        // three counts add up to its share of all of them (a dataset dealt
+        // the same way always holds enough). With conversations, whole
+        // conversations are dealt; only the last one may be cut short, as
+        // in the whole run.
+        let turns = u64::from(turns.max(1));
+        let warmup = match load.warmup {
+            Some(Warmup::Requests { requests }) => requests,
+            _ => 0,
+        };
         // "As many as the duration allows" stays that on every shard.
-        if load.requests < MAX_REQUESTS {
-            if load.requests < u64::from(self.count) {
-                return Err(SpecError::new(format!(
-                    "{} requests cannot be split into {} shards: every shard needs at least one",
-                    load.requests, self.count
-                )));
-            }
-            share.requests = self.split(load.requests);
+        let duration_only = load.duration.is_some() && load.requests >= MAX_REQUESTS;
+        let measured = if duration_only { 0 } else { load.requests };
+        let (w, m, c) = (
+            warmup.div_ceil(turns),
+            measured.div_ceil(turns),
+            load.cooldown_requests.div_ceil(turns),
+        );
+        if !duration_only && m < u64::from(self.count) {
+            let what = if turns > 1 {
+                "conversations"
+            } else {
+                "requests"
+            };
+            return Err(SpecError::new(format!(
+                "{m} {what} cannot be split into {} shards: every shard needs at least one",
+                self.count
+            )));
         }
-        if let Some(Warmup::Requests { requests }) = load.warmup {
+        let dealt = |before: u64, units: u64, requests: u64| -> u64 {
+            let mine = self.dealt(before, units) * turns;
+            // The last unit holds what is left of the requests.
+            let last_is_mine = units > 0 && self.holds(before + units - 1);
+            mine - if last_is_mine {
+                units * turns - requests
+            } else {
+                0
+            }
+        };
+        if let Some(Warmup::Requests { .. }) = load.warmup {
             share.warmup = Some(Warmup::Requests {
-                requests: self.split(requests),
+                requests: dealt(0, w, warmup),
             });
         }
-        share.cooldown_requests = self.split(load.cooldown_requests);
-        share.max_errors = load
-            .max_errors
-            .map(|errors| errors.div_ceil(u64::from(self.count)));
+        if !duration_only {
+            share.requests = dealt(w, m, measured);
+        }
+        share.cooldown_requests = dealt(w + m, c, load.cooldown_requests);
+        // At least one: a limit of 0 would stop at the first request.
+        share.max_errors = load.max_errors.map(|errors| self.split(errors).max(1));
         Ok(share)
+    }
+
+    /// Whether position `position` of a sequence dealt out in turn is this shard's.
+    fn holds(&self, position: u64) -> bool {
+        position % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// How many of the positions `before..before + count` of a sequence
+    /// dealt out in turn are this shard's.
+    pub fn dealt(&self, before: u64, count: u64) -> u64 {
+        let up_to = |end: u64| self.split(end);
+        up_to(before.saturating_add(count)) - up_to(before)
+    }
+
+    /// Where this shard's open-loop arrivals start, in mean gaps of its
+    /// own stream: shard I of N is I/N of a gap in, so N constant streams
+    /// interleave into one constant stream of the whole rate, and no two
+    /// shards send their first requests at the same instant.
+    pub fn arrival_phase(&self) -> f64 {
+        f64::from(self.index) / f64::from(self.count)
     }
 }
 
-/// Waits until the wall clock reaches `at`; returns how late the caller
-/// already was (zero when it was early).
-pub fn wait_until(at: SystemTime) -> Duration {
-    match at.duration_since(SystemTime::now()) {
-        Ok(wait) => {
-            // A scheduled start, not synchronisation: sleep most of the way,
-            // then check the wall clock again (a sleep can end early or the
-            // clock be stepped).
-            std::thread::sleep(wait);
-            loop {
-                match at.duration_since(SystemTime::now()) {
-                    Ok(rest) if rest > Duration::ZERO => std::thread::sleep(rest),
-                    _ => return Duration::ZERO,
-                }
-            }
-        }
-        Err(late) => late.duration(),
+/// Waits until the wall clock reaches `at`, or `stop` is set (Ctrl-C);
+/// returns how late the caller already was (zero when it was early).
+pub fn wait_until(at: SystemTime, stop: &AtomicBool) -> Duration {
+    if let Err(late) = at.duration_since(SystemTime::now()) {
+        return late.duration();
     }
+    // A scheduled start, not synchronisation: sleep in short steps, reading
+    // the wall clock again each time (a sleep can end early, the clock be
+    // stepped) and giving way to Ctrl-C.
+    while !stop.load(Ordering::Relaxed) {
+        match at.duration_since(SystemTime::now()) {
+            Ok(rest) if !rest.is_zero() => std::thread::sleep(rest.min(WAIT_STEP)),
+            _ => break,
+        }
+    }
+    Duration::ZERO
 }
+
+/// The longest sleep between two looks at the clock and at Ctrl-C.
+const WAIT_STEP: Duration = Duration::from_millis(100);
 
 /// What a shard's `summary.json` says about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -411,7 +479,7 @@ mod tests {
         }
         let load = Load::closed(10).requests(103).warmup_requests(5);
         let shares: Vec<Load> = (0..4)
-            .map(|index| Shard { index, count: 4 }.load(&load).unwrap())
+            .map(|index| Shard { index, count: 4 }.load(&load, 1).unwrap())
             .collect();
         assert_eq!(
             shares.iter().map(|l| l.concurrency).collect::<Vec<_>>(),
@@ -422,7 +490,7 @@ mod tests {
         if let Some(rate) = open.rate.as_mut() {
             rate.max_in_flight = Some(9);
         }
-        let share = Shard { index: 0, count: 4 }.load(&open).unwrap();
+        let share = Shard { index: 0, count: 4 }.load(&open, 1).unwrap();
         let rate = share.rate.unwrap();
         assert_eq!((rate.per_s, rate.max_in_flight), (5.0, Some(3)));
     }
@@ -430,12 +498,12 @@ mod tests {
     #[test]
     fn refuses_what_cannot_be_split() {
         let shard = Shard { index: 0, count: 4 };
-        let error = shard.load(&Load::closed(3)).unwrap_err().to_string();
+        let error = shard.load(&Load::closed(3), 1).unwrap_err().to_string();
         assert!(error.contains("at most 3 shards"), "{error}");
-        assert!(shard.load(&Load::closed(8).requests(3)).is_err());
-        assert!(shard.load(&Load::auto_sweep(3, 8)).is_err());
+        assert!(shard.load(&Load::closed(8).requests(3), 1).is_err());
+        assert!(shard.load(&Load::auto_sweep(3, 8), 1).is_err());
         // The whole run is never refused.
-        assert!(WHOLE.load(&Load::closed(1).requests(1)).is_ok());
+        assert!(WHOLE.load(&Load::closed(1).requests(1), 1).is_ok());
     }
 
     #[test]
@@ -460,5 +528,106 @@ mod tests {
         assert_eq!(parse_start_at("2026-12-03T09:30:00-00:30").unwrap(), utc);
         assert!(parse_start_at("2026-12-03T10:00:00.250Z").unwrap() > utc);
         assert!(parse_start_at("tomorrow").is_err());
+    }
+
+    #[test]
+    fn counts_are_dealt_in_one_round_so_the_union_is_the_whole() {
+        // Warmup, measured and cooldown dealt in turn: each shard's total is
+        // its share of all of them, so 12 dataset entries serve 4 shards.
+        let load = Load::closed(4)
+            .requests(10)
+            .warmup_requests(1)
+            .cooldown_requests(1);
+        let shares: Vec<Load> = (0..4)
+            .map(|index| Shard { index, count: 4 }.load(&load, 1).unwrap())
+            .collect();
+        let total = |l: &Load| {
+            let warmup = match l.warmup {
+                Some(Warmup::Requests { requests }) => requests,
+                _ => 0,
+            };
+            warmup + l.requests + l.cooldown_requests
+        };
+        assert_eq!(shares.iter().map(total).collect::<Vec<_>>(), [3, 3, 3, 3]);
+        assert_eq!(shares.iter().map(|l| l.requests).sum::<u64>(), 10);
+        assert_eq!(shares.iter().map(|l| l.cooldown_requests).sum::<u64>(), 1);
+
+        // Conversations of 3 turns: whole ones are dealt, and the open
+        // loop's shards start as many conversations as the whole run.
+        let open = Load::rate(4.0)
+            .requests(6)
+            .warmup_requests(2)
+            .cooldown_requests(2);
+        let conversations = |load: &Load| {
+            let phases = crate::load::Phases::of(load, &load.single_level(), 3);
+            phases.measured_end_index() + load.cooldown_requests.div_ceil(3)
+        };
+        let union: u64 = (0..2)
+            .map(|index| conversations(&Shard { index, count: 2 }.load(&open, 3).unwrap()))
+            .sum();
+        assert_eq!(union, conversations(&open));
+        let closed = Load::closed(8).requests(1000);
+        let union: u64 = (0..8)
+            .map(|index| Shard { index, count: 8 }.load(&closed, 4).unwrap().requests)
+            .sum();
+        assert_eq!(union, 1000, "only the last conversation is cut short");
+
+        // An explicit count is split even at the largest; "as many as the
+        // duration allows" is not.
+        let shard = Shard { index: 0, count: 4 };
+        let million = Load::closed(8).requests(MAX_REQUESTS);
+        assert_eq!(shard.load(&million, 1).unwrap().requests, MAX_REQUESTS / 4);
+        let mut timed = million.clone();
+        timed.duration = Some(Duration::from_secs(60));
+        assert_eq!(shard.load(&timed, 1).unwrap().requests, MAX_REQUESTS);
+
+        // The error limit is split too, never to 0.
+        let mut limited = Load::closed(8).requests(40);
+        limited.max_errors = Some(5);
+        let limits: Vec<Option<u64>> = (0..4)
+            .map(|index| {
+                Shard { index, count: 4 }
+                    .load(&limited, 1)
+                    .unwrap()
+                    .max_errors
+            })
+            .collect();
+        assert_eq!(limits, [Some(2), Some(1), Some(1), Some(1)]);
+        limited.max_errors = Some(2);
+        assert_eq!(shard.load(&limited, 1).unwrap().max_errors, Some(1));
+        assert_eq!(
+            Shard { index: 3, count: 4 }
+                .load(&limited, 1)
+                .unwrap()
+                .max_errors,
+            Some(1)
+        );
+        assert!(Shard::new(0, MAX_SHARDS + 1).is_err());
+    }
+
+    #[test]
+    fn constant_streams_of_shards_interleave_into_one() {
+        let whole = Load::rate(40.0).rate.unwrap();
+        let mut constant = whole;
+        constant.arrival = crate::spec::Arrival::Constant;
+        let mut union: Vec<Duration> = (0..4)
+            .flat_map(|index| {
+                let shard = Shard { index, count: 4 };
+                let rate = shard.rate(&constant).unwrap();
+                crate::load::arrival::schedule_phased(
+                    &rate,
+                    10,
+                    None,
+                    0,
+                    shard.seed(7),
+                    shard.arrival_phase(),
+                )
+            })
+            .collect();
+        union.sort();
+        let alone = crate::load::arrival::schedule(&constant, 40, None, 0, 7);
+        for (a, b) in union.iter().zip(&alone) {
+            assert!(a.abs_diff(*b) < Duration::from_micros(1), "{a:?} vs {b:?}");
+        }
     }
 }

@@ -217,6 +217,35 @@ fn four_shard_processes_merge_into_the_run_the_flags_describe() {
     assert_eq!(merged.summary.tpot_ms, all.tpot_ms);
     assert_eq!(records(&out).len(), 48);
 
+    // Each shard numbers its connections from 1: merged, no two shards share one.
+    let mut owners = std::collections::HashMap::new();
+    for record in records(&out) {
+        let connection = record.connection.expect("a connection").id;
+        assert_eq!(
+            *owners.entry(connection).or_insert(record.id % 4),
+            record.id % 4
+        );
+    }
+    // Merging again beside the first merge leaves that one out; merging
+    // into the shards' parent itself is refused.
+    let again = llmperf()
+        .arg("merge")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("merged-again"))
+        .args(["-q"])
+        .output()
+        .unwrap();
+    succeeded(&again);
+    let into_parent = llmperf()
+        .arg("merge")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(into_parent.status.code(), Some(2));
+
     // The merge is a result like any other.
     succeeded(&llmperf().arg("report").arg(&out).output().unwrap());
     let pages: String = std::fs::read_dir(out.join("report"))

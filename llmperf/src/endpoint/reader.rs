@@ -125,7 +125,7 @@ impl TextEvents {
     }
 
     /// Adds an event; `false` (nothing added) when there is no room for it.
-    fn push(&mut self, after_send: Duration, piece: &str, room: usize) -> bool {
+    pub(crate) fn push(&mut self, after_send: Duration, piece: &str, room: usize) -> bool {
         if piece.len() > room {
             return false;
         }
@@ -166,7 +166,7 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    fn new(sent_at: Instant) -> Exchange {
+    pub(crate) fn new(sent_at: Instant) -> Exchange {
         Exchange {
             sent_at,
             headers_at: None,

@@ -35,6 +35,20 @@ pub fn schedule(
     extra: u64,
     seed: u64,
 ) -> Vec<Duration> {
+    schedule_phased(rate, max_count, until, extra, seed, 0.0)
+}
+
+/// [`schedule`], with the first send `phase` mean gaps after the level's
+/// start rather than at it (a shard's stream, interleaving with the
+/// others': [`crate::shard::Shard::arrival_phase`]).
+pub fn schedule_phased(
+    rate: &Rate,
+    max_count: u64,
+    until: Option<Duration>,
+    extra: u64,
+    seed: u64,
+    phase: f64,
+) -> Vec<Duration> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Streams 0–15 belong to the workload (lengths, text, numbers, datasets…).
     rng.set_stream(16);
@@ -53,7 +67,7 @@ pub fn schedule(
     let to_time = |operational: f64| -> f64 { wall_seconds(operational, rate.per_s, ramp_s) };
     let limit_s = until.map(|u| u.as_secs_f64());
     let mut sends = Vec::new();
-    let mut operational = 0.0;
+    let mut operational = phase.max(0.0);
     let mut after_limit = 0;
     while (sends.len() as u64) < max_count.saturating_add(extra) {
         let at = to_time(operational);

@@ -255,7 +255,7 @@ pub fn plan_workload(
     };
     let prefix = workload
         .shared_prefix_tokens
-        .map(|tokens| corpus().exact_text(&mut stream(4), tokens));
+        .map(|tokens| corpus().exact_text(&mut shared(4), tokens));
     let requests = drafts
         .into_iter()
         .enumerate()
@@ -746,6 +746,12 @@ mod tests {
         assert_eq!(numbers.len(), 100, "numbers distinct across shards");
         let prompts: HashSet<&str> = shards.iter().flatten().map(|p| p.prompt.as_str()).collect();
         assert_eq!(prompts.len(), 100);
+        // A shared prefix is shared by every shard.
+        let prefixed = Workload::lines(2, 5, 3).shared_prefix(40);
+        let prefixes: HashSet<String> = (0..4)
+            .map(|i| plan(&prefixed, i, 2)[0].messages[0].content.clone())
+            .collect();
+        assert_eq!(prefixes.len(), 1);
         // Shard 0 of 1 is the unsharded plan.
         assert_eq!(
             plan_workload(
