@@ -298,6 +298,10 @@ pub struct RequestCounts {
     /// Cooldown requests left out of these figures.
     #[serde(default)]
     pub cooldown: u64,
+    /// Warmup and cooldown requests that failed, by error kind: left out of
+    /// the figures, never out of sight.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub excluded_errors_by_kind: BTreeMap<String, u64>,
 }
 
 /// Whole-run throughput over the measured window (first send to last end).
@@ -412,6 +416,11 @@ impl Summary {
                 }
             }
         }
+        let mut excluded_errors_by_kind = BTreeMap::new();
+        for record in all.iter().filter(|r| r.phase != Phase::Measured && !r.ok) {
+            let kind = record.error.as_ref().map_or("unknown", |e| e.kind.as_str());
+            *excluded_errors_by_kind.entry(kind.to_string()).or_insert(0) += 1;
+        }
         let total = records.len() as u64;
         let completed = ok.len() as u64;
         let window_s = match (
@@ -439,6 +448,7 @@ impl Summary {
                 errors_by_status,
                 warmup: all.iter().filter(|r| r.phase == Phase::Warmup).count() as u64,
                 cooldown: all.iter().filter(|r| r.phase == Phase::Cooldown).count() as u64,
+                excluded_errors_by_kind,
             },
             ttft_ms: collect(&|r| r.metrics.ttft_ms),
             inter_token_latency_ms: Stats::of(

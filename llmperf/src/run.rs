@@ -423,6 +423,21 @@ pub fn run_benchmark(
             ready_late = Some(late);
         }
         let mut result = level_result(index, level, run.stop.clone(), &run.records, &slos);
+        if let (Some(duration), Level::Concurrency { .. }, Stop::Completed) =
+            (load.duration, level, &run.stop)
+        {
+            // A closed loop plans its requests before the clock starts; it
+            // ran out of them before its duration.
+            let note = format!(
+                "this duration-limited closed loop sent all {} requests it planned before --duration {} ran out (with --duration a closed loop plans {} unless -r gives another count under {}): pass that -r to fill the duration",
+                run.records.len(),
+                humantime::format_duration(duration),
+                crate::spec::DURATION_REQUEST_CAP,
+                crate::spec::MAX_REQUESTS
+            );
+            eprintln!("{id} [{}]: {note}", level.label());
+            result.notes.push(note);
+        }
         if let (Some(_), Level::Concurrency { concurrency }) = (&probe, level) {
             // Fewer requests than planned completed (a duration, failures).
             let per_slot = result.summary.requests.completed as f64 / concurrency as f64;
@@ -919,12 +934,27 @@ const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
 fn build_transport(load: &Load, builtin: bool) -> Result<Transport, RunError> {
     // One connection per request in flight: keep as many idle ones (an
     // open loop without a cap keeps what its peak needed).
+    let capped = load
+        .fixed_levels()
+        .iter()
+        .all(|l| l.max_in_flight().is_some());
     let most_in_flight = load
         .fixed_levels()
         .iter()
         .map(|level| level.max_in_flight().unwrap_or(1 << 16))
         .max()
         .unwrap_or(1);
+    // Every connection is an open file (two with the built-in endpoint in
+    // this process): take the most the system allows, and say so when the
+    // load cannot fit (an uncapped open loop's peak is not known ahead).
+    if let Some(limit) = crate::transport::open_files::raise() {
+        let connections = most_in_flight as u64 * if builtin { 2 } else { 1 };
+        if let Some(warning) =
+            crate::transport::open_files::shortfall(&limit, connections).filter(|_| capped)
+        {
+            eprintln!("warning: {warning}");
+        }
+    }
     Transport::new(TransportOptions {
         max_idle_per_origin: most_in_flight,
         connect_timeout: Duration::from_secs(10),

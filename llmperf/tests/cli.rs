@@ -258,3 +258,35 @@ fn export_into_a_reader_that_stops_early_ends_quietly_and_same_named_runs_stay_a
     assert_eq!(names.len(), 40, "{names:?}");
     assert!(names.iter().any(|n| n.contains("results/a")), "{names:?}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_open_files_limit_is_raised_and_a_load_that_cannot_fit_is_named() {
+    // Each shell lowers its limits, then runs llmperf: 100 streams with the
+    // built-in endpoint in the same process need about 200 open files.
+    let run = |limits: &str, load: &str| {
+        let command = format!(
+            "{limits}; exec \"$0\" run --mock {load} --mean-output-tokens 4 --stddev-output-tokens 0 -q"
+        );
+        let output = Command::new("bash")
+            .args(["-c", &command, env!("CARGO_BIN_EXE_llmperf")])
+            .env_remove("OPENAI_API_BASE")
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    // A soft limit of 128 alone: raised to the hard limit, the run fits.
+    let (ok, stderr) = run("ulimit -Sn 128", "-c 100 -r 100");
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("open files"), "{stderr}");
+    // A hard limit of 150: a load of up to 100 in flight is told it cannot
+    // fit (one request is enough to see the warning).
+    let (_, stderr) = run("ulimit -n 150", "--rate 1 --max-in-flight 100 -r 1");
+    assert!(
+        stderr.contains("200 connections need about 264 open files, but this process may open 150"),
+        "{stderr}"
+    );
+}

@@ -356,6 +356,21 @@ fn warmup_and_cooldown_requests_are_kept_flagged_and_left_out_of_the_statistics(
     );
     assert_eq!((requests.warmup, requests.cooldown), (3, 2));
     assert_eq!(stats(outcome.summary.summary.ttft_ms, "ttft").count, 7);
+    // Left out of the figures, the warmup's and cooldown's failures are
+    // still in sight: ids 2 and 14.
+    assert_eq!(
+        requests.excluded_errors_by_kind.values().sum::<u64>(),
+        2,
+        "{requests:?}"
+    );
+    let text = llmperf::report::terminal::render(
+        &outcome.summary,
+        llmperf::report::terminal::Palette::new(false),
+    );
+    assert!(
+        text.contains("2 of the 5 warmup and cooldown requests failed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -639,4 +654,28 @@ fn a_max_throughput_level_cut_short_says_its_rate_may_understate_the_maximum() {
         llmperf::report::terminal::Palette::new(false),
     );
     assert!(text.contains("may understate"), "{text}");
+}
+
+#[test]
+fn a_closed_loop_that_runs_out_of_planned_requests_before_its_duration_says_so() {
+    let bench = Benchmark::new()
+        .endpoint(builtin())
+        .workload(Workload::token_lengths(20, 0, 2, 0))
+        .load(
+            Load::closed(2)
+                .duration(Duration::from_secs(60))
+                .requests(6),
+        )
+        .mock(fast_script());
+    let outcome = run(&bench);
+    let level = &outcome.summary.levels[0];
+    assert_eq!(level.stop, Stop::Completed);
+    assert!(
+        level
+            .notes
+            .iter()
+            .any(|n| n.contains("sent all 6 requests it planned before --duration 1m ran out")),
+        "{:?}",
+        level.notes
+    );
 }

@@ -192,6 +192,24 @@ pub fn shard_lines(file: &SummaryFile) -> Vec<String> {
     lines
 }
 
+/// Warmup and cooldown failures, which the figures leave out: `None`
+/// when there were none. Shared with the HTML report.
+pub fn excluded_failures_text(requests: &crate::metrics::RequestCounts) -> Option<String> {
+    let failed: u64 = requests.excluded_errors_by_kind.values().sum();
+    (failed > 0).then(|| {
+        let kinds: Vec<String> = requests
+            .excluded_errors_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect();
+        format!(
+            "{failed} of the {} warmup and cooldown requests failed ({})",
+            requests.warmup + requests.cooldown,
+            kinds.join(", ")
+        )
+    })
+}
+
 /// The block for one run: latencies, throughput, errors, validation; for
 /// a sweep, the curve across levels first, then the knee level's block.
 pub fn render(file: &SummaryFile, palette: Palette) -> String {
@@ -477,6 +495,9 @@ fn render_summary(out: &mut String, file: &SummaryFile, summary: &Summary, palet
             " (not counted: {} warmup, {} cooldown)",
             r.warmup, r.cooldown
         );
+    }
+    if let Some(text) = excluded_failures_text(r) {
+        excluded.push_str(&format!(" · {}", palette.red(&text)));
     }
     let _ = writeln!(out, "  requests   {} ok, {}{excluded}", r.completed, failed);
     if let Some(text) = connections_text(&summary.connections) {

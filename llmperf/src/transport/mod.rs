@@ -22,6 +22,7 @@
 //! endpoint is never reached through one.
 
 mod connect;
+pub mod open_files;
 mod pool;
 mod proxy;
 

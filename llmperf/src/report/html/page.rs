@@ -353,6 +353,7 @@ fn level_context(
             .iter()
             .cloned()
             .chain(crate::report::terminal::estimates_text(s, tokenizer))
+            .chain(crate::report::terminal::excluded_failures_text(&s.requests))
             .collect::<Vec<String>>(),
         "charts": if options.noplot || records.is_empty() {
             Vec::new()
