@@ -565,9 +565,19 @@ fn a_level_that_sends_its_count_before_its_duration_ends_as_completed() {
         )
         .mock(fast_script());
     let outcome = run(&bench);
-    assert_eq!(outcome.summary.levels[0].stop, Stop::Completed);
+    let level = &outcome.summary.levels[0];
+    assert_eq!(level.stop, Stop::Completed);
     assert_eq!(outcome.records.len(), 7);
     assert_eq!(outcome.summary.summary.requests.cooldown, 2);
+    // It ran out of planned requests before its duration, and says so.
+    assert!(
+        level
+            .notes
+            .iter()
+            .any(|n| n.contains("sent all 7 requests it planned before --duration 1m ran out")),
+        "{:?}",
+        level.notes
+    );
 }
 
 #[test]
@@ -654,28 +664,4 @@ fn a_max_throughput_level_cut_short_says_its_rate_may_understate_the_maximum() {
         llmperf::report::terminal::Palette::new(false),
     );
     assert!(text.contains("may understate"), "{text}");
-}
-
-#[test]
-fn a_closed_loop_that_runs_out_of_planned_requests_before_its_duration_says_so() {
-    let bench = Benchmark::new()
-        .endpoint(builtin())
-        .workload(Workload::token_lengths(20, 0, 2, 0))
-        .load(
-            Load::closed(2)
-                .duration(Duration::from_secs(60))
-                .requests(6),
-        )
-        .mock(fast_script());
-    let outcome = run(&bench);
-    let level = &outcome.summary.levels[0];
-    assert_eq!(level.stop, Stop::Completed);
-    assert!(
-        level
-            .notes
-            .iter()
-            .any(|n| n.contains("sent all 6 requests it planned before --duration 1m ran out")),
-        "{:?}",
-        level.notes
-    );
 }
