@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Fault, FaultSchedule, Load, MockScript, Workload};
 
 const CHILD_ENV: &str = "LLMPERF_HOSTILE_MOCK";
 
@@ -77,11 +77,7 @@ fn main() -> ExitCode {
                 }
             };
         let bench = Benchmark::new()
-            .endpoint(
-                Endpoint::openai_chat()
-                    .base_url(base_url.as_str())
-                    .model("llmperf-mock"),
-            )
+            .endpoint(support::child_endpoint(&base_url))
             // No max_tokens: the answer's bounds are the absolute ones (with a
             // max_tokens they shrink to 8 events a token).
             .workload(unlimited())

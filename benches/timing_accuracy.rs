@@ -18,7 +18,7 @@ use std::time::Duration;
 mod support;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Load, MockScript, Workload};
 
 const TTFT_MS: f64 = 100.0;
 const ITL_MS: f64 = 10.0;
@@ -76,11 +76,7 @@ fn main() -> ExitCode {
             }
         };
         let bench = Benchmark::new()
-            .endpoint(
-                Endpoint::openai_chat()
-                    .base_url(base_url.as_str())
-                    .model("llmperf-mock"),
-            )
+            .endpoint(support::child_endpoint(&base_url))
             .workload(Workload::token_lengths(64, 0, TOKENS, 0))
             .load(Load::closed(concurrency).requests(requests));
         support::reset_peak_rss();

@@ -33,6 +33,14 @@ pub fn spawn_endpoint(child_env: &str) -> std::io::Result<(Child, String)> {
     spawn_endpoint_with(child_env, "1")
 }
 
+/// The endpoint a spawned child serves at `base_url`.
+#[allow(dead_code)] // only the benches that spawn a child
+pub fn child_endpoint(base_url: &str) -> llmperf::Endpoint {
+    llmperf::Endpoint::openai_chat()
+        .base_url(base_url)
+        .model("llmperf-mock")
+}
+
 /// [`spawn_endpoint`] with `child_env` set to `value` (which script to serve).
 pub fn spawn_endpoint_with(child_env: &str, value: &str) -> std::io::Result<(Child, String)> {
     let mut child = Command::new(std::env::current_exe()?)

@@ -53,12 +53,6 @@ pub struct Shard {
 /// The whole run as one shard: what an unsharded run is.
 pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
-impl Default for Shard {
-    fn default() -> Self {
-        WHOLE
-    }
-}
-
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
