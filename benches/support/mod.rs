@@ -145,3 +145,12 @@ pub fn reset_peak_rss() {
     // Writing 5 to clear_refs resets VmHWM (Linux 4.0+); harmless elsewhere.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// Resident memory now, in MiB (Linux).
+#[allow(dead_code)] // not every bench reads memory
+pub fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -212,6 +212,9 @@ struct RunArgs {
     /// Prepare, then start sending at this wall-clock time (RFC 3339, e.g. 2026-12-03T10:00:00Z), so that shards start together.
     #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     start_at: Option<std::time::SystemTime>,
+    /// Threads that send the requests and read their streams (default: one per two cores, at least one; one thread reads tens of thousands of events per second).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    client_threads: Option<u16>,
     /// Print one line.
     #[arg(long, short)]
     quiet: bool,
@@ -521,6 +524,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             std::env::var(name).ok()
         })?,
         start_at: args.start_at,
+        client_threads: args.client_threads.map(usize::from),
     };
     let outcome = run_benchmark(&args.name, &bench, &options)?;
     show(&outcome.summary, args.quiet, args.color);

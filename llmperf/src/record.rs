@@ -199,7 +199,7 @@ impl RequestRecord {
         let mut content_event_tokens = Vec::with_capacity(exchange.content.len());
         for (after, piece) in exchange.content.iter() {
             content_events_us.push(after_send(after));
-            content_event_tokens.push(context.tokenizer.count(piece) as u32);
+            content_event_tokens.push(context.tokenizer.count_piece(piece));
         }
         let text = exchange.content.text();
         // One token's text is at most one word, and short: a stream whose

@@ -52,6 +52,10 @@ pub struct RunOptions {
     /// Prepare, then start sending at this wall-clock instant (shards
     /// starting together); a run ready later starts at once and says how late.
     pub start_at: Option<SystemTime>,
+    /// Threads that send requests and read their streams (each a
+    /// single-threaded runtime; requests are shared round-robin); by
+    /// default [`crate::load::default_client_threads`].
+    pub client_threads: Option<usize>,
 }
 
 impl RunOptions {
@@ -281,7 +285,7 @@ struct RunContext<'a> {
     kind: &'static dyn EndpointKind,
     target: Arc<Target>,
     transport: Transport,
-    runtime: &'a tokio::runtime::Runtime,
+    workers: &'a load::Workers,
     t0: Instant,
     /// The wall clock at `t0` (shards line up by it).
     t0_wall: SystemTime,
@@ -336,14 +340,15 @@ pub fn run_benchmark(
         None => None,
     };
     let transport = build_transport(&load, resolved.mock.is_some())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("llmperf-client")
-        .build()
-        .map_err(|source| RunError::Start {
-            what: "the async runtime",
-            source,
-        })?;
+    let workers = load::Workers::start(
+        options
+            .client_threads
+            .unwrap_or_else(load::default_client_threads),
+    )
+    .map_err(|source| RunError::Start {
+        what: "the client threads",
+        source,
+    })?;
     let context = RunContext {
         id,
         bench,
@@ -352,7 +357,7 @@ pub fn run_benchmark(
         kind: resolved.kind,
         target: Arc::new(resolved.target),
         transport,
-        runtime: &runtime,
+        workers: &workers,
         t0: Instant::now(),
         t0_wall: SystemTime::now(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -360,7 +365,7 @@ pub fn run_benchmark(
     };
     if options.handle_interrupt {
         let (stop, interrupted) = (Arc::clone(&context.stop), Arc::clone(&context.interrupted));
-        runtime.spawn(async move {
+        workers.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 stop.store(true, Ordering::Relaxed);
                 interrupted.store(true, Ordering::Relaxed);
@@ -461,7 +466,7 @@ pub fn run_benchmark(
     }
     let interrupted = context.interrupted.load(Ordering::Relaxed);
     drop(context);
-    runtime.shutdown_timeout(Duration::from_secs(1));
+    drop(workers);
     records.sort_by_key(|r| (r.level, r.id));
     let shard = options.shard.map(|shard| ShardInfo {
         index: shard.index,
@@ -864,30 +869,33 @@ fn run_level(
     let mut cut_by_deadline = schedule_cut_by_time;
     match (level, offsets) {
         (Level::Rate(rate), Some(offsets)) => {
-            let handle = context.runtime.handle().clone();
-            let driver = std::thread::Builder::new()
-                .name("llmperf-dispatch".into())
-                .spawn(move || {
-                    load::open_loop(
-                        &handle,
-                        level_start,
-                        &offsets,
-                        rate.max_in_flight,
-                        &stop,
-                        issue,
-                    )
-                })
-                .map_err(|source| RunError::Start {
-                    what: "the dispatcher thread",
-                    source,
-                })?;
-            driver
-                .join()
-                .map_err(|_| RunError::Panicked("the dispatcher thread"))?;
+            let workers = context.workers;
+            std::thread::scope(|scope| {
+                let driver = std::thread::Builder::new()
+                    .name("llmperf-dispatch".into())
+                    .spawn_scoped(scope, move || {
+                        load::open_loop(
+                            workers,
+                            level_start,
+                            &offsets,
+                            rate.max_in_flight,
+                            &stop,
+                            issue,
+                        )
+                    })
+                    .map_err(|source| RunError::Start {
+                        what: "the dispatcher thread",
+                        source,
+                    })?;
+                driver
+                    .join()
+                    .map_err(|_| RunError::Panicked("the dispatcher thread"))
+            })?;
         }
         (level, _) => {
             let concurrency = level.max_in_flight().unwrap_or(1);
-            cut_by_deadline = context.runtime.block_on(load::closed_loop(
+            cut_by_deadline = load::closed_loop(
+                context.workers,
                 units.len(),
                 concurrency,
                 load.sleep,
@@ -895,7 +903,7 @@ fn run_level(
                 load.cooldown_requests.div_ceil(turns) as usize,
                 stop,
                 issue,
-            ));
+            );
         }
     }
     let (mut records, writer, write_error) = collector

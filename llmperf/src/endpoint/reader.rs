@@ -14,13 +14,10 @@
 
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-
 use super::{
     excerpt, EndpointKind, ErrorKind, RequestError, StreamEvent, Target, TimedEvent, Usage,
 };
-use crate::transport::{ConnectionRecord, Lease, Prepared, Transport};
+use crate::transport::{Body, ConnectionRecord, Prepared, Step, Transport};
 use crate::workload::RequestPlan;
 
 /// The default largest event, in bytes: far beyond any token, usage or
@@ -276,30 +273,18 @@ pub async fn exchange(
     };
     let mut ended_at = None;
     let mut stream_error = None;
-    let outcome = tokio::time::timeout(
-        limits.timeout,
-        read(
-            transport,
-            &request,
-            kind,
-            target,
-            (limits, bounds),
-            &mut exchange,
-            &mut ended_at,
-            &mut stream_error,
-        ),
+    let transport_error = read(
+        transport,
+        &request,
+        kind,
+        target,
+        (limits, bounds),
+        &mut exchange,
+        &mut ended_at,
+        &mut stream_error,
     )
-    .await;
-    let transport_error = match outcome {
-        Ok(result) => result.err(),
-        Err(_) => Some(RequestError::new(
-            ErrorKind::Timeout,
-            format!(
-                "no complete response within the {} timeout",
-                humantime::format_duration(limits.timeout)
-            ),
-        )),
-    };
+    .await
+    .err();
     exchange.ended_at = ended_at.unwrap_or_else(Instant::now);
     exchange.error = stream_error.or(transport_error).or_else(|| {
         (exchange.content.is_empty() && exchange.reasoning.is_empty()).then(|| {
@@ -326,31 +311,35 @@ async fn read(
     ended_at: &mut Option<Instant>,
     stream_error: &mut Option<RequestError>,
 ) -> Result<(), RequestError> {
-    let send = transport.send(request, exchange.sent_at, &mut exchange.connection);
-    let answered = match limits.stall_timeout {
-        Some(stall) => tokio::time::timeout(stall, send)
-            .await
-            .map_err(|_| stalled(stall, "before the response headers"))?,
-        None => send.await,
-    }?;
-    let (response, lease) = (answered.response, answered.lease);
+    let mut clock = Deadlines::new(exchange.sent_at, limits);
+    // Boxed: connecting (name resolution, TLS) needs far more state than
+    // reading a stream, and the box goes once the headers are in, so an
+    // open stream holds only what reading it needs.
+    let send = Box::pin(transport.send(request, exchange.sent_at, &mut exchange.connection));
+    let answered = clock
+        .guard(send)
+        .await
+        .map_err(|expired| clock.error(expired, "before the response headers"))??;
+    clock.progress(answered.at);
+    let (head, mut body) = (answered.head, answered.body);
     exchange.headers_at = Some(answered.at);
-    let status = response.status();
+    let status = head.status;
     exchange.http_status = Some(status.as_u16());
-    let content_type = response
-        .headers()
+    let content_type = head
+        .headers
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let location = response
-        .headers()
+    let location = head
+        .headers
         .get(hyper::header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let mut body = response.into_body();
+    // The headers are not needed past this point (nor kept while streaming).
+    drop(head);
     if !status.is_success() {
-        let text = error_body(&mut body, lease).await;
+        let text = error_body(body, &mut clock).await;
         *ended_at = Some(Instant::now());
         return Err(status_error(
             status,
@@ -361,7 +350,7 @@ async fn read(
         ));
     }
     if !content_type.is_empty() && !kind.accepts_content_type(&content_type) {
-        let text = error_body(&mut body, lease).await;
+        let text = error_body(body, &mut clock).await;
         *ended_at = Some(Instant::now());
         return Err(RequestError::new(
             ErrorKind::NotStreaming,
@@ -373,76 +362,169 @@ async fn read(
     }
     let mut decoder = kind.decoder();
     let mut events: Vec<TimedEvent> = Vec::with_capacity(16);
-    let mut drain_until = None;
     loop {
-        let next = match (drain_until, limits.stall_timeout) {
-            (Some(deadline), _) => match tokio::time::timeout_at(deadline, body.frame()).await {
-                Ok(next) => next,
-                // The answer is complete; only the connection's clean end is
-                // missing (the connection is dropped, not reused).
-                Err(_) => return Ok(()),
-            },
-            (None, Some(stall)) => match tokio::time::timeout(stall, body.frame()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    *ended_at = Some(Instant::now());
-                    return Err(stalled(stall, "inside the stream"));
-                }
-            },
-            (None, None) => body.frame().await,
+        let read = body.next(|at, bytes| decoder.feed(bytes, at, &mut events));
+        let next = match clock.guard(read).await {
+            Ok(next) => next,
+            Err(expired) => {
+                *ended_at = Some(Instant::now());
+                return Err(clock.error(expired, "inside the stream"));
+            }
         };
-        match next {
-            Some(Ok(frame)) => {
-                let Ok(bytes) = frame.into_data() else {
-                    continue; // trailers carry nothing a benchmark needs
-                };
-                let at = Instant::now();
-                if drain_until.is_some() {
-                    continue;
-                }
-                decoder.feed(&bytes, at, &mut events);
-                if let Err(error) = exchange.absorb(&mut events, stream_error, bounds) {
-                    *ended_at = Some(at);
-                    return Err(error);
-                }
-                if exchange.done {
-                    *ended_at = Some(at);
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_DONE);
-                } else if decoder.buffered_bytes() > limits.max_event_bytes {
-                    *ended_at = Some(at);
-                    return Err(RequestError::new(
-                        ErrorKind::EventTooLarge,
-                        format!(
-                            "an event passed {} bytes without ending (the maximum event size; --max-event-size raises it): stopped reading after {} events",
-                            limits.max_event_bytes,
-                            exchange.content.len() + exchange.reasoning.len()
-                        ),
-                    ));
-                }
-            }
-            None => {
-                let at = Instant::now();
-                if drain_until.is_none() {
-                    decoder.finish(at, &mut events);
-                    exchange.absorb(&mut events, stream_error, bounds)?;
-                    *ended_at = Some(at);
-                }
-                // The body ended cleanly: the connection may serve again.
-                lease.release();
-                return Ok(());
-            }
-            Some(Err(_)) if drain_until.is_some() => return Ok(()),
-            Some(Err(error)) => {
+        let (at, step) = match next {
+            Ok(next) => next,
+            Err(error) => {
                 *ended_at = Some(Instant::now());
                 return Err(RequestError::new(
                     ErrorKind::Disconnect,
                     format!(
-                        "the stream broke after {} events: {}",
-                        exchange.content.len() + exchange.reasoning.len(),
-                        crate::transport::error_chain(&error)
+                        "the stream broke after {} events: {error}",
+                        exchange.content.len() + exchange.reasoning.len()
                     ),
                 ));
             }
+        };
+        clock.progress(at);
+        if let Err(error) = exchange.absorb(&mut events, stream_error, bounds) {
+            *ended_at = Some(at);
+            return Err(error);
+        }
+        if exchange.done {
+            *ended_at = Some(at);
+            break;
+        }
+        if step == Step::End {
+            decoder.finish(at, &mut events);
+            exchange.absorb(&mut events, stream_error, bounds)?;
+            *ended_at = Some(at);
+            // The body ended cleanly: the connection may serve again.
+            body.release();
+            return Ok(());
+        }
+        if decoder.buffered_bytes() > limits.max_event_bytes {
+            *ended_at = Some(at);
+            return Err(RequestError::new(
+                ErrorKind::EventTooLarge,
+                format!(
+                    "an event passed {} bytes without ending (the maximum event size; --max-event-size raises it): stopped reading after {} events",
+                    limits.max_event_bytes,
+                    exchange.content.len() + exchange.reasoning.len()
+                ),
+            ));
+        }
+    }
+    // The end marker came: read on (ignoring the bytes) until the body
+    // ends, so the connection goes back clean; if it does not end soon, the
+    // answer is still complete and the connection is dropped.
+    let deadline = tokio::time::Instant::now() + DRAIN_AFTER_DONE;
+    loop {
+        match tokio::time::timeout_at(deadline, body.next(|_, _| {})).await {
+            Ok(Ok((_, Step::End))) => {
+                body.release();
+                return Ok(());
+            }
+            Ok(Ok((_, Step::More))) => {}
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        }
+    }
+}
+
+/// A request's time limits: the whole request's timeout and the stall
+/// timeout, at the cost of one timer per request rather than one per read.
+/// The timer is set for the earlier of the two deadlines known when it is
+/// set; when it fires, it is set again from the latest progress, unless a
+/// deadline has really passed.
+struct Deadlines {
+    limits: Limits,
+    /// When the whole request must have ended.
+    end: Instant,
+    /// When bytes last arrived (or the request was sent).
+    last: Instant,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+/// `at + after`, or a time no run reaches when that is past what the
+/// clock can hold (a limit of "forever").
+fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .or_else(|| at.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(at)
+}
+
+/// Which limit passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    Timeout,
+    Stall,
+}
+
+impl Deadlines {
+    fn new(sent_at: Instant, limits: Limits) -> Deadlines {
+        let mut deadlines = Deadlines {
+            limits,
+            end: later(sent_at, limits.timeout),
+            last: sent_at,
+            sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
+                sent_at,
+            ))),
+        };
+        let due = tokio::time::Instant::from_std(deadlines.due());
+        deadlines.sleep.as_mut().reset(due);
+        deadlines
+    }
+
+    fn due(&self) -> Instant {
+        match self.limits.stall_timeout {
+            Some(stall) => later(self.last, stall).min(self.end),
+            None => self.end,
+        }
+    }
+
+    /// Bytes arrived at `at`.
+    fn progress(&mut self, at: Instant) {
+        self.last = at;
+    }
+
+    /// `work`'s output, or which limit passed first.
+    async fn guard<T>(&mut self, work: impl std::future::Future<Output = T>) -> Result<T, Expired> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = work.as_mut().poll(cx) {
+                return Poll::Ready(Ok(output));
+            }
+            while self.sleep.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                if now >= self.end {
+                    return Poll::Ready(Err(Expired::Timeout));
+                }
+                if self
+                    .limits
+                    .stall_timeout
+                    .is_some_and(|stall| now >= later(self.last, stall))
+                {
+                    return Poll::Ready(Err(Expired::Stall));
+                }
+                let due = tokio::time::Instant::from_std(self.due());
+                self.sleep.as_mut().reset(due);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// The error of a limit that passed `place` ("inside the stream").
+    fn error(&self, expired: Expired, place: &str) -> RequestError {
+        match (expired, self.limits.stall_timeout) {
+            (Expired::Stall, Some(stall)) => stalled(stall, place),
+            _ => RequestError::new(
+                ErrorKind::Timeout,
+                format!(
+                    "no complete response within the {} timeout",
+                    humantime::format_duration(self.limits.timeout)
+                ),
+            ),
         }
     }
 }
@@ -457,29 +539,25 @@ fn stalled(stall: Duration, place: &str) -> RequestError {
     )
 }
 
-/// Up to [`ERROR_BODY_BYTES`] of a response body, as text; the connection
-/// is kept when the body ended within them.
-async fn error_body(body: &mut Incoming, lease: Lease) -> String {
+/// Up to [`ERROR_BODY_BYTES`] of a response body, as text, read within
+/// the request's limits; the connection is kept when the body ended
+/// within them.
+async fn error_body(mut body: Body, clock: &mut Deadlines) -> String {
     let mut bytes = Vec::new();
-    let mut ended = false;
     while bytes.len() < ERROR_BODY_BYTES {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    bytes.extend_from_slice(&data);
-                }
-            }
-            None => {
-                ended = true;
+        let read = body.next(|_, data| {
+            let room = ERROR_BODY_BYTES.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&data[..data.len().min(room)]);
+        });
+        match clock.guard(read).await {
+            Ok(Ok((_, Step::End))) => {
+                body.release();
                 break;
             }
-            Some(Err(_)) => break,
+            Ok(Ok((at, Step::More))) => clock.progress(at),
+            Ok(Err(_)) | Err(_) => break,
         }
     }
-    if ended {
-        lease.release();
-    }
-    bytes.truncate(ERROR_BODY_BYTES);
     String::from_utf8_lossy(&bytes).into_owned()
 }
 

@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::Dispatch;
+use super::{Dispatch, Workers};
 
-/// Runs up to `count` units with `concurrency` in flight. Past `deadline`
-/// only `after_deadline` more units are sent (cooldown). Setting `stop`
-/// ends the loop after the units in flight. Returns whether the deadline
-/// cut the planned units short.
+/// Runs up to `count` units with `concurrency` in flight, the slots spread
+/// over the client threads of `workers`. Past `deadline` only
+/// `after_deadline` more units are sent (cooldown). Setting `stop` ends the
+/// loop after the units in flight. Returns whether the deadline cut the
+/// planned units short. Blocks the calling thread (not a client thread).
 #[allow(clippy::too_many_arguments)]
-pub async fn closed_loop<F, Fut>(
+pub fn closed_loop<F, Fut>(
+    workers: &Workers,
     count: usize,
     concurrency: usize,
     sleep: Duration,
@@ -36,7 +38,7 @@ where
         let (next, limit, cut) = (Arc::clone(&next), Arc::clone(&limit), Arc::clone(&cut));
         let stop = Arc::clone(&stop);
         let issue = issue.clone();
-        slots.spawn(async move {
+        let slot = async move {
             loop {
                 if stop.load(Ordering::Relaxed) {
                     break;
@@ -63,17 +65,20 @@ where
                     tokio::time::sleep(sleep).await;
                 }
             }
-        });
+        };
+        slots.spawn_on(slot, workers.next());
     }
-    while let Some(joined) = slots.join_next().await {
-        if let Err(error) = joined {
-            if error.is_panic() {
-                // A panicking slot is a bug; hiding it would quietly lower
-                // the concurrency the run reports.
-                std::panic::resume_unwind(error.into_panic());
+    workers.block_on(async {
+        while let Some(joined) = slots.join_next().await {
+            if let Err(error) = joined {
+                if error.is_panic() {
+                    // A panicking slot is a bug; hiding it would quietly lower
+                    // the concurrency the run reports.
+                    std::panic::resume_unwind(error.into_panic());
+                }
             }
         }
-    }
+    });
     cut.load(Ordering::Relaxed)
 }
 
@@ -93,20 +98,23 @@ mod tests {
             Box::pin(async move {
                 let now = f.fetch_add(1, Ordering::SeqCst) + 1;
                 p.fetch_max(now, Ordering::SeqCst);
-                tokio::task::yield_now().await;
+                // Long enough for every slot's unit to be in flight at
+                // once, on whichever client thread it runs.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 f.fetch_sub(1, Ordering::SeqCst);
                 d.lock().unwrap().push(dispatch.index);
             })
         }
     }
 
-    #[tokio::test]
-    async fn the_closed_loop_never_exceeds_its_concurrency_and_runs_every_request() {
+    #[test]
+    fn the_closed_loop_never_exceeds_its_concurrency_and_runs_every_request() {
+        let workers = Workers::start(2).unwrap();
         let (in_flight, peak) = (Arc::default(), Arc::default());
         let done = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let issue = counting(&in_flight, &peak, &done);
-        let cut = closed_loop(50, 4, Duration::ZERO, None, 0, stop, issue).await;
+        let cut = closed_loop(&workers, 50, 4, Duration::ZERO, None, 0, stop, issue);
         assert!(!cut);
         let mut done = done.lock().unwrap().clone();
         done.sort_unstable();
@@ -114,14 +122,24 @@ mod tests {
         assert_eq!(peak.load(Ordering::SeqCst), 4);
     }
 
-    #[tokio::test]
-    async fn past_the_deadline_only_the_cooldown_units_are_sent() {
+    #[test]
+    fn past_the_deadline_only_the_cooldown_units_are_sent() {
+        let workers = Workers::start(1).unwrap();
         let (in_flight, peak) = (Arc::default(), Arc::default());
         let done = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let issue = counting(&in_flight, &peak, &done);
         // A deadline already passed: the loop sends the 3 cooldown units.
-        let cut = closed_loop(50, 2, Duration::ZERO, Some(Instant::now()), 3, stop, issue).await;
+        let cut = closed_loop(
+            &workers,
+            50,
+            2,
+            Duration::ZERO,
+            Some(Instant::now()),
+            3,
+            stop,
+            issue,
+        );
         assert_eq!(done.lock().unwrap().len(), 3);
         assert!(cut, "the deadline cut 50 units to 3");
     }

@@ -10,6 +10,7 @@
 pub mod arrival;
 mod closed;
 mod open;
+mod workers;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use closed::closed_loop;
 pub use open::open_loop;
+pub use workers::{default_client_threads, Workers};
 
 use crate::spec::{Level, Load, Warmup};
 

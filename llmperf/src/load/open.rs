@@ -16,21 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::Dispatch;
+use super::{Dispatch, Workers};
 
 /// Longest single sleep, so a stop request is seen promptly at low rates.
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
 
-/// Sends unit `i` at `start + offsets[i]` on `runtime`, at most
-/// `max_in_flight` at once, then waits for every unit to finish. Setting
-/// `stop` ends sending; units in flight finish. Call from a thread that is
-/// not a runtime worker (e.g. `spawn_blocking`): it blocks.
+/// Sends unit `i` at `start + offsets[i]` on the next client thread of
+/// `workers`, at most `max_in_flight` at once, then waits for every unit
+/// to finish. Setting `stop` ends sending; units in flight finish. Call
+/// from a thread that is not a client thread: it blocks.
 pub fn open_loop<F, Fut>(
-    runtime: &Handle,
+    workers: &Workers,
     start: Instant,
     offsets: &[Duration],
     max_in_flight: Option<usize>,
@@ -69,7 +68,7 @@ pub fn open_loop<F, Fut>(
                 let permit = match Arc::clone(slots).try_acquire_owned() {
                     Ok(permit) => permit,
                     // Over the cap: wait for a slot, counting the wait.
-                    Err(_) => match runtime.block_on(Arc::clone(slots).acquire_owned()) {
+                    Err(_) => match workers.block_on(Arc::clone(slots).acquire_owned()) {
                         Ok(permit) => {
                             line_cleared = Some(Instant::now());
                             permit
@@ -97,14 +96,14 @@ pub fn open_loop<F, Fut>(
                 unit.await;
                 drop(permit);
             },
-            runtime,
+            workers.next(),
         );
         // Reap finished units so a long run does not hold every handle.
         while let Some(joined) = units.try_join_next() {
             resume_panic(joined);
         }
     }
-    runtime.block_on(async {
+    workers.block_on(async {
         while let Some(joined) = units.join_next().await {
             resume_panic(joined);
         }
@@ -164,11 +163,7 @@ mod tests {
 
     #[test]
     fn units_go_out_on_schedule_and_the_cap_queues_the_overdue_ones() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let workers = Workers::start(2).unwrap();
         let offsets: Vec<Duration> = (0..20).map(|i| Duration::from_millis(i * 2)).collect();
         let in_flight = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
@@ -184,28 +179,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(60));
             g.notify_waiters();
         });
-        open_loop(
-            runtime.handle(),
-            start,
-            &offsets,
-            Some(2),
-            &stop,
-            move |d| {
-                let (f, p, s, gate) = (f.clone(), p.clone(), s.clone(), gate.clone());
-                let sent = Instant::now();
-                async move {
-                    let now = f.fetch_add(1, Ordering::SeqCst) + 1;
-                    p.fetch_max(now, Ordering::SeqCst);
-                    if d.index < 2 {
-                        gate.notified().await;
-                    }
-                    f.fetch_sub(1, Ordering::SeqCst);
-                    s.lock()
-                        .unwrap()
-                        .push((d.index, d.scheduled_at, d.queued, sent));
+        open_loop(&workers, start, &offsets, Some(2), &stop, move |d| {
+            let (f, p, s, gate) = (f.clone(), p.clone(), s.clone(), gate.clone());
+            let sent = Instant::now();
+            async move {
+                let now = f.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                if d.index < 2 {
+                    gate.notified().await;
                 }
-            },
-        );
+                f.fetch_sub(1, Ordering::SeqCst);
+                s.lock()
+                    .unwrap()
+                    .push((d.index, d.scheduled_at, d.queued, sent));
+            }
+        });
         opener.join().unwrap();
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 20, "no unit dropped");
@@ -240,30 +228,17 @@ mod tests {
 
     #[test]
     fn stop_ends_sending() {
-        // Multi-threaded, as in a run: `Handle::block_on` does not drive a
-        // current-thread runtime's tasks.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let workers = Workers::start(1).unwrap();
         let offsets: Vec<Duration> = (0..100).map(|i| Duration::from_millis(i * 10)).collect();
         let stop = AtomicBool::new(false);
         let sent = AtomicUsize::new(0);
-        open_loop(
-            runtime.handle(),
-            Instant::now(),
-            &offsets,
-            None,
-            &stop,
-            |d| {
-                sent.fetch_add(1, Ordering::SeqCst);
-                if d.index == 4 {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                async {}
-            },
-        );
+        open_loop(&workers, Instant::now(), &offsets, None, &stop, |d| {
+            sent.fetch_add(1, Ordering::SeqCst);
+            if d.index == 4 {
+                stop.store(true, Ordering::SeqCst);
+            }
+            async {}
+        });
         assert_eq!(sent.load(Ordering::SeqCst), 5);
     }
 }

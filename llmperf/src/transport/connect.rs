@@ -5,7 +5,6 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -278,20 +277,17 @@ pub(crate) enum Stream {
 /// can tell whether any byte of its response had arrived.
 pub(crate) struct CountingStream {
     inner: Stream,
-    read: Arc<AtomicU64>,
+    read: u64,
 }
 
 impl CountingStream {
     fn new(inner: Stream) -> Self {
-        CountingStream {
-            inner,
-            read: Arc::default(),
-        }
+        CountingStream { inner, read: 0 }
     }
 
-    /// Bytes read so far, shared with whoever keeps the connection.
-    pub(crate) fn counter(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.read)
+    /// Bytes read so far.
+    pub(crate) fn bytes_read(&self) -> u64 {
+        self.read
     }
 }
 
@@ -309,7 +305,7 @@ impl AsyncRead for CountingStream {
         };
         let read = buf.filled().len().saturating_sub(before);
         if read > 0 {
-            this.read.fetch_add(read as u64, Ordering::Relaxed);
+            this.read += read as u64;
         }
         result
     }

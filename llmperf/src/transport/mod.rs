@@ -18,10 +18,13 @@
 //! Nothing else is ever re-sent: not a failure on a new connection, not one
 //! after response bytes arrived, not a timeout.
 //!
-//! Proxies come from the environment (see `proxy.rs`); the built-in
+//! HTTP/1.1 itself is `http1.rs`: the response is read by the task that
+//! sent the request, so a read and its timestamp have nothing between
+//! them. Proxies come from the environment (see `proxy.rs`); the built-in
 //! endpoint is never reached through one.
 
 mod connect;
+mod http1;
 pub mod open_files;
 mod pool;
 mod proxy;
@@ -30,22 +33,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, HOST, PROXY_AUTHORIZATION, USER_AGENT};
-use hyper::Response;
-use hyper_util::rt::TokioIo;
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, USER_AGENT};
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::{ErrorKind, RequestError};
 use connect::Connector;
+use http1::{BodyReader, Framing};
+pub(crate) use http1::{Head, Step, WireError};
 use pool::{Connection, KeepAlive, Pool};
 pub(crate) use proxy::Proxies;
-
-/// How long a kept connection may take to become ready for the next
-/// request before it is given up for a new one.
-const READY_WAIT: Duration = Duration::from_millis(100);
 
 /// What happened to one request's connection (in `requests.jsonl` as
 /// `connection`).
@@ -172,28 +168,45 @@ impl Origin {
     }
 }
 
-/// A response head: when it arrived, the response, and the lease on its
-/// connection.
+/// A response head, when it arrived, and its body still to read from
+/// the connection.
 pub(crate) struct Answered {
-    /// When the head arrived (stamped as `send_request` returned).
+    /// When the head arrived (stamped as the read that completed it returned).
     pub(crate) at: Instant,
-    pub(crate) response: Response<Incoming>,
-    pub(crate) lease: Lease,
+    pub(crate) head: Head,
+    pub(crate) body: Body,
 }
 
-/// The connection a response is being read from. [`Lease::release`] once
-/// the whole body was read gives it back for the next request; dropping the
-/// lease closes it.
-pub(crate) struct Lease {
+/// A response's body, read from its connection by the task that sent the
+/// request. [`Body::release`] once it ended gives the connection back for
+/// the next request; dropping the body closes it.
+pub(crate) struct Body {
     inner: Arc<Inner>,
     origin: Origin,
     connection: Connection,
+    reader: BodyReader,
+    head_at: Instant,
 }
 
-impl Lease {
-    /// The body was read to its end: the connection may serve another request.
+impl Body {
+    /// Waits for the next bytes of the body and hands each piece of body
+    /// data to `data` with the instant its read returned (the bytes that
+    /// came with the head are stamped with the head's arrival).
+    pub(crate) async fn next(
+        &mut self,
+        data: impl FnMut(Instant, &[u8]),
+    ) -> Result<(Instant, Step), WireError> {
+        self.reader
+            .next(&mut self.connection.wire, self.head_at, data)
+            .await
+    }
+
+    /// The body was read to its end: the connection may serve another
+    /// request (if nothing followed the body and the server allows it).
     pub(crate) fn release(self) {
-        self.inner.pool.put(&self.origin, self.connection);
+        if self.reader.reusable(&self.connection.wire) {
+            self.inner.pool.put(&self.origin, self.connection);
+        }
     }
 }
 
@@ -240,23 +253,20 @@ impl Transport {
         first_send: Instant,
         record: &mut Option<ConnectionRecord>,
     ) -> Result<Answered, RequestError> {
-        let (mut connection, found) = self.checkout(&prepared.origin).await?;
+        let (mut connection, found) = match self.checkout(&prepared.origin) {
+            Some(kept) => kept,
+            None => self.open(&prepared.origin).await?,
+        };
         let reused = found.reused;
         *record = Some(found);
-        let read_before = connection.bytes_read.load(Ordering::Relaxed);
+        let read_before = connection.wire.bytes_read();
         let error = match self.attempt(prepared, &mut connection).await {
-            Ok((at, response)) => {
-                return Ok(Answered {
-                    at,
-                    response,
-                    lease: self.lease(prepared, connection),
-                })
-            }
+            Ok((at, head)) => return self.answered(prepared, connection, at, head),
             Err(error) => error,
         };
         let closed_unanswered = reused
-            && !error.is_user()
-            && connection.bytes_read.load(Ordering::Relaxed) == read_before;
+            && !matches!(error, WireError::Malformed(_))
+            && connection.wire.bytes_read() == read_before;
         if !closed_unanswered {
             return Err(send_error(&error));
         }
@@ -264,50 +274,55 @@ impl Transport {
         drop(connection);
         let resent_at = Instant::now();
         if let Some(first) = record.as_mut() {
-            first.first_attempt_error = Some(error_chain(&error));
+            first.first_attempt_error = Some(error.to_string());
         }
         let (mut fresh, mut second) = self.open(&prepared.origin).await?;
         second.resent = true;
         second.resent_after_us =
             Some(resent_at.saturating_duration_since(first_send).as_micros() as u64);
-        second.first_attempt_error = Some(error_chain(&error));
+        second.first_attempt_error = Some(error.to_string());
         *record = Some(second);
         match self.attempt(prepared, &mut fresh).await {
-            Ok((at, response)) => Ok(Answered {
-                at,
-                response,
-                lease: self.lease(prepared, fresh),
-            }),
+            Ok((at, head)) => self.answered(prepared, fresh, at, head),
             Err(error) => Err(send_error(&error)),
         }
     }
 
-    fn lease(&self, prepared: &Prepared, connection: Connection) -> Lease {
-        Lease {
-            inner: Arc::clone(&self.inner),
-            origin: prepared.origin.clone(),
-            connection,
-        }
+    fn answered(
+        &self,
+        prepared: &Prepared,
+        connection: Connection,
+        at: Instant,
+        head: Head,
+    ) -> Result<Answered, RequestError> {
+        let framing = Framing::of(&head).map_err(|e| send_error(&e))?;
+        Ok(Answered {
+            at,
+            head,
+            body: Body {
+                inner: Arc::clone(&self.inner),
+                origin: prepared.origin.clone(),
+                connection,
+                reader: BodyReader::new(framing),
+                head_at: at,
+            },
+        })
     }
 
-    /// A kept connection ready for a request, else a new one.
-    async fn checkout(
-        &self,
-        origin: &Origin,
-    ) -> Result<(Connection, ConnectionRecord), RequestError> {
+    /// A kept connection the server has not closed meanwhile, if any (and
+    /// the record of it).
+    fn checkout(&self, origin: &Origin) -> Option<(Connection, ConnectionRecord)> {
         while let Some(mut connection) = self.inner.pool.take(origin) {
-            // Ready once the previous response has been fully processed;
-            // an error means the server closed it meanwhile.
-            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, connection.sender.ready()).await {
+            if !connection.wire.closed_while_idle() {
                 let record = ConnectionRecord {
                     id: connection.id,
                     reused: true,
                     ..ConnectionRecord::default()
                 };
-                return Ok((connection, record));
+                return Some((connection, record));
             }
         }
-        self.open(origin).await
+        None
     }
 
     /// A new connection to `origin`.
@@ -318,21 +333,6 @@ impl Transport {
             .open(origin)
             .await
             .map_err(|e| RequestError::new(e.kind, e.message))?;
-        let bytes_read = opened.stream.counter();
-        let (sender, task) = hyper::client::conn::http1::Builder::new()
-            .handshake::<_, Full<Bytes>>(TokioIo::new(opened.stream))
-            .await
-            .map_err(|e| {
-                RequestError::new(
-                    ErrorKind::Connect,
-                    format!("cannot start HTTP/1.1: {}", error_chain(&e)),
-                )
-            })?;
-        // The connection's own task: reads and writes the socket until the
-        // connection closes (it ends by itself once the sender is dropped).
-        tokio::spawn(async move {
-            let _ = task.await;
-        });
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let record = ConnectionRecord {
             id,
@@ -343,8 +343,7 @@ impl Transport {
         };
         let connection = Connection {
             id,
-            sender,
-            bytes_read,
+            wire: http1::Wire::new(opened.stream),
             proxy: opened.proxy,
             requests: 0,
             keep_alive: KeepAlive::default(),
@@ -358,15 +357,15 @@ impl Transport {
         &self,
         prepared: &Prepared,
         connection: &mut Connection,
-    ) -> Result<(Instant, Response<Incoming>), hyper::Error> {
-        let request = prepared.request(connection, &self.inner.user_agent);
+    ) -> Result<(Instant, Head), WireError> {
+        let request = prepared.bytes(connection, &self.inner.user_agent);
         connection.requests += 1;
-        let response = connection.sender.send_request(request).await?;
-        let at = Instant::now();
+        connection.wire.write(&request).await?;
+        let (at, head) = connection.wire.read_head().await?;
         // What the server allows next (the response's own `max=` is the
         // count of requests still allowed).
-        connection.keep_alive = KeepAlive::of(response.version(), response.headers());
-        Ok((at, response))
+        connection.keep_alive = KeepAlive::of(head.version, &head.headers);
+        Ok((at, head))
     }
 }
 
@@ -376,11 +375,11 @@ pub(crate) struct Prepared {
     origin: Origin,
     method: hyper::Method,
     /// `/path?query` (origin form).
-    path: hyper::Uri,
+    path: String,
     /// The whole URL (absolute form, for an HTTP proxy).
-    url: hyper::Uri,
+    url: String,
     headers: hyper::HeaderMap,
-    body: Bytes,
+    body: Vec<u8>,
 }
 
 impl Prepared {
@@ -389,9 +388,9 @@ impl Prepared {
         let url = request.url();
         let origin = Origin::of(url)?;
         let body = match request.body() {
-            None => Bytes::new(),
+            None => Vec::new(),
             Some(body) => match body.as_bytes() {
-                Some(bytes) => Bytes::copy_from_slice(bytes),
+                Some(bytes) => bytes.to_vec(),
                 None => {
                     return Err(RequestError::new(
                         ErrorKind::Request,
@@ -405,14 +404,18 @@ impl Prepared {
             path.push('?');
             path.push_str(query);
         }
-        let target = |text: &str| {
-            text.parse::<hyper::Uri>().map_err(|e| {
-                RequestError::new(
-                    ErrorKind::Request,
-                    format!("the request's URL is not a valid HTTP request target: {e}"),
-                )
-            })
-        };
+        // reqwest's URL type has already percent-encoded the target; it
+        // must still be one line of visible characters.
+        if path
+            .bytes()
+            .chain(url.as_str().bytes())
+            .any(|b| !b.is_ascii_graphic())
+        {
+            return Err(RequestError::new(
+                ErrorKind::Request,
+                "the request's URL is not a valid HTTP request target",
+            ));
+        }
         let mut headers = request.headers().clone();
         if !headers.contains_key(ACCEPT) {
             // What reqwest sent by default; some gateways refuse no Accept.
@@ -421,50 +424,66 @@ impl Prepared {
         Ok(Prepared {
             origin,
             method: request.method().clone(),
-            path: target(&path)?,
-            url: target(url.as_str())?,
+            path,
+            url: url.as_str().to_string(),
             headers,
             body,
         })
     }
 
-    fn request(
-        &self,
-        connection: &Connection,
-        user_agent: &HeaderValue,
-    ) -> hyper::Request<Full<Bytes>> {
+    /// The request's bytes as they go out on `connection`: the request line
+    /// (in absolute form through an HTTP proxy), the headers with `Host`,
+    /// `User-Agent`, `Content-Length` and any proxy credentials added, and
+    /// the body.
+    fn bytes(&self, connection: &Connection, user_agent: &HeaderValue) -> Vec<u8> {
         let target = if connection.proxy.is_some() {
             &self.url
         } else {
             &self.path
         };
-        let mut request = hyper::Request::new(Full::new(self.body.clone()));
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = target.clone();
-        let headers = request.headers_mut();
-        headers.clone_from(&self.headers);
-        if !headers.contains_key(HOST) {
-            if let Ok(host) = HeaderValue::from_str(&self.origin.host_header()) {
-                headers.insert(HOST, host);
-            }
+        let mut out = Vec::with_capacity(512 + self.body.len());
+        out.extend_from_slice(format!("{} {target} HTTP/1.1\r\n", self.method).as_bytes());
+        let mut line = |name: &str, value: &[u8]| {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        if !self.headers.contains_key(HOST) {
+            line(HOST.as_str(), self.origin.host_header().as_bytes());
         }
-        if !headers.contains_key(USER_AGENT) {
-            headers.insert(USER_AGENT, user_agent.clone());
+        for (name, value) in &self.headers {
+            line(name.as_str(), value.as_bytes());
+        }
+        if !self.headers.contains_key(USER_AGENT) {
+            line(USER_AGENT.as_str(), user_agent.as_bytes());
+        }
+        let sends_body = !self.body.is_empty()
+            || matches!(
+                self.method,
+                hyper::Method::POST | hyper::Method::PUT | hyper::Method::PATCH
+            );
+        if sends_body && !self.headers.contains_key(CONTENT_LENGTH) {
+            line(
+                CONTENT_LENGTH.as_str(),
+                self.body.len().to_string().as_bytes(),
+            );
         }
         if let Some(authorization) = connection
             .proxy
             .as_ref()
             .and_then(|p| p.authorization.as_deref())
-            .and_then(|a| HeaderValue::from_str(a).ok())
         {
-            headers.insert(PROXY_AUTHORIZATION, authorization);
+            line(PROXY_AUTHORIZATION.as_str(), authorization.as_bytes());
         }
-        request
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+        out
     }
 }
 
-fn send_error(error: &hyper::Error) -> RequestError {
-    RequestError::new(ErrorKind::Request, error_chain(error))
+fn send_error(error: &WireError) -> RequestError {
+    RequestError::new(ErrorKind::Request, error.to_string())
 }
 
 /// The error and its sources, one line.
@@ -558,8 +577,8 @@ mod tests {
             "http://model.invalid:8080/v1/chat?x=1",
         );
         let (result, connection) = sent;
-        let response = result.expect("answered through the proxy").response;
-        assert_eq!(response.status(), 204);
+        let answered = result.expect("answered through the proxy");
+        assert_eq!(answered.head.status, 204);
         let connection = connection.unwrap();
         assert!(!connection.reused && connection.connect_us.is_some());
         server.join().unwrap();

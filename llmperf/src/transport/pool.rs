@@ -4,15 +4,12 @@
 //! idle and how many more requests it may carry.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, HeaderValue, CONNECTION};
 
+use super::http1::Wire;
 use super::proxy::ProxyServer;
 use super::Origin;
 
@@ -24,9 +21,8 @@ const IDLE_MARGIN: Duration = Duration::from_secs(1);
 pub(crate) struct Connection {
     /// Its number in the run (1, 2, …).
     pub(crate) id: u64,
-    pub(crate) sender: SendRequest<Full<Bytes>>,
-    /// Bytes read from the socket so far.
-    pub(crate) bytes_read: Arc<AtomicU64>,
+    /// The socket and the bytes read from it not yet used.
+    pub(crate) wire: Wire,
     /// The HTTP proxy its requests go to (in absolute form), if any.
     pub(crate) proxy: Option<ProxyServer>,
     /// Requests sent on it so far.
@@ -107,7 +103,6 @@ impl Idle {
             && keep_alive
                 .usable_idle()
                 .is_none_or(|limit| now.saturating_duration_since(self.since) < limit)
-            && !self.connection.sender.is_closed()
     }
 }
 
