@@ -15,6 +15,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::proxy::{Proxies, ProxyServer};
+use super::stamped::StampedTcp;
 use super::Origin;
 use crate::endpoint::ErrorKind;
 
@@ -94,6 +95,12 @@ impl Connector {
                 )
             })??;
         let connect = started.elapsed();
+        let tcp = StampedTcp::new(tcp).map_err(|e| {
+            ConnectError::new(
+                ErrorKind::Connect,
+                format!("cannot use the connection: {e}"),
+            )
+        })?;
         if !origin.https {
             return Ok(Opened {
                 stream: CountingStream::new(Stream::Plain(tcp)),
@@ -269,8 +276,8 @@ async fn tunnel(
 
 /// A plain or TLS connection.
 pub(crate) enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(StampedTcp),
+    Tls(Box<TlsStream<StampedTcp>>),
 }
 
 /// A connection that counts the bytes read from it, so a failed request
@@ -288,6 +295,15 @@ impl CountingStream {
     /// Bytes read so far.
     pub(crate) fn bytes_read(&self) -> u64 {
         self.read
+    }
+
+    /// When the bytes of the reads since the last call arrived (see
+    /// [`StampedTcp::arrival`]); `read_at` is when the read returned.
+    pub(crate) fn arrival(&mut self, read_at: Instant) -> Instant {
+        match &mut self.inner {
+            Stream::Plain(tcp) => tcp.arrival(read_at),
+            Stream::Tls(tls) => tls.get_mut().0.arrival(read_at),
+        }
     }
 }
 

@@ -77,6 +77,10 @@ pub(crate) struct Head {
 pub(crate) struct Wire {
     stream: CountingStream,
     buf: Vec<u8>,
+    /// No read is dated before this: the last read's date, or the request's
+    /// write (a kernel date comes from another clock, and a read without
+    /// one is dated when it returned: either could otherwise step back).
+    floor: Instant,
 }
 
 impl Wire {
@@ -84,6 +88,7 @@ impl Wire {
         Wire {
             stream,
             buf: Vec::new(),
+            floor: Instant::now(),
         }
     }
 
@@ -110,18 +115,24 @@ impl Wire {
 
     /// Writes a whole request.
     pub(crate) async fn write(&mut self, request: &[u8]) -> io::Result<()> {
+        self.floor = Instant::now();
         self.stream.write_all(request).await?;
         self.stream.flush().await
     }
 
     /// One read into the buffer: the number of bytes (0 at the end of the
-    /// stream) and when they arrived.
+    /// stream) and when they arrived (the kernel's receive time where it
+    /// gives one, see `stamped.rs`; else when the read returned).
     async fn fill(&mut self) -> io::Result<(usize, Instant)> {
         if self.buf.capacity() - self.buf.len() < READ_ROOM / 4 {
             self.buf.reserve(READ_ROOM);
         }
         let read = self.stream.read_buf(&mut self.buf).await?;
-        Ok((read, Instant::now()))
+        // When the bytes arrived, which a busy client reads later; never
+        // before an earlier read or the request.
+        let at = self.stream.arrival(Instant::now()).max(self.floor);
+        self.floor = at;
+        Ok((read, at))
     }
 
     /// Reads a response head (skipping interim 1xx responses); the instant

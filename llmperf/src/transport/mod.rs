@@ -28,6 +28,7 @@ mod http1;
 pub mod open_files;
 mod pool;
 mod proxy;
+mod stamped;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
