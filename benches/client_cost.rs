@@ -11,8 +11,8 @@
 //!   run, statistics and writing `requests.jsonl` and `summary.json`
 //!   included), divided by the events received (one per token, plus the
 //!   role, finish, usage and `[DONE]` events). Beside it, TTFT p50 against
-//!   the server's own: the script's 100 ms plus the endpoint's median send
-//!   lateness (from its `/v1/mock/stats`).
+//!   the server's own: the script's 100 ms plus how late the endpoint sent
+//!   the median response's first event (from its `/v1/mock/stats`).
 //!   Beside them, the machine's floor at the same load: a minimal client
 //!   written here on raw `epoll` (one thread, one readiness wait, one
 //!   `recv` and one clock read per read, a search for `"content"` and the
@@ -136,7 +136,7 @@ fn cpu_per_event_table(measuring: bool, results: &std::path::Path) -> Result<(),
     }
     println!(
         "(cpu: user + system of this process for the whole run_benchmark call, output written; \
-         vs server: TTFT p50 − (100 ms + the endpoint's median send lateness); \
+         vs server: TTFT p50 − (100 ms + the endpoint's median first-event lateness); \
          floor: the minimal epoll client, same load, its thread's CPU)"
     );
     Ok(())
@@ -157,7 +157,7 @@ fn cpu_per_event(streams: usize, requests: u64, results: &std::path::Path) -> Re
     let cpu_before = support::cpu_time();
     let result = run_benchmark("client_cost", &bench, &options);
     let cpu = support::cpu_time().saturating_sub(cpu_before);
-    let late = support::server_lateness(&base_url);
+    let late = support::server_first_event_lateness(&base_url);
     drop(child.stdin.take());
     let _ = child.wait();
     let outcome = result.map_err(|e| format!("run at {streams} streams failed: {e}"))?;

@@ -59,6 +59,27 @@ pub fn spawn_endpoint_with(child_env: &str, value: &str) -> std::io::Result<(Chi
 /// over a plain socket).
 #[allow(dead_code)] // not every bench reads the endpoint's lateness
 pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
+    let stats = server_stats(base_url)?;
+    Some((
+        stats.get("send_lateness_p50_us")?.as_u64()?,
+        stats.get("send_lateness_p99_us")?.as_u64()?,
+    ))
+}
+
+/// How late the endpoint sent each response's first generated event,
+/// p50/p99, µs: its own time to first token is the script's TTFT plus this.
+#[allow(dead_code)] // not every bench reads the endpoint's lateness
+pub fn server_first_event_lateness(base_url: &str) -> Option<(u64, u64)> {
+    let stats = server_stats(base_url)?;
+    Some((
+        stats.get("first_event_lateness_p50_us")?.as_u64()?,
+        stats.get("first_event_lateness_p99_us")?.as_u64()?,
+    ))
+}
+
+/// The endpoint's `/v1/mock/stats`, read over a plain socket.
+#[allow(dead_code)] // not every bench reads the endpoint's counters
+fn server_stats(base_url: &str) -> Option<serde_json::Value> {
     let authority = base_url.strip_prefix("http://")?.split('/').next()?;
     let mut stream = TcpStream::connect(authority).ok()?;
     write!(
@@ -69,11 +90,7 @@ pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let body = response.split_once("\r\n\r\n")?.1;
-    let stats: serde_json::Value = serde_json::from_str(body).ok()?;
-    Some((
-        stats.get("send_lateness_p50_us")?.as_u64()?,
-        stats.get("send_lateness_p99_us")?.as_u64()?,
-    ))
+    serde_json::from_str(body).ok()
 }
 
 /// CPU time (user + system) of this process so far, from getrusage.

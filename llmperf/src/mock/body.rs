@@ -40,6 +40,8 @@ pub(crate) struct MockBody {
     /// Chunks sent back to back once the frames are out (hostile faults),
     /// and when that started.
     tail: Option<(Tail, Option<Instant>)>,
+    /// When the first generated event is due, until it has gone out.
+    first_event_at: Option<Instant>,
 }
 
 impl MockBody {
@@ -56,6 +58,7 @@ impl MockBody {
             flushed: false,
             connection: None,
             tail: None,
+            first_event_at: None,
         }
     }
 
@@ -83,6 +86,7 @@ impl MockBody {
             flushed: false,
             connection: None,
             tail: timeline.tail.map(|tail| (tail, None)),
+            first_event_at: timeline.first_event.map(|offset| admitted + offset),
         }
     }
 
@@ -146,7 +150,12 @@ impl Body for MockBody {
                 }
                 if let Some((_, bytes)) = this.frames.pop_front() {
                     if let Some(slot) = &this.slot {
-                        slot.record_lateness(at.elapsed());
+                        let late = at.elapsed();
+                        slot.record_lateness(late);
+                        if this.first_event_at == Some(at) {
+                            this.first_event_at = None;
+                            slot.record_first_event_lateness(late);
+                        }
                     }
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
@@ -227,6 +236,7 @@ mod tests {
             end: End::Abort,
             whole: false,
             tail: None,
+            first_event: None,
         };
         let start = Instant::now();
         let mut body = MockBody::scripted(start, timeline, slot, pacer.handle());

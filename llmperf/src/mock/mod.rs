@@ -149,6 +149,11 @@ pub struct MockStats {
     pub send_lateness_p99_us: u64,
     /// Largest lateness, µs.
     pub send_lateness_max_us: u64,
+    /// Median lateness of each response's first generated event, µs: the
+    /// server's own time to first token is its scheduled TTFT plus this.
+    pub first_event_lateness_p50_us: u64,
+    /// 99th percentile of that lateness, µs.
+    pub first_event_lateness_p99_us: u64,
     /// Connections accepted.
     pub connections: u64,
     /// Requests not answered because the script closes their connection

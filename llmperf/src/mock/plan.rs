@@ -50,6 +50,9 @@ pub(crate) struct Timeline {
     /// Bytes sent as fast as the connection takes them once the frames are
     /// out (the hostile faults), before the end.
     pub(crate) tail: Option<Tail>,
+    /// When the first generated event is due (the server's own time to
+    /// first token, as scheduled); how late it went out is counted apart.
+    pub(crate) first_event: Option<Duration>,
 }
 
 /// A run of identical chunks after a response's frames, then its last frames.
@@ -232,6 +235,7 @@ pub(crate) fn plan(
         end,
         whole: false,
         tail: None,
+        first_event: offsets.first().copied(),
     };
     match fault {
         Some(Fault::Disconnect) => {
@@ -338,6 +342,7 @@ fn hostile(
         end: End::Finish,
         whole: false,
         tail: Some(tail),
+        first_event: None,
     })
 }
 
@@ -362,6 +367,7 @@ fn whole_response(
         end: End::Finish,
         whole: true,
         tail: None,
+        first_event: None,
     };
     let broken = |end| Timeline {
         status: StatusCode::OK,
@@ -372,6 +378,7 @@ fn whole_response(
         end,
         whole: false,
         tail: None,
+        first_event: None,
     };
     match fault {
         // The connection drops at half time; hyper closes it before the

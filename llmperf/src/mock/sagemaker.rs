@@ -506,6 +506,7 @@ pub(crate) fn plan(
         end,
         whole: false,
         tail: None,
+        first_event: offsets.first().copied(),
     }
 }
 

@@ -33,6 +33,8 @@ pub(crate) struct State {
     last_model: Mutex<Option<String>>,
     /// How late scripted events go out.
     lateness: SendLateness,
+    /// How late each response's first generated event goes out.
+    first_event_lateness: SendLateness,
     connections: AtomicU64,
     refused: AtomicU64,
 }
@@ -48,6 +50,11 @@ impl Slot {
     /// Counts a scripted event handed out `late` after its deadline.
     pub(crate) fn record_lateness(&self, late: std::time::Duration) {
         self.state.lateness.record(late);
+    }
+
+    /// Counts how late a response's first generated event went out.
+    pub(crate) fn record_first_event_lateness(&self, late: std::time::Duration) {
+        self.state.first_event_lateness.record(late);
     }
 }
 
@@ -85,6 +92,7 @@ impl State {
             recent_tasks: Mutex::new(VecDeque::with_capacity(RECENT_TASKS)),
             last_model: Mutex::new(None),
             lateness: SendLateness::new(),
+            first_event_lateness: SendLateness::new(),
             connections: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             script,
@@ -177,6 +185,7 @@ impl State {
 
     pub(crate) fn stats(&self) -> MockStats {
         let lateness = self.lateness.percentiles();
+        let first = self.first_event_lateness.percentiles();
         MockStats {
             requests: self.requests.load(Ordering::SeqCst),
             faults_injected: self.faults_injected.load(Ordering::SeqCst),
@@ -185,6 +194,8 @@ impl State {
             send_lateness_p50_us: lateness.p50_us,
             send_lateness_p99_us: lateness.p99_us,
             send_lateness_max_us: lateness.max_us,
+            first_event_lateness_p50_us: first.p50_us,
+            first_event_lateness_p99_us: first.p99_us,
             connections: self.connections.load(Ordering::SeqCst),
             refused_requests: self.refused.load(Ordering::SeqCst),
         }

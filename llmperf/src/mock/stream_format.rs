@@ -112,6 +112,7 @@ pub(crate) fn timeline(
         end,
         whole: false,
         tail: None,
+        first_event: offsets.first().copied(),
     };
     // Faults that cut the stream keep the events wholly in the first half.
     let half = schedule.usage.completion_tokens / 2;

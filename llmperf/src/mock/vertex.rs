@@ -206,6 +206,7 @@ pub(crate) fn plan(
         end,
         whole: false,
         tail: None,
+        first_event: offsets.first().copied(),
     };
     let total = usage.candidates + usage.thoughts;
     // Faults that cut the stream keep the events wholly in the first half,
