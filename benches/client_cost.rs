@@ -162,11 +162,7 @@ fn cpu_per_event(streams: usize, requests: u64, results: &std::path::Path) -> Re
     let _ = child.wait();
     let outcome = result.map_err(|e| format!("run at {streams} streams failed: {e}"))?;
     let summary = &outcome.summary.summary;
-    let events: usize = outcome
-        .records
-        .iter()
-        .map(|r| r.content_events_us.len() + 4)
-        .sum();
+    let events = support::stream_events(&outcome.records);
     let ttft = summary
         .ttft_ms
         .as_ref()

@@ -95,11 +95,7 @@ fn main() -> ExitCode {
             }
         };
         let summary = &outcome.summary.summary;
-        let events: usize = outcome
-            .records
-            .iter()
-            .map(|r| r.content_events_us.len() + 4)
-            .sum();
+        let events = support::stream_events(&outcome.records);
         let (Some(ttft), Some(itl)) = (summary.ttft_ms, summary.inter_token_latency_ms) else {
             eprintln!(
                 "no successful requests at {concurrency} streams: {:?}",

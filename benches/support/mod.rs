@@ -171,3 +171,10 @@ pub fn rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
+
+/// The stream events a run's responses carried: each content event, plus
+/// the role, finish, usage and `[DONE]` events of an OpenAI chat stream.
+#[allow(dead_code)] // only the benches that count CPU per event
+pub fn stream_events(records: &[llmperf::record::RequestRecord]) -> usize {
+    records.iter().map(|r| r.content_events_us.len() + 4).sum()
+}
