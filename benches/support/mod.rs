@@ -119,7 +119,8 @@ pub fn selected(name: &str, args: &[String]) -> bool {
         println!("{name}: benchmark");
         return false;
     }
-    const TAKES_VALUE: [&str; 7] = [
+    const TAKES_VALUE: [&str; 8] = [
+        "--client-threads",
         "--test-threads",
         "--format",
         "--skip",

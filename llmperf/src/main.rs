@@ -213,7 +213,7 @@ struct RunArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_start_at)]
     start_at: Option<std::time::SystemTime>,
     /// Threads that send the requests and read their streams (default: one per two cores, at least one; one thread reads tens of thousands of events per second).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    #[arg(long, value_name = "N", env = "LLMPERF_CLIENT_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     client_threads: Option<u16>,
     /// Print one line.
     #[arg(long, short)]

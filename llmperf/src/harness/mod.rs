@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// are then capped as `Load::duration` says.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// Threads that send the requests and read their streams (default: one
+    /// per two cores, at least one).
+    #[arg(long, value_name = "N", env = "LLMPERF_CLIENT_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub client_threads: Option<u16>,
     /// Where results go (default: target/llmperf); each benchmark writes `<dir>/<id>/new/`.
     #[arg(long, env = "LLMPERF_RESULTS_DIR")]
     pub results_dir: Option<PathBuf>,
@@ -328,6 +332,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                 RunMode::Test
             },
             handle_interrupt: measuring,
+            client_threads: args.client_threads.map(usize::from),
             ..RunOptions::default()
         };
         if !measuring {
@@ -492,5 +497,8 @@ mod tests {
         let error = BenchArgs::try_parse_from(["bench", "--frobnicate"]).unwrap_err();
         assert!(error.to_string().contains("--frobnicate"));
         assert!(BenchArgs::try_parse_from(["bench", "--concurrency", "0"]).is_err());
+        let threads = BenchArgs::try_parse_from(["bench", "--client-threads", "2"]).unwrap();
+        assert_eq!(threads.client_threads, Some(2));
+        assert!(BenchArgs::try_parse_from(["bench", "--client-threads", "0"]).is_err());
     }
 }
