@@ -142,24 +142,33 @@ fn cpu_per_event_table(measuring: bool, results: &std::path::Path) -> Result<(),
     Ok(())
 }
 
-fn cpu_per_event(streams: usize, requests: u64, results: &std::path::Path) -> Result<(), String> {
-    let (mut child, base_url) = support::spawn_endpoint_with(CHILD_ENV, "events")
+/// Runs `measure` with the base URL of the endpoint serving script `name`
+/// in a child process, then stops the child.
+fn against<T>(name: &str, measure: impl FnOnce(&str) -> T) -> Result<T, String> {
+    let (mut child, base_url) = support::spawn_endpoint_with(CHILD_ENV, name)
         .map_err(|e| format!("cannot start the endpoint process: {e}"))?;
-    let bench = Benchmark::new()
-        .endpoint(support::child_endpoint(&base_url))
-        .workload(Workload::token_lengths(64, 0, 128, 0))
-        .load(Load::closed(streams).requests(requests));
+    let measured = measure(&base_url);
+    drop(child.stdin.take());
+    let _ = child.wait();
+    Ok(measured)
+}
+
+fn cpu_per_event(streams: usize, requests: u64, results: &std::path::Path) -> Result<(), String> {
     let options = RunOptions {
         results_dir: Some(results.join(format!("events-{streams}"))),
         ..RunOptions::default()
     };
-    support::reset_peak_rss();
-    let cpu_before = support::cpu_time();
-    let result = run_benchmark("client_cost", &bench, &options);
-    let cpu = support::cpu_time().saturating_sub(cpu_before);
-    let late = support::server_first_event_lateness(&base_url);
-    drop(child.stdin.take());
-    let _ = child.wait();
+    let (result, cpu, late) = against("events", |base_url| {
+        let bench = Benchmark::new()
+            .endpoint(support::child_endpoint(base_url))
+            .workload(Workload::token_lengths(64, 0, 128, 0))
+            .load(Load::closed(streams).requests(requests));
+        support::reset_peak_rss();
+        let cpu_before = support::cpu_time();
+        let result = run_benchmark("client_cost", &bench, &options);
+        let cpu = support::cpu_time().saturating_sub(cpu_before);
+        (result, cpu, support::server_first_event_lateness(base_url))
+    })?;
     let outcome = result.map_err(|e| format!("run at {streams} streams failed: {e}"))?;
     let summary = &outcome.summary.summary;
     let events = support::stream_events(&outcome.records);
@@ -257,18 +266,16 @@ impl Sampler {
 }
 
 fn memory_per_stream(streams: usize) -> Result<(), String> {
-    let (mut child, base_url) = support::spawn_endpoint_with(CHILD_ENV, "wide")
-        .map_err(|e| format!("cannot start the endpoint process: {e}"))?;
-    let bench = Benchmark::new()
-        .endpoint(support::child_endpoint(&base_url))
-        .workload(Workload::token_lengths(64, 0, 30, 0))
-        .load(Load::closed(streams).requests(streams as u64));
     let before = support::rss_mib().unwrap_or(f64::NAN);
-    let sampler = Sampler::start();
-    let result = run_benchmark("client_cost", &bench, &RunOptions::default());
-    let samples = sampler.finish();
-    drop(child.stdin.take());
-    let _ = child.wait();
+    let (result, samples) = against("wide", |base_url| {
+        let bench = Benchmark::new()
+            .endpoint(support::child_endpoint(base_url))
+            .workload(Workload::token_lengths(64, 0, 30, 0))
+            .load(Load::closed(streams).requests(streams as u64));
+        let sampler = Sampler::start();
+        let result = run_benchmark("client_cost", &bench, &RunOptions::default());
+        (result, sampler.finish())
+    })?;
     let outcome = result.map_err(|e| format!("run at {streams} streams failed: {e}"))?;
     let requests = &outcome.summary.summary.requests;
     let peak = samples.iter().map(|s| s.1).fold(before, f64::max);
@@ -288,22 +295,20 @@ fn memory_per_stream(streams: usize) -> Result<(), String> {
 }
 
 fn memory_over_time(rate: f64, seconds: u64, results: &std::path::Path) -> Result<(), String> {
-    let (mut child, base_url) = support::spawn_endpoint_with(CHILD_ENV, "long")
-        .map_err(|e| format!("cannot start the endpoint process: {e}"))?;
-    let bench = Benchmark::new()
-        .endpoint(support::child_endpoint(&base_url))
-        .workload(Workload::token_lengths(64, 0, 8, 0))
-        .load(Load::rate(rate).duration(Duration::from_secs(seconds)));
     let options = RunOptions {
         results_dir: Some(results.join("long")),
         ..RunOptions::default()
     };
     let before = support::rss_mib().unwrap_or(f64::NAN);
-    let sampler = Sampler::start();
-    let result = run_benchmark("client_cost", &bench, &options);
-    let samples = sampler.finish();
-    drop(child.stdin.take());
-    let _ = child.wait();
+    let (result, samples) = against("long", |base_url| {
+        let bench = Benchmark::new()
+            .endpoint(support::child_endpoint(base_url))
+            .workload(Workload::token_lengths(64, 0, 8, 0))
+            .load(Load::rate(rate).duration(Duration::from_secs(seconds)));
+        let sampler = Sampler::start();
+        let result = run_benchmark("client_cost", &bench, &options);
+        (result, sampler.finish())
+    })?;
     let outcome = result.map_err(|e| format!("the long run failed: {e}"))?;
     let requests = &outcome.summary.summary.requests;
     let at = |share: f64| -> f64 {
@@ -334,11 +339,9 @@ fn memory_over_time(rate: f64, seconds: u64, results: &std::path::Path) -> Resul
 /// The minimal client's CPU per event at the same load.
 #[cfg(target_os = "linux")]
 fn floor(streams: usize, requests: u64) -> Result<(), String> {
-    let (mut child, base_url) = support::spawn_endpoint_with(CHILD_ENV, "events")
-        .map_err(|e| format!("cannot start the endpoint process: {e}"))?;
-    let measured = minimal::run(&base_url, streams, requests);
-    drop(child.stdin.take());
-    let _ = child.wait();
+    let measured = against("events", |base_url| {
+        minimal::run(base_url, streams, requests)
+    })?;
     let (cpu, events) = measured.map_err(|e| format!("the minimal client failed: {e}"))?;
     println!(
         "{:>7} {:>9} {:>9} {:>9.0}ms {:>10.2}   (floor: minimal epoll client)",

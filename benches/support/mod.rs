@@ -59,21 +59,23 @@ pub fn spawn_endpoint_with(child_env: &str, value: &str) -> std::io::Result<(Chi
 /// over a plain socket).
 #[allow(dead_code)] // not every bench reads the endpoint's lateness
 pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
-    let stats = server_stats(base_url)?;
-    Some((
-        stats.get("send_lateness_p50_us")?.as_u64()?,
-        stats.get("send_lateness_p99_us")?.as_u64()?,
-    ))
+    server_percentiles(base_url, "send_lateness")
 }
 
 /// How late the endpoint sent each response's first generated event,
 /// p50/p99, µs: its own time to first token is the script's TTFT plus this.
 #[allow(dead_code)] // not every bench reads the endpoint's lateness
 pub fn server_first_event_lateness(base_url: &str) -> Option<(u64, u64)> {
+    server_percentiles(base_url, "first_event_lateness")
+}
+
+/// `{name}_p50_us` and `{name}_p99_us` of the endpoint's counters.
+#[allow(dead_code)] // not every bench reads the endpoint's lateness
+fn server_percentiles(base_url: &str, name: &str) -> Option<(u64, u64)> {
     let stats = server_stats(base_url)?;
     Some((
-        stats.get("first_event_lateness_p50_us")?.as_u64()?,
-        stats.get("first_event_lateness_p99_us")?.as_u64()?,
+        stats.get(format!("{name}_p50_us"))?.as_u64()?,
+        stats.get(format!("{name}_p99_us"))?.as_u64()?,
     ))
 }
 

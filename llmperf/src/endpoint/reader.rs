@@ -451,6 +451,14 @@ fn later(at: Instant, after: Duration) -> Instant {
         .unwrap_or(at)
 }
 
+/// The earlier of `end` and a stall after `last`.
+fn first_due(limits: Limits, last: Instant, end: Instant) -> Instant {
+    match limits.stall_timeout {
+        Some(stall) => later(last, stall).min(end),
+        None => end,
+    }
+}
+
 /// Which limit passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expired {
@@ -460,24 +468,19 @@ enum Expired {
 
 impl Deadlines {
     fn new(sent_at: Instant, limits: Limits) -> Deadlines {
-        let mut deadlines = Deadlines {
+        let end = later(sent_at, limits.timeout);
+        Deadlines {
             limits,
-            end: later(sent_at, limits.timeout),
+            end,
             last: sent_at,
             sleep: Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(
-                sent_at,
+                first_due(limits, sent_at, end),
             ))),
-        };
-        let due = tokio::time::Instant::from_std(deadlines.due());
-        deadlines.sleep.as_mut().reset(due);
-        deadlines
+        }
     }
 
     fn due(&self) -> Instant {
-        match self.limits.stall_timeout {
-            Some(stall) => later(self.last, stall).min(self.end),
-            None => self.end,
-        }
+        first_due(self.limits, self.last, self.end)
     }
 
     /// Bytes arrived at `at`.
