@@ -28,8 +28,10 @@
 //!   (8 tokens, 5 ms apart); resident memory at a quarter of the run and at
 //!   its end, and the growth per 1,000 finished requests between them.
 //!
-//! - **Planning**: the memory and CPU time of planning 200,000 requests
-//!   (64-token generated prompts) before a run's clock starts.
+//! - **Planning**: the CPU time of planning 200,000 validated requests
+//!   (64-token generated prompts; a run plans them on a thread of its own
+//!   as it sends), and what a run waits for and holds before its first
+//!   send: the 1,024 requests planned ahead.
 //!
 //! `cargo bench --bench client_cost` runs the full measurement (`--
 //! client_cost/cpu`, `client_cost/streams`, `client_cost/long` or
@@ -201,28 +203,44 @@ fn cpu_per_event(streams: usize, requests: u64, results: &std::path::Path) -> Re
 
 fn planning(count: u64) -> Result<(), String> {
     let workload = Workload::token_lengths(64, 0, 128, 0);
-    let before = support::rss_mib().unwrap_or(f64::NAN);
+    let planner = || {
+        llmperf::workload::Planner::new(
+            &workload,
+            true,
+            count,
+            7,
+            llmperf::shard::WHOLE,
+            llmperf::Tokenizer::bundled(),
+        )
+        .map(|(planner, _)| planner)
+        .map_err(|e| format!("planning failed: {e}"))
+    };
+    // What planning costs in CPU, on the planner's thread: every request.
     let cpu_before = support::cpu_time();
-    let planned = llmperf::workload::plan_workload(
-        &workload,
-        false,
-        count,
-        7,
-        llmperf::shard::WHOLE,
-        llmperf::Tokenizer::bundled(),
-    )
-    .map_err(|e| format!("planning failed: {e}"))?;
+    let planned = planner()?.count();
     let cpu = support::cpu_time().saturating_sub(cpu_before);
-    let after = support::rss_mib().unwrap_or(f64::NAN);
+    // What a run holds and waits for before its first send: the units
+    // planned ahead.
+    let before = support::rss_mib().unwrap_or(f64::NAN);
+    let started = Instant::now();
+    let feed = llmperf::load::Feed::start(planner()?, 1024)
+        .map_err(|e| format!("cannot start the planner: {e}"))?;
+    let ready = started.elapsed();
+    let held = support::rss_mib().unwrap_or(f64::NAN) - before;
+    let mut taken = 0usize;
+    while let Some(unit) = feed.take_blocking() {
+        taken += unit.plans.len();
+    }
     println!(
-        "\nplanning: {} requests in {:.2} s of CPU ({:.1} µs each), RSS {:+.1} MiB ({:.2} KiB each)",
-        planned.requests.len(),
-        cpu.as_secs_f64(),
-        cpu.as_secs_f64() * 1e6 / count as f64,
-        after - before,
-        (after - before) * 1024.0 / count as f64
+        "\nplanning {planned} validated requests: {:.1} µs of CPU each (on the planner thread); \
+         first send after {:.1} ms, {:+.1} MiB held for the 1,024 planned ahead; {taken} taken in order",
+        cpu.as_secs_f64() * 1e6 / planned.max(1) as f64,
+        ready.as_secs_f64() * 1e3,
+        held,
     );
-    drop(planned);
+    if taken as u64 != count {
+        return Err(format!("the feed gave {taken} of {count} planned requests"));
+    }
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 //! record like any other, with its error kind and what arrived before the
 //! failure.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -18,7 +17,7 @@ use crate::shard::Shard;
 use crate::transport::ConnectionRecord;
 use crate::validate::{self, Direction, Ending, Outcome};
 use crate::workload::tokenizer::Tokenizer;
-use crate::workload::RequestPlan;
+use crate::workload::{Numbers, RequestPlan};
 
 /// Characters of response text kept in a record.
 const EXCERPT_CHARS: usize = 240;
@@ -158,8 +157,8 @@ pub struct RecordContext<'a> {
     pub t0: Instant,
     /// Client-side token counting.
     pub tokenizer: &'a Tokenizer,
-    /// Validation number → request id, for every request of the run.
-    pub numbers: HashMap<u64, u64>,
+    /// Validation number → request id, of every request planned so far.
+    pub numbers: Numbers,
     /// The run's shard: an answer stating a number another shard may
     /// have sent is kept for `llmperf merge` to settle.
     pub shard: Shard,
@@ -262,7 +261,7 @@ impl RequestRecord {
                 validate::numbers_in(&plan.prompt).into_iter().collect();
             let stated_elsewhere = |n: u64| n != task.number && !in_prompt.contains(&n);
             let outcome = validate::check(task, text, ending, |n| {
-                stated_elsewhere(n) && context.numbers.contains_key(&n)
+                stated_elsewhere(n) && context.numbers.request_of(n).is_some()
             });
             // In a shard, an answer that states no number of this shard's
             // may state another shard's: keep the first such number for
@@ -296,7 +295,7 @@ impl RequestRecord {
                 }
                 .to_string(),
                 outcome,
-                other_request_id: other_number.and_then(|n| context.numbers.get(&n).copied()),
+                other_request_id: other_number.and_then(|n| context.numbers.request_of(n)),
                 other_number,
             }
         });

@@ -7,7 +7,7 @@
 //! summarize and write `summary.json`. Used by the `cargo bench` harness
 //! and by `llmperf run` alike.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::endpoint::reader::{self, Exchange, Limits};
 use crate::endpoint::{self, EndpointKind, Target};
-use crate::load::{self, arrival, Dispatch, Phase, Phases, Stop};
+use crate::load::{self, arrival, Dispatch, Feed, Phase, Phases, Stop};
 use crate::metrics::{LevelResult, SloReport, Summary, SweepSummary};
 use crate::mock::{MockServer, MockStats};
 use crate::record::{RecordContext, RequestRecord, Scheduling};
@@ -29,7 +29,7 @@ use crate::spec::{
 };
 use crate::transport::{Transport, TransportOptions};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
-use crate::workload::{plan_workload, RequestPlan, WorkloadError};
+use crate::workload::{Planner, RequestPlan, WorkloadError};
 
 /// Model name used against the built-in endpoint when none is set.
 pub const BUILTIN_MODEL: &str = "llmperf-mock";
@@ -247,28 +247,13 @@ fn recorded_options(options: &BTreeMap<String, String>) -> BTreeMap<String, Stri
 
 /// One finished request, on its way to the collector.
 struct Finished {
-    /// The plan's index.
+    /// The plan's index in the level's plan order.
     index: usize,
-    /// The plan as sent, when it differs from the planned one (a later
-    /// turn of a conversation carries the history).
-    sent_plan: Option<RequestPlan>,
+    /// The plan as sent (a later turn of a conversation carries the
+    /// history).
+    plan: RequestPlan,
     dispatch: Dispatch,
     exchange: Exchange,
-}
-
-/// The units of load: runs of consecutive plans forming one conversation
-/// (see [`RequestPlan::turn`]); a plan standing alone is its own unit.
-fn conversations(plans: &[RequestPlan]) -> Vec<std::ops::Range<usize>> {
-    let mut units: Vec<std::ops::Range<usize>> = Vec::new();
-    for (index, plan) in plans.iter().enumerate() {
-        let continues = plan.turn.is_some_and(|turn| turn.index > 0)
-            && units.last().is_some_and(|last| last.end == index);
-        match units.last_mut() {
-            Some(last) if continues => last.end = index + 1,
-            _ => units.push(index..index + 1),
-        }
-    }
-    units
 }
 
 /// The text a response carried (a conversation's next turn quotes it).
@@ -431,10 +416,10 @@ pub fn run_benchmark(
         if let (Some(duration), Level::Concurrency { .. }, Stop::Completed) =
             (load.duration, level, &run.stop)
         {
-            // A closed loop plans its requests before the clock starts; it
-            // ran out of them before its duration.
+            // The closed loop sent every request its count allowed before
+            // its duration ran out.
             let note = format!(
-                "this duration-limited closed loop sent all {} requests it planned before --duration {} ran out (with --duration a closed loop plans {} unless -r gives another count under {}): pass that -r to fill the duration",
+                "this duration-limited closed loop sent all {} requests it planned before --duration {} ran out (with --duration a closed loop sends at most {} unless -r gives another count, up to {}): pass that -r to fill the duration",
                 run.records.len(),
                 humantime::format_duration(duration),
                 crate::spec::DURATION_REQUEST_CAP,
@@ -665,7 +650,7 @@ fn run_level(
             .measured_end_index()
             .saturating_add(load.cooldown_requests),
     };
-    let planned = plan_workload(
+    let (planner, dataset) = Planner::new(
         &bench.workload,
         bench.validates(),
         count,
@@ -673,29 +658,41 @@ fn run_level(
         context.options.shard(),
         context.tokenizer,
     )?;
-    if let Some(report) = planned.dataset.filter(|r| r.dropped() > 0) {
+    if let Some(report) = dataset.filter(|r| r.dropped() > 0) {
         if context.options.mode != RunMode::Test && index == 0 {
             eprintln!("{}: dataset {report}", context.id);
         }
     }
-    let plans: Arc<Vec<RequestPlan>> = Arc::new(planned.requests);
-    let mut units = conversations(&plans);
-    if let Some(offsets) = &offsets {
-        units.truncate(offsets.len());
-    }
-    let units = Arc::new(units);
-    let count = units.last().map_or(0, |u| u.end) as u64;
-    let numbers: HashMap<u64, u64> = plans
-        .iter()
-        .filter_map(|p| p.task.as_ref().map(|t| (t.number, p.id)))
-        .collect();
+    let numbers = planner.numbers();
+    // The units an open loop sends: one per arrival (a conversation's
+    // turns follow its first); a closed loop sends until the plans run out.
+    let units_at_most = match &offsets {
+        Some(offsets) => offsets.len(),
+        None => usize::try_from(count).unwrap_or(usize::MAX),
+    };
+    // Planned ahead while the level runs: enough for every slot of a
+    // closed loop to start at once, and a margin for an open loop's bursts.
+    let ahead = level
+        .max_in_flight()
+        .unwrap_or(0)
+        .saturating_mul(2)
+        .max(PLANNED_AHEAD)
+        .min(units_at_most.max(1));
+    let feed = Arc::new(
+        Feed::start(planner, ahead).map_err(|source| RunError::Start {
+            what: "the planner thread",
+            source,
+        })?,
+    );
     let progress = context.options.progress.then(|| {
         let prefix = if load.sweep.is_some() {
             format!("{} [{}]", context.id, level.label())
         } else {
             context.id.to_string()
         };
-        progress_bar(&prefix, count)
+        // A duration-limited closed loop's count is only a bound.
+        let known = open || load.duration.is_none();
+        progress_bar(&prefix, known.then_some(count))
     });
     // Everything is ready: wait for the agreed start.
     let ready_late = start_at.map(|at| shard::wait_until(at, &context.stop));
@@ -716,7 +713,6 @@ fn run_level(
     let error_stop: Arc<std::sync::Mutex<Option<Stop>>> = Arc::default();
     let (sender, receiver) = mpsc::channel::<Finished>();
     let collector = {
-        let plans = Arc::clone(&plans);
         let progress = progress.clone();
         let stop = Arc::clone(&context.stop);
         let error_stop = Arc::clone(&error_stop);
@@ -731,7 +727,7 @@ fn run_level(
                     numbers,
                     shard,
                 };
-                let mut records = Vec::with_capacity(plans.len());
+                let mut records = Vec::new();
                 let mut write_error = None;
                 let mut failed = 0u64;
                 for finished in receiver {
@@ -754,7 +750,7 @@ fn run_level(
                         ),
                     };
                     let record = RequestRecord::from_exchange(
-                        finished.sent_plan.as_ref().unwrap_or(&plans[finished.index]),
+                        &finished.plan,
                         &scheduling,
                         &finished.exchange,
                         &record_context,
@@ -811,47 +807,51 @@ fn run_level(
         max_event_bytes: load.max_event_bytes,
     };
     let issue = {
-        let plans = Arc::clone(&plans);
-        let units = Arc::clone(&units);
+        let feed = Arc::clone(&feed);
         let target = Arc::clone(&context.target);
         let transport = context.transport.clone();
         let (kind, tokenizer) = (context.kind, context.tokenizer);
         let stop = Arc::clone(&context.stop);
         move |dispatch: Dispatch| {
-            let (plans, units) = (Arc::clone(&plans), Arc::clone(&units));
+            // An open loop's dispatcher takes its unit here, so units go
+            // out in plan order; a closed loop's slot waits for one below.
+            let taken = open.then(|| feed.take_blocking());
+            let feed = Arc::clone(&feed);
             let target = Arc::clone(&target);
             let transport = transport.clone();
             let sender = sender.clone();
             let stop = Arc::clone(&stop);
             async move {
+                let unit = match taken {
+                    Some(unit) => unit,
+                    None => feed.take().await,
+                };
+                let Some(unit) = unit else {
+                    return false;
+                };
+                let turns = unit.plans.len();
                 let mut previous: Option<(RequestPlan, String)> = None;
                 let mut dispatch = dispatch;
-                for index in units[dispatch.index].clone() {
+                for (turn, planned) in unit.plans.into_iter().enumerate() {
                     if previous.is_some() && stop.load(Ordering::Relaxed) {
                         break;
                     }
                     // A later turn goes out when the previous one ended,
                     // carrying its actual answer (partial if it failed).
-                    let sent_plan = previous.as_ref().map(|(plan, answer)| {
-                        crate::workload::continue_conversation(
-                            &plans[index],
-                            plan,
-                            answer,
-                            tokenizer,
-                        )
-                    });
-                    let plan = sent_plan.as_ref().unwrap_or(&plans[index]);
-                    let exchange = reader::exchange(&transport, kind, &target, plan, limits).await;
-                    let next_turn = plans
-                        .get(index + 1)
-                        .is_some_and(|p| p.turn.is_some_and(|t| t.index > 0));
-                    if next_turn {
+                    let plan = match previous.take() {
+                        Some((plan, answer)) => crate::workload::continue_conversation(
+                            &planned, &plan, &answer, tokenizer,
+                        ),
+                        None => planned,
+                    };
+                    let exchange = reader::exchange(&transport, kind, &target, &plan, limits).await;
+                    if turn + 1 < turns {
                         previous = Some((plan.clone(), answer_text(&exchange)));
                     }
                     // The collector only goes away if it failed; its error is reported below.
                     let _ = sender.send(Finished {
-                        index,
-                        sent_plan,
+                        index: unit.first + turn,
+                        plan,
                         dispatch,
                         exchange,
                     });
@@ -861,6 +861,7 @@ fn run_level(
                         queued: Duration::ZERO,
                     };
                 }
+                true
             }
         }
     };
@@ -880,7 +881,12 @@ fn run_level(
                             &offsets,
                             rate.max_in_flight,
                             &stop,
-                            issue,
+                            |dispatch| {
+                                let unit = issue(dispatch);
+                                async move {
+                                    unit.await;
+                                }
+                            },
                         )
                     })
                     .map_err(|source| RunError::Start {
@@ -896,7 +902,7 @@ fn run_level(
             let concurrency = level.max_in_flight().unwrap_or(1);
             cut_by_deadline = load::closed_loop(
                 context.workers,
-                units.len(),
+                units_at_most,
                 concurrency,
                 load.sleep,
                 deadline,
@@ -936,6 +942,9 @@ fn run_level(
     })
 }
 
+/// Units a level plans ahead of sending at least (see [`Feed`]).
+const PLANNED_AHEAD: usize = 1024;
+
 /// How far ahead of its first send an open loop's clock starts.
 const OPEN_LOOP_LEAD: Duration = Duration::from_millis(20);
 
@@ -973,14 +982,15 @@ fn build_transport(load: &Load, builtin: bool) -> Result<Transport, RunError> {
     .map_err(RunError::Client)
 }
 
-fn progress_bar(id: &str, total: u64) -> indicatif::ProgressBar {
+fn progress_bar(id: &str, total: Option<u64>) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
+        total,
         indicatif::ProgressDrawTarget::stderr_with_hz(10),
     );
-    let style = indicatif::ProgressStyle::with_template(
-        "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} requests, {msg}",
-    )
+    let style = indicatif::ProgressStyle::with_template(match total {
+        Some(_) => "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} requests, {msg}",
+        None => "{prefix} [{elapsed_precise}] {pos} requests, {msg}",
+    })
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_prefix(id.to_string());

@@ -864,8 +864,10 @@ impl Dataset {
 
 /// The longest shared prefix, in tokens (beyond every context window).
 pub const MAX_SHARED_PREFIX_TOKENS: u32 = 1_000_000;
-/// The most requests one run plans (each prompt is made before the run).
-pub const MAX_REQUESTS: u64 = 1_000_000;
+/// The most requests one level plans. Requests are planned as they are
+/// sent ([`crate::workload::Planner`]), so this bounds a run's length, not
+/// what planning holds in memory.
+pub const MAX_REQUESTS: u64 = 10_000_000;
 /// The most validated requests in one run: each needs its own number
 /// (runs of more than 500,000 draw them from a wider range).
 pub const MAX_VALIDATED_REQUESTS: u64 = MAX_REQUESTS;

@@ -13,8 +13,10 @@ use super::{Dispatch, Workers};
 /// Runs up to `count` units with `concurrency` in flight, the slots spread
 /// over the client threads of `workers`. Past `deadline` only
 /// `after_deadline` more units are sent (cooldown). Setting `stop` ends the
-/// loop after the units in flight. Returns whether the deadline cut the
-/// planned units short. Blocks the calling thread (not a client thread).
+/// loop after the units in flight, and so does an `issue` whose future
+/// says it had nothing left to send (`false`): `count` is then an upper
+/// bound. Returns whether the deadline cut the planned units short. Blocks
+/// the calling thread (not a client thread).
 #[allow(clippy::too_many_arguments)]
 pub fn closed_loop<F, Fut>(
     workers: &Workers,
@@ -28,7 +30,7 @@ pub fn closed_loop<F, Fut>(
 ) -> bool
 where
     F: Fn(Dispatch) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = bool> + Send + 'static,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let limit = Arc::new(AtomicUsize::new(count));
@@ -55,12 +57,16 @@ where
                 if index >= limit.load(Ordering::Relaxed) {
                     break;
                 }
-                issue(Dispatch {
+                let sent = issue(Dispatch {
                     index,
                     scheduled_at: now,
                     queued: Duration::ZERO,
                 })
                 .await;
+                if !sent {
+                    // Nothing was left to send.
+                    break;
+                }
                 if !sleep.is_zero() {
                     tokio::time::sleep(sleep).await;
                 }
@@ -91,7 +97,7 @@ mod tests {
         in_flight: &Arc<AtomicUsize>,
         peak: &Arc<AtomicUsize>,
         done: &Arc<Mutex<Vec<usize>>>,
-    ) -> impl Fn(Dispatch) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Clone {
+    ) -> impl Fn(Dispatch) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> + Clone {
         let (f, p, d) = (in_flight.clone(), peak.clone(), done.clone());
         move |dispatch: Dispatch| {
             let (f, p, d) = (f.clone(), p.clone(), d.clone());
@@ -103,6 +109,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 f.fetch_sub(1, Ordering::SeqCst);
                 d.lock().unwrap().push(dispatch.index);
+                true
             })
         }
     }

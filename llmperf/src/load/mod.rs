@@ -9,6 +9,7 @@
 
 pub mod arrival;
 mod closed;
+mod feed;
 mod open;
 mod workers;
 
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use closed::closed_loop;
+pub use feed::{Feed, Unit};
 pub use open::open_loop;
 pub use workers::{default_client_threads, Workers};
 

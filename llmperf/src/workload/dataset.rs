@@ -172,90 +172,137 @@ enum Dropped {
     OverMaxOutput,
 }
 
-/// Loads `dataset`, keeps up to `turns` turns of each entry, filters, and
-/// samples entries from `rng` until there are `count` requests (the last
-/// conversation may be cut short).
-pub(crate) fn drafts(
-    dataset: &Dataset,
-    turns: u32,
-    count: u64,
-    (shard, order_rng, rng): (Shard, &mut ChaCha8Rng, &mut ChaCha8Rng),
-    tokenizer: &Tokenizer,
-) -> Result<(Vec<Draft>, DatasetReport), WorkloadError> {
-    let text = read(&dataset.path)?;
-    let mut entries = parse(&text, dataset.format, &dataset.path)?;
-    drop(text);
-    let mut report = DatasetReport {
-        entries: entries.len() as u64,
-        ..DatasetReport::default()
-    };
-    let mut kept = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.iter_mut().enumerate() {
-        entry.turns.truncate(turns.max(1) as usize);
-        match filter(entry, dataset, tokenizer) {
-            None => kept.push(index),
-            Some(Dropped::WithoutUserTurn) => report.without_user_turn += 1,
-            Some(Dropped::UnderMinInput) => report.under_min_input += 1,
-            Some(Dropped::OverMaxInput) => report.over_max_input += 1,
-            Some(Dropped::OverMaxOutput) => report.over_max_output += 1,
-        }
-    }
-    report.kept = kept.len() as u64;
-    if kept.is_empty() {
-        return Err(WorkloadError::EmptyDataset {
-            path: dataset.path.clone(),
-            report,
-        });
-    }
-    let order = match dataset.sampling {
-        Sampling::WithoutReplacement => {
-            // One order for every shard, dealt out in turn.
-            let mut order = kept.clone();
-            order.shuffle(order_rng);
-            order
-                .into_iter()
-                .skip(shard.index as usize)
-                .step_by(shard.count as usize)
-                .collect()
-        }
-        Sampling::WithReplacement => Vec::new(),
-    };
-    let mut drafts = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
-    let mut next = 0;
-    let mut conversation = 0u64;
-    while (drafts.len() as u64) < count {
-        let index = match dataset.sampling {
-            Sampling::WithoutReplacement => {
-                let Some(&index) = order.get(next) else {
-                    let available = order.iter().map(|&i| entries[i].turns.len() as u64).sum();
-                    return Err(WorkloadError::TooFewEntries {
-                        path: dataset.path.clone(),
-                        report,
-                        available,
-                        requests: count,
-                    });
-                };
-                next += 1;
-                index
-            }
-            Sampling::WithReplacement => kept[rng.gen_range(0..kept.len())],
+/// A dataset's requests, drafted one at a time in plan order: the file is
+/// loaded, filtered and (without replacement) put in order when it is
+/// opened; entries are drawn and their turns dealt out as requests are
+/// asked for.
+pub(crate) struct DatasetDrafts {
+    entries: Vec<Entry>,
+    /// The entries kept by the filters.
+    kept: Vec<usize>,
+    /// Without replacement: this shard's entries in the order they are
+    /// sent (empty with replacement).
+    order: Vec<usize>,
+    sampling: Sampling,
+    /// Draws entries with replacement.
+    rng: ChaCha8Rng,
+    /// Whether requests are turns of conversations.
+    multi_turn: bool,
+    /// How many entries of `order` were drawn.
+    drawn: usize,
+    /// The entry being dealt out and its next turn.
+    current: Option<(usize, usize)>,
+    /// The current entry's conversation number.
+    conversation: u64,
+}
+
+impl DatasetDrafts {
+    /// Loads `dataset`, keeps up to `turns` turns of each entry and filters
+    /// them; `count` requests must fit in it when it is sampled without
+    /// replacement.
+    pub(crate) fn open(
+        dataset: &Dataset,
+        turns: u32,
+        count: u64,
+        (shard, order_rng, rng): (Shard, &mut ChaCha8Rng, ChaCha8Rng),
+        tokenizer: &Tokenizer,
+    ) -> Result<(DatasetDrafts, DatasetReport), WorkloadError> {
+        let text = read(&dataset.path)?;
+        let mut entries = parse(&text, dataset.format, &dataset.path)?;
+        drop(text);
+        let mut report = DatasetReport {
+            entries: entries.len() as u64,
+            ..DatasetReport::default()
         };
-        for (position, turn) in entries[index].turns.iter().enumerate() {
-            if drafts.len() as u64 == count {
-                break;
+        let mut kept = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter_mut().enumerate() {
+            entry.turns.truncate(turns.max(1) as usize);
+            match filter(entry, dataset, tokenizer) {
+                None => kept.push(index),
+                Some(Dropped::WithoutUserTurn) => report.without_user_turn += 1,
+                Some(Dropped::UnderMinInput) => report.under_min_input += 1,
+                Some(Dropped::OverMaxInput) => report.over_max_input += 1,
+                Some(Dropped::OverMaxOutput) => report.over_max_output += 1,
             }
-            drafts.push(Draft {
-                messages: turn.messages.clone(),
-                planned_max: turn.output_tokens(tokenizer),
-                turn: (turns > 1).then_some(Turn {
-                    conversation,
-                    index: position as u32,
-                }),
+        }
+        report.kept = kept.len() as u64;
+        if kept.is_empty() {
+            return Err(WorkloadError::EmptyDataset {
+                path: dataset.path.clone(),
+                report,
             });
         }
-        conversation += 1;
+        let order: Vec<usize> = match dataset.sampling {
+            Sampling::WithoutReplacement => {
+                // One order for every shard, dealt out in turn.
+                let mut order = kept.clone();
+                order.shuffle(order_rng);
+                order
+                    .into_iter()
+                    .skip(shard.index as usize)
+                    .step_by(shard.count as usize)
+                    .collect()
+            }
+            Sampling::WithReplacement => Vec::new(),
+        };
+        if dataset.sampling == Sampling::WithoutReplacement {
+            let available: u64 = order.iter().map(|&i| entries[i].turns.len() as u64).sum();
+            if available < count {
+                return Err(WorkloadError::TooFewEntries {
+                    path: dataset.path.clone(),
+                    report,
+                    available,
+                    requests: count,
+                });
+            }
+        }
+        let drafts = DatasetDrafts {
+            entries,
+            kept,
+            order,
+            sampling: dataset.sampling,
+            rng,
+            multi_turn: turns > 1,
+            drawn: 0,
+            current: None,
+            conversation: 0,
+        };
+        Ok((drafts, report))
     }
-    Ok((drafts, report))
+
+    /// The next request: the current entry's next turn, or the first turn
+    /// of the next entry drawn. `None` once an ordered dataset is used up.
+    pub(crate) fn next(&mut self, tokenizer: &Tokenizer) -> Option<Draft> {
+        let (entry, position) = match self.current {
+            Some((entry, position)) if position < self.entries[entry].turns.len() => {
+                (entry, position)
+            }
+            current => {
+                let entry = match self.sampling {
+                    Sampling::WithoutReplacement => {
+                        let entry = *self.order.get(self.drawn)?;
+                        self.drawn += 1;
+                        entry
+                    }
+                    Sampling::WithReplacement => self.kept[self.rng.gen_range(0..self.kept.len())],
+                };
+                if current.is_some() {
+                    self.conversation += 1;
+                }
+                (entry, 0)
+            }
+        };
+        self.current = Some((entry, position + 1));
+        let turn = &self.entries[entry].turns[position];
+        Some(Draft {
+            messages: turn.messages.clone(),
+            planned_max: turn.output_tokens(tokenizer),
+            turn: self.multi_turn.then_some(Turn {
+                conversation: self.conversation,
+                index: position as u32,
+            }),
+        })
+    }
 }
 
 /// Why `entry` must go, if it must; tokenizes only for the filters set.
@@ -577,17 +624,19 @@ mod tests {
         count: u64,
         seed: u64,
     ) -> Result<(Vec<Draft>, DatasetReport), WorkloadError> {
-        let (mut order, mut rng) = (
+        let (mut order, rng) = (
             ChaCha8Rng::seed_from_u64(seed),
             ChaCha8Rng::seed_from_u64(seed),
         );
-        drafts(
+        let (mut source, report) = DatasetDrafts::open(
             dataset,
             turns,
             count,
-            (crate::shard::WHOLE, &mut order, &mut rng),
+            (crate::shard::WHOLE, &mut order, rng),
             tokenizer(),
-        )
+        )?;
+        let drafts = (0..count).map_while(|_| source.next(tokenizer())).collect();
+        Ok((drafts, report))
     }
 
     /// The first message's content of each draft.

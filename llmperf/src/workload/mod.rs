@@ -1,12 +1,13 @@
-//! Prompts and lengths, planned before the clock starts.
+//! Prompts and lengths, planned from the seed.
 //!
-//! [`plan_requests`] turns a [`Workload`] and a seed into one
-//! [`RequestPlan`] per request: the same seed always gives the same
-//! messages, lengths and validation numbers. Prompts are generated from
-//! the bundled corpus or read from a [dataset] file; a
+//! A [`Planner`] makes a [`Workload`]'s requests one at a time, in plan
+//! order; [`plan_requests`] makes them all at once. The same seed always
+//! gives the same messages, lengths and validation numbers. Prompts are
+//! generated from the bundled corpus or read from a [dataset] file; a
 //! [shared prefix](Workload::shared_prefix) and [multi-turn
 //! conversations](Workload::multi_turn) work with either. All tokenizing
-//! happens here, before the run, never on the streaming path (except
+//! happens here, on the planner's thread during a run
+//! ([`crate::load::Feed`]), never on the streaming path (except
 //! [`continue_conversation`], which a multi-turn driver calls between two
 //! turns of one conversation).
 
@@ -14,26 +15,26 @@ pub mod conversation;
 pub mod corpus;
 pub mod dataset;
 pub mod message;
+pub mod planner;
 pub mod tokenizer;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 pub use conversation::{continue_conversation, Turn};
 pub use dataset::DatasetReport;
 pub use message::{count_tokens, flatten, Message, Role};
+pub use planner::{Numbers, Planner};
 
 use crate::shard::Shard;
-use crate::spec::{PromptScheme, Workload};
-use crate::validate::{Direction, Reply, Task};
-use corpus::CorpusTokens;
+use crate::spec::Workload;
+use crate::validate::Task;
 use tokenizer::Tokenizer;
 
-/// One request, fully decided before the run.
+/// One request, fully decided before it is sent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestPlan {
     /// Index of the request in the run (0-based): its place in the plan vector.
@@ -209,94 +210,10 @@ pub fn plan_workload(
     shard: Shard,
     tokenizer: &Tokenizer,
 ) -> Result<WorkloadPlan, WorkloadError> {
-    // Separate streams for lengths, text, validation numbers, dataset
-    // sampling and the shared prefix, so that turning validation on, or
-    // asking for more requests, leaves the other draws as they were. A
-    // shard draws its own (shard 0 the run's), except the dataset's order
-    // and the shared prefix, which every shard shares.
-    let shared = |n: u64| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(n);
-        rng
-    };
-    let stream = |n: u64| shared(shard.stream(n));
-    let validation_only = workload.prompts == PromptScheme::ValidationOnly;
-    let tasks = if validate || validation_only {
-        // A correctness run asks for the number alone; any other prompt asks
-        // for it to open a reply that goes on with the prompt's own task.
-        let reply = if validation_only {
-            Reply::Only
-        } else {
-            Reply::First
-        };
-        distinct_tasks(&mut stream(2), count, reply, shard)
-    } else {
-        Vec::new()
-    };
-    // Tokenizing the corpus takes a moment: only when something needs it.
-    let corpus = std::cell::OnceCell::new();
-    let corpus = || corpus.get_or_init(|| CorpusTokens::new(tokenizer));
-    let (drafts, report) = match &workload.prompts {
-        PromptScheme::Dataset(dataset) => {
-            let (drafts, report) = dataset::drafts(
-                dataset,
-                workload.turns,
-                count,
-                (shard, &mut shared(3), &mut stream(3)),
-                tokenizer,
-            )?;
-            (drafts, Some(report))
-        }
-        _ => {
-            let streams = (stream(0), stream(1));
-            let drafts = generated_drafts(workload, &tasks, count, streams, corpus(), tokenizer);
-            (drafts, None)
-        }
-    };
-    let prefix = workload
-        .shared_prefix_tokens
-        .map(|tokens| corpus().exact_text(&mut shared(4), tokens));
-    let requests = drafts
-        .into_iter()
-        .enumerate()
-        .map(|(index, draft)| {
-            let task = tasks.get(index).cloned();
-            let mut messages = draft.messages;
-            if let Some(task) = &task {
-                append_instruction(&mut messages, &task.instruction());
-            }
-            let opens_conversation = draft.turn.is_none_or(|turn| turn.index == 0);
-            if let (Some(prefix), true) = (&prefix, opens_conversation) {
-                messages.insert(0, Message::system(prefix.clone()));
-            }
-            let max_tokens = match (draft.planned_max, workload.max_tokens) {
-                (Some(planned), Some(cap)) => Some(planned.min(cap)),
-                (planned, cap) => planned.or(cap),
-            };
-            // A validated request gets room for its answer, whatever length
-            // was drawn or capped.
-            let max_tokens = match &task {
-                Some(task) => max_tokens.map(|m| m.max(answer_room(task, tokenizer))),
-                None => max_tokens,
-            };
-            RequestPlan {
-                id: shard.request_id(index as u64),
-                prompt: flatten(&messages),
-                input_tokens_client: count_tokens(&messages, tokenizer),
-                messages,
-                max_tokens,
-                ignore_eos: workload.ignore_eos,
-                task,
-                turn: draft.turn.map(|turn| Turn {
-                    conversation: shard.request_id(turn.conversation),
-                    ..turn
-                }),
-            }
-        })
-        .collect();
+    let (planner, dataset) = Planner::new(workload, validate, count, seed, shard, tokenizer)?;
     Ok(WorkloadPlan {
-        requests,
-        dataset: report,
+        requests: planner.collect(),
+        dataset,
     })
 }
 
@@ -315,59 +232,6 @@ fn append_instruction(messages: &mut Vec<Message>, instruction: &str) {
         }
         None => messages.push(Message::user(instruction)),
     }
-}
-
-/// Generated prompts (lines, token lengths, validation only), one user
-/// message each, in conversations of `workload.turns` turns; lengths and
-/// text come from their own random streams.
-fn generated_drafts(
-    workload: &Workload,
-    tasks: &[Task],
-    count: u64,
-    (mut lengths, mut text): (ChaCha8Rng, ChaCha8Rng),
-    corpus: &CorpusTokens,
-    tokenizer: &Tokenizer,
-) -> Vec<Draft> {
-    let turns = u64::from(workload.turns.max(1));
-    (0..count)
-        .map(|id| {
-            let (prompt, planned_max) = match &workload.prompts {
-                PromptScheme::Lines {
-                    min_lines,
-                    max_lines,
-                    req_lines,
-                } => (
-                    lines_prompt(&mut text, *min_lines, *max_lines, *req_lines),
-                    None,
-                ),
-                PromptScheme::TokenLengths {
-                    mean_input_tokens,
-                    stddev_input_tokens,
-                    mean_output_tokens,
-                    stddev_output_tokens,
-                } => {
-                    let input = draw_length(&mut lengths, *mean_input_tokens, *stddev_input_tokens);
-                    let output =
-                        draw_length(&mut lengths, *mean_output_tokens, *stddev_output_tokens);
-                    // The validation instruction is part of the drawn length.
-                    let reserved = tasks
-                        .get(id as usize)
-                        .map_or(0, |task| tokenizer.count(&task.instruction()) as u32 + 1);
-                    let body = corpus.text(&mut text, input.saturating_sub(reserved));
-                    (body, Some(output))
-                }
-                PromptScheme::ValidationOnly | PromptScheme::Dataset(_) => (String::new(), None),
-            };
-            Draft {
-                messages: vec![Message::user(prompt)],
-                planned_max,
-                turn: (turns > 1).then_some(Turn {
-                    conversation: id / turns,
-                    index: (id % turns) as u32,
-                }),
-            }
-        })
-        .collect()
 }
 
 /// A length from N(mean, stddev), at least 1.
@@ -391,47 +255,6 @@ pub fn answer_room(task: &Task, tokenizer: &Tokenizer) -> u32 {
     (tokenizer.count(&task.answer()) as u32).saturating_add(VALIDATION_ROOM_TOKENS)
 }
 
-/// Runs up to this many validated requests draw five- and six-digit
-/// numbers; larger ones draw from a range a hundred times wider.
-const SIX_DIGIT_TASKS: u64 = 500_000;
-
-/// Validation tasks with distinct numbers, so a wrong answer names exactly
-/// one other request. Numbers start at 10,000 and are never a multiple of
-/// 1,000: years and round figures, the numbers text is full of, are never
-/// a request's number.
-///
-/// A shard keeps the numbers that leave its index when divided by the
-/// shard count, so no two shards share one (see [`crate::shard`]).
-fn distinct_tasks(rng: &mut ChaCha8Rng, count: u64, reply: Reply, shard: Shard) -> Vec<Task> {
-    let mut seen = HashSet::new();
-    let mut tasks = Vec::with_capacity(count as usize);
-    let largest = if count.saturating_mul(u64::from(shard.count)) <= SIX_DIGIT_TASKS {
-        999_999
-    } else {
-        99_999_999
-    };
-    while (tasks.len() as u64) < count {
-        let number = rng.gen_range(10_000..=largest);
-        if !crate::validate::could_be_task_number(number)
-            || !shard.owns_number(number)
-            || !seen.insert(number)
-        {
-            continue;
-        }
-        let direction = if rng.gen_bool(0.5) {
-            Direction::DigitsToWords
-        } else {
-            Direction::WordsToDigits
-        };
-        tasks.push(Task {
-            number,
-            direction,
-            reply,
-        });
-    }
-    tasks
-}
-
 /// The classic prompt: `min..=max` random sonnet lines, asking for `req` back.
 fn lines_prompt(rng: &mut ChaCha8Rng, min: u32, max: u32, req: u32) -> String {
     let lines = corpus::sonnet_lines();
@@ -449,6 +272,7 @@ fn lines_prompt(rng: &mut ChaCha8Rng, min: u32, max: u32, req: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     #[test]
     fn the_same_seed_gives_the_same_plans_and_another_seed_does_not() {
