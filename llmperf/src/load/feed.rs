@@ -5,9 +5,10 @@
 //! bounded queue; the load driver takes them in plan order as it sends.
 //! A level therefore holds only the units it is about to send, not every
 //! request it will make, and its first request waits only for the first
-//! `ahead` units to be planned. Planning stays off the client threads:
-//! a driver that outruns the planner waits for the next unit without
-//! holding up the streams being read.
+//! `ahead` units to be planned. Planning stays off the client threads and
+//! runs only when they leave the CPU idle (on Linux): a driver that
+//! outruns the planner waits for the next unit without holding up the
+//! streams being read.
 
 use std::iter::Peekable;
 use std::sync::mpsc as std_mpsc;
@@ -44,6 +45,7 @@ impl Feed {
         let planner = std::thread::Builder::new()
             .name("llmperf-planner".into())
             .spawn(move || {
+                yield_to_the_client();
                 let mut plans = planner.peekable();
                 let (mut planned, mut units) = (0usize, 0usize);
                 let mut ready = Some(ready);
@@ -78,6 +80,22 @@ impl Feed {
     /// `None` when every unit was taken.
     pub async fn take(&self) -> Option<Unit> {
         self.units.lock().await.recv().await
+    }
+}
+
+/// Lets the calling thread (the planner) run only when no other thread
+/// wants the CPU (Linux's `SCHED_IDLE`): the queue planned ahead covers
+/// bursts, and planning never takes time from reading the streams. A
+/// no-op elsewhere, or where the policy cannot be set.
+fn yield_to_the_client() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; SCHED_IDLE takes priority 0
+        // and only lowers this thread's claim on the CPU.
+        unsafe {
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        }
     }
 }
 
