@@ -525,6 +525,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         })?,
         start_at: args.start_at,
         client_threads: args.client_threads.map(usize::from),
+        // Records go to requests.jsonl as requests end; memory stays flat.
+        drop_records: true,
     };
     let outcome = run_benchmark(&args.name, &bench, &options)?;
     show(&outcome.summary, args.quiet, args.color);
@@ -537,7 +539,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     Ok(verdict(
         &outcome.summary,
-        &outcome.records,
+        outcome.any_ok,
         bench.fails_on_cross_over(),
     ))
 }
@@ -556,11 +558,19 @@ fn show(summary: &llmperf::results::SummaryFile, quiet: bool, color: ColorChoice
 /// that fails it (`fails_on_cross_over`).
 fn verdict(
     summary: &llmperf::results::SummaryFile,
-    records: &[llmperf::record::RequestRecord],
+    any_ok: bool,
     fails_on_cross_over: bool,
 ) -> ExitCode {
-    if !records.iter().any(|r| r.ok) {
-        eprintln!("error: all {} requests failed", records.len());
+    if !any_ok {
+        let requests: u64 = summary
+            .levels
+            .iter()
+            .map(|l| {
+                let counts = &l.summary.requests;
+                counts.total + counts.warmup + counts.cooldown
+            })
+            .sum();
+        eprintln!("error: all {requests} requests failed");
         return ExitCode::FAILURE;
     }
     if summary
@@ -587,7 +597,11 @@ fn merge(args: MergeCmd) -> Result<ExitCode> {
     let path = llmperf::merge::write(&args.out, &summary, &records)?;
     show(&summary, args.quiet, args.color);
     eprintln!("results: {}", path.display());
-    Ok(verdict(&summary, &records, !args.allow_cross_overs))
+    Ok(verdict(
+        &summary,
+        records.iter().any(|r| r.ok),
+        !args.allow_cross_overs,
+    ))
 }
 
 fn compare(args: CompareCmd) -> Result<ExitCode> {

@@ -21,15 +21,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::Phase;
 use crate::record::{RequestRecord, ValidationOutcome};
+use connections::ConnectionBuilder;
+use send::SendBuilder;
 
+pub mod column;
 pub mod connections;
 pub mod send;
 pub mod slo;
 pub mod sweep;
 
+pub use column::Column;
 pub use connections::ConnectionStats;
 pub use send::{OutputLimitCheck, SendStats};
-pub use slo::{SloCheck, SloReport};
+pub use slo::{SloBuilder, SloCheck, SloReport};
 pub use sweep::{CurvePoint, LevelResult, SweepSummary};
 
 /// TTFT above which a request counts toward the overload verdict.
@@ -395,45 +399,161 @@ pub struct ValidationIssue {
 
 impl Summary {
     /// Summarizes the records of one level: its measured requests (warmup
-    /// and cooldown are counted, not measured).
+    /// and cooldown are counted, not measured). The same as adding each
+    /// to a [`SummaryBuilder`], in any order.
     pub fn of(all: &[RequestRecord]) -> Summary {
-        let measured: Vec<&RequestRecord> =
-            all.iter().filter(|r| r.phase == Phase::Measured).collect();
-        let records = &measured[..];
-        let ok: Vec<&RequestRecord> = records.iter().copied().filter(|r| r.ok).collect();
-        let collect = |f: &dyn Fn(&RequestRecord) -> Option<f64>| -> Option<Stats> {
-            Stats::of(ok.iter().filter_map(|r| f(r)).collect())
-        };
-        let mut errors_by_kind = BTreeMap::new();
-        let mut errors_by_status = BTreeMap::new();
-        for record in records.iter().filter(|r| !r.ok) {
+        let mut builder = SummaryBuilder::default();
+        for record in all {
+            builder.add(record);
+        }
+        builder.finish()
+    }
+}
+
+/// A level's [`Summary`], built one record at a time as requests end, in
+/// any order. Its memory does not grow with the requests past each
+/// metric's [`Column`] bound (exact figures up to
+/// [`column::EXACT_SAMPLES`] samples, within 0.1% past it) and the
+/// validation problems it lists.
+#[derive(Debug, Default)]
+pub struct SummaryBuilder {
+    total: u64,
+    completed: u64,
+    errors_by_kind: BTreeMap<String, u64>,
+    errors_by_status: BTreeMap<String, u64>,
+    warmup: u64,
+    cooldown: u64,
+    excluded_errors_by_kind: BTreeMap<String, u64>,
+    first_sent_us: Option<u64>,
+    last_end_us: Option<u64>,
+    ttft_ms: Column,
+    inter_token_latency_ms: Column,
+    inter_event_latency_ms: Column,
+    tpot_ms: Column,
+    e2e_ms: Column,
+    time_to_first_reasoning_ms: Column,
+    request_output_tokens_per_s: Column,
+    input_tokens: Column,
+    output_tokens: Column,
+    total_input_tokens: u64,
+    total_output_tokens: u64,
+    /// Requests that count toward the overload share, and the slow ones.
+    first_token_judged: u64,
+    first_token_slow: u64,
+    token_counts: TokenCountBuilder,
+    send: SendBuilder,
+    output_limits: OutputLimitCheck,
+    connections: ConnectionBuilder,
+    validation: ValidationBuilder,
+}
+
+impl SummaryBuilder {
+    /// Adds one record (any phase) of the level.
+    pub fn add(&mut self, record: &RequestRecord) {
+        // A cross-over is never excused, whatever the phase.
+        self.validation.add(record);
+        if record.phase != Phase::Measured {
+            match record.phase {
+                Phase::Warmup => self.warmup += 1,
+                _ => self.cooldown += 1,
+            }
+            if !record.ok {
+                let kind = record.error.as_ref().map_or("unknown", |e| e.kind.as_str());
+                *self
+                    .excluded_errors_by_kind
+                    .entry(kind.to_string())
+                    .or_insert(0) += 1;
+            }
+            return;
+        }
+        self.total += 1;
+        self.first_sent_us = Some(
+            self.first_sent_us
+                .map_or(record.sent_us, |t| t.min(record.sent_us)),
+        );
+        self.last_end_us = Some(
+            self.last_end_us
+                .map_or(record.end_us, |t| t.max(record.end_us)),
+        );
+        // Requests with a first token, plus failed requests that waited
+        // longer than the threshold without one (a timeout under overload
+        // is the slowest of all).
+        match record.metrics.ttft_ms {
+            Some(ttft) => {
+                self.first_token_judged += 1;
+                self.first_token_slow += u64::from(ttft > OVERLOAD_TTFT_MS);
+            }
+            None if !record.ok && record.metrics.e2e_ms > OVERLOAD_TTFT_MS => {
+                self.first_token_judged += 1;
+                self.first_token_slow += 1;
+            }
+            None => {}
+        }
+        self.send.add(record);
+        self.connections.add(record);
+        if !record.ok {
             if let Some(error) = &record.error {
-                *errors_by_kind
+                *self
+                    .errors_by_kind
                     .entry(error.kind.as_str().to_string())
                     .or_insert(0) += 1;
                 if let Some(status) = error.http_status {
-                    *errors_by_status.entry(status.to_string()).or_insert(0) += 1;
+                    *self.errors_by_status.entry(status.to_string()).or_insert(0) += 1;
                 }
             }
+            return;
         }
-        let mut excluded_errors_by_kind = BTreeMap::new();
-        for record in all.iter().filter(|r| r.phase != Phase::Measured && !r.ok) {
-            let kind = record.error.as_ref().map_or("unknown", |e| e.kind.as_str());
-            *excluded_errors_by_kind.entry(kind.to_string()).or_insert(0) += 1;
+        self.completed += 1;
+        let metrics = &record.metrics;
+        let push = |column: &mut Column, value: Option<f64>| {
+            if let Some(value) = value {
+                column.push(value);
+            }
+        };
+        push(&mut self.ttft_ms, metrics.ttft_ms);
+        push(&mut self.tpot_ms, metrics.tpot_ms);
+        push(&mut self.e2e_ms, Some(metrics.e2e_ms));
+        push(
+            &mut self.time_to_first_reasoning_ms,
+            metrics.time_to_first_reasoning_ms,
+        );
+        push(
+            &mut self.request_output_tokens_per_s,
+            metrics.output_tokens_per_s,
+        );
+        push(
+            &mut self.input_tokens,
+            Some(f64::from(record.input_tokens())),
+        );
+        push(
+            &mut self.output_tokens,
+            Some(f64::from(record.output_tokens())),
+        );
+        for itl in inter_token_latencies_ms(record) {
+            self.inter_token_latency_ms.push(itl);
         }
-        let total = records.len() as u64;
-        let completed = ok.len() as u64;
-        let window_s = match (
-            records.iter().map(|r| r.sent_us).min(),
-            records.iter().map(|r| r.end_us).max(),
-        ) {
+        for gap in event_gaps_ms(record) {
+            self.inter_event_latency_ms.push(gap);
+        }
+        self.total_input_tokens += u64::from(record.input_tokens());
+        self.total_output_tokens += u64::from(record.output_tokens());
+        self.token_counts.add(record);
+        self.output_limits.add(record);
+    }
+
+    /// The summary of the records added so far.
+    pub fn finish(&self) -> Summary {
+        let (total, completed) = (self.total, self.completed);
+        let window_s = match (self.first_sent_us, self.last_end_us) {
             (Some(start), Some(end)) => end.saturating_sub(start) as f64 / 1e6,
             _ => 0.0,
         };
         let per_s = |x: f64| if window_s > 0.0 { x / window_s } else { 0.0 };
-        let total_input_tokens: u64 = ok.iter().map(|r| u64::from(r.input_tokens())).sum();
-        let total_output_tokens: u64 = ok.iter().map(|r| u64::from(r.output_tokens())).sum();
-        let share_over_threshold = slow_first_token_share(records);
+        let share_over_threshold = if self.first_token_judged == 0 {
+            0.0
+        } else {
+            self.first_token_slow as f64 / self.first_token_judged as f64
+        };
         Summary {
             requests: RequestCounts {
                 total,
@@ -444,32 +564,30 @@ impl Summary {
                 } else {
                     0.0
                 },
-                errors_by_kind,
-                errors_by_status,
-                warmup: all.iter().filter(|r| r.phase == Phase::Warmup).count() as u64,
-                cooldown: all.iter().filter(|r| r.phase == Phase::Cooldown).count() as u64,
-                excluded_errors_by_kind,
+                errors_by_kind: self.errors_by_kind.clone(),
+                errors_by_status: self.errors_by_status.clone(),
+                warmup: self.warmup,
+                cooldown: self.cooldown,
+                excluded_errors_by_kind: self.excluded_errors_by_kind.clone(),
             },
-            ttft_ms: collect(&|r| r.metrics.ttft_ms),
-            inter_token_latency_ms: Stats::of(
-                ok.iter()
-                    .flat_map(|r| inter_token_latencies_ms(r))
-                    .collect(),
-            ),
-            inter_event_latency_ms: Stats::of(ok.iter().flat_map(|r| event_gaps_ms(r)).collect()),
-            tpot_ms: collect(&|r| r.metrics.tpot_ms),
-            e2e_ms: collect(&|r| Some(r.metrics.e2e_ms)),
-            time_to_first_reasoning_ms: collect(&|r| r.metrics.time_to_first_reasoning_ms),
-            request_output_tokens_per_s: collect(&|r| r.metrics.output_tokens_per_s),
-            input_tokens: collect(&|r| Some(f64::from(r.input_tokens()))),
-            output_tokens: collect(&|r| Some(f64::from(r.output_tokens()))),
+            ttft_ms: self.ttft_ms.stats(),
+            inter_token_latency_ms: self.inter_token_latency_ms.stats(),
+            inter_event_latency_ms: self.inter_event_latency_ms.stats(),
+            tpot_ms: self.tpot_ms.stats(),
+            e2e_ms: self.e2e_ms.stats(),
+            time_to_first_reasoning_ms: self.time_to_first_reasoning_ms.stats(),
+            request_output_tokens_per_s: self.request_output_tokens_per_s.stats(),
+            input_tokens: self.input_tokens.stats(),
+            output_tokens: self.output_tokens.stats(),
             throughput: Throughput {
                 window_s,
                 requests_per_minute: per_s(completed as f64) * 60.0,
-                output_tokens_per_s: per_s(total_output_tokens as f64),
-                total_tokens_per_s: per_s((total_input_tokens + total_output_tokens) as f64),
-                total_input_tokens,
-                total_output_tokens,
+                output_tokens_per_s: per_s(self.total_output_tokens as f64),
+                total_tokens_per_s: per_s(
+                    (self.total_input_tokens + self.total_output_tokens) as f64,
+                ),
+                total_input_tokens: self.total_input_tokens,
+                total_output_tokens: self.total_output_tokens,
             },
             overload: Overload {
                 ttft_threshold_ms: OVERLOAD_TTFT_MS,
@@ -477,114 +595,130 @@ impl Summary {
                 share_limit: OVERLOAD_SHARE,
                 overloaded: share_over_threshold > OVERLOAD_SHARE,
             },
-            token_counts: token_count_check(&ok),
-            send: SendStats::of(records),
-            output_limits: OutputLimitCheck::of(&ok),
-            connections: ConnectionStats::of(records),
-            validation: validation_summary(all),
+            token_counts: self.token_counts.finish(),
+            send: self.send.finish(),
+            output_limits: self.output_limits.clone(),
+            connections: self.connections.finish(),
+            validation: self.validation.finish(),
         }
     }
 }
 
-/// Share of requests whose first token came after [`OVERLOAD_TTFT_MS`]:
-/// requests with a first token, plus failed requests that waited longer
-/// than that without one (a timeout under overload is the slowest of all).
-fn slow_first_token_share(records: &[&RequestRecord]) -> f64 {
-    let mut counted = 0u64;
-    let mut slow = 0u64;
-    for record in records {
-        match record.metrics.ttft_ms {
-            Some(ttft) => {
-                counted += 1;
-                slow += u64::from(ttft > OVERLOAD_TTFT_MS);
+/// Server and client token counts of successful requests, as they end.
+#[derive(Debug, Default)]
+struct TokenCountBuilder {
+    with_server: u64,
+    estimated: u64,
+    counted_by_events: u64,
+    mismatched: u64,
+    /// |server − client| / server of each request the server counted.
+    relative: Column,
+}
+
+impl TokenCountBuilder {
+    fn add(&mut self, record: &RequestRecord) {
+        self.mismatched += u64::from(record.token_count_mismatch);
+        match record.output_tokens_server {
+            Some(server) => {
+                self.with_server += 1;
+                if server > 0 {
+                    let server = f64::from(server);
+                    self.relative
+                        .push((server - f64::from(record.output_tokens_client)).abs() / server);
+                }
             }
-            None if !record.ok && record.metrics.e2e_ms > OVERLOAD_TTFT_MS => {
-                counted += 1;
-                slow += 1;
+            None => {
+                self.estimated += 1;
+                self.counted_by_events += u64::from(record.counted_by_events());
             }
-            None => {}
         }
     }
-    if counted == 0 {
-        0.0
-    } else {
-        slow as f64 / counted as f64
+
+    fn finish(&self) -> TokenCountCheck {
+        TokenCountCheck {
+            requests_with_server_counts: self.with_server,
+            client_estimated_requests: self.estimated,
+            counted_by_events: self.counted_by_events,
+            mismatched_requests: self.mismatched,
+            mean_output_relative_difference: self.relative.stats().map_or(0.0, |s| s.mean),
+        }
     }
 }
 
-fn token_count_check(ok: &[&RequestRecord]) -> TokenCountCheck {
-    let with_server: Vec<&&RequestRecord> = ok
-        .iter()
-        .filter(|r| r.output_tokens_server.is_some())
-        .collect();
-    let relative: Vec<f64> = with_server
-        .iter()
-        .filter_map(|r| {
-            let server = f64::from(r.output_tokens_server?);
-            (server > 0.0).then(|| (server - f64::from(r.output_tokens_client)).abs() / server)
+/// Validation over every request that brought an answer, failed or not:
+/// a cross-over is serious even in a request that later broke. Lists every
+/// cross-over and the first [`LISTED_VALIDATION_ISSUES`] other problems
+/// (by request id); counts them all.
+#[derive(Debug, Default)]
+struct ValidationBuilder {
+    validated: u64,
+    passed: u64,
+    mismatches: u64,
+    truncated: u64,
+    cross_over_requests: Vec<ValidationIssue>,
+    mismatch_requests: Vec<ValidationIssue>,
+    truncated_requests: Vec<ValidationIssue>,
+}
+
+impl ValidationBuilder {
+    fn add(&mut self, record: &RequestRecord) {
+        if !record.ok && record.content_events_us.is_empty() {
+            return;
+        }
+        let Some(validation) = &record.validation else {
+            return;
+        };
+        self.validated += 1;
+        let issue = || ValidationIssue {
+            request_id: record.id,
+            expected: validation.expected,
+            found: validation.other_number,
+            other_request_id: validation.other_request_id,
+            excerpt: record.text_excerpt.clone(),
+        };
+        let listed = match validation.outcome {
+            ValidationOutcome::Pass => {
+                self.passed += 1;
+                return;
+            }
+            ValidationOutcome::CrossOver => {
+                self.cross_over_requests.push(issue());
+                return;
+            }
+            ValidationOutcome::Mismatch => {
+                self.mismatches += 1;
+                &mut self.mismatch_requests
+            }
+            ValidationOutcome::Truncated => {
+                self.truncated += 1;
+                &mut self.truncated_requests
+            }
+        };
+        // Keep the first ones by id, however the records arrive.
+        let at = listed.partition_point(|listed| listed.request_id <= record.id);
+        if at < LISTED_VALIDATION_ISSUES {
+            listed.insert(at, issue());
+            listed.truncate(LISTED_VALIDATION_ISSUES);
+        }
+    }
+
+    fn finish(&self) -> Option<ValidationSummary> {
+        if self.validated == 0 {
+            return None;
+        }
+        let mut cross_over_requests = self.cross_over_requests.clone();
+        cross_over_requests.sort_by_key(|issue| issue.request_id);
+        Some(ValidationSummary {
+            validated: self.validated,
+            passed: self.passed,
+            cross_overs: cross_over_requests.len() as u64,
+            mismatches: self.mismatches,
+            cross_over_requests,
+            mismatch_requests: self.mismatch_requests.clone(),
+            truncated: self.truncated,
+            truncated_requests: self.truncated_requests.clone(),
         })
-        .collect();
-    let estimated: Vec<&&RequestRecord> = ok
-        .iter()
-        .filter(|r| r.output_tokens_server.is_none())
-        .collect();
-    TokenCountCheck {
-        requests_with_server_counts: with_server.len() as u64,
-        client_estimated_requests: estimated.len() as u64,
-        counted_by_events: estimated.iter().filter(|r| r.counted_by_events()).count() as u64,
-        mismatched_requests: ok.iter().filter(|r| r.token_count_mismatch).count() as u64,
-        mean_output_relative_difference: if relative.is_empty() {
-            0.0
-        } else {
-            relative.iter().sum::<f64>() / relative.len() as f64
-        },
     }
-}
-
-/// Validation over every request that brought an answer, failed or not: a
-/// cross-over is serious even in a request that later broke.
-fn validation_summary(records: &[RequestRecord]) -> Option<ValidationSummary> {
-    let validated: Vec<(&RequestRecord, &crate::record::ValidationRecord)> = records
-        .iter()
-        .filter(|r| r.ok || !r.content_events_us.is_empty())
-        .filter_map(|r| r.validation.as_ref().map(|v| (r, v)))
-        .collect();
-    if validated.is_empty() {
-        return None;
-    }
-    let issues = |outcome: ValidationOutcome| -> Vec<ValidationIssue> {
-        validated
-            .iter()
-            .filter(|(_, v)| v.outcome == outcome)
-            .map(|(r, v)| ValidationIssue {
-                request_id: r.id,
-                expected: v.expected,
-                found: v.other_number,
-                other_request_id: v.other_request_id,
-                excerpt: r.text_excerpt.clone(),
-            })
-            .collect()
-    };
-    let cross_over_requests = issues(ValidationOutcome::CrossOver);
-    let mut mismatch_requests = issues(ValidationOutcome::Mismatch);
-    let mismatches = mismatch_requests.len() as u64;
-    mismatch_requests.truncate(LISTED_VALIDATION_ISSUES);
-    let mut truncated_requests = issues(ValidationOutcome::Truncated);
-    let truncated = truncated_requests.len() as u64;
-    truncated_requests.truncate(LISTED_VALIDATION_ISSUES);
-    Some(ValidationSummary {
-        validated: validated.len() as u64,
-        passed: validated
-            .iter()
-            .filter(|(_, v)| v.outcome == ValidationOutcome::Pass)
-            .count() as u64,
-        cross_overs: cross_over_requests.len() as u64,
-        mismatches,
-        cross_over_requests,
-        mismatch_requests,
-        truncated,
-        truncated_requests,
-    })
 }
 
 #[cfg(test)]

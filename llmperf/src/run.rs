@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::endpoint::reader::{self, Exchange, Limits};
 use crate::endpoint::{self, EndpointKind, Target};
 use crate::load::{self, arrival, Dispatch, Feed, Phase, Phases, Stop};
-use crate::metrics::{LevelResult, SloReport, Summary, SweepSummary};
+use crate::metrics::{LevelResult, SloBuilder, Summary, SummaryBuilder, SweepSummary};
 use crate::mock::{MockServer, MockStats};
 use crate::record::{RecordContext, RequestRecord, Scheduling};
 use crate::results::{
@@ -56,6 +56,11 @@ pub struct RunOptions {
     /// single-threaded runtime; requests are shared round-robin); by
     /// default [`crate::load::default_client_threads`].
     pub client_threads: Option<usize>,
+    /// Keep no record in memory: [`RunOutcome::records`] is empty (they
+    /// are in `requests.jsonl` when `results_dir` is set), and memory stays
+    /// flat however many requests a long run finishes. The summary is the
+    /// same either way: it is built as requests end.
+    pub drop_records: bool,
 }
 
 impl RunOptions {
@@ -70,8 +75,13 @@ impl RunOptions {
 pub struct RunOutcome {
     /// The summary as written.
     pub summary: SummaryFile,
-    /// Every record, ordered by request id.
+    /// Every record, ordered by request id (none with
+    /// [`RunOptions::drop_records`]).
     pub records: Vec<RequestRecord>,
+    /// Whether any request (of any phase) succeeded.
+    pub any_ok: bool,
+    /// The error of the first failed request (lowest level, then id).
+    pub first_failure: Option<crate::endpoint::RequestError>,
     /// Counters of the built-in endpoint, when it served the run.
     pub mock_stats: Option<MockStats>,
     /// Where `summary.json` was written.
@@ -279,8 +289,9 @@ struct RunContext<'a> {
     interrupted: Arc<AtomicBool>,
 }
 
-/// One level as run: its records and why it ended.
+/// One level as run: its figures, its records (unless dropped) and why it ended.
 struct LevelRun {
+    figures: LevelFigures,
     records: Vec<RequestRecord>,
     stop: Stop,
     writer: Option<RecordWriter>,
@@ -375,6 +386,7 @@ pub fn run_benchmark(
     let mut pending: VecDeque<Level> = load.fixed_levels().into();
     let mut levels: Vec<LevelResult> = Vec::new();
     let mut records: Vec<RequestRecord> = Vec::new();
+    let (mut any_ok, mut first_failure) = (false, None);
     while let Some(level) = pending.pop_front() {
         let index = levels.len() as u32;
         // An automatic sweep's max-throughput probe sends enough requests
@@ -412,7 +424,12 @@ pub fn run_benchmark(
         if let Some(late) = run.ready_late.filter(|late| !late.is_zero()) {
             ready_late = Some(late);
         }
-        let mut result = level_result(index, level, run.stop.clone(), &run.records, &slos);
+        let sent = run.figures.requests;
+        any_ok |= run.figures.any_ok;
+        if first_failure.is_none() {
+            first_failure = run.figures.first_failure.clone().map(|(_, error)| error);
+        }
+        let mut result = run.figures.finish(index, level, run.stop.clone());
         if let (Some(duration), Level::Concurrency { .. }, Stop::Completed) =
             (load.duration, level, &run.stop)
         {
@@ -420,7 +437,7 @@ pub fn run_benchmark(
             // its duration ran out.
             let note = format!(
                 "this duration-limited closed loop sent all {} requests it planned before --duration {} ran out (with --duration a closed loop sends at most {} unless -r gives another count, up to {}): pass that -r to fill the duration",
-                run.records.len(),
+                sent,
                 humantime::format_duration(duration),
                 crate::spec::DURATION_REQUEST_CAP,
                 crate::spec::MAX_REQUESTS
@@ -488,6 +505,8 @@ pub fn run_benchmark(
     Ok(RunOutcome {
         summary,
         records,
+        any_ok,
+        first_failure,
         mock_stats,
         summary_path,
     })
@@ -503,19 +522,65 @@ pub(crate) fn level_result(
     records: &[RequestRecord],
     slos: &[crate::spec::Slo],
 ) -> LevelResult {
-    let summary = Summary::of(records);
-    let measured: Vec<&RequestRecord> = records
-        .iter()
-        .filter(|r| r.phase == Phase::Measured)
-        .collect();
-    let slo = SloReport::of(&measured, slos, summary.throughput.window_s);
-    LevelResult {
-        index,
-        level,
-        stop,
-        summary,
-        slo,
-        notes: Vec::new(),
+    let mut figures = LevelFigures::new(slos);
+    for record in records {
+        figures.add(record);
+    }
+    figures.finish(index, level, stop)
+}
+
+/// A level's figures, built as its requests end (in any order, in memory
+/// that does not grow with them: see [`SummaryBuilder`]).
+struct LevelFigures {
+    summary: SummaryBuilder,
+    slo: SloBuilder,
+    /// Requests of every phase.
+    requests: u64,
+    any_ok: bool,
+    /// The failed request with the lowest id, and its error.
+    first_failure: Option<(u64, crate::endpoint::RequestError)>,
+}
+
+impl LevelFigures {
+    fn new(slos: &[crate::spec::Slo]) -> LevelFigures {
+        LevelFigures {
+            summary: SummaryBuilder::default(),
+            slo: SloBuilder::new(slos),
+            requests: 0,
+            any_ok: false,
+            first_failure: None,
+        }
+    }
+
+    fn add(&mut self, record: &RequestRecord) {
+        self.summary.add(record);
+        if record.phase == Phase::Measured {
+            self.slo.add(record);
+        }
+        self.requests += 1;
+        self.any_ok |= record.ok;
+        if let Some(error) = record.error.as_ref().filter(|_| !record.ok) {
+            if self
+                .first_failure
+                .as_ref()
+                .is_none_or(|(id, _)| record.id < *id)
+            {
+                self.first_failure = Some((record.id, error.clone()));
+            }
+        }
+    }
+
+    fn finish(&self, index: u32, level: Level, stop: Stop) -> LevelResult {
+        let summary = self.summary.finish();
+        let slo = self.slo.finish(summary.throughput.window_s);
+        LevelResult {
+            index,
+            level,
+            stop,
+            summary,
+            slo,
+            notes: Vec::new(),
+        }
     }
 }
 
@@ -718,15 +783,18 @@ fn run_level(
         let error_stop = Arc::clone(&error_stop);
         let (t0, tokenizer, shard) = (context.t0, context.tokenizer, context.options.shard());
         let (max_errors, max_error_rate) = (load.max_errors, load.max_error_rate);
+        let slos = context.bench.slos();
+        let drop_records = context.options.drop_records;
         std::thread::Builder::new()
             .name("llmperf-collector".into())
-            .spawn(move || -> (Vec<RequestRecord>, Option<RecordWriter>, Option<ResultsError>) {
+            .spawn(move || -> (LevelFigures, Vec<RequestRecord>, Option<RecordWriter>, Option<ResultsError>) {
                 let record_context = RecordContext {
                     t0,
                     tokenizer,
                     numbers,
                     shard,
                 };
+                let mut figures = LevelFigures::new(&slos);
                 let mut records = Vec::new();
                 let mut write_error = None;
                 let mut failed = 0u64;
@@ -765,8 +833,11 @@ fn run_level(
                         }
                     }
                     failed += u64::from(!record.ok);
-                    records.push(record);
-                    let finished_count = records.len() as u64;
+                    figures.add(&record);
+                    if !drop_records {
+                        records.push(record);
+                    }
+                    let finished_count = figures.requests;
                     let tripped = if max_errors.is_some_and(|limit| failed >= limit) {
                         Some(Stop::MaxErrors { errors: failed })
                     } else {
@@ -793,7 +864,7 @@ fn run_level(
                         bar.inc(1);
                     }
                 }
-                (records, writer, write_error)
+                (figures, records, writer, write_error)
             })
             .map_err(|source| RunError::Start {
                 what: "the collector thread",
@@ -912,7 +983,7 @@ fn run_level(
             );
         }
     }
-    let (mut records, writer, write_error) = collector
+    let (figures, mut records, writer, write_error) = collector
         .join()
         .map_err(|_| RunError::Panicked("the collector thread"))?;
     // In plan order, so figures recomputed from requests.jsonl (sorted the
@@ -935,6 +1006,7 @@ fn run_level(
         Stop::Completed
     };
     Ok(LevelRun {
+        figures,
         records,
         stop,
         writer,

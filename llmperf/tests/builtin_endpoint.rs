@@ -276,6 +276,46 @@ fn results_are_written_as_requests_finish_and_read_back() {
 }
 
 #[test]
+fn a_run_that_keeps_no_records_has_the_figures_its_stored_records_give() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench = Benchmark::new()
+        .endpoint(Endpoint::openai_chat().builtin())
+        .workload(Workload::lines(2, 6, 3).max_tokens(20))
+        .load(Load::closed(3).requests(12).warmup_requests(2))
+        .validate(true)
+        .mock(fast_script().fault(Fault::Status(503), FaultSchedule::Every(4)));
+    let options = RunOptions {
+        results_dir: Some(dir.path().to_path_buf()),
+        drop_records: true,
+        ..quiet()
+    };
+    let outcome = run_benchmark("flat", &bench, &options).unwrap();
+    assert!(outcome.records.is_empty(), "no record is kept");
+    assert!(outcome.any_ok);
+    let failure = outcome
+        .first_failure
+        .as_ref()
+        .expect("every fourth request fails");
+    assert_eq!(failure.http_status, Some(503));
+    // Built as requests ended, in the order they ended, the summary is
+    // what the records on disk give.
+    let records = llmperf::results::read_records(&dir.path().join("requests.jsonl")).unwrap();
+    assert_eq!(records.len(), 14);
+    let level = &outcome.summary.levels[0];
+    assert_eq!(llmperf::metrics::Summary::of(&records), level.summary);
+    let measured: Vec<&llmperf::record::RequestRecord> = records
+        .iter()
+        .filter(|r| r.phase == llmperf::load::Phase::Measured)
+        .collect();
+    let slos = bench.slos();
+    assert_eq!(
+        llmperf::metrics::SloReport::of(&measured, &slos, level.summary.throughput.window_s),
+        level.slo
+    );
+    assert!(level.summary.requests.failed > 0);
+}
+
+#[test]
 fn impossible_specs_fail_before_any_request() {
     let bench = Benchmark::new().concurrency(0);
     let error = run_benchmark("bad", &bench, &quiet()).unwrap_err();

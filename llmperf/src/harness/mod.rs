@@ -345,7 +345,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         match run_benchmark(&id, &bench, &options) {
             Ok(outcome) => {
                 let requests = &outcome.summary.summary.requests;
-                let none_completed = !outcome.records.iter().any(|r| r.ok);
+                let none_completed = !outcome.any_ok;
                 let cross_overs = outcome.summary.cross_overs();
                 if !measuring
                     && cross_overs > 0
@@ -367,10 +367,8 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                             "{}\n",
                             palette.red(&format!("FAILED: all {} requests failed", requests.total))
                         ));
-                        for record in outcome.records.iter().take(1) {
-                            if let Some(error) = &record.error {
-                                say(format!("  {}: {}\n", error.kind, error.message));
-                            }
+                        if let Some(error) = &outcome.first_failure {
+                            say(format!("  {}: {}\n", error.kind, error.message));
                         }
                     } else {
                         say(format!("{}\n", palette.green("Success")));

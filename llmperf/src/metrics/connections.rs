@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::column::Column;
 use super::Stats;
 use crate::record::RequestRecord;
 
@@ -29,34 +30,53 @@ pub struct ConnectionStats {
 impl ConnectionStats {
     /// The statistics of `records` (one level's measured requests).
     pub fn of(records: &[&RequestRecord]) -> ConnectionStats {
-        let connections: Vec<_> = records
-            .iter()
-            .filter_map(|r| r.connection.as_ref())
-            .collect();
-        let requests = connections.len() as u64;
-        let new_connections = connections.iter().filter(|c| !c.reused).count() as u64;
+        let mut builder = ConnectionBuilder::default();
+        for record in records {
+            builder.add(record);
+        }
+        builder.finish()
+    }
+}
+
+/// A level's [`ConnectionStats`], built one measured record at a time.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionBuilder {
+    requests: u64,
+    new_connections: u64,
+    resent: u64,
+    connect_ms: Column,
+    tls_ms: Column,
+}
+
+impl ConnectionBuilder {
+    pub(crate) fn add(&mut self, record: &RequestRecord) {
+        let Some(connection) = &record.connection else {
+            return;
+        };
         let ms = |us: u64| us as f64 / 1e3;
+        self.requests += 1;
+        self.new_connections += u64::from(!connection.reused);
+        self.resent += u64::from(connection.resent);
+        if let Some(us) = connection.connect_us {
+            self.connect_ms.push(ms(us));
+        }
+        if let Some(us) = connection.tls_us {
+            self.tls_ms.push(ms(us));
+        }
+    }
+
+    pub(crate) fn finish(&self) -> ConnectionStats {
         ConnectionStats {
-            requests,
-            new_connections,
-            new_share: if requests > 0 {
-                new_connections as f64 / requests as f64
+            requests: self.requests,
+            new_connections: self.new_connections,
+            new_share: if self.requests > 0 {
+                self.new_connections as f64 / self.requests as f64
             } else {
                 0.0
             },
-            resent: connections.iter().filter(|c| c.resent).count() as u64,
-            connect_ms: Stats::of(
-                connections
-                    .iter()
-                    .filter_map(|c| c.connect_us.map(ms))
-                    .collect(),
-            ),
-            tls_ms: Stats::of(
-                connections
-                    .iter()
-                    .filter_map(|c| c.tls_us.map(ms))
-                    .collect(),
-            ),
+            resent: self.resent,
+            connect_ms: self.connect_ms.stats(),
+            tls_ms: self.tls_ms.stats(),
         }
     }
 }

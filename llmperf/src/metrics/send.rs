@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::column::{Column, EXACT_SAMPLES};
 use super::Stats;
 use crate::record::RequestRecord;
 
@@ -41,77 +42,155 @@ pub struct SendStats {
     pub client_fell_behind: bool,
 }
 
-/// The least-squares slope of actual (y) against scheduled (x) send times.
-/// Sums run in schedule order, so the result does not depend on the order
-/// records arrive in (a summary recomputed from `requests.jsonl` is equal).
-fn drift(records: &[&RequestRecord]) -> Option<f64> {
-    let mut points: Vec<(f64, f64)> = records
-        .iter()
-        .map(|r| (r.scheduled_us as f64, r.sent_us as f64))
-        .collect();
-    if points.len() < 2 {
-        return None;
-    }
-    points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    let n = points.len() as f64;
-    let x_mean = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let y_mean = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let (mut covariance, mut variance) = (0.0, 0.0);
-    for (x, y) in &points {
-        covariance += (x - x_mean) * (y - y_mean);
-        variance += (x - x_mean) * (x - x_mean);
-    }
-    (variance > 0.0).then(|| covariance / variance)
+/// A level's [`SendStats`], built one measured record at a time, in any
+/// order (see [`super::SummaryBuilder`]).
+#[derive(Debug, Default)]
+pub(crate) struct SendBuilder {
+    send_lag_ms: Column,
+    client_lag_ms: Column,
+    queue_wait_ms: Column,
+    ttft_from_scheduled_ms: Column,
+    e2e_from_scheduled_ms: Column,
+    drift: Drift,
+    /// Scheduled sends: how many, the first and the last.
+    scheduled: u64,
+    first_scheduled_us: u64,
+    last_scheduled_us: u64,
 }
 
-fn rate(mut times_us: Vec<u64>) -> Option<f64> {
-    times_us.sort_unstable();
-    let (first, last) = (times_us.first()?, times_us.last()?);
-    let span_s = last.saturating_sub(*first) as f64 / 1e6;
-    (times_us.len() > 1 && span_s > 0.0).then(|| (times_us.len() - 1) as f64 / span_s)
+impl SendBuilder {
+    pub(crate) fn add(&mut self, record: &RequestRecord) {
+        let m = &record.metrics;
+        self.send_lag_ms.push(m.send_lag_ms);
+        self.client_lag_ms
+            .push((m.send_lag_ms - record.queued_us as f64 / 1e3).max(0.0));
+        if record.queued_us > 0 {
+            self.queue_wait_ms.push(record.queued_us as f64 / 1e3);
+        }
+        if record.ok {
+            if let Some(ttft) = m.ttft_from_scheduled_ms {
+                self.ttft_from_scheduled_ms.push(ttft);
+            }
+            self.e2e_from_scheduled_ms.push(m.e2e_from_scheduled_ms);
+        }
+        self.drift
+            .add(record.scheduled_us as f64, record.sent_us as f64);
+        if self.scheduled == 0 {
+            self.first_scheduled_us = record.scheduled_us;
+            self.last_scheduled_us = record.scheduled_us;
+        }
+        self.scheduled += 1;
+        self.first_scheduled_us = self.first_scheduled_us.min(record.scheduled_us);
+        self.last_scheduled_us = self.last_scheduled_us.max(record.scheduled_us);
+    }
+
+    pub(crate) fn finish(&self) -> SendStats {
+        let span_s = self
+            .last_scheduled_us
+            .saturating_sub(self.first_scheduled_us) as f64
+            / 1e6;
+        let offered =
+            (self.scheduled > 1 && span_s > 0.0).then(|| (self.scheduled - 1) as f64 / span_s);
+        let client_lag_ms = self.client_lag_ms.stats();
+        SendStats {
+            offered_rate_per_s: offered,
+            achieved_rate_per_s: offered
+                .zip(self.drift.slope())
+                .filter(|(_, slope)| *slope > 0.0)
+                .map(|(offered, slope)| offered / slope),
+            send_lag_ms: self.send_lag_ms.stats(),
+            client_fell_behind: client_lag_ms.is_some_and(|s| s.p90 > CLIENT_LAG_LIMIT_MS),
+            client_lag_ms,
+            queued_requests: self.queue_wait_ms.count(),
+            queue_wait_ms: self.queue_wait_ms.stats(),
+            ttft_from_scheduled_ms: self.ttft_from_scheduled_ms.stats(),
+            e2e_from_scheduled_ms: self.e2e_from_scheduled_ms.stats(),
+        }
+    }
 }
 
 impl SendStats {
     /// The send statistics of `records` (one level's measured requests).
     pub fn of(records: &[&RequestRecord]) -> SendStats {
-        let client_lag_ms = Stats::of(
-            records
-                .iter()
-                .map(|r| (r.metrics.send_lag_ms - r.queued_us as f64 / 1e3).max(0.0))
-                .collect(),
-        );
-        let queued: Vec<f64> = records
-            .iter()
-            .filter(|r| r.queued_us > 0)
-            .map(|r| r.queued_us as f64 / 1e3)
-            .collect();
-        let offered = rate(records.iter().map(|r| r.scheduled_us).collect());
-        SendStats {
-            offered_rate_per_s: offered,
-            achieved_rate_per_s: offered
-                .zip(drift(records))
-                .filter(|(_, slope)| *slope > 0.0)
-                .map(|(offered, slope)| offered / slope),
-            send_lag_ms: Stats::of(records.iter().map(|r| r.metrics.send_lag_ms).collect()),
-            client_fell_behind: client_lag_ms.is_some_and(|s| s.p90 > CLIENT_LAG_LIMIT_MS),
-            client_lag_ms,
-            queued_requests: queued.len() as u64,
-            queue_wait_ms: Stats::of(queued),
-            ttft_from_scheduled_ms: Stats::of(
-                records
-                    .iter()
-                    .filter(|r| r.ok)
-                    .filter_map(|r| r.metrics.ttft_from_scheduled_ms)
-                    .collect(),
-            ),
-            e2e_from_scheduled_ms: Stats::of(
-                records
-                    .iter()
-                    .filter(|r| r.ok)
-                    .map(|r| r.metrics.e2e_from_scheduled_ms)
-                    .collect(),
-            ),
+        let mut builder = SendBuilder::default();
+        for record in records {
+            builder.add(record);
         }
+        builder.finish()
+    }
+}
+
+/// The least-squares slope of actual (y) against scheduled (x) send times.
+/// While the points are few they are kept, and the sums run in schedule
+/// order, so the slope does not depend on the order records arrive in (a
+/// summary recomputed from `requests.jsonl` is equal to the last bit).
+/// Past [`EXACT_SAMPLES`] points only running sums are kept (centred on
+/// the first point, so they stay precise).
+#[derive(Debug, Default)]
+struct Drift {
+    points: Vec<(f64, f64)>,
+    sums: Option<DriftSums>,
+}
+
+#[derive(Debug, Default)]
+struct DriftSums {
+    origin: (f64, f64),
+    n: f64,
+    x: f64,
+    y: f64,
+    xx: f64,
+    xy: f64,
+}
+
+impl DriftSums {
+    fn add(&mut self, x: f64, y: f64) {
+        let (x, y) = (x - self.origin.0, y - self.origin.1);
+        self.n += 1.0;
+        self.x += x;
+        self.y += y;
+        self.xx += x * x;
+        self.xy += x * y;
+    }
+}
+
+impl Drift {
+    fn add(&mut self, x: f64, y: f64) {
+        match &mut self.sums {
+            Some(sums) => sums.add(x, y),
+            None if self.points.len() < EXACT_SAMPLES => self.points.push((x, y)),
+            None => {
+                let points = std::mem::take(&mut self.points);
+                let mut sums = DriftSums {
+                    origin: points.first().copied().unwrap_or((x, y)),
+                    ..DriftSums::default()
+                };
+                for (px, py) in points.into_iter().chain([(x, y)]) {
+                    sums.add(px, py);
+                }
+                self.sums = Some(sums);
+            }
+        }
+    }
+
+    fn slope(&self) -> Option<f64> {
+        if let Some(s) = &self.sums {
+            let variance = s.n * s.xx - s.x * s.x;
+            return (s.n >= 2.0 && variance > 0.0).then(|| (s.n * s.xy - s.x * s.y) / variance);
+        }
+        if self.points.len() < 2 {
+            return None;
+        }
+        let mut points = self.points.clone();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let n = points.len() as f64;
+        let x_mean = points.iter().map(|p| p.0).sum::<f64>() / n;
+        let y_mean = points.iter().map(|p| p.1).sum::<f64>() / n;
+        let (mut covariance, mut variance) = (0.0, 0.0);
+        for (x, y) in &points {
+            covariance += (x - x_mean) * (y - y_mean);
+            variance += (x - x_mean) * (x - x_mean);
+        }
+        (variance > 0.0).then(|| covariance / variance)
     }
 }
 
@@ -147,31 +226,36 @@ impl OutputLimitCheck {
     pub fn of(ok: &[&RequestRecord]) -> OutputLimitCheck {
         let mut check = OutputLimitCheck::default();
         for record in ok {
-            let reason = record.finish_reason.as_deref().unwrap_or("none");
-            *check.finish_reasons.entry(reason.to_string()).or_insert(0) += 1;
-            let Some(limit) = record.max_tokens else {
-                continue;
-            };
-            check.requests_with_max_tokens += 1;
-            if let Some(produced) = record.output_tokens_server {
-                check.ended_early += u64::from(produced < limit);
-                check.exceeded += u64::from(produced > limit);
-                continue;
-            }
-            // Content events only: a server may leave reasoning out of the
-            // limit, or send a chunk's reasoning and content as two events.
-            let events = record.content_events_us.len() as u64;
-            let finish = record.finish_reason.as_deref();
-            if events > u64::from(limit) {
-                check.exceeded += 1;
-            } else if finish.is_some_and(|r| !crate::record::is_length_finish(r))
-                || (finish.is_none() && record.counted_by_events() && events < u64::from(limit))
-            {
-                check.ended_early += 1;
-            } else if finish.is_none() {
-                check.unknown += 1;
-            }
+            check.add(record);
         }
         check
+    }
+
+    /// Adds one successful request.
+    pub(crate) fn add(&mut self, record: &RequestRecord) {
+        let reason = record.finish_reason.as_deref().unwrap_or("none");
+        *self.finish_reasons.entry(reason.to_string()).or_insert(0) += 1;
+        let Some(limit) = record.max_tokens else {
+            return;
+        };
+        self.requests_with_max_tokens += 1;
+        if let Some(produced) = record.output_tokens_server {
+            self.ended_early += u64::from(produced < limit);
+            self.exceeded += u64::from(produced > limit);
+            return;
+        }
+        // Content events only: a server may leave reasoning out of the
+        // limit, or send a chunk's reasoning and content as two events.
+        let events = record.content_events_us.len() as u64;
+        let finish = record.finish_reason.as_deref();
+        if events > u64::from(limit) {
+            self.exceeded += 1;
+        } else if finish.is_some_and(|r| !crate::record::is_length_finish(r))
+            || (finish.is_none() && record.counted_by_events() && events < u64::from(limit))
+        {
+            self.ended_early += 1;
+        } else if finish.is_none() {
+            self.unknown += 1;
+        }
     }
 }

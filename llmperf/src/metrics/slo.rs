@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::percentile;
+use super::column::Column;
 use crate::record::{RequestRecord, ValidationOutcome};
 use crate::spec::{Slo, SloMetric};
 
@@ -61,16 +61,69 @@ impl SloReport {
     /// Judges `records` (a level's measured requests) by `slos`; goodput
     /// is per second of `window_s`.
     pub fn of(records: &[&RequestRecord], slos: &[Slo], window_s: f64) -> SloReport {
-        let checks: Vec<SloCheck> = slos
+        let mut builder = SloBuilder::new(slos);
+        for record in records {
+            builder.add(record);
+        }
+        builder.finish(window_s)
+    }
+}
+
+/// A level's [`SloReport`], built one measured record at a time, in any
+/// order and in bounded memory (each objective's values are a [`Column`]).
+#[derive(Debug, Default)]
+pub struct SloBuilder {
+    slos: Vec<Slo>,
+    /// Per objective: the finite values, and the failed requests (which
+    /// count as infinitely slow).
+    values: Vec<(Column, u64)>,
+    requests: u64,
+    good_requests: u64,
+}
+
+impl SloBuilder {
+    /// A builder judging by `slos`.
+    pub fn new(slos: &[Slo]) -> SloBuilder {
+        SloBuilder {
+            slos: slos.to_vec(),
+            values: slos.iter().map(|_| (Column::new(), 0)).collect(),
+            requests: 0,
+            good_requests: 0,
+        }
+    }
+
+    /// Adds one measured request.
+    pub fn add(&mut self, record: &RequestRecord) {
+        self.requests += 1;
+        let mut good = record.ok && !crossed_over(record);
+        for (slo, (column, infinite)) in self.slos.iter().zip(&mut self.values) {
+            let value = value(record, slo.metric);
+            match value {
+                Some(v) if v.is_finite() => column.push(v),
+                Some(_) => *infinite += 1,
+                None => {}
+            }
+            good &= value.is_none_or(|v| v <= slo.limit.as_secs_f64() * 1e3);
+        }
+        self.good_requests += u64::from(good);
+    }
+
+    /// The report; goodput is per second of `window_s`.
+    pub fn finish(&self, window_s: f64) -> SloReport {
+        let checks: Vec<SloCheck> = self
+            .slos
             .iter()
-            .map(|slo| {
-                let mut values: Vec<f64> = records
-                    .iter()
-                    .filter_map(|r| value(r, slo.metric))
-                    .collect();
-                values.sort_by(f64::total_cmp);
-                let observed = (!values.is_empty())
-                    .then(|| percentile(&values, slo.percentile / 100.0))
+            .zip(&self.values)
+            .map(|(slo, (column, infinite))| {
+                // The infinite values sort last: a percentile that reaches
+                // them is unbounded.
+                let count = column.count() + infinite;
+                let observed = (count > 0)
+                    .then(|| {
+                        column
+                            .at_rank((slo.percentile / 100.0).clamp(0.0, 1.0) * (count - 1) as f64)
+                    })
+                    .flatten()
                     .filter(|v| v.is_finite());
                 let limit_ms = slo.limit.as_secs_f64() * 1e3;
                 SloCheck {
@@ -80,21 +133,12 @@ impl SloReport {
                 }
             })
             .collect();
-        let good_requests = records
-            .iter()
-            .filter(|r| {
-                r.ok && !crossed_over(r)
-                    && slos.iter().all(|slo| {
-                        value(r, slo.metric).is_none_or(|v| v <= slo.limit.as_secs_f64() * 1e3)
-                    })
-            })
-            .count() as u64;
         SloReport {
-            met: !records.is_empty() && checks.iter().all(|c| c.met),
+            met: self.requests > 0 && checks.iter().all(|c| c.met),
             checks,
-            good_requests,
+            good_requests: self.good_requests,
             goodput_per_s: if window_s > 0.0 {
-                good_requests as f64 / window_s
+                self.good_requests as f64 / window_s
             } else {
                 0.0
             },
