@@ -413,7 +413,7 @@ impl Summary {
 /// A level's [`Summary`], built one record at a time as requests end, in
 /// any order. Its memory does not grow with the requests past each
 /// metric's [`Column`] bound (exact figures up to
-/// [`column::EXACT_SAMPLES`] samples, within 0.1% past it) and the
+/// [`column::EXACT_SAMPLES`] samples, within 0.01% past it) and the
 /// validation problems it lists.
 #[derive(Debug, Default)]
 pub struct SummaryBuilder {
