@@ -2,7 +2,8 @@
 //! one self-contained page per benchmark, rendered with tera templates and
 //! plotters charts (inline SVG).
 //!
-//! The templates in the repository's `templates/` are compiled in, so a
+//! The templates in the repository's `templates/` are compiled in (through
+//! the `llmperf/templates` link, so the published crate carries them), so a
 //! report renders with no files at hand; [`HtmlOptions::templates`] points
 //! at a directory whose files of the same names replace them. Autoescaping
 //! is on for every template, so any text from an endpoint (answers,
@@ -22,13 +23,13 @@ mod page;
 
 /// The compiled-in templates: (name, text).
 const TEMPLATES: [(&str, &str); 4] = [
-    ("base.html", include_str!("../../../templates/base.html")),
-    ("index.html", include_str!("../../../templates/index.html")),
+    ("base.html", include_str!("../../templates/base.html")),
+    ("index.html", include_str!("../../templates/index.html")),
     (
         "benchmark.html",
-        include_str!("../../../templates/benchmark.html"),
+        include_str!("../../templates/benchmark.html"),
     ),
-    ("style.css", include_str!("../../../templates/style.css")),
+    ("style.css", include_str!("../../templates/style.css")),
 ];
 
 /// The comparison file a compared run writes beside its `summary.json`.
