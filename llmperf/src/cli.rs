@@ -71,7 +71,8 @@ fn parse_share(text: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("`{text}` is not a share: write 0.1 or 10%"))
 }
 
-fn parse_positive(text: &str) -> Result<usize, String> {
+/// A whole number of 1 or more (a flag's value).
+pub(crate) fn parse_positive(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("`{text}` is not a whole number of 1 or more")),
@@ -81,7 +82,7 @@ fn parse_positive(text: &str) -> Result<usize, String> {
 /// How requests are sent, as flags.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Measured requests per level (default 10; with --duration, a cap: 10,000 for a closed loop, what the schedule holds up to 1,000,000 for --rate).
+    /// Measured requests per level (default 10; with --duration, a cap: 5,000,000 for a closed loop, what the schedule holds up to 10,000,000 for --rate).
     #[arg(long, short = 'r', value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
     /// Requests in flight (closed loop); a list (1,4,16,64) runs a concurrency sweep. Default 1.

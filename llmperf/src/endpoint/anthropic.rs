@@ -21,6 +21,7 @@
 //!
 //! Any other event name is an [`ErrorKind::UnknownEvent`].
 
+use crate::endpoint::QUOTED_CHARS;
 use std::time::Instant;
 
 use reqwest::header::HeaderValue;
@@ -38,8 +39,6 @@ use crate::workload::{self, RequestPlan, Role};
 pub const DEFAULT_MAX_TOKENS: u32 = 1024;
 /// The `anthropic-version` header sent unless the spec names another.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
-/// Characters of a server's text quoted in an error message.
-const QUOTED_CHARS: usize = 200;
 
 /// The top-level `system` text (every system message, joined by a blank
 /// line) and the `messages` list (the user and assistant turns): the

@@ -320,6 +320,9 @@ pub fn kinds() -> impl Iterator<Item = &'static dyn EndpointKind> {
     kinds.into_iter()
 }
 
+/// Characters of a server's text quoted in an error message.
+pub(crate) const QUOTED_CHARS: usize = 200;
+
 /// At most `max` characters of `text`, marked with `…` when cut.
 pub fn excerpt(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {

@@ -7,6 +7,7 @@
 //! `delta.reasoning`, a final usage chunk (often with empty `choices`), then
 //! `data: [DONE]`. An `{"error": …}` object inside a 200 stream is an error.
 
+use crate::endpoint::QUOTED_CHARS;
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -272,9 +273,6 @@ fn decode_data(data: &str, at: Instant, saw_done: &mut bool, out: &mut Vec<Timed
         }));
     }
 }
-
-/// Characters of a server's text quoted in an error message.
-const QUOTED_CHARS: usize = 200;
 
 /// The message of an OpenAI-style error object (or the whole object).
 fn error_message(error: &Value) -> String {

@@ -12,6 +12,7 @@
 //! dropped. Events are kept compactly: one string of text, and per event
 //! where its text ends and when it arrived ([`TextEvents`]).
 
+use crate::endpoint::QUOTED_CHARS;
 use std::time::{Duration, Instant};
 
 use super::{
@@ -236,8 +237,6 @@ impl Exchange {
 const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
 /// Most bytes of an error response kept for its message.
 const ERROR_BODY_BYTES: usize = 4096;
-/// Characters of an error body quoted in a message.
-const QUOTED_CHARS: usize = 200;
 
 /// Sends `plan` to `target` and reads the whole stream.
 pub async fn exchange(

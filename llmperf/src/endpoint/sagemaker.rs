@@ -52,6 +52,7 @@
 //! built-in endpoint's published test key pair
 //! ([`TEST_ACCESS_KEY_ID`], [`TEST_SECRET_ACCESS_KEY`]).
 
+use crate::endpoint::QUOTED_CHARS;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
@@ -78,8 +79,6 @@ pub const SIGNING_SERVICE: &str = "sagemaker";
 /// Where to look when AWS refuses the credentials.
 const CREDENTIAL_SOURCE: &str = "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN \
      (or the aws_access_key_id / aws_secret_access_key / aws_session_token options)";
-/// Characters of a server's text quoted in an error message.
-const QUOTED_CHARS: usize = 200;
 
 /// `sagemaker`: SageMaker `invocations-response-stream`, SigV4-signed.
 pub struct SageMaker;

@@ -21,6 +21,7 @@
 //! generation is an event `{"error": "…", "error_type": "…"}` inside the
 //! 200 stream.
 
+use crate::endpoint::QUOTED_CHARS;
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -37,9 +38,6 @@ use crate::workload::RequestPlan;
 pub struct Tgi;
 
 inventory::submit! { Registration::new(&Tgi) }
-
-/// Characters of a server's text quoted in an error message.
-const QUOTED_CHARS: usize = 200;
 
 impl EndpointKind for Tgi {
     fn name(&self) -> &'static str {

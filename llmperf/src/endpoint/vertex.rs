@@ -54,6 +54,7 @@
 //! ends without it is `missing_done`. The JSON array's end marker is its
 //! closing `]`.
 
+use crate::endpoint::QUOTED_CHARS;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -93,8 +94,6 @@ pub const DEFAULT_BASE_URL: &str = "https://{region}-aiplatform.googleapis.com";
 pub const DEFAULT_REGION: &str = "us-central1";
 /// Stands in for a project or endpoint id a non-Google base URL does not need.
 const PLACEHOLDER: &str = "llmperf";
-/// Characters of a server's text quoted in an error message.
-const QUOTED_CHARS: usize = 200;
 
 /// The parts shared by the four kinds' trait implementations.
 macro_rules! vertex_common {

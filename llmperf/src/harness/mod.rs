@@ -67,7 +67,7 @@ pub struct BenchArgs {
     pub requests: Option<u64>,
     /// Override every benchmark's concurrency; a list (1,4,16,64) runs a
     /// concurrency sweep.
-    #[arg(long, value_parser = parse_positive, value_delimiter = ',')]
+    #[arg(long, value_parser = crate::cli::parse_positive, value_delimiter = ',')]
     pub concurrency: Vec<usize>,
     /// Override every benchmark's duration per level (e.g. 60s); requests
     /// are then capped as `Load::duration` says.
@@ -152,14 +152,6 @@ fn smoke(bench: Benchmark) -> Benchmark {
     load.warmup = None;
     load.cooldown_requests = 0;
     bench.load(load)
-}
-
-fn parse_positive(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(0) => Err("must be 1 or more".to_string()),
-        Ok(n) => Ok(n),
-        Err(_) => Err(format!("`{text}` is not a whole number")),
-    }
 }
 
 /// Every `#[llmperf::bench]` linked into this binary, sorted by id.
