@@ -16,7 +16,8 @@ use syn::{Expr, ExprLit, ItemFn, Lit, Meta, Token};
 /// Options: `name = "…"`, `group = "…"`, `requests = N`, `concurrency = N`
 /// or a sweep `concurrency = [1, 4, 16]`, a rate sweep `rates = [1, 2.5, 5]`
 /// (requests per second), `sweep = "auto"`, and `crate = path` when the
-/// `llmperf` dependency is renamed.
+/// `llmperf` dependency is renamed. Each at most once: an unknown or
+/// repeated option is a compile error naming it.
 #[proc_macro_attribute]
 pub fn bench(args: TokenStream, item: TokenStream) -> TokenStream {
     match expand(args.into(), item.into()) {
@@ -48,6 +49,7 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
         krate: syn::parse_quote!(::llmperf),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+    let mut seen = std::collections::HashSet::new();
     for meta in metas {
         let Meta::NameValue(pair) = &meta else {
             return Err(syn::Error::new_spanned(
@@ -60,6 +62,13 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
             .get_ident()
             .map(|i| i.to_string())
             .unwrap_or_default();
+        // A later value would silently replace the first.
+        if !key.is_empty() && !seen.insert(key.clone()) {
+            return Err(syn::Error::new_spanned(
+                &pair.path,
+                format!("`{key}` is given twice: keep one"),
+            ));
+        }
         match key.as_str() {
             "name" => options.name = Some(string(&pair.value)?),
             "group" => options.group = Some(string(&pair.value)?),
@@ -242,4 +251,37 @@ fn expand(
             build: #ident,
         };
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(args: proc_macro2::TokenStream) -> String {
+        match parse_options(args) {
+            Ok(_) => panic!("accepted"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_key_given_twice_is_an_error_naming_it() {
+        assert_eq!(
+            error(quote!(requests = 10, group = "g", requests = 20)),
+            "`requests` is given twice: keep one"
+        );
+        assert_eq!(
+            error(quote!(concurrency = 4, concurrency = [1, 2])),
+            "`concurrency` is given twice: keep one"
+        );
+        let options = parse_options(quote!(name = "a", group = "g", requests = 3)).unwrap();
+        assert_eq!(
+            (
+                options.name.as_deref(),
+                options.group.as_deref(),
+                options.requests
+            ),
+            (Some("a"), Some("g"), Some(3))
+        );
+    }
 }
