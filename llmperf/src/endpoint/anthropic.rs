@@ -21,7 +21,6 @@
 //!
 //! Any other event name is an [`ErrorKind::UnknownEvent`].
 
-use crate::endpoint::QUOTED_CHARS;
 use std::time::Instant;
 
 use reqwest::header::HeaderValue;
@@ -29,6 +28,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::sse::SseDecoder;
+use super::QUOTED_CHARS;
 use super::{
     excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
     Target, TimedEvent, Usage,
@@ -118,25 +118,12 @@ impl EndpointKind for Anthropic {
             Some(root) => format!("{root}/v1/messages"),
             None => format!("{}/v1/messages", target.base_url),
         };
-        let mut request = client
+        let request = client
             .post(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .header("anthropic-version", version)
             .json(&body);
-        if let Some(key) = &target.api_key {
-            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                RequestError::new(
-                    ErrorKind::Request,
-                    format!(
-                        "the key from {} is not a valid header value",
-                        target.api_key_source
-                    ),
-                )
-            })?;
-            value.set_sensitive(true);
-            request = request.header("x-api-key", value);
-        }
-        Ok(request)
+        super::with_key_header(request, target, "x-api-key")
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {

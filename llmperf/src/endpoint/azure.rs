@@ -21,7 +21,6 @@
 //! assert_eq!(azure.default_env_prefix(), "AZURE_OPENAI");
 //! ```
 
-use reqwest::header::HeaderValue;
 use serde_json::json;
 
 use super::openai::{self, OpenAiDecoder};
@@ -102,24 +101,11 @@ impl EndpointKind for AzureOpenAi {
             .extend(["openai", "deployments", &deployment, "chat", "completions"]);
         url.query_pairs_mut()
             .append_pair("api-version", &api_version);
-        let mut request = client
+        let request = client
             .post(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body);
-        if let Some(key) = &target.api_key {
-            let mut value = HeaderValue::from_str(key.expose()).map_err(|_| {
-                RequestError::new(
-                    ErrorKind::Request,
-                    format!(
-                        "the key from {} is not a valid header value",
-                        target.api_key_source
-                    ),
-                )
-            })?;
-            value.set_sensitive(true);
-            request = request.header("api-key", value);
-        }
-        Ok(request)
+        super::with_key_header(request, target, "api-key")
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {

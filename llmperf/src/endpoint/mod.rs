@@ -320,6 +320,30 @@ pub fn kinds() -> impl Iterator<Item = &'static dyn EndpointKind> {
     kinds.into_iter()
 }
 
+/// `request` with the target's API key, if it has one, in header `name`,
+/// marked sensitive so that it is never printed. A key that cannot be a
+/// header value is an error naming where the key came from, not the key.
+pub(crate) fn with_key_header(
+    request: reqwest::RequestBuilder,
+    target: &Target,
+    name: &'static str,
+) -> Result<reqwest::RequestBuilder, RequestError> {
+    let Some(key) = &target.api_key else {
+        return Ok(request);
+    };
+    let mut value = reqwest::header::HeaderValue::from_str(key.expose()).map_err(|_| {
+        RequestError::new(
+            ErrorKind::Request,
+            format!(
+                "the key from {} is not a valid header value",
+                target.api_key_source
+            ),
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(request.header(name, value))
+}
+
 /// Characters of a server's text quoted in an error message.
 pub(crate) const QUOTED_CHARS: usize = 200;
 

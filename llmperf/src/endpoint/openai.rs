@@ -7,13 +7,13 @@
 //! `delta.reasoning`, a final usage chunk (often with empty `choices`), then
 //! `data: [DONE]`. An `{"error": …}` object inside a 200 stream is an error.
 
-use crate::endpoint::QUOTED_CHARS;
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::sse::SseDecoder;
+use super::QUOTED_CHARS;
 use super::{
     excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
     Target, TimedEvent, Usage,

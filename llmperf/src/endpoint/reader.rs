@@ -12,9 +12,9 @@
 //! dropped. Events are kept compactly: one string of text, and per event
 //! where its text ends and when it arrived ([`TextEvents`]).
 
-use crate::endpoint::QUOTED_CHARS;
 use std::time::{Duration, Instant};
 
+use super::QUOTED_CHARS;
 use super::{
     excerpt, EndpointKind, ErrorKind, RequestError, StreamEvent, Target, TimedEvent, Usage,
 };

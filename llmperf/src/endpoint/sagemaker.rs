@@ -52,7 +52,6 @@
 //! built-in endpoint's published test key pair
 //! ([`TEST_ACCESS_KEY_ID`], [`TEST_SECRET_ACCESS_KEY`]).
 
-use crate::endpoint::QUOTED_CHARS;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
@@ -61,6 +60,7 @@ use serde_json::{json, Value};
 
 use super::eventstream::{header_str, FrameDecoder};
 use super::sse::SseDecoder;
+use super::QUOTED_CHARS;
 use super::{
     excerpt, Credentials, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
     StreamEvent, Target, TimedEvent, Usage,

@@ -21,13 +21,13 @@
 //! generation is an event `{"error": "…", "error_type": "…"}` inside the
 //! 200 stream.
 
-use crate::endpoint::QUOTED_CHARS;
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::sse::SseDecoder;
+use super::QUOTED_CHARS;
 use super::{
     excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
     Target, TimedEvent, Usage,

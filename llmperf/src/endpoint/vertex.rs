@@ -54,7 +54,6 @@
 //! ends without it is `missing_done`. The JSON array's end marker is its
 //! closing `]`.
 
-use crate::endpoint::QUOTED_CHARS;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -64,6 +63,7 @@ use serde_json::{json, Value};
 
 use super::openai::{self, OpenAiDecoder};
 use super::sse::SseDecoder;
+use super::QUOTED_CHARS;
 use super::{
     excerpt, Credentials, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
     StreamEvent, Target, TimedEvent, Usage,
