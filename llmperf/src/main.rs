@@ -433,8 +433,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     if args.mock {
         endpoint = endpoint.builtin();
-    } else if llmperf::run::configured_endpoint(&endpoint)?.is_none() {
-        let prefix = llmperf::run::env_prefix(&endpoint)?;
+    } else if llmperf::endpoint::configured_endpoint(&endpoint)?.is_none() {
+        let prefix = llmperf::endpoint::env_prefix(&endpoint)?;
         bail!(
             "no endpoint for --api {}: pass --base-url URL, set {prefix}_API_BASE (or {prefix}_API_KEY for a provider with a public URL; a .env file works), or pass --mock to try the built-in endpoint",
             args.api

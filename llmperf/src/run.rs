@@ -24,15 +24,14 @@ use crate::results::{
 };
 use crate::shard::{self, Shard, ShardInfo};
 use crate::spec::{
-    Arrival, Benchmark, BenchmarkConfig, Endpoint, Level, Load, Rate, SpecError, Sweep,
+    Arrival, Benchmark, BenchmarkConfig, Level, Load, Rate, SpecError, Sweep,
     MIN_REQUESTS_FOR_ERROR_RATE,
 };
 use crate::transport::{Transport, TransportOptions};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
 use crate::workload::{Planner, RequestPlan, WorkloadError};
 
-/// Model name used against the built-in endpoint when none is set.
-pub const BUILTIN_MODEL: &str = "llmperf-mock";
+pub use crate::endpoint::BUILTIN_MODEL;
 
 /// How to run (as opposed to what: that is the [`Benchmark`]).
 #[derive(Debug, Clone, Default)]
@@ -126,116 +125,30 @@ struct Resolved {
     mock: Option<MockServer>,
 }
 
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn find_kind(spec: &Endpoint) -> Result<&'static dyn EndpointKind, SpecError> {
-    endpoint::find(&spec.kind).ok_or_else(|| {
-        let known: Vec<&str> = endpoint::kinds().map(|k| k.name()).collect();
-        SpecError::new(format!(
-            "unknown endpoint kind `{}`: use one of {} (llmperf list-apis)",
-            spec.kind,
-            known.join(", ")
-        ))
-    })
-}
-
-/// The environment prefix in force, and the base URL the spec and the
-/// environment configure (`None`: the built-in endpoint will serve).
-fn configured_base_url(spec: &Endpoint, kind: &dyn EndpointKind) -> (String, Option<String>) {
-    let prefix = spec
-        .env_prefix
-        .as_deref()
-        .unwrap_or(kind.default_env_prefix())
-        .to_ascii_uppercase();
-    if spec.builtin {
-        return (prefix, None);
-    }
-    let base_env = format!("{prefix}_API_BASE");
-    // A provider's public URL counts as configured only with a key for it;
-    // otherwise an unconfigured benchmark runs against the built-in endpoint.
-    let url = spec
-        .base_url
-        .clone()
-        .or_else(|| env_var(&base_env))
-        .or_else(|| {
-            (spec.api_key.is_some() || kind.credentials(&spec.options, &prefix).configured)
-                .then(|| kind.default_base_url().map(str::to_string))
-                .flatten()
-        });
-    (prefix, url)
-}
-
-/// The environment variable prefix `spec` reads (`OPENAI`, `TOGETHER`, …);
-/// `Err` for an unknown kind.
-pub fn env_prefix(spec: &Endpoint) -> Result<String, SpecError> {
-    let kind = find_kind(spec)?;
-    Ok(configured_base_url(spec, kind).0)
-}
-
-/// Whether `spec` reaches a real endpoint (from the spec or the
-/// environment) rather than the built-in one; `Err` for an unknown kind.
-pub fn configured_endpoint(spec: &Endpoint) -> Result<Option<String>, SpecError> {
-    let kind = find_kind(spec)?;
-    Ok(configured_base_url(spec, kind).1)
-}
-
 fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
     let spec = &bench.endpoint;
-    let kind = find_kind(spec)?;
-    let (prefix, configured) = configured_base_url(spec, kind);
-    let key_env = format!("{prefix}_API_KEY");
-    let (base_url, mock, api_key) = match configured {
-        Some(url) => {
-            let key = spec
-                .api_key
-                .clone()
-                .or_else(|| env_var(&key_env).map(crate::spec::Secret::new));
-            (url, None, key)
-        }
+    let kind = endpoint::find_kind(spec)?;
+    let (prefix, configured) = endpoint::configured_base_url(spec, kind);
+    let (base_url, mock) = match configured {
+        Some(url) => (url, None),
         None => {
             let server =
                 MockServer::start(bench.mock.clone()).map_err(|source| RunError::Start {
                     what: "the built-in endpoint",
                     source,
                 })?;
-            (
-                kind.builtin_base_url(&server.root_url()),
-                Some(server),
-                spec.api_key.clone(),
-            )
+            (kind.builtin_base_url(&server.root_url()), Some(server))
         }
     };
-    let api_key_source = if spec.api_key.is_some() {
-        "the API key given in the spec".to_string()
-    } else {
-        kind.credentials(&spec.options, &prefix).source
-    };
-    let model = spec
-        .model
-        .clone()
-        .or_else(|| env_var("LLMPERF_MODEL"))
-        .or_else(|| mock.as_ref().map(|_| BUILTIN_MODEL.to_string()))
-        .ok_or_else(|| {
-            SpecError::new(format!(
-                "no model for {}: set it with .model(\"…\") in the spec, --model, or LLMPERF_MODEL",
-                crate::spec::display_url(&base_url)
-            ))
-        })?;
-    Ok(Resolved {
+    let target = endpoint::target(
+        spec,
         kind,
-        target: Target {
-            base_url: base_url.trim_end_matches('/').to_string(),
-            model,
-            api_key,
-            api_key_source,
-            options: spec.options.clone(),
-            env_prefix: prefix,
-            extra_body: bench.extra_body.clone(),
-        },
-        mock,
-    })
+        prefix,
+        base_url,
+        mock.is_some(),
+        bench.extra_body.clone(),
+    )?;
+    Ok(Resolved { kind, target, mock })
 }
 
 /// The spec's options as written into results: values of options whose

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use llmperf::endpoint::configured_endpoint;
 use llmperf::endpoint::presets;
-use llmperf::run::{configured_endpoint, run_benchmark};
+use llmperf::run::run_benchmark;
 use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
 
 mod fault_matrix;

@@ -21,11 +21,15 @@ pub mod eventstream;
 pub mod openai;
 pub mod presets;
 pub mod reader;
+pub mod resolve;
 pub mod sagemaker;
 pub mod sse;
 pub mod tgi;
 pub mod together;
 pub mod vertex;
+
+pub(crate) use resolve::{configured_base_url, target};
+pub use resolve::{configured_endpoint, env_prefix, find_kind, BUILTIN_MODEL};
 
 use std::collections::BTreeMap;
 use std::time::Instant;

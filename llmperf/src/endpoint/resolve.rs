@@ -1,0 +1,116 @@
+//! Resolving an endpoint spec into the [`Target`] a run talks to: which
+//! kind, which environment prefix, which base URL (the spec's, the
+//! environment's, the provider's own when a key is set for it, or none: the
+//! built-in endpoint serves), which key and which model.
+
+use serde_json::Value;
+
+use super::{EndpointKind, Target};
+use crate::spec::{Endpoint, Secret, SpecError};
+
+/// Model name used against the built-in endpoint when none is set.
+pub const BUILTIN_MODEL: &str = "llmperf-mock";
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The endpoint kind `spec` names; an error listing the known ones.
+pub fn find_kind(spec: &Endpoint) -> Result<&'static dyn EndpointKind, SpecError> {
+    super::find(&spec.kind).ok_or_else(|| {
+        let known: Vec<&str> = super::kinds().map(|k| k.name()).collect();
+        SpecError::new(format!(
+            "unknown endpoint kind `{}`: use one of {} (llmperf list-apis)",
+            spec.kind,
+            known.join(", ")
+        ))
+    })
+}
+
+/// The environment prefix in force, and the base URL the spec and the
+/// environment configure (`None`: the built-in endpoint will serve).
+pub(crate) fn configured_base_url(
+    spec: &Endpoint,
+    kind: &dyn EndpointKind,
+) -> (String, Option<String>) {
+    let prefix = spec
+        .env_prefix
+        .as_deref()
+        .unwrap_or(kind.default_env_prefix())
+        .to_ascii_uppercase();
+    if spec.builtin {
+        return (prefix, None);
+    }
+    let base_env = format!("{prefix}_API_BASE");
+    // A provider's public URL counts as configured only with a key for it;
+    // otherwise an unconfigured benchmark runs against the built-in endpoint.
+    let url = spec
+        .base_url
+        .clone()
+        .or_else(|| env_var(&base_env))
+        .or_else(|| {
+            (spec.api_key.is_some() || kind.credentials(&spec.options, &prefix).configured)
+                .then(|| kind.default_base_url().map(str::to_string))
+                .flatten()
+        });
+    (prefix, url)
+}
+
+/// The environment variable prefix `spec` reads (`OPENAI`, `TOGETHER`, …);
+/// `Err` for an unknown kind.
+pub fn env_prefix(spec: &Endpoint) -> Result<String, SpecError> {
+    let kind = find_kind(spec)?;
+    Ok(configured_base_url(spec, kind).0)
+}
+
+/// Whether `spec` reaches a real endpoint (from the spec or the
+/// environment) rather than the built-in one; `Err` for an unknown kind.
+pub fn configured_endpoint(spec: &Endpoint) -> Result<Option<String>, SpecError> {
+    let kind = find_kind(spec)?;
+    Ok(configured_base_url(spec, kind).1)
+}
+
+/// The target `spec` resolves to at `base_url`: the configured one, or the
+/// built-in endpoint's (`builtin`, which takes only the spec's own key and
+/// serves [`BUILTIN_MODEL`] when no model is named).
+pub(crate) fn target(
+    spec: &Endpoint,
+    kind: &dyn EndpointKind,
+    prefix: String,
+    base_url: String,
+    builtin: bool,
+    extra_body: serde_json::Map<String, Value>,
+) -> Result<Target, SpecError> {
+    let api_key = match builtin {
+        true => spec.api_key.clone(),
+        false => spec
+            .api_key
+            .clone()
+            .or_else(|| env_var(&format!("{prefix}_API_KEY")).map(Secret::new)),
+    };
+    let api_key_source = if spec.api_key.is_some() {
+        "the API key given in the spec".to_string()
+    } else {
+        kind.credentials(&spec.options, &prefix).source
+    };
+    let model = spec
+        .model
+        .clone()
+        .or_else(|| env_var("LLMPERF_MODEL"))
+        .or_else(|| builtin.then(|| BUILTIN_MODEL.to_string()))
+        .ok_or_else(|| {
+            SpecError::new(format!(
+                "no model for {}: set it with .model(\"…\") in the spec, --model, or LLMPERF_MODEL",
+                crate::spec::display_url(&base_url)
+            ))
+        })?;
+    Ok(Target {
+        base_url: base_url.trim_end_matches('/').to_string(),
+        model,
+        api_key,
+        api_key_source,
+        options: spec.options.clone(),
+        env_prefix: prefix,
+        extra_body,
+    })
+}
