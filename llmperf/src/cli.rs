@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::harness::parse_duration;
 use crate::registry::AUTO_SWEEP_MAX_CONCURRENCY;
 use crate::spec::{Arrival, Load, Slo, SpecError, Warmup};
 
@@ -69,6 +68,16 @@ fn parse_share(text: &str) -> Result<f64, String> {
         .map(|x| x / scale)
         .filter(|x| (0.0..=1.0).contains(x))
         .ok_or_else(|| format!("`{text}` is not a share: write 0.1 or 10%"))
+}
+
+/// A duration: `500ms`, `2s`, `1m`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|e| format!("`{text}`: {e}"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"))
 }
 
 /// A whole number of 1 or more (a flag's value).

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use llmperf::harness::{load_dotenv, parse_duration, ColorChoice};
+use llmperf::cli::parse_duration;
+use llmperf::harness::{load_dotenv, ColorChoice};
 use llmperf::load::Stop;
 use llmperf::report::stdout;
 use llmperf::report::terminal::{self, Palette};

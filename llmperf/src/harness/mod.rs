@@ -71,7 +71,7 @@ pub struct BenchArgs {
     pub concurrency: Vec<usize>,
     /// Override every benchmark's duration per level (e.g. 60s); requests
     /// are then capped as `Load::duration` says.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::cli::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Threads that send the requests and read their streams (default: one
     /// per two cores, at least one).
@@ -131,16 +131,6 @@ pub struct BenchArgs {
     /// (libtest flag, accepted and ignored)
     #[arg(long, hide = true)]
     pub format: Option<String>,
-}
-
-/// A duration: `500ms`, `2s`, `1m`; a bare number is seconds.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return std::time::Duration::try_from_secs_f64(seconds)
-            .map_err(|e| format!("`{text}`: {e}"));
-    }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. 500ms, 2s, 1m"))
 }
 
 /// The smoke-test version of `bench`: at most [`TEST_MODE_REQUESTS`] per
