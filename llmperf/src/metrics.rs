@@ -541,6 +541,11 @@ impl SummaryBuilder {
         self.output_limits.add(record);
     }
 
+    /// Records added, of every phase.
+    pub fn requests(&self) -> u64 {
+        self.total + self.warmup + self.cooldown
+    }
+
     /// The summary of the records added so far.
     pub fn finish(&self) -> Summary {
         let (total, completed) = (self.total, self.completed);

@@ -337,7 +337,7 @@ pub fn run_benchmark(
         if let Some(late) = run.ready_late.filter(|late| !late.is_zero()) {
             ready_late = Some(late);
         }
-        let sent = run.figures.requests;
+        let sent = run.figures.summary.requests();
         any_ok |= run.figures.any_ok;
         if first_failure.is_none() {
             first_failure = run.figures.first_failure.clone().map(|(_, error)| error);
@@ -447,8 +447,6 @@ pub(crate) fn level_result(
 struct LevelFigures {
     summary: SummaryBuilder,
     slo: SloBuilder,
-    /// Requests of every phase.
-    requests: u64,
     any_ok: bool,
     /// The failed request with the lowest id, and its error.
     first_failure: Option<(u64, crate::endpoint::RequestError)>,
@@ -459,7 +457,6 @@ impl LevelFigures {
         LevelFigures {
             summary: SummaryBuilder::default(),
             slo: SloBuilder::new(slos),
-            requests: 0,
             any_ok: false,
             first_failure: None,
         }
@@ -470,7 +467,6 @@ impl LevelFigures {
         if record.phase == Phase::Measured {
             self.slo.add(record);
         }
-        self.requests += 1;
         self.any_ok |= record.ok;
         if let Some(error) = record.error.as_ref().filter(|_| !record.ok) {
             if self
@@ -750,7 +746,7 @@ fn run_level(
                     if !drop_records {
                         records.push(record);
                     }
-                    let finished_count = figures.requests;
+                    let finished_count = figures.summary.requests();
                     let tripped = if max_errors.is_some_and(|limit| failed >= limit) {
                         Some(Stop::MaxErrors { errors: failed })
                     } else {

@@ -101,11 +101,16 @@ fn yield_to_the_client() {
 
 impl Drop for Feed {
     /// Stops the planner: it ends at once if it waits for room in the
-    /// queue, or after the unit it is planning.
+    /// queue, or after the unit it is planning. A planner that panicked is
+    /// a bug that would have ended the level early: its panic goes on.
     fn drop(&mut self) {
         self.units.get_mut().close();
         if let Some(planner) = self.planner.take() {
-            let _ = planner.join();
+            if let Err(panic) = planner.join() {
+                if !std::thread::panicking() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
     }
 }

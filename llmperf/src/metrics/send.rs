@@ -52,10 +52,9 @@ pub(crate) struct SendBuilder {
     ttft_from_scheduled_ms: Column,
     e2e_from_scheduled_ms: Column,
     drift: Drift,
-    /// Scheduled sends: how many, the first and the last.
+    /// Scheduled sends: how many, and the first and the last.
     scheduled: u64,
-    first_scheduled_us: u64,
-    last_scheduled_us: u64,
+    scheduled_span_us: Option<(u64, u64)>,
 }
 
 impl SendBuilder {
@@ -75,20 +74,18 @@ impl SendBuilder {
         }
         self.drift
             .add(record.scheduled_us as f64, record.sent_us as f64);
-        if self.scheduled == 0 {
-            self.first_scheduled_us = record.scheduled_us;
-            self.last_scheduled_us = record.scheduled_us;
-        }
+        let at = record.scheduled_us;
         self.scheduled += 1;
-        self.first_scheduled_us = self.first_scheduled_us.min(record.scheduled_us);
-        self.last_scheduled_us = self.last_scheduled_us.max(record.scheduled_us);
+        self.scheduled_span_us = Some(
+            self.scheduled_span_us
+                .map_or((at, at), |(first, last)| (first.min(at), last.max(at))),
+        );
     }
 
     pub(crate) fn finish(&self) -> SendStats {
         let span_s = self
-            .last_scheduled_us
-            .saturating_sub(self.first_scheduled_us) as f64
-            / 1e6;
+            .scheduled_span_us
+            .map_or(0.0, |(first, last)| last.saturating_sub(first) as f64 / 1e6);
         let offered =
             (self.scheduled > 1 && span_s > 0.0).then(|| (self.scheduled - 1) as f64 / span_s);
         let client_lag_ms = self.client_lag_ms.stats();
