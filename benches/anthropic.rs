@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// Streaming messages, with thinking counted as reasoning.
 #[llmperf::bench(group = "anthropic", requests = 8, concurrency = 2)]
@@ -16,8 +16,8 @@ fn messages() -> Benchmark {
         .endpoint(Endpoint::kind("anthropic"))
         .workload(Workload::token_lengths(300, 50, 100, 20).max_tokens(128))
         .load(Load::closed(2).timeout(Duration::from_secs(60)))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(100))
                 .inter_token(Duration::from_millis(10))
                 .reasoning_tokens(16),

@@ -31,7 +31,7 @@
 //!   or a client reading late all show here.
 //! - `server late` is how late the endpoint itself handed events to the
 //!   connection against their deadlines (p50/p99, ms, from its
-//!   `/v1/mock/stats`; its histogram stops at 100 ms, shown as `≥100`).
+//!   `/v1/builtin/stats`; its histogram stops at 100 ms, shown as `≥100`).
 //!   When it grows, the endpoint is behind too.
 //! - `conns` is the most connections the endpoint held open at once: the
 //!   client keeps one per request in flight (HTTP/1.1), so it follows the
@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 const TTFT_MS: u64 = 5;
 const ITL_MS: u64 = 1;
@@ -79,8 +79,8 @@ const COUNT_CONNECTIONS_EVERY: usize = 5;
 /// Where the endpoint's lateness histogram stops, µs.
 const LATENESS_CAP_US: u64 = 100_000;
 
-fn script() -> MockScript {
-    MockScript::new()
+fn script() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(TTFT_MS))
         .inter_token(Duration::from_millis(ITL_MS))
         .output_tokens(TOKENS)
@@ -308,7 +308,7 @@ fn run_level(rate_per_s: f64, requests: u64) -> Result<(), String> {
         .endpoint(
             Endpoint::openai_chat()
                 .base_url(base_url.as_str())
-                .model("llmperf-mock"),
+                .model("llmperf-builtin"),
         )
         .workload(Workload::token_lengths(64, 0, TOKENS, 0))
         .load(

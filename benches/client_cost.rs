@@ -12,7 +12,7 @@
 //!   included), divided by the events received (one per token, plus the
 //!   role, finish, usage and `[DONE]` events). Beside it, TTFT p50 against
 //!   the server's own: the script's 100 ms plus how late the endpoint sent
-//!   the median response's first event (from its `/v1/mock/stats`).
+//!   the median response's first event (from its `/v1/builtin/stats`).
 //!   Beside them, the machine's floor at the same load: a minimal client
 //!   written here on raw `epoll` (one thread, one readiness wait, one
 //!   `recv` and one clock read per read, a search for `"content"` and the
@@ -51,25 +51,25 @@ use std::time::{Duration, Instant};
 mod support;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Load, MockScript, Workload};
+use llmperf::{Benchmark, Load, Script, Workload};
 
 const CHILD_ENV: &str = "LLMPERF_COST_MOCK";
 const TTFT_MS: f64 = 100.0;
 
 /// The scripts the child can serve, by name.
-fn script(name: &str) -> MockScript {
+fn script(name: &str) -> Script {
     match name {
         // 10,000 streams open together for about 3 s.
-        "wide" => MockScript::new()
+        "wide" => Script::new()
             .ttft(Duration::from_millis(100))
             .inter_token(Duration::from_millis(100))
             .output_tokens(30),
         // Short answers for a long open loop.
-        "long" => MockScript::new()
+        "long" => Script::new()
             .ttft(Duration::from_millis(20))
             .inter_token(Duration::from_millis(5))
             .output_tokens(8),
-        _ => MockScript::new()
+        _ => Script::new()
             .ttft(Duration::from_millis(TTFT_MS as u64))
             .inter_token(Duration::from_millis(10))
             .output_tokens(128),
@@ -423,7 +423,7 @@ mod minimal {
             .and_then(|rest| rest.split('/').next())
             .ok_or("not an http:// base URL")?
             .to_string();
-        let body = r#"{"model":"llmperf-mock","messages":[{"role":"user","content":"Count to one hundred and twenty-eight."}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":128}"#;
+        let body = r#"{"model":"llmperf-builtin","messages":[{"role":"user","content":"Count to one hundred and twenty-eight."}],"stream":true,"stream_options":{"include_usage":true},"max_tokens":128}"#;
         let request = format!(
             "POST /v1/chat/completions HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()

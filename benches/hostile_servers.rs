@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 mod support;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Fault, FaultSchedule, Load, Script, Workload};
 
 const CHILD_ENV: &str = "LLMPERF_HOSTILE_MOCK";
 
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         };
         return support::serve(
-            MockScript::new()
+            Script::new()
                 .ttft(Duration::from_millis(5))
                 .fault(fault, FaultSchedule::Every(1)),
         );

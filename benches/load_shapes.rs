@@ -13,11 +13,11 @@
 use std::time::Duration;
 
 use llmperf::spec::{Slo, SloMetric};
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// A server that serves 4 requests at once and queues the rest.
-fn four_slot_server() -> MockScript {
-    MockScript::new()
+fn four_slot_server() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(50))
         .inter_token(Duration::from_millis(5))
         .concurrency_limit(4)
@@ -27,7 +27,7 @@ fn short_chat() -> Benchmark {
     Benchmark::new()
         .endpoint(Endpoint::openai_chat())
         .workload(Workload::token_lengths(200, 50, 20, 0))
-        .mock(four_slot_server())
+        .builtin_script(four_slot_server())
 }
 
 /// Closed loops at 1, 2, 4, 8 and 16 in flight; the knee is the busiest

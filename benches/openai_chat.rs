@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// How the built-in endpoint behaves for these examples.
-fn small_model_server() -> MockScript {
-    MockScript::new()
+fn small_model_server() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(100))
         .ttft_per_prompt_token(Duration::from_micros(20))
         .inter_token(Duration::from_millis(10))
@@ -28,7 +28,7 @@ fn token_lengths() -> Benchmark {
         .endpoint(Endpoint::openai_chat())
         .workload(Workload::token_lengths(550, 150, 150, 80).max_tokens(256))
         .load(Load::closed(8).timeout(Duration::from_secs(60)))
-        .mock(small_model_server())
+        .builtin_script(small_model_server())
 }
 
 /// A correctness run: every request only asks for its number back (the
@@ -40,7 +40,7 @@ fn validated() -> Benchmark {
         .workload(Workload::validation_only())
         .load(Load::closed(16).timeout(Duration::from_secs(30)))
         .validate(true)
-        .mock(small_model_server())
+        .builtin_script(small_model_server())
 }
 
 /// The classic scheme: random sonnet lines, asking for lines back, on the
@@ -52,7 +52,7 @@ fn sonnet_lines() -> Benchmark {
         .workload(Workload::lines(4, 12, 4).max_tokens(96))
         .load(Load::closed(4).timeout(Duration::from_secs(30)))
         .extra_body("temperature", serde_json::json!(0.0))
-        .mock(small_model_server().tokens_per_event(2))
+        .builtin_script(small_model_server().tokens_per_event(2))
 }
 
 llmperf::main!();

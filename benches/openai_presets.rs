@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
-fn small_model_server() -> MockScript {
-    MockScript::new()
+fn small_model_server() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(100))
         .inter_token(Duration::from_millis(10))
 }
@@ -22,7 +22,7 @@ fn fireworks_chat() -> Benchmark {
         .endpoint(Endpoint::kind("fireworks"))
         .workload(Workload::token_lengths(300, 50, 100, 20).max_tokens(128))
         .load(Load::closed(2).timeout(Duration::from_secs(60)))
-        .mock(small_model_server())
+        .builtin_script(small_model_server())
 }
 
 /// A self-hosted vLLM server.
@@ -36,7 +36,7 @@ fn vllm_chat() -> Benchmark {
                 .ignore_eos(true),
         )
         .load(Load::closed(2).timeout(Duration::from_secs(60)))
-        .mock(small_model_server())
+        .builtin_script(small_model_server())
 }
 
 llmperf::main!();

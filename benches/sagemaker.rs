@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// A TGI container behind SageMaker: 550±150 tokens in, 150±80 out.
 #[llmperf::bench(group = "sagemaker", requests = 8, concurrency = 2)]
@@ -21,8 +21,8 @@ fn tgi_token_lengths() -> Benchmark {
         .endpoint(Endpoint::kind("sagemaker"))
         .workload(Workload::token_lengths(550, 150, 150, 80).max_tokens(256))
         .load(Load::closed(2).timeout(Duration::from_secs(60)))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(100))
                 .ttft_per_prompt_token(Duration::from_micros(20))
                 .inter_token(Duration::from_millis(10))

@@ -6,7 +6,7 @@
 //! TTFT 100 ms, 10 ms per token, 128 tokens. For each level this prints the
 //! measured p50/p99 TTFT and inter-token latency, their error against the
 //! script, how late the server itself sent its events (from the endpoint's
-//! `/v1/mock/stats`), the client's CPU time per 1,000 stream events during
+//! `/v1/builtin/stats`), the client's CPU time per 1,000 stream events during
 //! the run, and its peak RSS.
 //!
 //! `cargo bench --bench timing_accuracy` runs the full measurement; without
@@ -18,15 +18,15 @@ use std::time::Duration;
 mod support;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Load, MockScript, Workload};
+use llmperf::{Benchmark, Load, Script, Workload};
 
 const TTFT_MS: f64 = 100.0;
 const ITL_MS: f64 = 10.0;
 const TOKENS: u32 = 128;
 const CHILD_ENV: &str = "LLMPERF_TIMING_MOCK";
 
-fn script() -> MockScript {
-    MockScript::new()
+fn script() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(TTFT_MS as u64))
         .inter_token(Duration::from_millis(ITL_MS as u64))
         .output_tokens(TOKENS)

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// Token streaming from `/inference` with `stream_tokens: true`.
 #[llmperf::bench(group = "together_inference", requests = 8, concurrency = 2)]
@@ -15,8 +15,8 @@ fn stream_tokens() -> Benchmark {
         .endpoint(Endpoint::kind("together-inference"))
         .workload(Workload::token_lengths(300, 50, 100, 20).max_tokens(128))
         .load(Load::closed(2).timeout(Duration::from_secs(60)))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(100))
                 .inter_token(Duration::from_millis(10)),
         )

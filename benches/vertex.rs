@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// How the built-in endpoint behaves for these examples.
-fn flash_like() -> MockScript {
-    MockScript::new()
+fn flash_like() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(150))
         .ttft_per_prompt_token(Duration::from_micros(10))
         .inter_token(Duration::from_millis(4))
@@ -40,7 +40,7 @@ fn gemini_sse() -> Benchmark {
         .endpoint(Endpoint::kind("vertex-gemini"))
         .workload(workload())
         .load(load())
-        .mock(flash_like().reasoning_tokens(32))
+        .builtin_script(flash_like().reasoning_tokens(32))
 }
 
 /// Gemini `streamGenerateContent` as one streamed JSON array.
@@ -50,7 +50,7 @@ fn gemini_json_array() -> Benchmark {
         .endpoint(Endpoint::kind("vertex-gemini-json"))
         .workload(workload())
         .load(load())
-        .mock(flash_like())
+        .builtin_script(flash_like())
 }
 
 /// A Model Garden vLLM endpoint through `:streamRawPredict`.
@@ -60,7 +60,7 @@ fn raw_predict() -> Benchmark {
         .endpoint(Endpoint::kind("vertex-raw"))
         .workload(workload().ignore_eos(true))
         .load(load())
-        .mock(flash_like().tokens_per_event(1))
+        .builtin_script(flash_like().tokens_per_event(1))
 }
 
 /// Vertex AI's OpenAI-compatible chat completions, answers validated.
@@ -71,7 +71,7 @@ fn openai_compatible() -> Benchmark {
         .workload(Workload::validation_only())
         .load(load())
         .validate(true)
-        .mock(flash_like())
+        .builtin_script(flash_like())
 }
 
 llmperf::main!();

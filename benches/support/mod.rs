@@ -8,12 +8,12 @@ use std::net::TcpStream;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
-use llmperf::{MockScript, MockServer};
+use llmperf::builtin::{Script, Server};
 
 /// The child's side: serves `script`, prints the base URL, and stops when
 /// the parent closes our stdin.
-pub fn serve(script: MockScript) -> ExitCode {
-    let server = match MockServer::start(script) {
+pub fn serve(script: Script) -> ExitCode {
+    let server = match Server::start(script) {
         Ok(server) => server,
         Err(error) => {
             eprintln!("cannot start the built-in endpoint: {error}");
@@ -38,7 +38,7 @@ pub fn spawn_endpoint(child_env: &str) -> std::io::Result<(Child, String)> {
 pub fn child_endpoint(base_url: &str) -> llmperf::Endpoint {
     llmperf::Endpoint::openai_chat()
         .base_url(base_url)
-        .model("llmperf-mock")
+        .model("llmperf-builtin")
 }
 
 /// [`spawn_endpoint`] with `child_env` set to `value` (which script to serve).
@@ -55,7 +55,7 @@ pub fn spawn_endpoint_with(child_env: &str, value: &str) -> std::io::Result<(Chi
     Ok((child, url.trim().to_string()))
 }
 
-/// The endpoint's own send lateness p50/p99, µs (`GET /v1/mock/stats`
+/// The endpoint's own send lateness p50/p99, µs (`GET /v1/builtin/stats`
 /// over a plain socket).
 #[allow(dead_code)] // not every bench reads the endpoint's lateness
 pub fn server_lateness(base_url: &str) -> Option<(u64, u64)> {
@@ -79,14 +79,14 @@ fn server_percentiles(base_url: &str, name: &str) -> Option<(u64, u64)> {
     ))
 }
 
-/// The endpoint's `/v1/mock/stats`, read over a plain socket.
+/// The endpoint's `/v1/builtin/stats`, read over a plain socket.
 #[allow(dead_code)] // not every bench reads the endpoint's counters
 fn server_stats(base_url: &str) -> Option<serde_json::Value> {
     let authority = base_url.strip_prefix("http://")?.split('/').next()?;
     let mut stream = TcpStream::connect(authority).ok()?;
     write!(
         stream,
-        "GET /v1/mock/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
+        "GET /v1/builtin/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
     )
     .ok()?;
     let mut response = String::new();

@@ -51,19 +51,19 @@
 //! ```
 //!
 //! With no endpoint configured, benchmarks run against the built-in
-//! endpoint ([`mock`]), a real HTTP server on 127.0.0.1 with scripted
+//! endpoint ([`builtin`]), a real HTTP server on 127.0.0.1 with scripted
 //! timing, so examples and tests do real work on any machine.
 
 #![warn(missing_docs)]
 
 pub mod baseline;
+pub mod builtin;
 pub mod cli;
 pub mod endpoint;
 pub mod harness;
 pub mod load;
 pub mod merge;
 pub mod metrics;
-pub mod mock;
 pub mod record;
 mod registry;
 pub mod report;
@@ -75,11 +75,11 @@ pub mod transport;
 pub mod validate;
 pub mod workload;
 
+pub use builtin::{Fault, FaultSchedule, Script};
 /// Re-exported so a `benches/` file can register its own endpoint kind
 /// (`llmperf::inventory::submit!`) without depending on inventory itself.
 pub use inventory;
 pub use llmperf_macros::bench;
-pub use mock::{Fault, FaultSchedule, MockScript, MockServer};
 pub use registry::BenchEntry;
 /// Re-exported for implementing [`endpoint::EndpointKind`] outside llmperf.
 pub use reqwest;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use llmperf::builtin::Server;
 use llmperf::cli::parse_duration;
 use llmperf::harness::{load_dotenv, ColorChoice};
 use llmperf::load::Stop;
@@ -16,7 +17,7 @@ use llmperf::report::terminal::{self, Palette};
 use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::shard::Shard;
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, MockScript, MockServer, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Script, Workload};
 
 /// Benchmark streaming LLM endpoints: TTFT, inter-token latency, throughput, cross-over validation.
 #[derive(Debug, Parser)]
@@ -31,7 +32,8 @@ enum Command {
     /// Run one benchmark from flags (reads .env; OPENAI_API_BASE / OPENAI_API_KEY by default).
     Run(Box<RunArgs>),
     /// Serve the built-in endpoint (OpenAI chat/completions streaming with scripted timing and faults).
-    Mock(MockArgs),
+    #[command(alias = "mock")]
+    Builtin(BuiltinArgs),
     /// Compare two results, each a baseline file, a summary.json or a results directory (exits 1 on a gated regression).
     Compare(CompareCmd),
     /// Print stored results in a machine format: every summary.json and baseline file under the given paths, as one JSON value.
@@ -119,9 +121,9 @@ struct RunArgs {
     #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
     options: Vec<(String, String)>,
     /// Run against a built-in endpoint started for this run (default script: TTFT 100 ms, 10 ms per token).
-    #[arg(long, conflicts_with = "base_url")]
-    mock: bool,
-    /// Model name (default: LLMPERF_MODEL; `llmperf-mock` with --mock).
+    #[arg(long, alias = "builtin", conflicts_with = "base_url")]
+    builtin: bool,
+    /// Model name (default: LLMPERF_MODEL; `llmperf-builtin` with --builtin).
     #[arg(long, short = 'm')]
     model: Option<String>,
     /// Name of the run in results and output.
@@ -225,7 +227,7 @@ struct RunArgs {
 }
 
 #[derive(Debug, Args)]
-struct MockArgs {
+struct BuiltinArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, short, default_value_t = 0)]
     port: u16,
@@ -264,7 +266,7 @@ struct MockArgs {
     seed: u64,
     /// How connections are kept or closed: keep-alive, close-after-response (llama.cpp: advertise keep-alive, close after each response), close-on-reuse (a second request on a connection is not answered), announce-close (Connection: close), or limited:max=N,timeout=S (Keep-Alive limits).
     #[arg(long, value_parser = parse_connections, default_value = "keep-alive")]
-    connections: llmperf::mock::Connections,
+    connections: llmperf::builtin::Connections,
     /// Never send usage, even when asked (as llama-cpp-python's server and many proxies).
     #[arg(long)]
     omit_usage: bool,
@@ -310,8 +312,8 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn parse_connections(text: &str) -> Result<llmperf::mock::Connections, String> {
-    use llmperf::mock::Connections;
+fn parse_connections(text: &str) -> Result<llmperf::builtin::Connections, String> {
+    use llmperf::builtin::Connections;
     let usage = "write keep-alive, close-after-response, close-on-reuse, announce-close or limited:max=N,timeout=S";
     match text {
         "keep-alive" => Ok(Connections::KeepAlive),
@@ -406,7 +408,7 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(*args),
-        Command::Mock(args) => mock(args),
+        Command::Builtin(args) => builtin(args),
         Command::Compare(args) => compare(args),
         Command::Export(args) => export(args),
         Command::Report(args) => report(args),
@@ -432,12 +434,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(url) = &args.base_url {
         endpoint = endpoint.base_url(url);
     }
-    if args.mock {
+    if args.builtin {
         endpoint = endpoint.builtin();
     } else if llmperf::endpoint::configured_endpoint(&endpoint)?.is_none() {
         let prefix = llmperf::endpoint::env_prefix(&endpoint)?;
         bail!(
-            "no endpoint for --api {}: pass --base-url URL, set {prefix}_API_BASE (or {prefix}_API_KEY for a provider with a public URL; a .env file works), or pass --mock to try the built-in endpoint",
+            "no endpoint for --api {}: pass --base-url URL, set {prefix}_API_BASE (or {prefix}_API_KEY for a provider with a public URL; a .env file works), or pass --builtin to try the built-in endpoint",
             args.api
         );
     }
@@ -745,8 +747,8 @@ fn report(args: ReportCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn mock(args: MockArgs) -> Result<ExitCode> {
-    let mut script = MockScript::new()
+fn builtin(args: BuiltinArgs) -> Result<ExitCode> {
+    let mut script = Script::new()
         .ttft(args.ttft)
         .inter_token(args.inter_token)
         .jitter(args.jitter)
@@ -768,14 +770,14 @@ fn mock(args: MockArgs) -> Result<ExitCode> {
         script = script.fault(fault, schedule);
     }
     let address = std::net::SocketAddr::from(([127, 0, 0, 1], args.port));
-    let server = MockServer::start_on(address, script)
-        .with_context(|| format!("cannot serve on {address}"))?;
+    let server =
+        Server::start_on(address, script).with_context(|| format!("cannot serve on {address}"))?;
     stdout::line(&format!(
         "llmperf built-in endpoint serving on {}",
         server.base_url()
     ));
     stdout::line(&format!(
-        "try: llmperf run --base-url {} -m llmperf-mock -r 20 -c 4",
+        "try: llmperf run --base-url {} -m llmperf-builtin -r 20 -c 4",
         server.base_url()
     ));
     server.wait();

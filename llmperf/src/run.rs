@@ -13,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::builtin::{Server, ServerStats};
 use crate::endpoint::reader::{self, Exchange, Limits};
 use crate::endpoint::{self, EndpointKind, Target};
 use crate::load::{self, arrival, Dispatch, Feed, Phase, Phases, Stop};
 use crate::metrics::{LevelResult, SloBuilder, Summary, SummaryBuilder, SweepSummary};
-use crate::mock::{MockServer, MockStats};
 use crate::record::{RecordContext, RequestRecord, Scheduling};
 use crate::results::{
     self, Environment, RecordWriter, ResultsError, RunMode, SummaryFile, ToolInfo,
@@ -82,7 +82,7 @@ pub struct RunOutcome {
     /// The error of the first failed request (lowest level, then id).
     pub first_failure: Option<crate::endpoint::RequestError>,
     /// Counters of the built-in endpoint, when it served the run.
-    pub mock_stats: Option<MockStats>,
+    pub builtin_stats: Option<ServerStats>,
     /// Where `summary.json` was written.
     pub summary_path: Option<PathBuf>,
 }
@@ -122,18 +122,18 @@ pub enum RunError {
 struct Resolved {
     kind: &'static dyn EndpointKind,
     target: Target,
-    mock: Option<MockServer>,
+    builtin: Option<Server>,
 }
 
 fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
     let spec = &bench.endpoint;
     let kind = endpoint::find_kind(spec)?;
     let (prefix, configured) = endpoint::configured_base_url(spec, kind);
-    let (base_url, mock) = match configured {
+    let (base_url, builtin) = match configured {
         Some(url) => (url, None),
         None => {
             let server =
-                MockServer::start(bench.mock.clone()).map_err(|source| RunError::Start {
+                Server::start(bench.builtin_script.clone()).map_err(|source| RunError::Start {
                     what: "the built-in endpoint",
                     source,
                 })?;
@@ -145,10 +145,14 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
         kind,
         prefix,
         base_url,
-        mock.is_some(),
+        builtin.is_some(),
         bench.extra_body.clone(),
     )?;
-    Ok(Resolved { kind, target, mock })
+    Ok(Resolved {
+        kind,
+        target,
+        builtin,
+    })
 }
 
 /// The spec's options as written into results: values of options whose
@@ -230,7 +234,7 @@ pub fn run_benchmark(
     let config = BenchmarkConfig {
         endpoint_kind: resolved.kind.name().to_string(),
         base_url: crate::spec::display_url(&resolved.target.base_url),
-        builtin_endpoint: resolved.mock.is_some(),
+        builtin_endpoint: resolved.builtin.is_some(),
         model: resolved.target.model.clone(),
         api_key_set: resolved.target.api_key.is_some(),
         workload: bench.workload.clone(),
@@ -238,7 +242,10 @@ pub fn run_benchmark(
         validate: bench.validates(),
         seed: bench.seed,
         extra_body: bench.extra_body.clone(),
-        mock: resolved.mock.as_ref().map(|_| bench.mock.clone()),
+        builtin_script: resolved
+            .builtin
+            .as_ref()
+            .map(|_| bench.builtin_script.clone()),
         tokenizer: tokenizer.name().to_string(),
         options: recorded_options(&bench.endpoint.options),
         slos: slos.clone(),
@@ -248,7 +255,7 @@ pub fn run_benchmark(
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
     };
-    let transport = build_transport(&load, resolved.mock.is_some())?;
+    let transport = build_transport(&load, resolved.builtin.is_some())?;
     let workers = load::Workers::start(
         options
             .client_threads
@@ -414,13 +421,13 @@ pub fn run_benchmark(
         Some(dir) => Some(results::write_summary(dir, &summary)?),
         None => None,
     };
-    let mock_stats = resolved.mock.as_ref().map(MockServer::stats);
+    let builtin_stats = resolved.builtin.as_ref().map(Server::stats);
     Ok(RunOutcome {
         summary,
         records,
         any_ok,
         first_failure,
-        mock_stats,
+        builtin_stats,
         summary_path,
     })
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::mock::MockScript;
+use crate::builtin::Script;
 
 mod load;
 mod regression;
@@ -53,7 +53,7 @@ impl fmt::Debug for Secret {
 /// Unset parts come from the environment (and a `.env` file) at run time:
 /// `{PREFIX}_API_BASE` and `{PREFIX}_API_KEY` with prefix `OPENAI` by
 /// default. With no base URL configured anywhere, the benchmark targets the
-/// built-in endpoint ([`crate::mock`]), so examples run out of the box.
+/// built-in endpoint ([`crate::builtin`]), so examples run out of the box.
 ///
 /// ```
 /// use llmperf::Endpoint;
@@ -525,7 +525,7 @@ pub struct Benchmark {
     pub(crate) fail_on_cross_over: bool,
     pub(crate) seed: u64,
     pub(crate) extra_body: serde_json::Map<String, serde_json::Value>,
-    pub(crate) mock: MockScript,
+    pub(crate) builtin_script: Script,
     pub(crate) slos: Vec<Slo>,
     pub(crate) regression: RegressionPolicy,
 }
@@ -548,7 +548,7 @@ impl Benchmark {
             fail_on_cross_over: true,
             seed: DEFAULT_SEED,
             extra_body: serde_json::Map::new(),
-            mock: MockScript::default(),
+            builtin_script: Script::default(),
             slos: Vec::new(),
             regression: RegressionPolicy::default(),
         }
@@ -650,8 +650,8 @@ impl Benchmark {
 
     /// The script of the built-in endpoint, used when the benchmark runs
     /// against it (no endpoint configured, or [`Endpoint::builtin`]).
-    pub fn mock(mut self, script: MockScript) -> Self {
-        self.mock = script;
+    pub fn builtin_script(mut self, script: Script) -> Self {
+        self.builtin_script = script;
         self
     }
 
@@ -937,8 +937,10 @@ pub struct BenchmarkConfig {
     pub seed: u64,
     /// Extra body fields sent with every request.
     pub extra_body: serde_json::Map<String, serde_json::Value>,
-    /// The built-in endpoint's script, when it served the run.
-    pub mock: Option<MockScript>,
+    /// The built-in endpoint's script, when it served the run (`mock` in
+    /// results files, its name before the built-in endpoint had one name).
+    #[serde(rename = "mock")]
+    pub builtin_script: Option<Script>,
     /// The tokenizer used for client-side counts.
     pub tokenizer: String,
     /// Kind-specific settings given in the spec.

@@ -5,7 +5,7 @@ mod fault_matrix;
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 fn anthropic() -> Endpoint {
     Endpoint::kind("anthropic").builtin()
@@ -26,8 +26,8 @@ fn thinking_deltas_are_reasoning_and_do_not_end_ttft() {
         .endpoint(anthropic())
         .workload(Workload::token_lengths(50, 0, 20, 0))
         .load(Load::closed(1).requests(2))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(30))
                 .inter_token(Duration::from_millis(5))
                 .reasoning_tokens(10)

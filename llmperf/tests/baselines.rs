@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use llmperf::harness::{self, BenchArgs};
-use llmperf::{Benchmark, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Fault, FaultSchedule, Load, Script, Workload};
 
 /// The scripted TTFT of `gate/endpoint`, changed by tests between runs.
 static TTFT_MS: AtomicU64 = AtomicU64::new(100);
@@ -19,8 +19,8 @@ fn endpoint() -> Benchmark {
     Benchmark::new()
         .workload(Workload::token_lengths(100, 0, 8, 0))
         .load(Load::closed(6))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(TTFT_MS.load(Ordering::SeqCst)))
                 // Jitter well inside the gap: a gap of 2 ± 3 ms made events
                 // coalesce, and the ITL median noise a busy machine could
@@ -36,8 +36,8 @@ fn crossing() -> Benchmark {
     Benchmark::new()
         .workload(Workload::validation_only())
         .validate(true)
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(5))
                 .inter_token(Duration::from_millis(1))
                 .fault(Fault::CrossOver, FaultSchedule::Every(5)),

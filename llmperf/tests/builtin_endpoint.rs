@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::{assert_interval, assert_latency, errors, fast_script, quiet, run};
@@ -16,8 +16,8 @@ fn scripted_ttft_and_inter_token_latency_are_measured_within_a_few_ms() {
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(200, 0, 40, 0))
         .load(Load::closed(4).requests(16))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(100))
                 .inter_token(Duration::from_millis(10)),
         );
@@ -48,8 +48,8 @@ fn events_carrying_several_tokens_give_per_token_and_per_event_latencies() {
         .endpoint(Endpoint::openai_completions().builtin())
         .workload(Workload::token_lengths(50, 0, 24, 0))
         .load(Load::closed(2).requests(4))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(20))
                 .inter_token(Duration::from_millis(5))
                 .tokens_per_event(4),
@@ -70,8 +70,8 @@ fn reasoning_tokens_do_not_end_ttft() {
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(50, 0, 20, 0))
         .load(Load::closed(1).requests(2))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(30))
                 .inter_token(Duration::from_millis(5))
                 .reasoning_tokens(10),
@@ -105,7 +105,7 @@ fn injected_faults_are_each_counted_under_their_own_kind() {
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(30, 0, 10, 0))
         .load(Load::closed(3).requests(30))
-        .mock(script);
+        .builtin_script(script);
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "server_error"), 6);
     assert_eq!(errors(&outcome, "disconnect"), 4);
@@ -119,7 +119,7 @@ fn injected_faults_are_each_counted_under_their_own_kind() {
     assert_eq!(requests.errors_by_status.get("500"), Some(&6));
     assert_eq!(requests.errors_by_status.get("429"), Some(&1));
     assert_eq!(
-        outcome.mock_stats.as_ref().map(|s| s.faults_injected),
+        outcome.builtin_stats.as_ref().map(|s| s.faults_injected),
         Some(18)
     );
     assert!((requests.error_rate - 0.6).abs() < 1e-12);
@@ -136,7 +136,7 @@ fn stalls_and_timeouts_are_errors_of_their_own_kind() {
                 .requests(4)
                 .stall_timeout(Duration::from_millis(300)),
         )
-        .mock(stalling.clone())
+        .builtin_script(stalling.clone())
         // Ten-token answers cut at half: no validation line, whose room would lengthen them.
         .validate(false);
     let outcome = run(&bench);
@@ -163,7 +163,7 @@ fn a_cross_over_is_detected_and_names_the_other_request() {
         .workload(Workload::validation_only())
         .load(Load::closed(1).requests(12))
         .validate(true)
-        .mock(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
+        .builtin_script(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
     let outcome = run(&bench);
     let validation = outcome
         .summary
@@ -190,7 +190,7 @@ fn validation_runs_alongside_a_performance_workload() {
         .workload(Workload::token_lengths(300, 50, 30, 0).ignore_eos(true))
         .load(Load::closed(4).requests(12))
         .validate(true)
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     let validation = outcome
         .summary
@@ -214,7 +214,7 @@ fn a_wrong_key_is_one_clear_error_that_never_shows_the_key() {
         )
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script().require_api_key("sk-right-key"));
+        .builtin_script(fast_script().require_api_key("sk-right-key"));
     let options = RunOptions {
         results_dir: Some(dir.path().to_path_buf()),
         ..quiet()
@@ -258,7 +258,7 @@ fn results_are_written_as_requests_finish_and_read_back() {
         .workload(Workload::lines(2, 6, 3).max_tokens(20))
         .load(Load::closed(2).requests(6))
         .validate(true)
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let options = RunOptions {
         results_dir: Some(dir.path().to_path_buf()),
         ..quiet()
@@ -283,7 +283,7 @@ fn a_run_that_keeps_no_records_has_the_figures_its_stored_records_give() {
         .workload(Workload::lines(2, 6, 3).max_tokens(20))
         .load(Load::closed(3).requests(12).warmup_requests(2))
         .validate(true)
-        .mock(fast_script().fault(Fault::Status(503), FaultSchedule::Every(4)));
+        .builtin_script(fast_script().fault(Fault::Status(503), FaultSchedule::Every(4)));
     let options = RunOptions {
         results_dir: Some(dir.path().to_path_buf()),
         drop_records: true,

@@ -18,7 +18,7 @@ fn run_against_the_built_in_endpoint_writes_results() {
         .current_dir(dir.path())
         .args([
             "run",
-            "--mock",
+            "--builtin",
             "-r",
             "6",
             "-c",
@@ -55,12 +55,12 @@ fn run_against_the_built_in_endpoint_writes_results() {
 fn bad_flags_get_a_one_line_error_naming_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&[&str], &str); 7] = [
-        (&["run", "--mock", "-c", "0"], "--concurrency"),
+        (&["run", "--builtin", "-c", "0"], "--concurrency"),
         (
-            &["run", "--mock", "--min-lines", "9", "--max-lines", "2"],
+            &["run", "--builtin", "--min-lines", "9", "--max-lines", "2"],
             "--min-lines <= --max-lines",
         ),
-        (&["run", "--mock", "--extra-body", "[1]"], "JSON object"),
+        (&["run", "--builtin", "--extra-body", "[1]"], "JSON object"),
         (&["run", "-r", "2"], "--base-url"),
         // The variable is named, not a placeholder.
         (
@@ -73,7 +73,7 @@ fn bad_flags_get_a_one_line_error_naming_the_fix() {
         ),
         // --sleep pauses closed-loop slots; with --rate it would be ignored.
         (
-            &["run", "--mock", "--rate", "5", "--sleep", "1s"],
+            &["run", "--builtin", "--rate", "5", "--sleep", "1s"],
             "lower --rate",
         ),
     ];
@@ -99,7 +99,7 @@ fn an_unreadable_env_file_is_an_error() {
     .unwrap();
     let output = llmperf()
         .current_dir(dir.path())
-        .args(["run", "--mock", "-r", "1"])
+        .args(["run", "--builtin", "-r", "1"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -122,7 +122,7 @@ fn the_readme_first_command_validates_all_twenty_answers() {
         .current_dir(dir.path())
         .args([
             "run",
-            "--mock",
+            "--builtin",
             "-r",
             "20",
             "-c",
@@ -142,11 +142,11 @@ fn the_readme_first_command_validates_all_twenty_answers() {
 }
 
 /// Runs a built-in endpoint in its own process; returns it and its base URL.
-fn mock_process(args: &[&str]) -> (std::process::Child, String) {
+fn builtin_process(args: &[&str]) -> (std::process::Child, String) {
     use std::io::BufRead;
     let mut child = llmperf()
         .args([
-            "mock",
+            "builtin",
             "--port",
             "0",
             "--ttft",
@@ -169,7 +169,7 @@ fn mock_process(args: &[&str]) -> (std::process::Child, String) {
 
 #[test]
 fn a_cross_over_fails_the_run_unless_allowed() {
-    let (mut server, url) = mock_process(&["--fault", "cross-over:every=3"]);
+    let (mut server, url) = builtin_process(&["--fault", "cross-over:every=3"]);
     let run = |extra: &[&str]| {
         llmperf()
             .args(["run", "--base-url", &url, "-m", "m", "-r", "6", "--quiet"])
@@ -202,7 +202,7 @@ fn export_into_a_reader_that_stops_early_ends_quietly_and_same_named_runs_stay_a
         .current_dir(dir.path())
         .args([
             "run",
-            "--mock",
+            "--builtin",
             "-r",
             "2",
             "--mean-output-tokens",
@@ -266,7 +266,7 @@ fn the_open_files_limit_is_raised_and_a_load_that_cannot_fit_is_named() {
     // built-in endpoint in the same process need about 200 open files.
     let run = |limits: &str, load: &str| {
         let command = format!(
-            "{limits}; exec \"$0\" run --mock {load} --mean-output-tokens 4 --stddev-output-tokens 0 -q"
+            "{limits}; exec \"$0\" run --builtin {load} --mean-output-tokens 4 --stddev-output-tokens 0 -q"
         );
         let output = Command::new("bash")
             .args(["-c", &command, env!("CARGO_BIN_EXE_llmperf")])

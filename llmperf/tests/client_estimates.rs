@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::{assert_interval, run};
 
-fn script() -> MockScript {
-    MockScript::new()
+fn script() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(20))
         .inter_token(Duration::from_millis(5))
         .omit_usage(true)
@@ -24,7 +24,7 @@ fn one_token_per_event_in_another_vocabulary_is_counted_by_events() {
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(40, 0, 24, 0))
         .load(Load::closed(2).requests(6))
-        .mock(script().long_words(true));
+        .builtin_script(script().long_words(true));
     let outcome = run(&bench);
     let summary = &outcome.summary.summary;
     assert_eq!(summary.requests.completed, 6);
@@ -67,7 +67,7 @@ fn events_of_several_tokens_without_usage_are_re_tokenised_and_never_over_the_li
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(40, 0, 24, 0))
         .load(Load::closed(2).requests(4))
-        .mock(script().tokens_per_event(4));
+        .builtin_script(script().tokens_per_event(4));
     let outcome = run(&bench);
     for record in &outcome.records {
         assert!(!record.single_token_events, "events of four words each");

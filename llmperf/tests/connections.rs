@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use llmperf::mock::Connections;
-use llmperf::{Benchmark, Endpoint, Load, MockScript, MockServer, Workload};
+use llmperf::builtin::Connections;
+use llmperf::builtin::Server;
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 mod fault_matrix;
 mod raw_server;
@@ -23,15 +24,15 @@ fn bench(connections: Connections, concurrency: usize, requests: u64) -> Benchma
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(40, 0, 16, 0))
         .load(Load::closed(concurrency).requests(requests))
-        .mock(fast_script().connections(connections))
+        .builtin_script(fast_script().connections(connections))
 }
 
 /// A server started by the test, so its counters can be read afterwards.
 fn served(
-    script: MockScript,
+    script: Script,
     bench: Benchmark,
-) -> (llmperf::run::RunOutcome, llmperf::mock::MockStats) {
-    let server = MockServer::start(script).unwrap();
+) -> (llmperf::run::RunOutcome, llmperf::builtin::ServerStats) {
+    let server = Server::start(script).unwrap();
     let bench = bench.endpoint(
         Endpoint::openai_chat()
             .base_url(server.base_url())

@@ -6,7 +6,7 @@ use std::time::Duration;
 use llmperf::endpoint::openai::OpenAiChat;
 use llmperf::endpoint::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use llmperf::workload::RequestPlan;
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 /// An in-house gateway that speaks OpenAI chat but wants its own header.
 struct Gateway;
@@ -46,8 +46,8 @@ fn a_kind_from_another_crate_is_listed_and_runs_by_name() {
         .endpoint(Endpoint::kind("in-house-gateway").builtin())
         .workload(Workload::token_lengths(30, 0, 10, 0))
         .load(Load::closed(2).requests(4))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(20))
                 .inter_token(Duration::from_millis(2)),
         )

@@ -50,7 +50,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-/// The mock's prompt for chat-style bodies: every content, one a line.
+/// The built-in endpoint's prompt for chat-style bodies: every content, one a line.
 fn joined(messages: &[Message]) -> String {
     messages
         .iter()
@@ -59,7 +59,7 @@ fn joined(messages: &[Message]) -> String {
         .join("\n")
 }
 
-/// The mock's prompt for an Anthropic body: the top-level system text
+/// The built-in endpoint's prompt for an Anthropic body: the top-level system text
 /// (system messages joined by a blank line), then the other messages.
 fn anthropic_prompt(messages: &[Message]) -> String {
     let (system, turns): (Vec<Message>, Vec<Message>) = messages
@@ -88,7 +88,7 @@ fn run_and_check(
         .workload(workload.clone())
         .load(Load::closed(2).requests(requests))
         .seed(SEED)
-        .mock(fault_matrix::fast_script());
+        .builtin_script(fault_matrix::fast_script());
     let outcome = fault_matrix::run(&bench);
     let kind = endpoint.kind_name();
     let tokenizer = Tokenizer::bundled();
@@ -281,7 +281,7 @@ fn the_cli_runs_a_dataset_guessing_its_format_and_records_the_settings() {
     write(dir.path(), "sharegpt.json", SHAREGPT);
     let output = llmperf()
         .current_dir(dir.path())
-        .args(["run", "--mock", "-r", "4", "--dataset", "sharegpt.json"])
+        .args(["run", "--builtin", "-r", "4", "--dataset", "sharegpt.json"])
         .args([
             "--turns",
             "2",
@@ -321,7 +321,7 @@ fn the_cli_names_the_file_and_line_of_a_bad_dataset() {
     );
     let output = llmperf()
         .current_dir(dir.path())
-        .args(["run", "--mock", "-r", "2", "--dataset", "chat.jsonl"])
+        .args(["run", "--builtin", "-r", "2", "--dataset", "chat.jsonl"])
         .output()
         .expect("run llmperf");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::quiet;
@@ -16,8 +16,8 @@ fn bench(fault: Fault) -> Benchmark {
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(20, 0, 4, 0))
         .load(Load::closed(1).requests(2).timeout(Duration::from_secs(30)))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(5))
                 .fault(fault, FaultSchedule::Every(2)),
         )

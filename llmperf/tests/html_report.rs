@@ -54,7 +54,7 @@ fn run_with_faults(root: &Path) -> RunOutcome {
         .workload(Workload::validation_only())
         .load(Load::closed(2).requests(12))
         .validate(true)
-        .mock(
+        .builtin_script(
             fast_script()
                 .fault(Fault::CrossOver, FaultSchedule::Every(4))
                 .fault(Fault::Status(500), FaultSchedule::Every(5)),

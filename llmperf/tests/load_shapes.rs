@@ -17,7 +17,7 @@ use llmperf::record::RequestRecord;
 use llmperf::results::{read_records, read_summary, REQUESTS_FILE};
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::spec::{Arrival, Level, Slo, SloMetric};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::{fast_script, quiet, run};
@@ -50,8 +50,8 @@ fn a_concurrency_sweep_puts_the_knee_at_the_servers_concurrency_limit() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 6, 0))
         .load(Load::concurrency_sweep([1, 2, 4, 8, 16]).requests(20))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(ms(50))
                 .inter_token(ms(10))
                 .concurrency_limit(4),
@@ -123,7 +123,7 @@ fn an_open_loop_that_keeps_up_achieves_its_offered_rate_within_one_percent() {
             .workload(Workload::token_lengths(20, 0, 2, 0))
             .load(load)
             .seed(7)
-            .mock(fast_script());
+            .builtin_script(fast_script());
         let outcome = run(&bench);
         let summary = &outcome.summary.summary;
         assert_eq!(summary.requests.completed, 200, "{arrival:?}");
@@ -179,7 +179,7 @@ fn an_in_flight_cap_queues_overdue_requests_counts_the_wait_and_drops_none() {
                 .max_in_flight(2)
                 .requests(100),
         )
-        .mock(MockScript::new().ttft(ms(20)));
+        .builtin_script(Script::new().ttft(ms(20)));
     let outcome = run(&bench);
     let summary = &outcome.summary.summary;
     assert_eq!(
@@ -227,7 +227,7 @@ fn a_client_that_cannot_send_at_the_offered_rate_is_reported_as_falling_behind()
                 .arrival(Arrival::Constant)
                 .requests(400),
         )
-        .mock(MockScript::new().ttft(ms(1)));
+        .builtin_script(Script::new().ttft(ms(1)));
     let outcome = run(&bench);
     assert_eq!(
         outcome.records.len(),
@@ -252,7 +252,7 @@ fn max_errors_stops_a_failing_sweep_early() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::concurrency_sweep([2, 4]).requests(200).max_errors(5))
-        .mock(fast_script().fault(Fault::Status(500), FaultSchedule::Every(1)));
+        .builtin_script(fast_script().fault(Fault::Status(500), FaultSchedule::Every(1)));
     let outcome = run(&bench);
     let file = &outcome.summary;
     assert_eq!(file.levels.len(), 1, "the sweep stops with its level");
@@ -270,7 +270,7 @@ fn max_error_rate_stops_once_enough_requests_finished_to_judge() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::closed(1).requests(200).max_error_rate(0.3))
-        .mock(fast_script().fault(Fault::Status(500), FaultSchedule::Every(2)));
+        .builtin_script(fast_script().fault(Fault::Status(500), FaultSchedule::Every(2)));
     let outcome = run(&bench);
     assert_eq!(
         outcome.summary.levels[0].stop,
@@ -292,7 +292,7 @@ fn a_duration_limited_closed_loop_stops_sending_at_the_duration() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::closed(2).duration(Duration::from_secs(1)))
-        .mock(MockScript::new().ttft(ms(40)).inter_token(ms(10)))
+        .builtin_script(Script::new().ttft(ms(40)).inter_token(ms(10)))
         // Two-token answers: no validation line, whose room would lengthen them.
         .validate(false);
     let outcome = run(&bench);
@@ -332,7 +332,7 @@ fn warmup_and_cooldown_requests_are_kept_flagged_and_left_out_of_the_statistics(
                 .warmup_requests(3)
                 .cooldown_requests(2),
         )
-        .mock(fast_script().fault(Fault::Status(500), FaultSchedule::Every(3)));
+        .builtin_script(fast_script().fault(Fault::Status(500), FaultSchedule::Every(3)));
     let outcome = run(&bench);
     assert_eq!(
         outcome.records.len(),
@@ -387,7 +387,7 @@ fn an_open_loops_warmup_duration_covers_the_requests_scheduled_in_it() {
                 .duration(ms(600))
                 .cooldown_requests(5),
         )
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     let count = |phase: Phase| outcome.records.iter().filter(|r| r.phase == phase).count();
     assert_eq!(
@@ -413,7 +413,7 @@ fn each_turn_of_a_conversation_carries_the_previous_actual_answer() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(30, 0, 12, 0).multi_turn(3))
         .load(Load::closed(2).requests(9))
-        .mock(fast_script())
+        .builtin_script(fast_script())
         // Exact twelve-token answers: no validation line, whose room could raise them.
         .validate(false);
     let outcome = run(&bench);
@@ -463,7 +463,7 @@ fn a_bursty_ramped_open_loop_sends_on_its_seeded_schedule() {
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(load)
         .seed(11)
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     assert_eq!(outcome.summary.levels[0].stop, Stop::Completed);
     assert_eq!(outcome.summary.summary.requests.completed, 40);
@@ -494,7 +494,7 @@ fn an_automatic_sweep_spreads_its_rates_between_the_synchronous_and_the_maximum_
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::auto_sweep(2, 4).requests(12))
-        .mock(MockScript::new().ttft(ms(20)).inter_token(ms(5)));
+        .builtin_script(Script::new().ttft(ms(20)).inter_token(ms(5)));
     let outcome = run(&bench);
     let levels = &outcome.summary.levels;
     let kinds: Vec<String> = levels.iter().map(|l| l.level.label()).collect();
@@ -525,7 +525,7 @@ fn a_sweeps_levels_curve_and_knee_are_read_back_from_summary_json() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 4, 0))
         .load(Load::concurrency_sweep([1, 2]).requests(6))
-        .mock(MockScript::new().ttft(ms(30)).inter_token(ms(5)))
+        .builtin_script(Script::new().ttft(ms(30)).inter_token(ms(5)))
         .slo(Slo::new(SloMetric::Ttft, 90.0, Duration::from_secs(1)));
     let options = RunOptions {
         results_dir: Some(dir.path().to_path_buf()),
@@ -563,7 +563,7 @@ fn a_level_that_sends_its_count_before_its_duration_ends_as_completed() {
                 .requests(5)
                 .cooldown_requests(2),
         )
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     let level = &outcome.summary.levels[0];
     assert_eq!(level.stop, Stop::Completed);
@@ -588,7 +588,7 @@ fn an_automatic_sweep_that_completes_nothing_runs_no_open_loop_levels() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::auto_sweep(3, 2).requests(4))
-        .mock(fast_script().fault(Fault::Status(500), FaultSchedule::Every(1)));
+        .builtin_script(fast_script().fault(Fault::Status(500), FaultSchedule::Every(1)));
     let outcome = run(&bench);
     assert_eq!(outcome.summary.levels.len(), 2);
     assert!(outcome.records.iter().all(|r| !r.ok));
@@ -617,7 +617,7 @@ fn an_automatic_sweep_sizes_its_levels_so_what_they_measure_is_real() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::auto_sweep(2, 4).requests(3))
-        .mock(MockScript::new().ttft(ms(20)).inter_token(ms(5)))
+        .builtin_script(Script::new().ttft(ms(20)).inter_token(ms(5)))
         .validate(false);
     let outcome = run_benchmark("auto", &bench, &measuring()).expect("the run");
     let levels = &outcome.summary.levels;
@@ -649,7 +649,7 @@ fn a_max_throughput_level_cut_short_says_its_rate_may_understate_the_maximum() {
         .endpoint(builtin())
         .workload(Workload::token_lengths(20, 0, 2, 0))
         .load(Load::auto_sweep(1, 4).duration(ms(250)))
-        .mock(MockScript::new().ttft(ms(90)).inter_token(ms(5)))
+        .builtin_script(Script::new().ttft(ms(90)).inter_token(ms(5)))
         .validate(false);
     let outcome = run_benchmark("auto", &bench, &measuring()).expect("the run");
     let probe = &outcome.summary.levels[1];

@@ -7,7 +7,7 @@ use std::time::Duration;
 use llmperf::endpoint::configured_endpoint;
 use llmperf::endpoint::presets;
 use llmperf::run::run_benchmark;
-use llmperf::{Benchmark, Endpoint, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::{assert_interval, assert_latency, quiet};
@@ -19,8 +19,8 @@ fn every_preset_streams_from_the_builtin_endpoint_with_scripted_timing() {
             .endpoint(Endpoint::kind(preset.name).builtin())
             .workload(Workload::token_lengths(40, 0, 20, 0))
             .load(Load::closed(2).requests(8))
-            .mock(
-                MockScript::new()
+            .builtin_script(
+                Script::new()
                     .ttft(Duration::from_millis(50))
                     .inter_token(Duration::from_millis(5)),
             );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::{assert_interval, assert_latency, errors, fast_script, quiet, run};
@@ -30,8 +30,8 @@ fn scripted_ttft_and_inter_token_latency_are_measured_within_a_few_ms() {
         .endpoint(sagemaker())
         .workload(Workload::token_lengths(200, 0, 40, 0))
         .load(Load::closed(4).requests(16))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(100))
                 .inter_token(Duration::from_millis(10))
                 .seed(5),
@@ -68,8 +68,8 @@ fn lmi_json_lines_are_decoded_too() {
         .endpoint(sagemaker().option("format", "lmi"))
         .workload(Workload::token_lengths(50, 0, 24, 0))
         .load(Load::closed(2).requests(4))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(20))
                 .inter_token(Duration::from_millis(5))
                 .tokens_per_event(4),
@@ -96,7 +96,7 @@ fn validation_passes_and_cross_overs_are_caught() {
         .workload(Workload::validation_only())
         .load(Load::closed(2).requests(12))
         .validate(true)
-        .mock(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(6)));
+        .builtin_script(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(6)));
     let outcome = run(&bench);
     let validation = outcome
         .summary
@@ -132,7 +132,7 @@ fn injected_faults_are_each_counted_under_their_own_kind() {
         .endpoint(sagemaker())
         .workload(Workload::token_lengths(30, 0, 10, 0))
         .load(Load::closed(3).requests(30))
-        .mock(script);
+        .builtin_script(script);
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "server_error"), 6);
     assert_eq!(errors(&outcome, "disconnect"), 4);
@@ -178,7 +178,7 @@ fn stalls_are_errors_of_their_own_kind() {
                 .requests(4)
                 .stall_timeout(Duration::from_millis(300)),
         )
-        .mock(fast_script().fault(Fault::Stall, FaultSchedule::Every(2)));
+        .builtin_script(fast_script().fault(Fault::Stall, FaultSchedule::Every(2)));
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "stall"), 2);
     assert_eq!(outcome.summary.summary.requests.completed, 2);
@@ -199,7 +199,7 @@ fn a_wrong_secret_is_one_clear_error_that_never_shows_the_secret() {
         )
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let options = RunOptions {
         results_dir: Some(dir.path().to_path_buf()),
         ..quiet()
@@ -225,7 +225,7 @@ fn the_right_secret_with_a_session_token_is_accepted() {
         .endpoint(sagemaker().option("aws_session_token", "temporary-token"))
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     assert_eq!(outcome.summary.summary.requests.completed, 2);
 }
@@ -236,7 +236,7 @@ fn an_unknown_access_key_and_a_bad_setting_are_clear_errors() {
         .endpoint(sagemaker().option("aws_access_key_id", "AKIDSOMEONEELSE"))
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(1))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     let message = &outcome.records[0].error.as_ref().unwrap().message;
     assert!(
@@ -260,7 +260,7 @@ fn an_unknown_access_key_and_a_bad_setting_are_clear_errors() {
 fn without_credentials_the_builtin_endpoint_takes_its_test_pair() {
     // Nothing configured but the kind: what the `benches/sagemaker.rs`
     // example does. (Unless the machine has AWS credentials in its
-    // environment, which then sign instead and are refused by the mock.)
+    // environment, which then sign instead and are refused by the built-in endpoint.)
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_some() {
         return;
     }
@@ -268,7 +268,7 @@ fn without_credentials_the_builtin_endpoint_takes_its_test_pair() {
         .endpoint(Endpoint::kind("sagemaker").builtin())
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     assert_eq!(outcome.summary.summary.requests.completed, 2);
 }

@@ -29,7 +29,7 @@ fn llmperf() -> Command {
     command
 }
 
-/// `llmperf mock` in its own process, killed on drop.
+/// `llmperf builtin` in its own process, killed on drop.
 struct Endpoint {
     child: Child,
     base_url: String,
@@ -40,7 +40,7 @@ struct Endpoint {
 impl Endpoint {
     fn start(args: &[&str]) -> Endpoint {
         let mut child = llmperf()
-            .args(["mock", "--port", "0"])
+            .args(["builtin", "--port", "0"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -63,7 +63,7 @@ impl Endpoint {
         }
     }
 
-    /// `/v1/mock/stats`, read with a plain HTTP/1.0 request.
+    /// `/v1/builtin/stats`, read with a plain HTTP/1.0 request.
     fn stats(&self) -> serde_json::Value {
         let address = self
             .base_url
@@ -71,7 +71,7 @@ impl Endpoint {
             .trim_end_matches("/v1");
         let mut socket = TcpStream::connect(address).unwrap();
         socket
-            .write_all(b"GET /v1/mock/stats HTTP/1.0\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /v1/builtin/stats HTTP/1.0\r\nHost: x\r\n\r\n")
             .unwrap();
         let mut response = String::new();
         socket.read_to_string(&mut response).unwrap();
@@ -426,7 +426,7 @@ fn shards_that_do_not_belong_together_are_refused() {
 
     // More shards than requests in flight would leave one idle.
     let output = llmperf()
-        .args(["run", "--mock", "-c", "2", "-r", "4", "--shard", "0/3"])
+        .args(["run", "--builtin", "-c", "2", "-r", "4", "--shard", "0/3"])
         .output()
         .unwrap();
     let error = String::from_utf8_lossy(&output.stderr);
@@ -434,7 +434,7 @@ fn shards_that_do_not_belong_together_are_refused() {
     assert!(error.contains("run at most 2 shards"), "{error}");
     // A Kubernetes pod knows its index, not the count.
     let output = llmperf()
-        .args(["run", "--mock", "-c", "2", "-r", "4", "--shard", "auto"])
+        .args(["run", "--builtin", "-c", "2", "-r", "4", "--shard", "auto"])
         .env("JOB_COMPLETION_INDEX", "1")
         .output()
         .unwrap();

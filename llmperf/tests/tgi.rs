@@ -26,7 +26,7 @@ fn answers_validate_and_the_eos_token_is_counted_by_the_server_only() {
         .workload(Workload::validation_only())
         .load(Load::closed(1).requests(3))
         .validate(true)
-        .mock(fault_matrix::fast_script());
+        .builtin_script(fault_matrix::fast_script());
     let outcome = fault_matrix::run(&bench);
     for record in &outcome.records {
         assert_eq!(record.finish_reason.as_deref(), Some("eos_token"));
@@ -45,7 +45,7 @@ fn keep_alive_comments_and_crlf_line_ends_are_harmless() {
         .endpoint(tgi())
         .workload(Workload::token_lengths(50, 0, 12, 0))
         .load(Load::closed(2).requests(4))
-        .mock(fault_matrix::fast_script().keep_alive(true).crlf(true))
+        .builtin_script(fault_matrix::fast_script().keep_alive(true).crlf(true))
         // Exact twelve-token answers: no validation line, whose room could raise them.
         .validate(false);
     let outcome = fault_matrix::run(&bench);

@@ -22,7 +22,7 @@ fn generated_prompts_are_validated_by_default_and_every_answer_gets_room() {
     let bench = Benchmark::new()
         .endpoint(Endpoint::openai_chat().builtin())
         .load(Load::closed(4).requests(40))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     assert!(outcome.summary.config.validate);
     let validation = outcome
@@ -76,7 +76,7 @@ fn validation_can_be_turned_off_and_is_off_for_datasets_unless_asked_for() {
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script())
+        .builtin_script(fast_script())
         .validate(false);
     let outcome = run(&off);
     assert!(!outcome.summary.config.validate);
@@ -96,7 +96,7 @@ fn validation_can_be_turned_off_and_is_off_for_datasets_unless_asked_for() {
             Dataset::jsonl(&path).sample(llmperf::Sampling::WithReplacement),
         ))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     assert!(run(&dataset).summary.summary.validation.is_none());
     let asked = run(&dataset.validate(true));
     let validation = asked.summary.summary.validation.expect("validated");
@@ -152,7 +152,7 @@ fn a_stream_that_breaks_mid_answer_is_truncated_and_a_cross_over_is_never_good()
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::validation_only())
         .load(Load::closed(1).requests(9))
-        .mock(fast_script().fault(Fault::Disconnect, FaultSchedule::Every(3)));
+        .builtin_script(fast_script().fault(Fault::Disconnect, FaultSchedule::Every(3)));
     let outcome = run(&bench);
     let broken: Vec<_> = outcome.records.iter().filter(|r| !r.ok).collect();
     assert_eq!(broken.len(), 3);
@@ -172,7 +172,7 @@ fn a_stream_that_breaks_mid_answer_is_truncated_and_a_cross_over_is_never_good()
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::validation_only())
         .load(Load::closed(1).requests(8))
-        .mock(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
+        .builtin_script(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
     let outcome = run(&crossed);
     let level = &outcome.summary.levels[0];
     assert_eq!(level.summary.validation.as_ref().unwrap().cross_overs, 2);

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use llmperf::run::{run_benchmark, RunOptions};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Script, Workload};
 
 mod fault_matrix;
 use fault_matrix::{assert_interval, assert_latency, errors, fast_script, quiet, run};
@@ -30,8 +30,8 @@ fn every_kind_measures_the_scripted_timing_and_the_servers_counts() {
             .endpoint(endpoint(kind))
             .workload(Workload::token_lengths(200, 0, 40, 0))
             .load(Load::closed(4).requests(12))
-            .mock(
-                MockScript::new()
+            .builtin_script(
+                Script::new()
                     .ttft(Duration::from_millis(100))
                     .inter_token(Duration::from_millis(10)),
             );
@@ -77,8 +77,8 @@ fn thought_parts_are_reasoning_and_do_not_end_ttft() {
             .endpoint(endpoint(kind))
             .workload(Workload::token_lengths(50, 0, 20, 0))
             .load(Load::closed(1).requests(2))
-            .mock(
-                MockScript::new()
+            .builtin_script(
+                Script::new()
                     .ttft(Duration::from_millis(30))
                     .inter_token(Duration::from_millis(5))
                     .reasoning_tokens(10)
@@ -107,7 +107,7 @@ fn validation_passes_and_cross_overs_are_caught() {
             .workload(Workload::validation_only())
             .load(Load::closed(1).requests(8))
             .validate(true)
-            .mock(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
+            .builtin_script(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
         let outcome = run(&bench);
         let validation = outcome
             .summary
@@ -147,7 +147,7 @@ fn injected_faults_are_each_counted_under_their_own_kind() {
             .endpoint(endpoint(kind))
             .workload(Workload::token_lengths(30, 0, 10, 0))
             .load(Load::closed(3).requests(30))
-            .mock(script);
+            .builtin_script(script);
         let outcome = run(&bench);
         assert_eq!(errors(&outcome, "server_error"), 6, "{kind}");
         assert_eq!(errors(&outcome, "disconnect"), 4, "{kind}");
@@ -184,7 +184,7 @@ fn stalls_are_their_own_kind() {
                     .requests(4)
                     .stall_timeout(Duration::from_millis(300)),
             )
-            .mock(fast_script().fault(Fault::Stall, FaultSchedule::Every(2)))
+            .builtin_script(fast_script().fault(Fault::Stall, FaultSchedule::Every(2)))
             // Ten-token answers cut at half: no validation line, whose room would lengthen them.
             .validate(false);
         let outcome = run(&bench);
@@ -212,7 +212,7 @@ fn tokens_from_a_token_command_are_sent_as_bearer_tokens() {
             .endpoint(endpoint(kind).option("token_command", &command))
             .workload(Workload::token_lengths(30, 0, 5, 0))
             .load(Load::closed(2).requests(4))
-            .mock(fast_script().require_api_key("ya29.mock-token-0123"));
+            .builtin_script(fast_script().require_api_key("ya29.mock-token-0123"));
         let outcome = run(&bench);
         assert_eq!(outcome.summary.summary.requests.completed, 4, "{kind}");
     }
@@ -244,7 +244,7 @@ fn a_refused_token_is_one_clear_error_that_never_shows_the_token() {
             .endpoint(endpoint)
             .workload(Workload::token_lengths(30, 0, 5, 0))
             .load(Load::closed(1).requests(2))
-            .mock(fast_script().require_api_key("ya29.right-token"));
+            .builtin_script(fast_script().require_api_key("ya29.right-token"));
         let options = RunOptions {
             results_dir: Some(results.path().join(kind)),
             ..quiet()
@@ -275,13 +275,13 @@ fn a_failing_token_command_is_unauthorized_and_names_the_command() {
         .endpoint(endpoint("vertex-gemini").option("token_command", &command))
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "unauthorized"), 2);
     let message = &outcome.records[0].error.as_ref().unwrap().message;
     assert!(message.contains(&command), "{message}");
     assert!(!message.contains("half-printed-secret"), "{message}");
-    assert_eq!(outcome.mock_stats.map(|s| s.requests), Some(0));
+    assert_eq!(outcome.builtin_stats.map(|s| s.requests), Some(0));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::{EndpointKind, Target};
 use crate::spec::{Endpoint, Secret, SpecError};
 
 /// Model name used against the built-in endpoint when none is set.
-pub const BUILTIN_MODEL: &str = "llmperf-mock";
+pub const BUILTIN_MODEL: &str = "llmperf-builtin";
 
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())

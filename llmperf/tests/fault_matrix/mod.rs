@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, MockScript, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Load, Script, Workload};
 
 /// Options for a test run: no progress bar, no files.
 pub fn quiet() -> RunOptions {
@@ -25,8 +25,8 @@ pub fn run(bench: &Benchmark) -> RunOutcome {
 }
 
 /// A script fast enough for fault tests.
-pub fn fast_script() -> MockScript {
-    MockScript::new()
+pub fn fast_script() -> Script {
+    Script::new()
         .ttft(Duration::from_millis(5))
         .inter_token(Duration::from_millis(1))
 }
@@ -50,8 +50,8 @@ pub fn assert_scripted_timing(endpoint: Endpoint) -> RunOutcome {
         .endpoint(endpoint)
         .workload(Workload::token_lengths(200, 0, 40, 0))
         .load(Load::closed(4).requests(12))
-        .mock(
-            MockScript::new()
+        .builtin_script(
+            Script::new()
                 .ttft(Duration::from_millis(100))
                 .inter_token(Duration::from_millis(10)),
         );
@@ -79,7 +79,7 @@ pub fn assert_validation(endpoint: Endpoint) {
         .workload(Workload::validation_only())
         .load(Load::closed(2).requests(8))
         .validate(true)
-        .mock(fast_script());
+        .builtin_script(fast_script());
     let outcome = run(&bench);
     let validation = outcome
         .summary
@@ -98,7 +98,7 @@ pub fn assert_validation(endpoint: Endpoint) {
         .workload(Workload::validation_only())
         .load(Load::closed(1).requests(8))
         .validate(true)
-        .mock(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
+        .builtin_script(fast_script().fault(Fault::CrossOver, FaultSchedule::Every(4)));
     let outcome = run(&bench);
     let validation = outcome
         .summary
@@ -127,7 +127,7 @@ pub fn assert_faults(endpoint: Endpoint, has_end_marker: bool) {
         .endpoint(endpoint.clone())
         .workload(Workload::token_lengths(30, 0, 10, 0))
         .load(Load::closed(3).requests(30))
-        .mock(script);
+        .builtin_script(script);
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "server_error"), 6);
     assert_eq!(errors(&outcome, "disconnect"), 4);
@@ -148,7 +148,7 @@ pub fn assert_faults(endpoint: Endpoint, has_end_marker: bool) {
                 .requests(4)
                 .stall_timeout(Duration::from_millis(300)),
         )
-        .mock(stalling);
+        .builtin_script(stalling);
     let outcome = run(&bench);
     assert_eq!(errors(&outcome, "stall"), 2);
     assert_eq!(outcome.summary.summary.requests.completed, 2);
@@ -162,7 +162,7 @@ pub fn assert_wrong_key(endpoint: Endpoint, right: &str, wrong: &str) -> RunOutc
         .endpoint(endpoint.api_key(wrong))
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script().require_api_key(right));
+        .builtin_script(fast_script().require_api_key(right));
     let options = RunOptions {
         results_dir: Some(dir.path().to_path_buf()),
         ..quiet()
@@ -186,7 +186,7 @@ pub fn assert_right_key(endpoint: Endpoint, key: &str) {
         .endpoint(endpoint.api_key(key))
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))
-        .mock(fast_script().require_api_key(key));
+        .builtin_script(fast_script().require_api_key(key));
     let outcome = run(&bench);
     assert_eq!(outcome.summary.summary.requests.completed, 2);
 }

@@ -185,8 +185,8 @@ pub(crate) fn error_body(message: &str, error_type: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::generate::Output;
-    use crate::mock::openai::Usage;
+    use crate::builtin::generate::Output;
+    use crate::builtin::openai::Usage;
 
     fn output(reason: FinishReason) -> Output {
         Output {

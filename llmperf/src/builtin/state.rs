@@ -11,14 +11,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::lateness::SendLateness;
 use super::pacer::PacerHandle;
-use super::script::{Fault, FaultSchedule, MockScript};
-use super::MockStats;
+use super::script::{Fault, FaultSchedule, Script};
+use super::ServerStats;
 
 /// How many recent validated numbers are kept for cross-over faults.
 const RECENT_TASKS: usize = 16;
 
 pub(crate) struct State {
-    pub(crate) script: MockScript,
+    pub(crate) script: Script,
     /// Concurrency slots, when the script limits concurrency.
     pub(crate) slots: Option<Arc<Semaphore>>,
     /// Wakes bodies when their frames are due.
@@ -65,7 +65,7 @@ impl Drop for Slot {
 }
 
 /// Locks a mutex even if a holder panicked: the data here (counters, a
-/// generator) stays usable, and a mock must not fail every later request.
+/// generator) stays usable, and a built-in endpoint must not fail every later request.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -73,7 +73,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    pub(crate) fn new(script: MockScript, pacer: PacerHandle) -> Self {
+    pub(crate) fn new(script: Script, pacer: PacerHandle) -> Self {
         let slots = script
             .concurrency_limit
             .map(|n| Arc::new(Semaphore::new(n.clamp(1, Semaphore::MAX_PERMITS))));
@@ -183,10 +183,10 @@ impl State {
         self.in_flight.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn stats(&self) -> MockStats {
+    pub(crate) fn stats(&self) -> ServerStats {
         let lateness = self.lateness.percentiles();
         let first = self.first_event_lateness.percentiles();
-        MockStats {
+        ServerStats {
             requests: self.requests.load(Ordering::SeqCst),
             faults_injected: self.faults_injected.load(Ordering::SeqCst),
             max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
@@ -205,17 +205,17 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::pacer::Pacer;
+    use crate::builtin::pacer::Pacer;
 
     /// A state whose pacer is already stopped: these tests never wait.
-    fn new_state(script: MockScript) -> State {
+    fn new_state(script: Script) -> State {
         State::new(script, Pacer::start().unwrap().handle())
     }
 
     #[test]
     fn first_applicable_rule_wins() {
         let state = new_state(
-            MockScript::new()
+            Script::new()
                 .fault(Fault::CrossOver, FaultSchedule::Every(2))
                 .fault(Fault::Status(503), FaultSchedule::Every(3)),
         );
@@ -233,7 +233,7 @@ mod tests {
     fn probability_is_seeded_and_bounded() {
         let count = |seed, p| {
             let state = new_state(
-                MockScript::new()
+                Script::new()
                     .seed(seed)
                     .fault(Fault::Stall, FaultSchedule::Probability(p)),
             );
@@ -250,7 +250,7 @@ mod tests {
 
     #[test]
     fn crossover_takes_another_requests_number() {
-        let state = new_state(MockScript::new());
+        let state = new_state(Script::new());
         assert_eq!(state.crossover_number(1, 41), 42, "none seen yet");
         state.remember_task(1, 41);
         assert_eq!(state.crossover_number(1, 41), 42, "only its own");

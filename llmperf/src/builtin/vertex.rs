@@ -34,7 +34,7 @@ use super::generate::{self, FinishReason, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{TokenKind, MALFORMED_JSON};
 use super::plan::{clamp, jittered, token_events, End, Timeline};
 use super::request::{Api, GenerationRequest, DEFAULT_MODEL};
-use super::script::{Fault, MockScript};
+use super::script::{Fault, Script};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 
@@ -141,7 +141,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
 /// Plans a Gemini response (see the module docs); the same schedule as
 /// the OpenAI plan in `plan.rs`.
 pub(crate) fn plan(
-    script: &MockScript,
+    script: &Script,
     api: VertexApi,
     request: &GenerationRequest,
     task: Option<Task>,
@@ -187,7 +187,7 @@ pub(crate) fn plan(
         candidates: output.content.len(),
         thoughts: output.reasoning.len(),
     };
-    let response_id = format!("mock-{index}");
+    let response_id = format!("builtin-{index}");
     let mut out = Framer::new(api, &response_id);
     let mut frames: Vec<(Duration, Bytes)> = Vec::with_capacity(events.len() + 4);
     if script.keep_alive && api == VertexApi::GeminiSse {
@@ -327,8 +327,8 @@ const NO_COUNTS: UsageOut = UsageOut {
 /// balanced brackets (so the element ends) around invalid JSON.
 const MALFORMED_ELEMENT: &str = r#"{"candidates": [{"content": }]}"#;
 
-/// The mock's Gemini model version.
-const MODEL_VERSION: &str = "llmperf-mock-gemini";
+/// The built-in endpoint's Gemini model version.
+const MODEL_VERSION: &str = "llmperf-builtin-gemini";
 
 /// Wraps chunks as SSE events or as array elements.
 struct Framer<'a> {
@@ -517,7 +517,7 @@ mod tests {
 
     #[test]
     fn both_forms_decode_to_the_scripted_tokens_and_counts() {
-        let script = MockScript::new().reasoning_tokens(3).tokens_per_event(2);
+        let script = Script::new().reasoning_tokens(3).tokens_per_event(2);
         for api in [VertexApi::GeminiSse, VertexApi::GeminiJson] {
             let timeline = plan(&script, api, &request(5), None, None, 1);
             let events = decoded(api, &timeline);
@@ -552,7 +552,7 @@ mod tests {
 
     #[test]
     fn faults_break_each_form_the_way_they_say() {
-        let script = MockScript::new();
+        let script = Script::new();
         for api in [VertexApi::GeminiSse, VertexApi::GeminiJson] {
             let fault = |fault| plan(&script, api, &request(10), None, Some(fault), 1);
             let errors = |timeline: &Timeline| -> Vec<crate::endpoint::ErrorKind> {

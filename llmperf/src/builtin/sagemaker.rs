@@ -34,11 +34,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::MockBody;
+use super::body::ResponseBody;
 use super::generate::{self, FinishReason, Spec, MAX_OUTPUT_TOKENS};
 use super::plan::{clamp, jittered, token_events, End, Timeline};
 use super::request::{Api, GenerationRequest, DEFAULT_MODEL};
-use super::script::{Fault, MockScript};
+use super::script::{Fault, Script};
 use crate::endpoint::sagemaker::{
     sign, AwsCredentials, SIGNING_SERVICE, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
 };
@@ -92,7 +92,7 @@ impl SignedParts {
 
     /// Checks the signature against the request as received, `body`
     /// included; `Err` is the 403 to answer.
-    pub(crate) fn verify(&self, body: &[u8]) -> Result<(), Box<Response<MockBody>>> {
+    pub(crate) fn verify(&self, body: &[u8]) -> Result<(), Box<Response<ResponseBody>>> {
         let header = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
         let Some(authorization) = header("authorization") else {
             return Err(forbidden(
@@ -171,7 +171,7 @@ impl SignedParts {
     }
 }
 
-fn mismatch() -> Box<Response<MockBody>> {
+fn mismatch() -> Box<Response<ResponseBody>> {
     forbidden(
         "InvalidSignatureException",
         "The request signature we calculated does not match the signature you provided. \
@@ -179,14 +179,14 @@ fn mismatch() -> Box<Response<MockBody>> {
     )
 }
 
-fn forbidden(error_type: &str, message: &str) -> Box<Response<MockBody>> {
+fn forbidden(error_type: &str, message: &str) -> Box<Response<ResponseBody>> {
     Box::new(aws_error(StatusCode::FORBIDDEN, error_type, message))
 }
 
 /// An AWS JSON error: `{"message"}` and the `x-amzn-ErrorType` header.
-fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response<MockBody> {
+fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response<ResponseBody> {
     let body = json!({ "message": message }).to_string();
-    let mut response = Response::new(MockBody::now(Bytes::from(body)));
+    let mut response = Response::new(ResponseBody::now(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(
@@ -200,7 +200,7 @@ fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response<Mo
 }
 
 /// The answer of an injected [`Fault::Status`], in AWS's error shape.
-pub(crate) fn status_fault(code: u16) -> Response<MockBody> {
+pub(crate) fn status_fault(code: u16) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let error_type = match status.as_u16() {
         429 => "ThrottlingException",
@@ -358,7 +358,7 @@ impl Container {
 /// Plans the response to SageMaker request number `index`; `task` and
 /// `fault` as for [`plan::plan`](super::plan::plan).
 pub(crate) fn plan(
-    script: &MockScript,
+    script: &Script,
     lmi: bool,
     request: &GenerationRequest,
     task: Option<Task>,
@@ -599,7 +599,7 @@ mod tests {
 
     #[test]
     fn the_stream_is_tgi_sse_cut_into_parts_and_lines_complete_on_time() {
-        let script = MockScript::new()
+        let script = Script::new()
             .ttft(Duration::from_millis(50))
             .inter_token(Duration::from_millis(5));
         let timeline = plan(&script, false, &request(20), None, None, 3);
@@ -639,7 +639,7 @@ mod tests {
 
     #[test]
     fn lmi_lines_and_faults() {
-        let script = MockScript::new();
+        let script = Script::new();
         let lmi = plan(&script, true, &request(4), None, None, 1);
         let text: Vec<u8> = payloads(&lmi).into_iter().flat_map(|(_, p)| p).collect();
         let text = String::from_utf8(text).unwrap();

@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use super::generate::{self, FinishReason, Output, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
-use super::script::{Fault, MockScript};
+use super::script::{Fault, Script};
 use super::stream_format::{self, Schedule, StreamFormat};
 use super::{anthropic, tgi, together};
 use crate::validate::Task;
@@ -91,7 +91,7 @@ pub(crate) struct TokenEvent {
 /// `task` is the task to answer (already swapped for a cross-over), `fault`
 /// an applicable fault other than `Status`.
 pub(crate) fn plan(
-    script: &MockScript,
+    script: &Script,
     api: Api,
     request: &GenerationRequest,
     task: Option<Task>,
@@ -192,8 +192,8 @@ pub(crate) fn plan(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
     let id = match api {
-        Api::Chat => format!("chatcmpl-mock-{index}"),
-        _ => format!("cmpl-mock-{index}"),
+        Api::Chat => format!("chatcmpl-builtin-{index}"),
+        _ => format!("cmpl-builtin-{index}"),
     };
     let formatter = Formatter::new(api, &id, &request.model, created, script.crlf);
 
@@ -465,7 +465,7 @@ mod tests {
 
     #[test]
     fn deadlines_follow_the_script() {
-        let script = MockScript::new()
+        let script = Script::new()
             .ttft(Duration::from_millis(50))
             .inter_token(Duration::from_millis(5))
             .ttft_per_prompt_token(Duration::from_millis(1))
@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn jitter_stays_within_bounds_and_is_seeded() {
-        let script = MockScript::new()
+        let script = Script::new()
             .ttft(Duration::from_millis(20))
             .inter_token(Duration::from_millis(10))
             .jitter(Duration::from_millis(3))
@@ -524,7 +524,7 @@ mod tests {
 
     #[test]
     fn reasoning_comes_first_and_is_counted() {
-        let script = MockScript::new()
+        let script = Script::new()
             .ttft(Duration::from_millis(10))
             .inter_token(Duration::from_millis(1))
             .reasoning_tokens(4);
@@ -541,7 +541,7 @@ mod tests {
 
     #[test]
     fn faults_cut_the_stream_at_half() {
-        let script = MockScript::new();
+        let script = Script::new();
         let cut = |fault| {
             plan(
                 &script,
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn whole_responses_come_at_the_end() {
-        let script = MockScript::new()
+        let script = Script::new()
             .ttft(Duration::from_millis(30))
             .inter_token(Duration::from_millis(2));
         let task = Task {

@@ -14,7 +14,7 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::body::MockBody;
+use super::body::ResponseBody;
 use super::generate::FinishReason;
 use super::openai::TokenKind;
 use super::request::{self, Api, GenerationRequest};
@@ -23,7 +23,7 @@ use super::stream_format::{Ending, StreamFormat};
 
 /// What Anthropic checks before generating: `anthropic-version`, and the
 /// `x-api-key` header when the script requires a key.
-pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<MockBody>> {
+pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<ResponseBody>> {
     if request.headers().get("anthropic-version").is_none() {
         return Some(error(
             StatusCode::BAD_REQUEST,
@@ -41,13 +41,13 @@ pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<M
     }
     Some(error(
         StatusCode::UNAUTHORIZED,
-        "invalid x-api-key (the mock requires the scripted key in the `x-api-key` header)",
+        "invalid x-api-key (the built-in endpoint requires the scripted key in the `x-api-key` header)",
     ))
 }
 
 /// An error answer in Anthropic's shape, its type named after the status.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response<MockBody> {
-    let mut response = Response::new(MockBody::now(error_body(status, message)));
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::now(error_body(status, message)));
     *response.status_mut() = status;
     response
         .headers_mut()

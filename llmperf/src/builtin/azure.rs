@@ -6,7 +6,7 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde_json::json;
 
-use super::body::MockBody;
+use super::body::ResponseBody;
 use super::state::State;
 
 /// Whether `path` is a deployment's chat completions path.
@@ -18,7 +18,7 @@ pub(crate) fn is_chat_path(path: &str) -> bool {
 
 /// What Azure checks before generating: the `api-version` query parameter,
 /// and the `api-key` header when the script requires a key.
-pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<MockBody>> {
+pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<ResponseBody>> {
     let has_version = request.uri().query().is_some_and(|query| {
         query.split('&').any(|pair| {
             pair.strip_prefix("api-version=")
@@ -29,7 +29,7 @@ pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<M
         return Some(error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            "Missing required query parameter: api-version (the mock serves Azure OpenAI's deployment path)",
+            "Missing required query parameter: api-version (the built-in endpoint serves Azure OpenAI's deployment path)",
         ));
     }
     let key = state.script.api_key.as_deref()?;
@@ -44,14 +44,14 @@ pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<M
     Some(error(
         StatusCode::UNAUTHORIZED,
         "401",
-        "Access denied due to invalid subscription key or wrong API endpoint (the mock requires the scripted key in the `api-key` header)",
+        "Access denied due to invalid subscription key or wrong API endpoint (the built-in endpoint requires the scripted key in the `api-key` header)",
     ))
 }
 
 /// Azure's error body: `{"error":{"code","message"}}`.
-fn error(status: StatusCode, code: &str, message: &str) -> Response<MockBody> {
+fn error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
     let body = json!({ "error": { "code": code, "message": message } }).to_string();
-    let mut response = Response::new(MockBody::now(body.into()));
+    let mut response = Response::new(ResponseBody::now(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,

@@ -10,10 +10,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use llmperf::mock::{MockScript, MockServer};
+//! use llmperf::builtin::{Script, Server};
 //!
-//! let server = MockServer::start(
-//!     MockScript::new()
+//! let server = Server::start(
+//!     Script::new()
 //!         .ttft(Duration::from_millis(50))
 //!         .inter_token(Duration::from_millis(5))
 //!         .output_tokens(20),
@@ -43,8 +43,8 @@
 //!   tokens). These serve streams only; errors come in each protocol's
 //!   own shape.
 //! - `GET /v1/models`: one model, named after the last `model` a request
-//!   gave (`llmperf-mock` before any).
-//! - `GET /v1/mock/stats`: the [`MockStats`] counters as JSON, including how
+//!   gave (`llmperf-builtin` before any).
+//! - `GET /v1/builtin/stats`: the [`ServerStats`] counters as JSON, including how
 //!   late events went out against their deadlines.
 //! - `GET /health`.
 //!
@@ -54,7 +54,7 @@
 //! # What it generates
 //!
 //! `max_tokens` content tokens (the script's
-//! [`output_tokens`](MockScript::output_tokens) when unset, at most 131072),
+//! [`output_tokens`](Script::output_tokens) when unset, at most 131072),
 //! drawn from a vocabulary of common English words that are each exactly one
 //! `cl100k_base` token, so the client's count of the streamed text equals the
 //! server's `completion_tokens`. A prompt holding a validation
@@ -78,13 +78,13 @@
 //!
 //! # Faults
 //!
-//! [`MockScript::fault`] injects a [`Fault`] on the requests a
-//! [`FaultSchedule`] picks; [`MockServer::stats`] counts requests, injected
+//! [`Script::fault`] injects a [`Fault`] on the requests a
+//! [`FaultSchedule`] picks; [`Server::stats`] counts requests, injected
 //! faults and the most requests in flight at once.
 //!
 //! # Connections
 //!
-//! [`MockScript::connections`] picks how connections are kept or closed:
+//! [`Script::connections`] picks how connections are kept or closed:
 //! HTTP/1.1 keep-alive (the default), or as real servers close them
 //! ([`Connections`]): llama.cpp's advertise-then-close, every reuse refused,
 //! `Connection: close`, or Apache-style `Keep-Alive: timeout, max` limits.
@@ -116,7 +116,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use connection::Connections;
-pub use script::{Fault, FaultSchedule, MockScript};
+pub use script::{Fault, FaultSchedule, Script};
 
 use serde::Serialize;
 
@@ -132,7 +132,7 @@ const LISTEN_BACKLOG: u32 = 4096;
 
 /// Counters the tests assert on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MockStats {
+pub struct ServerStats {
     /// Requests received on the generation routes (including ones answered
     /// with an error).
     pub requests: u64,
@@ -164,9 +164,9 @@ pub struct MockStats {
 /// A running built-in endpoint.
 ///
 /// It runs on its own thread with its own tokio runtime; dropping it (or
-/// [`shutdown`](MockServer::shutdown)) stops accepting, drops every open
+/// [`shutdown`](Server::shutdown)) stops accepting, drops every open
 /// connection and joins the thread, waiting at most a couple of seconds.
-pub struct MockServer {
+pub struct Server {
     addr: SocketAddr,
     state: Arc<State>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -174,29 +174,29 @@ pub struct MockServer {
     finished: Arc<(Mutex<bool>, Condvar)>,
 }
 
-impl std::fmt::Debug for MockServer {
+impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MockServer")
+        f.debug_struct("Server")
             .field("addr", &self.addr)
             .field("stats", &self.stats())
             .finish()
     }
 }
 
-impl MockServer {
+impl Server {
     /// Starts the endpoint on a free port of 127.0.0.1.
-    pub fn start(script: MockScript) -> std::io::Result<MockServer> {
+    pub fn start(script: Script) -> std::io::Result<Server> {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), script)
     }
 
     /// Starts the endpoint on `addr` (port 0 picks a free port).
-    pub fn start_on(addr: SocketAddr, script: MockScript) -> std::io::Result<MockServer> {
+    pub fn start_on(addr: SocketAddr, script: Script) -> std::io::Result<Server> {
         // Loading the tokenizer takes a while the first time in a process;
         // do it now rather than inside the first request's timing.
         Tokenizer::bundled();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(script.server_threads.max(1))
-            .thread_name("llmperf-mock")
+            .thread_name("llmperf-builtin")
             .enable_all()
             .build()?;
         let listener = {
@@ -222,7 +222,7 @@ impl MockServer {
             let state = Arc::clone(&state);
             let finished = Arc::clone(&finished);
             std::thread::Builder::new()
-                .name("llmperf-mock".to_string())
+                .name("llmperf-builtin".to_string())
                 .spawn(move || {
                     runtime.block_on(server::serve(listener, state, stopped));
                     // Drops every connection task; a stalled stream ends here.
@@ -233,7 +233,7 @@ impl MockServer {
                     signal.notify_all();
                 })?
         };
-        Ok(MockServer {
+        Ok(Server {
             addr,
             state,
             stop: Some(stop),
@@ -259,14 +259,14 @@ impl MockServer {
     }
 
     /// The counters so far.
-    pub fn stats(&self) -> MockStats {
+    pub fn stats(&self) -> ServerStats {
         self.state.stats()
     }
 
     /// Stops the server; the same as dropping it.
     pub fn shutdown(self) {}
 
-    /// Blocks until the server has stopped (for the `llmperf mock` command,
+    /// Blocks until the server has stopped (for the `llmperf builtin` command,
     /// which serves until the process is interrupted).
     pub fn wait(&self) {
         let (done, signal) = &*self.finished;
@@ -279,7 +279,7 @@ impl MockServer {
     }
 }
 
-impl Drop for MockServer {
+impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the built-in endpoint does with each request.
 ///
-/// A builder: start from [`MockScript::new`] (the defaults below) and chain
+/// A builder: start from [`Script::new`] (the defaults below) and chain
 /// the setters. Serialized (e.g. into a results file) with durations as
 /// fractional milliseconds in fields named `*_ms`; fields missing from JSON
 /// take their defaults.
@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```
 /// use std::time::Duration;
-/// use llmperf::mock::{Fault, FaultSchedule, MockScript};
+/// use llmperf::builtin::{Fault, FaultSchedule, Script};
 ///
-/// let script = MockScript::new()
+/// let script = Script::new()
 ///     .ttft(Duration::from_millis(50))
 ///     .inter_token(Duration::from_millis(5))
 ///     .output_tokens(64)
@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
-pub struct MockScript {
+pub struct Script {
     #[serde(rename = "ttft_ms", with = "crate::spec::duration_ms")]
     pub(crate) ttft: Duration,
     #[serde(rename = "inter_token_ms", with = "crate::spec::duration_ms")]
@@ -71,9 +71,9 @@ pub struct MockScript {
     pub(crate) long_words: bool,
 }
 
-impl Default for MockScript {
+impl Default for Script {
     fn default() -> Self {
-        MockScript {
+        Script {
             ttft: Duration::from_millis(100),
             inter_token: Duration::from_millis(10),
             jitter: Duration::ZERO,
@@ -95,8 +95,8 @@ impl Default for MockScript {
     }
 }
 
-impl MockScript {
-    /// The default script (see the table on [`MockScript`]).
+impl Script {
+    /// The default script (see the table on [`Script`]).
     pub fn new() -> Self {
         Self::default()
     }
@@ -200,9 +200,9 @@ impl MockScript {
     /// see [`Connections`](super::Connections).
     ///
     /// ```
-    /// use llmperf::mock::{Connections, MockScript};
+    /// use llmperf::builtin::{Connections, Script};
     /// // As llama.cpp's llama-server: promise keep-alive, close after each stream.
-    /// let script = MockScript::new().connections(Connections::CloseAfterResponse);
+    /// let script = Script::new().connections(Connections::CloseAfterResponse);
     /// # let _ = script;
     /// ```
     pub fn connections(mut self, connections: super::Connections) -> Self {
@@ -271,7 +271,7 @@ pub enum Fault {
     /// Streaming OpenAI chat and completions only (elsewhere it does not
     /// apply and is not counted).
     EndlessLine,
-    /// Hostile: one content event of this many bytes of text (`llmperf mock
+    /// Hostile: one content event of this many bytes of text (`llmperf builtin
     /// --fault huge-event` sends 50 MiB), then a normal end. Streaming
     /// OpenAI chat and completions only.
     HugeEvent {
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn serializes_durations_as_milliseconds_and_round_trips() {
-        let script = MockScript::new()
+        let script = Script::new()
             .ttft(Duration::from_micros(12_500))
             .inter_token(Duration::from_millis(5))
             .concurrency_limit(4)
@@ -330,23 +330,23 @@ mod tests {
             serde_json::json!({"fault": {"status": 429}, "schedule": {"every": 3}})
         );
         assert_eq!(json["faults"][1]["fault"], "stall");
-        let back: MockScript = serde_json::from_value(json).unwrap();
+        let back: Script = serde_json::from_value(json).unwrap();
         assert_eq!(back, script);
-        let keyed = MockScript::new().require_api_key("sk-secret");
+        let keyed = Script::new().require_api_key("sk-secret");
         let json = serde_json::to_string(&keyed).unwrap();
         assert!(!json.contains("sk-secret"), "{json}");
-        let read: MockScript = serde_json::from_str(r#"{"api_key": "k"}"#).unwrap();
+        let read: Script = serde_json::from_str(r#"{"api_key": "k"}"#).unwrap();
         assert_eq!(read.api_key.as_deref(), Some("k"));
     }
 
     #[test]
     fn missing_fields_take_defaults_and_bad_durations_are_rejected() {
-        let script: MockScript = serde_json::from_str(r#"{"ttft_ms": 20}"#).unwrap();
+        let script: Script = serde_json::from_str(r#"{"ttft_ms": 20}"#).unwrap();
         assert_eq!(script.ttft, Duration::from_millis(20));
         assert_eq!(script.inter_token, Duration::from_millis(10));
         assert_eq!(script.output_tokens, 128);
         assert_eq!(script.server_threads, 1);
-        let error = serde_json::from_str::<MockScript>(r#"{"ttft_ms": -1}"#).unwrap_err();
+        let error = serde_json::from_str::<Script>(r#"{"ttft_ms": -1}"#).unwrap_err();
         assert!(
             error.to_string().contains("-1 ms is not a duration"),
             "{error}"

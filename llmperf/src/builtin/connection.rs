@@ -11,9 +11,9 @@ use hyper::header::{HeaderValue, CONNECTION};
 use hyper::Response;
 use serde::{Deserialize, Serialize};
 
-use super::body::MockBody;
+use super::body::ResponseBody;
 
-/// How the built-in endpoint treats connections ([`MockScript::connections`](super::MockScript::connections)).
+/// How the built-in endpoint treats connections ([`Script::connections`](super::Script::connections)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Connections {
@@ -86,7 +86,7 @@ impl ConnectionState {
     }
 
     /// Counts an answer and adds the headers `mode` sends with it.
-    pub(crate) fn answered(&self, mode: Connections, response: &mut Response<MockBody>) {
+    pub(crate) fn answered(&self, mode: Connections, response: &mut Response<ResponseBody>) {
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         self.mark();
         let headers = response.headers_mut();
@@ -153,11 +153,11 @@ mod tests {
         };
         let connection = ConnectionState::default();
         assert!(!connection.refuses(mode));
-        let mut first = Response::new(MockBody::now(bytes::Bytes::new()));
+        let mut first = Response::new(ResponseBody::now(bytes::Bytes::new()));
         connection.answered(mode, &mut first);
         assert_eq!(first.headers()["keep-alive"], "timeout=60, max=1");
         assert!(!connection.refuses(mode));
-        let mut second = Response::new(MockBody::now(bytes::Bytes::new()));
+        let mut second = Response::new(ResponseBody::now(bytes::Bytes::new()));
         connection.answered(mode, &mut second);
         assert_eq!(second.headers()["keep-alive"], "timeout=60, max=0");
         assert!(connection.refuses(mode));

@@ -79,7 +79,7 @@ impl Pacer {
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
-                .name("llmperf-mock-pacer".to_string())
+                .name("llmperf-builtin-pacer".to_string())
                 .spawn(move || run(&shared))?
         };
         Ok(Pacer {

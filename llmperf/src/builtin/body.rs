@@ -22,7 +22,7 @@ use super::state::Slot;
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(600);
 
 /// A response body sent on a schedule.
-pub(crate) struct MockBody {
+pub(crate) struct ResponseBody {
     frames: VecDeque<(Instant, Bytes)>,
     end_at: Instant,
     end: End,
@@ -44,11 +44,11 @@ pub(crate) struct MockBody {
     first_event_at: Option<Instant>,
 }
 
-impl MockBody {
+impl ResponseBody {
     /// A body sent at once: error bodies, `/health`, `/v1/models`.
     pub(crate) fn now(bytes: Bytes) -> Self {
         let at = Instant::now();
-        MockBody {
+        ResponseBody {
             length: Some(bytes.len() as u64),
             frames: VecDeque::from([(at, bytes)]),
             end_at: at,
@@ -72,7 +72,7 @@ impl MockBody {
         let length = timeline
             .whole
             .then(|| timeline.frames.iter().map(|(_, b)| b.len() as u64).sum());
-        MockBody {
+        ResponseBody {
             frames: timeline
                 .frames
                 .into_iter()
@@ -134,7 +134,7 @@ impl MockBody {
     }
 }
 
-impl Body for MockBody {
+impl Body for ResponseBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -217,9 +217,9 @@ mod tests {
 
     #[tokio::test]
     async fn frames_come_at_their_deadlines_and_an_abort_is_an_error() {
-        let pacer = crate::mock::pacer::Pacer::start().unwrap();
-        let state = std::sync::Arc::new(crate::mock::state::State::new(
-            crate::mock::MockScript::new(),
+        let pacer = crate::builtin::pacer::Pacer::start().unwrap();
+        let state = std::sync::Arc::new(crate::builtin::state::State::new(
+            crate::builtin::Script::new(),
             pacer.handle(),
         ));
         let slot = state.enter(None);
@@ -239,7 +239,7 @@ mod tests {
             first_event: None,
         };
         let start = Instant::now();
-        let mut body = MockBody::scripted(start, timeline, slot, pacer.handle());
+        let mut body = ResponseBody::scripted(start, timeline, slot, pacer.handle());
         let a = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(
             (&a[..], start.elapsed() < Duration::from_millis(10)),

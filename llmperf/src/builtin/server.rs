@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
-use super::body::MockBody;
+use super::body::ResponseBody;
 use super::connection::{ConnectionState, Connections, Refused, CLOSE_DELAY};
 use super::openai;
 use super::plan::{self, Timeline};
@@ -97,7 +97,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBody> {
+async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<ResponseBody> {
     let full = request.uri().path();
     let path = full
         .strip_prefix("/v1")
@@ -105,7 +105,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         .unwrap_or(full)
         .trim_end_matches('/');
     let method = request.method().clone();
-    // Vertex AI paths (mock/vertex.rs).
+    // Vertex AI paths (builtin/vertex.rs).
     if let Some(api) = super::vertex::route(path, request.uri().query(), &method) {
         return generation(api, unauthorized, request, state).await;
     }
@@ -136,7 +136,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
                 json_response(StatusCode::OK, openai::models_body(&model, 0))
             }
         },
-        ("/mock/stats", &Method::GET) => match serde_json::to_vec(&state.stats()) {
+        ("/builtin/stats", &Method::GET) => match serde_json::to_vec(&state.stats()) {
             Ok(body) => json_response(StatusCode::OK, Bytes::from(body)),
             Err(e) => error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -161,10 +161,10 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
         _ => error(
             StatusCode::NOT_FOUND,
             &format!(
-                "unknown route {method} {full} (the mock serves POST /v1/chat/completions, \
+                "unknown route {method} {full} (the built-in endpoint serves POST /v1/chat/completions, \
                  POST /v1/completions, POST /generate_stream, POST /inference, POST /v1/messages, \
                  POST /endpoints/NAME/invocations-response-stream, Vertex AI paths, \
-                 GET /v1/models, GET /v1/mock/stats, GET /health)"
+                 GET /v1/models, GET /v1/builtin/stats, GET /health)"
             ),
             "invalid_request_error",
             json!("unknown_url"),
@@ -174,7 +174,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<MockBo
 
 /// What a route checks before reading the body (the key, in the
 /// protocol's own header): `Some` is the answer that refuses the request.
-type RequestCheck = fn(&Request<Incoming>, &State) -> Option<Response<MockBody>>;
+type RequestCheck = fn(&Request<Incoming>, &State) -> Option<Response<ResponseBody>>;
 
 /// A generation request, from arrival to the start of its scheduled body.
 async fn generation(
@@ -182,7 +182,7 @@ async fn generation(
     check: RequestCheck,
     request: Request<Incoming>,
     state: Arc<State>,
-) -> Response<MockBody> {
+) -> Response<ResponseBody> {
     let index = state.next_request();
     // SageMaker authenticates with a SigV4 signature over the body, checked
     // once the body is read; the other routes check their key header now.
@@ -234,7 +234,7 @@ async fn generation(
         Err(_) => {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the mock failed to plan this response",
+                "the built-in endpoint failed to plan this response",
                 "server_error",
                 Value::Null,
             )
@@ -246,7 +246,7 @@ async fn generation(
         state.pacer.sleep_until(admitted + timeline.head_at).await;
     }
     let (status, content_type) = (timeline.status, timeline.content_type);
-    let mut response = Response::new(MockBody::scripted(
+    let mut response = Response::new(ResponseBody::scripted(
         admitted,
         timeline,
         slot,
@@ -269,7 +269,7 @@ fn prepare(
     body: &[u8],
     index: u64,
     state: &State,
-) -> Result<Timeline, Box<Response<MockBody>>> {
+) -> Result<Timeline, Box<Response<ResponseBody>>> {
     let mut request = request::parse(api, body).map_err(|message| {
         Box::new(api_error(
             api,
@@ -329,7 +329,7 @@ async fn admit(state: &State, arrived: Instant) -> (Option<OwnedSemaphorePermit>
 }
 
 /// The 401 answer when the script requires a key the request lacks.
-fn unauthorized<B>(request: &Request<B>, state: &State) -> Option<Response<MockBody>> {
+fn unauthorized<B>(request: &Request<B>, state: &State) -> Option<Response<ResponseBody>> {
     let key = state.script.api_key.as_deref()?;
     let given = request
         .headers()
@@ -342,14 +342,14 @@ fn unauthorized<B>(request: &Request<B>, state: &State) -> Option<Response<MockB
     }
     Some(error(
         StatusCode::UNAUTHORIZED,
-        "Incorrect API key provided (the mock requires `Authorization: Bearer <key>` with the scripted key)",
+        "Incorrect API key provided (the built-in endpoint requires `Authorization: Bearer <key>` with the scripted key)",
         "invalid_request_error",
         json!("invalid_api_key"),
     ))
 }
 
 /// The answer of an injected [`Fault::Status`].
-fn status_fault(api: Api, code: u16) -> Response<MockBody> {
+fn status_fault(api: Api, code: u16) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let kind = match status.as_u16() {
         429 => "rate_limit_error",
@@ -379,7 +379,7 @@ fn api_error(
     message: &str,
     kind: &str,
     code: Value,
-) -> Response<MockBody> {
+) -> Response<ResponseBody> {
     match api {
         Api::Chat
         | Api::Completions
@@ -398,12 +398,12 @@ fn api_error(
     }
 }
 
-fn error(status: StatusCode, message: &str, kind: &str, code: Value) -> Response<MockBody> {
+fn error(status: StatusCode, message: &str, kind: &str, code: Value) -> Response<ResponseBody> {
     json_response(status, openai::error_body(message, kind, code))
 }
 
-fn json_response(status: StatusCode, body: Bytes) -> Response<MockBody> {
-    let mut response = Response::new(MockBody::now(body));
+fn json_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::now(body));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -4,7 +4,7 @@
 //! A timing measurement through the built-in endpoint mixes two errors: the
 //! server sending late and the client stamping late. Counting the server's
 //! side here lets a benchmark tell them apart. A fixed histogram of 10 µs
-//! buckets (lock-free, bounded memory however long `llmperf mock` runs).
+//! buckets (lock-free, bounded memory however long `llmperf builtin` runs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

@@ -17,7 +17,7 @@ pub(crate) enum Api {
     /// `POST /endpoints/{name}/invocations-response-stream` (Amazon
     /// SageMaker); `lmi`: the container streams LMI JSON lines, not TGI SSE.
     SageMaker { lmi: bool },
-    /// Vertex AI Gemini `streamGenerateContent` (`mock/vertex.rs`).
+    /// Vertex AI Gemini `streamGenerateContent` (`builtin/vertex.rs`).
     Vertex(super::vertex::VertexApi),
     /// Hugging Face TGI's `POST /generate_stream` (see [`super::tgi`]).
     Tgi,
@@ -43,7 +43,7 @@ pub(crate) struct GenerationRequest {
 }
 
 /// The model name used when a request names none.
-pub(crate) const DEFAULT_MODEL: &str = "llmperf-mock";
+pub(crate) const DEFAULT_MODEL: &str = "llmperf-builtin";
 
 #[derive(Deserialize)]
 struct Raw {

@@ -87,7 +87,7 @@ fn merge(body: &mut Value, extra: Value) {
     }
 }
 
-async fn post(server: &MockServer, path: &str, body: &Value) -> (Instant, reqwest::Response) {
+async fn post(server: &Server, path: &str, body: &Value) -> (Instant, reqwest::Response) {
     let start = Instant::now();
     let response = reqwest::Client::new()
         .post(format!("{}{path}", server.base_url()))
@@ -163,8 +163,8 @@ fn task(number: u64) -> Task {
 
 #[tokio::test]
 async fn chat_stream_follows_the_script() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(Duration::from_millis(50))
             .inter_token(Duration::from_millis(5)),
     )
@@ -241,8 +241,8 @@ async fn chat_stream_follows_the_script() {
 
 #[tokio::test]
 async fn completions_stream_has_the_completions_shape() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(Duration::from_millis(5))
             .inter_token(Duration::from_millis(1))
             .output_tokens(12),
@@ -281,8 +281,8 @@ async fn completions_stream_has_the_completions_shape() {
 
 #[tokio::test]
 async fn non_streaming_response_comes_whole_after_the_scripted_time() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(Duration::from_millis(40))
             .inter_token(Duration::from_millis(2))
             .reasoning_tokens(3),
@@ -322,7 +322,7 @@ async fn non_streaming_response_comes_whole_after_the_scripted_time() {
 
 #[tokio::test]
 async fn validation_prompt_is_answered_then_stops() {
-    let server = MockServer::start(MockScript::new().ttft(MS).inter_token(MS)).unwrap();
+    let server = Server::start(Script::new().ttft(MS).inter_token(MS)).unwrap();
     let task = task(4821);
     let prompt = format!("You are a careful assistant.\n{}", task.instruction());
     let (start, response) = post(
@@ -348,7 +348,7 @@ async fn validation_prompt_is_answered_then_stops() {
 
 #[tokio::test]
 async fn ignore_eos_and_min_tokens_fill_to_max_tokens() {
-    let server = MockServer::start(MockScript::new().ttft(MS).inter_token(Duration::ZERO)).unwrap();
+    let server = Server::start(Script::new().ttft(MS).inter_token(Duration::ZERO)).unwrap();
     let task = task(77);
     let answer = task.answer();
     for extra in [
@@ -381,8 +381,8 @@ async fn ignore_eos_and_min_tokens_fill_to_max_tokens() {
 
 #[tokio::test]
 async fn keep_alive_crlf_reasoning_and_grouped_tokens() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(Duration::from_millis(40))
             .inter_token(Duration::from_millis(4))
             .tokens_per_event(3)
@@ -434,8 +434,8 @@ async fn keep_alive_crlf_reasoning_and_grouped_tokens() {
 
 #[tokio::test]
 async fn prefill_cost_scales_with_prompt_tokens() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(Duration::from_millis(10))
             .ttft_per_prompt_token(Duration::from_millis(1))
             .output_tokens(1),
@@ -451,8 +451,8 @@ async fn prefill_cost_scales_with_prompt_tokens() {
 
 #[tokio::test]
 async fn status_faults_answer_with_an_openai_error() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .fault(Fault::Status(429), FaultSchedule::Every(2))
             .fault(Fault::Status(503), FaultSchedule::Every(1)),
     )
@@ -472,9 +472,9 @@ async fn status_faults_answer_with_an_openai_error() {
     assert_eq!(server.stats().max_in_flight, 0, "never admitted");
 }
 
-fn faulty(fault: Fault) -> MockServer {
-    MockServer::start(
-        MockScript::new()
+fn faulty(fault: Fault) -> Server {
+    Server::start(
+        Script::new()
             .ttft(Duration::from_millis(10))
             .inter_token(Duration::from_millis(2))
             .fault(fault, FaultSchedule::Every(1)),
@@ -599,8 +599,8 @@ async fn missing_done_fault_ends_without_done() {
 
 #[tokio::test]
 async fn crossover_fault_answers_with_another_requests_number() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(MS)
             .inter_token(Duration::ZERO)
             .fault(Fault::CrossOver, FaultSchedule::Every(2)),
@@ -626,8 +626,8 @@ async fn crossover_fault_answers_with_another_requests_number() {
     assert_eq!(answer(third.json().await.unwrap()), task(333).answer());
     assert_eq!(server.stats().faults_injected, 1);
 
-    let fresh = MockServer::start(
-        MockScript::new()
+    let fresh = Server::start(
+        Script::new()
             .ttft(MS)
             .fault(Fault::CrossOver, FaultSchedule::Every(1)),
     )
@@ -642,8 +642,8 @@ async fn crossover_fault_answers_with_another_requests_number() {
 
 #[tokio::test]
 async fn every_third_request_is_faulted() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(MS)
             .output_tokens(2)
             .fault(Fault::Status(500), FaultSchedule::Every(3)),
@@ -666,8 +666,8 @@ async fn every_third_request_is_faulted() {
 
 #[tokio::test]
 async fn concurrency_limit_queues_the_excess() {
-    let server = MockServer::start(
-        MockScript::new()
+    let server = Server::start(
+        Script::new()
             .ttft(Duration::from_millis(50))
             .inter_token(Duration::from_millis(5))
             .output_tokens(10)
@@ -693,7 +693,7 @@ async fn concurrency_limit_queues_the_excess() {
 
 #[tokio::test]
 async fn api_key_is_required_when_scripted() {
-    let server = MockServer::start(MockScript::new().ttft(MS).require_api_key("sk-test")).unwrap();
+    let server = Server::start(Script::new().ttft(MS).require_api_key("sk-test")).unwrap();
     let client = reqwest::Client::new();
     let url = format!("{}/chat/completions", server.base_url());
     let body = chat("hi", json!({"stream": false, "max_tokens": 1}));
@@ -719,7 +719,7 @@ async fn api_key_is_required_when_scripted() {
 
 #[tokio::test]
 async fn other_routes_and_bad_bodies() {
-    let server = MockServer::start(MockScript::new().ttft(MS).output_tokens(1)).unwrap();
+    let server = Server::start(Script::new().ttft(MS).output_tokens(1)).unwrap();
     let client = reqwest::Client::new();
     let base = server.base_url();
 
@@ -746,7 +746,7 @@ async fn other_routes_and_bad_bodies() {
         .json()
         .await
         .unwrap();
-    assert_eq!(models["data"][0]["id"], "llmperf-mock");
+    assert_eq!(models["data"][0]["id"], "llmperf-builtin");
 
     let wrong_method = client
         .get(format!("{base}/chat/completions"))
@@ -803,11 +803,11 @@ async fn other_routes_and_bad_bodies() {
 #[tokio::test]
 async fn odd_input_never_breaks_the_server() {
     // No inter-token time: one body asks for the most tokens there are.
-    let script = MockScript::new()
+    let script = Script::new()
         .ttft(MS)
         .inter_token(Duration::ZERO)
         .output_tokens(1);
-    let server = MockServer::start(script).unwrap();
+    let server = Server::start(script).unwrap();
     let client = reqwest::Client::new();
     let base = server.base_url();
     let bodies: Vec<Vec<u8>> = vec![

@@ -49,7 +49,7 @@ pub(crate) struct TogetherFormat {
 impl TogetherFormat {
     pub(crate) fn new(index: u64, crlf: bool) -> Self {
         TogetherFormat {
-            id: format!("mock-inference-{index}"),
+            id: format!("builtin-inference-{index}"),
             newline: if crlf { "\r\n" } else { "\n" },
             next_token_id: 1000,
         }
