@@ -10,17 +10,18 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::builtin::Script;
-
 mod load;
 mod regression;
+pub(crate) mod script;
 mod slo;
 
 pub(crate) use load::trim_float;
 pub use load::{
-    Arrival, Level, Load, Rate, Sweep, Warmup, DURATION_REQUEST_CAP, MIN_REQUESTS_FOR_ERROR_RATE,
+    Arrival, Level, Load, Rate, Sweep, Warmup, DEFAULT_MAX_EVENT_BYTES, DURATION_REQUEST_CAP,
+    MIN_REQUESTS_FOR_ERROR_RATE,
 };
 pub use regression::RegressionPolicy;
+pub use script::{Connections, Fault, FaultSchedule, Script};
 pub use slo::{Slo, SloMetric};
 
 /// The fixed default seed: the same seed gives the same prompts and lengths.

@@ -9,42 +9,9 @@ use std::time::{Duration, Instant};
 
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::Response;
-use serde::{Deserialize, Serialize};
 
 use super::body::ResponseBody;
-
-/// How the built-in endpoint treats connections ([`Script::connections`](super::Script::connections)).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Connections {
-    /// Kept open between requests (HTTP/1.1 keep-alive).
-    #[default]
-    KeepAlive,
-    /// As llama.cpp's `llama-server`: every response advertises
-    /// `Connection: keep-alive` and `Keep-Alive: timeout=5, max=100`, and
-    /// the connection is closed right after the response ends (2 ms later,
-    /// the server's own clean-up); a request that arrives on it meanwhile is
-    /// not answered. A client that sends its next request at once meets a
-    /// closed connection; one that waits finds it closed (a race, as with
-    /// the real server: sometimes, not always).
-    CloseAfterResponse,
-    /// The same promise, the race lost every time: the connection stays
-    /// open after a response, and a second request on it is not answered:
-    /// the connection is closed as it arrives.
-    CloseOnReuse,
-    /// `Connection: close` on every response: nothing is reused.
-    AnnounceClose,
-    /// Honest limits, as Apache sends them: `Keep-Alive: timeout=T, max=N`
-    /// with `max` counting down the requests the connection may still
-    /// carry. A request past the last allowed one, or after more than `T`
-    /// seconds idle, is not answered: the connection is closed as it arrives.
-    Limited {
-        /// Requests one connection serves.
-        max_requests: u32,
-        /// Seconds a connection may sit idle.
-        idle_timeout_s: u32,
-    },
-}
+use super::Connections;
 
 /// `Keep-Alive` values llama.cpp's server sends.
 const ADVERTISED: &str = "timeout=5, max=100";

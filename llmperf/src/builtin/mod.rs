@@ -100,7 +100,6 @@ mod pacer;
 mod plan;
 mod request;
 mod sagemaker;
-mod script;
 mod server;
 mod state;
 mod stream_format;
@@ -115,8 +114,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use connection::Connections;
-pub use script::{Fault, FaultSchedule, Script};
+pub use crate::spec::{Connections, Fault, FaultSchedule, Script};
 
 use serde::Serialize;
 

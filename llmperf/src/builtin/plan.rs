@@ -12,9 +12,9 @@ use rand_chacha::ChaCha8Rng;
 use super::generate::{self, FinishReason, Output, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{self, Formatter, TokenKind, Usage};
 use super::request::{Api, GenerationRequest};
-use super::script::{Fault, Script};
 use super::stream_format::{self, Schedule, StreamFormat};
 use super::{anthropic, tgi, together};
+use crate::spec::{Fault, Script};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 

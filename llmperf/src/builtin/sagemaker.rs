@@ -38,11 +38,11 @@ use super::body::ResponseBody;
 use super::generate::{self, FinishReason, Spec, MAX_OUTPUT_TOKENS};
 use super::plan::{clamp, jittered, token_events, End, Timeline};
 use super::request::{Api, GenerationRequest, DEFAULT_MODEL};
-use super::script::{Fault, Script};
 use crate::endpoint::sagemaker::{
     sign, AwsCredentials, SIGNING_SERVICE, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
 };
 use crate::spec::Secret;
+use crate::spec::{Fault, Script};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 

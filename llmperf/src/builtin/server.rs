@@ -22,10 +22,10 @@ use super::openai;
 use super::plan::{self, Timeline};
 use super::request::{self, Api, DEFAULT_MODEL};
 use super::sagemaker;
-use super::script::Fault;
 use super::state::State;
 use super::tgi;
 use super::{anthropic, azure};
+use crate::spec::Fault;
 use crate::validate::Task;
 
 /// Largest request body read; a bigger one gets 413.

@@ -11,8 +11,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::lateness::SendLateness;
 use super::pacer::PacerHandle;
-use super::script::{Fault, FaultSchedule, Script};
 use super::ServerStats;
+use crate::spec::{Fault, FaultSchedule, Script};
 
 /// How many recent validated numbers are kept for cross-over faults.
 const RECENT_TASKS: usize = 16;

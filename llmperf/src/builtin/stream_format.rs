@@ -15,7 +15,7 @@ use hyper::StatusCode;
 use super::generate::Output;
 use super::openai::{TokenKind, Usage};
 use super::plan::{End, Timeline, TokenEvent};
-use super::script::Fault;
+use crate::spec::Fault;
 
 /// How a response ends, for [`StreamFormat::closing`].
 pub(crate) struct Ending<'a> {

@@ -34,7 +34,7 @@ use super::generate::{self, FinishReason, Spec, MAX_OUTPUT_TOKENS};
 use super::openai::{TokenKind, MALFORMED_JSON};
 use super::plan::{clamp, jittered, token_events, End, Timeline};
 use super::request::{Api, GenerationRequest, DEFAULT_MODEL};
-use super::script::{Fault, Script};
+use crate::spec::{Fault, Script};
 use crate::validate::Task;
 use crate::workload::tokenizer::Tokenizer;
 

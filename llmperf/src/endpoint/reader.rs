@@ -21,10 +21,7 @@ use super::{
 use crate::transport::{Body, ConnectionRecord, Prepared, Step, Transport};
 use crate::workload::RequestPlan;
 
-/// The default largest event, in bytes: far beyond any token, usage or
-/// final event a real server sends, small enough that thousands of streams
-/// stay bounded.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+pub use crate::spec::DEFAULT_MAX_EVENT_BYTES;
 /// The most content and reasoning events one response may carry (beyond
 /// any model's output; 12 bytes each).
 pub const MAX_RESPONSE_EVENTS: usize = 1 << 22;

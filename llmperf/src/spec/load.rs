@@ -212,8 +212,13 @@ pub struct Load {
     pub max_event_bytes: usize,
 }
 
+/// The default largest event, in bytes: far beyond any token, usage or
+/// final event a real server sends, small enough that thousands of streams
+/// stay bounded.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+
 fn default_max_event_bytes() -> usize {
-    crate::endpoint::reader::DEFAULT_MAX_EVENT_BYTES
+    DEFAULT_MAX_EVENT_BYTES
 }
 
 fn is_default_max_event_bytes(bytes: &usize) -> bool {

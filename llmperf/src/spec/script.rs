@@ -66,7 +66,7 @@ pub struct Script {
     pub(crate) api_key: Option<String>,
     pub(crate) faults: Vec<FaultRule>,
     pub(crate) server_threads: usize,
-    pub(crate) connections: super::Connections,
+    pub(crate) connections: Connections,
     pub(crate) omit_usage: bool,
     pub(crate) long_words: bool,
 }
@@ -88,7 +88,7 @@ impl Default for Script {
             api_key: None,
             faults: Vec::new(),
             server_threads: 1,
-            connections: super::Connections::KeepAlive,
+            connections: Connections::KeepAlive,
             omit_usage: false,
             long_words: false,
         }
@@ -197,7 +197,7 @@ impl Script {
     }
 
     /// How connections are kept or closed (default: HTTP/1.1 keep-alive);
-    /// see [`Connections`](super::Connections).
+    /// see [`Connections`](Connections).
     ///
     /// ```
     /// use llmperf::builtin::{Connections, Script};
@@ -205,7 +205,7 @@ impl Script {
     /// let script = Script::new().connections(Connections::CloseAfterResponse);
     /// # let _ = script;
     /// ```
-    pub fn connections(mut self, connections: super::Connections) -> Self {
+    pub fn connections(mut self, connections: Connections) -> Self {
         self.connections = connections;
         self
     }
@@ -308,6 +308,39 @@ pub(crate) struct FaultRule {
 }
 
 /// Durations as fractional milliseconds, the unit people script latencies in.
+/// How the built-in endpoint treats connections ([`Script::connections`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connections {
+    /// Kept open between requests (HTTP/1.1 keep-alive).
+    #[default]
+    KeepAlive,
+    /// As llama.cpp's `llama-server`: every response advertises
+    /// `Connection: keep-alive` and `Keep-Alive: timeout=5, max=100`, and
+    /// the connection is closed right after the response ends (2 ms later,
+    /// the server's own clean-up); a request that arrives on it meanwhile is
+    /// not answered. A client that sends its next request at once meets a
+    /// closed connection; one that waits finds it closed (a race, as with
+    /// the real server: sometimes, not always).
+    CloseAfterResponse,
+    /// The same promise, the race lost every time: the connection stays
+    /// open after a response, and a second request on it is not answered:
+    /// the connection is closed as it arrives.
+    CloseOnReuse,
+    /// `Connection: close` on every response: nothing is reused.
+    AnnounceClose,
+    /// Honest limits, as Apache sends them: `Keep-Alive: timeout=T, max=N`
+    /// with `max` counting down the requests the connection may still
+    /// carry. A request past the last allowed one, or after more than `T`
+    /// seconds idle, is not answered: the connection is closed as it arrives.
+    Limited {
+        /// Requests one connection serves.
+        max_requests: u32,
+        /// Seconds a connection may sit idle.
+        idle_timeout_s: u32,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
