@@ -18,42 +18,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use crate::load::Stop;
 use crate::record::{RequestRecord, ValidationOutcome};
-use crate::results::{self, RecordWriter, ResultsError, SummaryFile, REQUESTS_FILE, SUMMARY_FILE};
-
-/// What a merged `summary.json` says about its shards.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergeInfo {
-    /// How many shards the run had.
-    pub count: u32,
-    /// The shards merged, by index.
-    pub shards: Vec<MergedShard>,
-    /// Shards missing from the merge (`--allow-partial`), by index.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub missing: Vec<u32>,
-}
-
-/// One shard of a merge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergedShard {
-    /// Its index.
-    pub index: u32,
-    /// The directory it was read from.
-    pub path: String,
-    /// When it sent its first request, in ms after the first shard's
-    /// first request (by their wall clocks).
-    pub first_send_offset_ms: f64,
-    /// How late it was ready for `--start-at`, in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ready_late_ms: Option<f64>,
-    /// Its records.
-    pub requests: u64,
-    /// Logical CPUs of its machine.
-    pub cpus: usize,
-}
+use crate::results::{
+    self, MergeInfo, MergedShard, RecordWriter, ResultsError, SummaryFile, REQUESTS_FILE,
+    SUMMARY_FILE,
+};
 
 /// Why shards could not be merged.
 #[derive(Debug, thiserror::Error)]
@@ -281,7 +251,7 @@ pub fn merge(
             continue;
         };
         let level = whole_levels.get(index).copied().unwrap_or(template.level);
-        let mut result = crate::run::level_result(
+        let mut result = crate::metrics::level_result(
             index as u32,
             level,
             merged_stop(&parts),
@@ -322,7 +292,7 @@ pub fn merge(
         .unwrap_or_default();
     // The first shard's machine; each shard's CPUs are in `merged.shards`.
     let environment = first.summary.environment.clone();
-    let summary = crate::run::assemble(
+    let summary = results::assemble(
         SummaryFile {
             schema_version: results::SCHEMA_VERSION,
             tool: results::ToolInfo::default(),

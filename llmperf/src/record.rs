@@ -12,12 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::reader::Exchange;
 use crate::endpoint::{excerpt, RequestError};
 use crate::load::Phase;
-use crate::metrics::RequestMetrics;
 use crate::shard::Shard;
 use crate::transport::ConnectionRecord;
 use crate::validate::{self, Direction, Ending, Outcome};
 use crate::workload::tokenizer::Tokenizer;
 use crate::workload::{Numbers, RequestPlan};
+use timing::RequestMetrics;
+
+pub mod timing;
 
 /// Characters of response text kept in a record.
 const EXCERPT_CHARS: usize = 240;

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::merge::MergeInfo;
 use crate::metrics::{LevelResult, Summary, SweepSummary};
 use crate::record::RequestRecord;
 use crate::shard::ShardInfo;
@@ -307,4 +306,55 @@ pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
         }
     }
     Ok(records)
+}
+/// What a merged `summary.json` says about its shards.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeInfo {
+    /// How many shards the run had.
+    pub count: u32,
+    /// The shards merged, by index.
+    pub shards: Vec<MergedShard>,
+    /// Shards missing from the merge (`--allow-partial`), by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<u32>,
+}
+
+/// One shard of a merge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedShard {
+    /// Its index.
+    pub index: u32,
+    /// The directory it was read from.
+    pub path: String,
+    /// When it sent its first request, in ms after the first shard's
+    /// first request (by their wall clocks).
+    pub first_send_offset_ms: f64,
+    /// How late it was ready for `--start-at`, in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_late_ms: Option<f64>,
+    /// Its records.
+    pub requests: u64,
+    /// Logical CPUs of its machine.
+    pub cpus: usize,
+}
+
+/// `file` with `levels` in place: the sweep's curve and knee (a sweep),
+/// and the headline level and its summary.
+pub(crate) fn assemble(mut file: SummaryFile, levels: Vec<LevelResult>) -> SummaryFile {
+    let sweep = file
+        .config
+        .load
+        .sweep
+        .as_ref()
+        .map(|_| SweepSummary::of(&levels, &file.config.slos));
+    let headline = sweep.as_ref().and_then(|s| s.knee).unwrap_or(0);
+    file.summary = levels
+        .iter()
+        .find(|l| l.index == headline)
+        .map(|l| l.summary.clone())
+        .unwrap_or_else(|| Summary::of(&[]));
+    file.headline_level = headline;
+    file.levels = levels;
+    file.sweep = sweep;
+    file
 }

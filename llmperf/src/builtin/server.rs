@@ -17,13 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::body::ResponseBody;
-use super::connection::{ConnectionState, Connections, Refused, CLOSE_DELAY};
+use super::connection::{ConnectionState, Refused, CLOSE_DELAY};
 use super::openai;
 use super::plan::{self, Timeline};
 use super::request::{self, Api, DEFAULT_MODEL};
 use super::sagemaker;
 use super::state::State;
 use super::tgi;
+use super::Connections;
 use super::{anthropic, azure};
 use crate::spec::Fault;
 use crate::validate::Task;
