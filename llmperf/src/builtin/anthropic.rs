@@ -9,30 +9,71 @@
 //! `message_stop`.
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::ResponseBody;
 use super::generate::FinishReason;
-use super::openai::TokenKind;
-use super::request::{self, Api, GenerationRequest};
+use super::protocol::{json_response, Protocol, ResponseInfo};
+use super::request::GenerationRequest;
+use super::schedule::TokenKind;
 use super::state::State;
-use super::stream_format::{Ending, StreamFormat};
+use super::timeline::{Ending, StreamFormat};
+
+/// `POST /v1/messages`.
+pub(crate) static MESSAGES: Messages = Messages;
+
+/// Anthropic's Messages API.
+pub(crate) struct Messages;
+
+impl Protocol for Messages {
+    fn parse(&self, body: &[u8]) -> Result<GenerationRequest, String> {
+        parse(body)
+    }
+
+    fn check_head(&self, head: &Parts, state: &State) -> Option<Response<ResponseBody>> {
+        check(head, state)
+    }
+
+    fn error(
+        &self,
+        status: StatusCode,
+        message: &str,
+        _kind: &str,
+        _code: Value,
+    ) -> Response<ResponseBody> {
+        error(status, message)
+    }
+
+    fn reasoning(&self) -> bool {
+        // Streamed as thinking blocks.
+        true
+    }
+
+    fn format(&self, info: &ResponseInfo) -> Box<dyn StreamFormat> {
+        Box::new(AnthropicFormat::new(
+            info.index,
+            info.model,
+            info.prompt_tokens,
+            info.crlf,
+        ))
+    }
+}
 
 /// What Anthropic checks before generating: `anthropic-version`, and the
 /// `x-api-key` header when the script requires a key.
-pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<ResponseBody>> {
-    if request.headers().get("anthropic-version").is_none() {
+fn check(head: &Parts, state: &State) -> Option<Response<ResponseBody>> {
+    if head.headers.get("anthropic-version").is_none() {
         return Some(error(
             StatusCode::BAD_REQUEST,
             "anthropic-version: header is required",
         ));
     }
     let key = state.script.api_key.as_deref()?;
-    let given = request
-        .headers()
+    let given = head
+        .headers
         .get("x-api-key")
         .and_then(|value| value.to_str().ok())
         .map(str::trim);
@@ -46,13 +87,8 @@ pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<R
 }
 
 /// An error answer in Anthropic's shape, its type named after the status.
-pub(crate) fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::now(error_body(status, message)));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+fn error(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    json_response(status, error_body(status, message))
 }
 
 /// `{"type":"error","error":{"type":…,"message":…}}`.
@@ -96,7 +132,7 @@ struct SystemBlock {
 /// the top-level `system` text, so prompt tokens count both); the error is
 /// a message for a 400.
 pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
-    let mut parsed = request::parse(Api::Chat, body)?;
+    let mut parsed = super::openai::parse(true, body)?;
     let required: Required =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
     let system = match required.system {
@@ -139,7 +175,7 @@ pub(crate) struct AnthropicFormat {
 impl AnthropicFormat {
     pub(crate) fn new(index: u64, model: &str, prompt_tokens: usize, crlf: bool) -> Self {
         AnthropicFormat {
-            id: format!("msg_mock{index:020}"),
+            id: format!("msg_builtin{index:017}"),
             model: model.to_string(),
             prompt_tokens,
             newline: if crlf { "\r\n" } else { "\n" },
@@ -151,6 +187,11 @@ impl AnthropicFormat {
     fn event(&self, name: &str, data: &Value) -> String {
         let nl = self.newline;
         format!("event: {name}{nl}data: {data}{nl}{nl}")
+    }
+
+    /// A `ping` event.
+    fn ping(&self) -> Bytes {
+        Bytes::from(self.event("ping", &json!({"type": "ping"})))
     }
 
     /// Closes the open block, if any, into `frame`.
@@ -182,11 +223,11 @@ impl StreamFormat for AnthropicFormat {
                 "usage": {"input_tokens": self.prompt_tokens, "output_tokens": 1},
             }}),
         );
-        vec![Bytes::from(start), self.keep_alive()]
+        vec![Bytes::from(start), self.ping()]
     }
 
-    fn keep_alive(&mut self) -> Bytes {
-        Bytes::from(self.event("ping", &json!({"type": "ping"})))
+    fn keep_alive(&mut self) -> Option<Bytes> {
+        Some(self.ping())
     }
 
     fn tokens(&mut self, kind: TokenKind, tokens: &[String]) -> Bytes {
@@ -237,12 +278,12 @@ impl StreamFormat for AnthropicFormat {
         vec![Bytes::from(frame)]
     }
 
-    fn stream_error(&mut self) -> Bytes {
-        Bytes::from(self.event(
+    fn stream_error(&mut self) -> Vec<Bytes> {
+        vec![Bytes::from(self.event(
             "error",
             &json!({"type": "error", "error": {"type": "overloaded_error",
                                                "message": "Overloaded (injected stream error)"}}),
-        ))
+        ))]
     }
 
     fn malformed(&mut self) -> Bytes {

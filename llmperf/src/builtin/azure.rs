@@ -2,11 +2,12 @@
 //! with the key in an `api-key` header. The body and the stream are the
 //! OpenAI chat format.
 
-use hyper::header::HeaderValue;
-use hyper::{Request, Response, StatusCode};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::body::ResponseBody;
+use super::protocol::json_response;
 use super::state::State;
 
 /// Whether `path` is a deployment's chat completions path.
@@ -18,8 +19,8 @@ pub(crate) fn is_chat_path(path: &str) -> bool {
 
 /// What Azure checks before generating: the `api-version` query parameter,
 /// and the `api-key` header when the script requires a key.
-pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<ResponseBody>> {
-    let has_version = request.uri().query().is_some_and(|query| {
+pub(crate) fn check(head: &Parts, state: &State) -> Option<Response<ResponseBody>> {
+    let has_version = head.uri.query().is_some_and(|query| {
         query.split('&').any(|pair| {
             pair.strip_prefix("api-version=")
                 .is_some_and(|v| !v.is_empty())
@@ -33,8 +34,8 @@ pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<R
         ));
     }
     let key = state.script.api_key.as_deref()?;
-    let given = request
-        .headers()
+    let given = head
+        .headers
         .get("api-key")
         .and_then(|value| value.to_str().ok())
         .map(str::trim);
@@ -51,13 +52,7 @@ pub(crate) fn check<B>(request: &Request<B>, state: &State) -> Option<Response<R
 /// Azure's error body: `{"error":{"code","message"}}`.
 fn error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
     let body = json!({ "error": { "code": code, "message": message } }).to_string();
-    let mut response = Response::new(ResponseBody::now(body.into()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    json_response(status, body.into())
 }
 
 #[cfg(test)]

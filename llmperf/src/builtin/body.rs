@@ -14,8 +14,8 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::connection::ConnectionState;
 use super::pacer::{Alarm, PacerHandle};
-use super::plan::{End, Tail, Timeline};
 use super::state::Slot;
+use super::timeline::{End, Tail, Timeline};
 
 /// How long a stalled response stays silent before the connection is
 /// aborted, if the client has not gone away first.

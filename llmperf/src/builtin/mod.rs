@@ -97,15 +97,16 @@ mod generate;
 mod lateness;
 mod openai;
 mod pacer;
-mod plan;
+mod protocol;
 mod request;
 mod sagemaker;
+mod schedule;
 mod server;
 mod state;
-mod stream_format;
 #[cfg(test)]
 mod tests;
 mod tgi;
+mod timeline;
 mod together;
 mod vertex;
 

@@ -27,24 +27,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
 use bytes::Bytes;
-use hyper::header::{HeaderMap, CONTENT_TYPE};
-use hyper::{Request, Response, StatusCode};
+use hyper::header::CONTENT_TYPE;
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::body::ResponseBody;
-use super::generate::{self, FinishReason, Spec, MAX_OUTPUT_TOKENS};
-use super::plan::{clamp, jittered, token_events, End, Timeline};
-use super::request::{Api, GenerationRequest, DEFAULT_MODEL};
+use super::generate::FinishReason;
+use super::protocol::{Protocol, ResponseInfo};
+use super::request::GenerationRequest;
+use super::schedule::{Schedule, TokenKind};
+use super::state::State;
+use super::tgi::{self, TgiFormat};
+use super::timeline::{lay_out, End, Ending, StreamFormat, Timeline};
 use crate::endpoint::sagemaker::{
     sign, AwsCredentials, SIGNING_SERVICE, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
 };
-use crate::spec::Secret;
-use crate::spec::{Fault, Script};
-use crate::validate::Task;
-use crate::workload::tokenizer::Tokenizer;
+use crate::spec::{Fault, Secret};
 
 /// The response's content type.
 pub(crate) const CONTENT_TYPE_EVENTSTREAM: &str = "application/vnd.amazon.eventstream";
@@ -61,39 +62,86 @@ pub(crate) fn is_invocation_path(path: &str) -> bool {
         .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
-/// The [`Api`] of a SageMaker request: LMI JSON lines when the container is
-/// asked for them, TGI SSE otherwise.
-pub(crate) fn api<B>(request: &Request<B>) -> Api {
-    let lmi = request
-        .headers()
+/// A SageMaker endpoint whose container streams TGI SSE or LMI JSON lines.
+pub(crate) struct SageMaker {
+    lmi: bool,
+}
+
+/// A TGI container.
+pub(crate) static SAGEMAKER_TGI: SageMaker = SageMaker { lmi: false };
+/// An LMI container (asked for `application/jsonlines`).
+pub(crate) static SAGEMAKER_LMI: SageMaker = SageMaker { lmi: true };
+
+/// The protocol of a SageMaker request: LMI JSON lines when the container
+/// is asked for them, TGI SSE otherwise.
+pub(crate) fn protocol(head: &Parts) -> &'static dyn Protocol {
+    let lmi = head
+        .headers
         .get("x-amzn-sagemaker-accept")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("jsonlines"));
-    Api::SageMaker { lmi }
+    if lmi {
+        &SAGEMAKER_LMI
+    } else {
+        &SAGEMAKER_TGI
+    }
 }
 
-/// What a SigV4 signature covers, kept before the body is read.
-pub(crate) struct SignedParts {
-    path: String,
-    headers: HeaderMap,
-}
+impl Protocol for SageMaker {
+    fn parse(&self, body: &[u8]) -> Result<GenerationRequest, String> {
+        tgi::parse(body)
+    }
 
-impl SignedParts {
-    /// Takes the path and headers of `request`.
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
-        SignedParts {
-            path: request
-                .uri()
-                .path_and_query()
-                .map_or_else(|| request.uri().path().to_string(), |p| p.to_string()),
-            headers: request.headers().clone(),
+    fn check_head(&self, _head: &Parts, _state: &State) -> Option<Response<ResponseBody>> {
+        // Authenticated by a SigV4 signature over the body, checked once it is read.
+        None
+    }
+
+    fn check_body(&self, head: &Parts, body: &[u8]) -> Option<Response<ResponseBody>> {
+        verify(head, body).err().map(|response| *response)
+    }
+
+    fn status_fault(&self, code: u16) -> Response<ResponseBody> {
+        status_fault(code)
+    }
+
+    fn format(&self, info: &ResponseInfo) -> Box<dyn StreamFormat> {
+        if self.lmi {
+            Box::new(LmiFormat { sent: 0 })
+        } else {
+            Box::new(TgiFormat::new(info.prompt_tokens, info.crlf))
         }
     }
 
-    /// Checks the signature against the request as received, `body`
-    /// included; `Err` is the 403 to answer.
-    pub(crate) fn verify(&self, body: &[u8]) -> Result<(), Box<Response<ResponseBody>>> {
-        let header = |name: &str| self.headers.get(name).and_then(|v| v.to_str().ok());
+    fn timeline(
+        &self,
+        schedule: &Schedule,
+        _request: &GenerationRequest,
+        info: &ResponseInfo,
+        fault: Option<Fault>,
+    ) -> Timeline {
+        // The container's stream, with the faults SageMaker raises itself
+        // (an exception frame, a frame that fails its CRC) left to the
+        // envelope.
+        let container_fault = match fault {
+            Some(Fault::StreamError) => Some(Fault::Disconnect),
+            Some(Fault::MalformedEvent) => None,
+            fault => fault,
+        };
+        let container = lay_out(self.format(info).as_mut(), schedule, container_fault);
+        envelope(container, fault, info)
+    }
+}
+
+/// Checks the SigV4 signature of a request as received, body included;
+/// `Err` is the 403 to answer.
+fn verify(head: &Parts, body: &[u8]) -> Result<(), Box<Response<ResponseBody>>> {
+    let path = head
+        .uri
+        .path_and_query()
+        .map_or_else(|| head.uri.path().to_string(), |p| p.to_string());
+    {
+        let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
         let Some(authorization) = header("authorization") else {
             return Err(forbidden(
                 "MissingAuthenticationTokenException",
@@ -156,7 +204,7 @@ impl SignedParts {
             secret_access_key: Secret::new(TEST_SECRET_ACCESS_KEY),
             session_token: header("x-amz-security-token").map(Secret::new),
         };
-        let url = format!("http://{host}{}", self.path);
+        let url = format!("http://{host}{path}");
         let expected = sign("POST", &url, &headers, body, &credentials, region, time)
             .map_err(|_| mismatch())?;
         let expected = expected
@@ -200,7 +248,7 @@ fn aws_error(status: StatusCode, error_type: &str, message: &str) -> Response<Re
 }
 
 /// The answer of an injected [`Fault::Status`], in AWS's error shape.
-pub(crate) fn status_fault(code: u16) -> Response<ResponseBody> {
+fn status_fault(code: u16) -> Response<ResponseBody> {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let error_type = match status.as_u16() {
         429 => "ThrottlingException",
@@ -239,236 +287,99 @@ fn parse_amz_date(text: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
 }
 
-#[derive(Deserialize)]
-struct Raw {
-    inputs: Option<Inputs>,
-    parameters: Option<Parameters>,
+/// LMI's JSON lines: one line per token; the last carries the whole
+/// `generated_text` and `details` (finish reason and token count), and a
+/// response without tokens ends with a special token of no text.
+struct LmiFormat {
+    /// Tokens sent so far.
+    sent: usize,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Inputs {
-    Text(String),
-    Texts(Vec<String>),
+impl LmiFormat {
+    fn line(event: &Value) -> String {
+        format!("{event}\n")
+    }
+
+    fn token(&mut self, text: &str) -> String {
+        self.sent += 1;
+        Self::line(&json!({ "token": { "id": 1000 + self.sent, "text": text, "log_prob": -0.25 } }))
+    }
+
+    fn reason(ending: &Ending) -> &'static str {
+        match ending.output.finish_reason {
+            FinishReason::Length => "length",
+            FinishReason::Stop => "eos_token",
+        }
+    }
 }
 
-#[derive(Deserialize)]
-struct Parameters {
-    max_new_tokens: Option<u64>,
-    ignore_eos_token: Option<bool>,
-    min_new_tokens: Option<u64>,
-}
+impl StreamFormat for LmiFormat {
+    fn keep_alive(&mut self) -> Option<Bytes> {
+        None
+    }
 
-/// Parses a TGI / LMI request body; the error is a message for a 400.
-pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
-    let raw: Raw =
-        serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
-    let prompt = match raw
-        .inputs
-        .ok_or("invalid request body: missing field `inputs`")?
-    {
-        Inputs::Text(text) => text,
-        Inputs::Texts(texts) => texts.join("\n"),
-    };
-    let parameters = raw.parameters;
-    let max_tokens = parameters
-        .as_ref()
-        .and_then(|p| p.max_new_tokens)
-        .map(|n| n.min(u64::from(MAX_OUTPUT_TOKENS)) as u32);
-    let fill = parameters
-        .as_ref()
-        .is_some_and(|p| p.ignore_eos_token == Some(true) || p.min_new_tokens.is_some());
-    Ok(GenerationRequest {
-        model: DEFAULT_MODEL.to_string(),
-        prompt,
-        max_tokens,
-        // The route streams whatever the body says.
-        stream: true,
-        include_usage: true,
-        fill,
-    })
-}
+    fn tokens(&mut self, _kind: TokenKind, tokens: &[String]) -> Bytes {
+        let lines: String = tokens.iter().map(|text| self.token(text)).collect();
+        Bytes::from(lines)
+    }
 
-/// Formats the container's stream: TGI SSE events or LMI JSON lines.
-struct Container {
-    lmi: bool,
-    newline: &'static str,
-}
-
-impl Container {
-    /// One token's event; the last one carries the whole text and details.
-    fn token(&self, index: usize, text: &str, last: Option<(&str, &str, usize, usize)>) -> String {
-        let id = 1000 + index;
-        let mut event = if self.lmi {
-            json!({ "token": { "id": id, "text": text, "log_prob": -0.25 } })
-        } else {
-            json!({
-                "index": index,
-                "token": { "id": id, "text": text, "logprob": -0.25, "special": false },
-                "generated_text": null,
-                "details": null,
-            })
+    fn last_tokens(&mut self, kind: TokenKind, tokens: &[String], ending: &Ending) -> Vec<Bytes> {
+        let Some((last, before)) = tokens.split_last().filter(|_| ending.end_marker) else {
+            return vec![self.tokens(kind, tokens)];
         };
-        if let Some((generated, reason, generated_tokens, input_length)) = last {
-            event["generated_text"] = json!(generated);
-            event["details"] = if self.lmi {
-                json!({ "finish_reason": reason, "generated_tokens": generated_tokens })
-            } else {
-                json!({
-                    "finish_reason": reason,
-                    "generated_tokens": generated_tokens,
-                    "seed": null,
-                    "input_length": input_length,
-                })
-            };
-        }
-        self.frame(&event.to_string())
+        let mut lines = String::from_utf8_lossy(&self.tokens(kind, before)).into_owned();
+        self.sent += 1;
+        lines.push_str(&Self::line(&json!({
+            "token": { "id": 1000 + self.sent, "text": last, "log_prob": -0.25 },
+            "generated_text": ending.output.content.concat(),
+            "details": { "finish_reason": Self::reason(ending), "generated_tokens": ending.usage.completion_tokens },
+        })));
+        vec![Bytes::from(lines)]
     }
 
-    /// A final event with no text: an end-of-sequence special token.
-    fn empty_end(&self, reason: &str, input_length: usize) -> String {
-        let event = if self.lmi {
-            json!({
-                "token": { "id": 2, "text": "", "log_prob": 0.0, "special_token": true },
-                "generated_text": "",
-                "details": { "finish_reason": reason, "generated_tokens": 0 },
-            })
-        } else {
-            json!({
-                "index": 0,
-                "token": { "id": 2, "text": "", "logprob": 0.0, "special": true },
-                "generated_text": "",
-                "details": { "finish_reason": reason, "generated_tokens": 0, "seed": null, "input_length": input_length },
-            })
-        };
-        self.frame(&event.to_string())
+    fn closing(&mut self, ending: &Ending) -> Vec<Bytes> {
+        if !ending.end_marker {
+            return Vec::new();
+        }
+        // A final event with no text: an end-of-sequence special token.
+        vec![Bytes::from(Self::line(&json!({
+            "token": { "id": 2, "text": "", "log_prob": 0.0, "special_token": true },
+            "generated_text": "",
+            "details": { "finish_reason": Self::reason(ending), "generated_tokens": 0 },
+        })))]
     }
 
-    fn frame(&self, json: &str) -> String {
-        let nl = self.newline;
-        if self.lmi {
-            format!("{json}\n")
-        } else {
-            // TGI writes `data:` without a space.
-            format!("data:{json}{nl}{nl}")
-        }
+    fn stream_error(&mut self) -> Vec<Bytes> {
+        // LMI's own error line (SageMaker's ModelStreamError is the envelope's).
+        vec![Bytes::from(Self::line(&json!({
+            "token": { "id": -1, "text": "", "log_prob": -1, "special_token": true },
+            "generated_text": "",
+            "details": { "finish_reason": "error", "generated_tokens": null, "inputs": null },
+        })))]
+    }
+
+    fn malformed(&mut self) -> Bytes {
+        Bytes::from_static(b"{\"token\":\n")
     }
 }
 
-/// Plans the response to SageMaker request number `index`; `task` and
-/// `fault` as for [`plan::plan`](super::plan::plan).
-pub(crate) fn plan(
-    script: &Script,
-    lmi: bool,
-    request: &GenerationRequest,
-    task: Option<Task>,
-    fault: Option<Fault>,
-    index: u64,
-) -> Timeline {
-    let mut rng = ChaCha8Rng::seed_from_u64(script.seed);
-    rng.set_stream(index);
-    let mut cuts = ChaCha8Rng::seed_from_u64(script.seed ^ CUT_STREAM);
-    cuts.set_stream(index);
-
-    let prompt_tokens = Tokenizer::bundled().count(&request.prompt);
-    let spec = Spec {
-        max_tokens: request
-            .max_tokens
-            .unwrap_or(script.output_tokens)
-            .min(MAX_OUTPUT_TOKENS),
-        // Neither TGI nor LMI streams reasoning apart from the text.
-        reasoning_tokens: 0,
-        task,
-        fill: request.fill,
-        long_words: script.long_words,
-    };
-    let output = generate::generate(&spec, &mut rng);
-    let first = clamp(
-        script.ttft.saturating_add(
-            script
-                .ttft_per_prompt_token
-                .saturating_mul(u32::try_from(prompt_tokens).unwrap_or(u32::MAX)),
-        ),
-    );
-    let events = token_events(&output, script.tokens_per_event.max(1) as usize);
-    let offsets: Vec<Duration> = events
-        .iter()
-        .map(|event| {
-            let at = first.saturating_add(
-                script
-                    .inter_token
-                    .saturating_mul(u32::try_from(event.tokens_before).unwrap_or(u32::MAX)),
-            );
-            clamp(jittered(at, script.jitter, &mut rng))
-        })
-        .collect();
-    let last_at = offsets.iter().copied().max().unwrap_or(first);
-    let container = Container {
-        lmi,
-        newline: if script.crlf { "\r\n" } else { "\n" },
-    };
-    let total = output.content.len();
-    let reason = match output.finish_reason {
-        FinishReason::Length => "length",
-        FinishReason::Stop => "eos_token",
-    };
-    let generated = output.content.concat();
-    let final_details = (fault != Some(Fault::MissingDone)).then_some((
-        generated.as_str(),
-        reason,
-        total,
-        prompt_tokens,
-    ));
-
-    // Each event's bytes: its tokens, one container event per token.
-    let mut texts: Vec<(Duration, String)> = Vec::with_capacity(events.len() + 1);
-    let mut token_index = 0;
-    for (event, at) in events.iter().zip(&offsets) {
-        let mut text = String::new();
-        for token in output
-            .content
-            .iter()
-            .skip(event.tokens_before)
-            .take(event.tokens)
-        {
-            token_index += 1;
-            let last = (token_index == total).then_some(()).and(final_details);
-            text.push_str(&container.token(token_index, token, last));
-        }
-        texts.push((*at, text));
-    }
-    if total == 0 && fault != Some(Fault::MissingDone) {
-        texts.push((first, container.empty_end(reason, prompt_tokens)));
-    }
-
-    let half = total / 2;
-    let kept = events
-        .iter()
-        .take_while(|event| event.tokens_before + event.tokens <= half)
-        .count();
-    let cut_at = offsets.get(kept).copied().unwrap_or(last_at);
-    let (texts, end_at, end, tail) = match fault {
-        Some(Fault::Disconnect) => (&texts[..kept.min(texts.len())], cut_at, End::Abort, None),
-        Some(Fault::Stall) => (&texts[..kept.min(texts.len())], cut_at, End::Stall, None),
-        Some(Fault::StreamError) => (
-            &texts[..kept.min(texts.len())],
-            cut_at,
-            End::Finish,
-            Some(exception_frame(
-                "ModelStreamError",
-                &json!({"Message": "injected stream error", "ErrorCode": "StreamBroken"})
-                    .to_string(),
-            )),
-        ),
-        _ => (&texts[..], last_at, End::Finish, None),
-    };
-    let corrupt_at = (fault == Some(Fault::MalformedEvent)).then_some(texts.len() / 2);
-
+/// The container's stream in SageMaker's event-stream frames. As SageMaker
+/// does, the frames cut the stream anywhere: at each deadline the due bytes
+/// go out as one to three parts cut at seeded offsets, and about half the
+/// events have their first bytes sent early, with the previous event, so a
+/// line spans parts that arrive at different times (it is complete, and
+/// due, only when its last part comes). `fault`'s `StreamError` is a
+/// `ModelStreamError` exception frame where the cut stream stops,
+/// `MalformedEvent` a frame with a corrupted CRC in the middle.
+fn envelope(mut container: Timeline, fault: Option<Fault>, info: &ResponseInfo) -> Timeline {
+    let mut cuts = ChaCha8Rng::seed_from_u64(info.seed ^ CUT_STREAM);
+    cuts.set_stream(info.index);
     // Move the first bytes of about half the events to the previous
     // deadline, never the byte that completes their first line.
-    let mut due: Vec<(Duration, Vec<u8>)> = texts
+    let mut due: Vec<(Duration, Vec<u8>)> = container
+        .frames
         .iter()
-        .map(|(at, text)| (*at, text.as_bytes().to_vec()))
+        .map(|(at, bytes)| (*at, bytes.to_vec()))
         .collect();
     for i in 1..due.len() {
         let first_line = due[i].1.iter().position(|&b| b == b'\n').unwrap_or(0);
@@ -478,7 +389,7 @@ pub(crate) fn plan(
             due[i - 1].1.extend_from_slice(&head);
         }
     }
-
+    let corrupt_at = (fault == Some(Fault::MalformedEvent)).then_some(due.len() / 2);
     let mut frames: Vec<(Duration, Bytes)> = Vec::with_capacity(due.len() + 1);
     for (i, (at, bytes)) in due.iter().enumerate() {
         let mut wire = Vec::with_capacity(bytes.len() + 64);
@@ -494,20 +405,17 @@ pub(crate) fn plan(
         }
         frames.push((*at, Bytes::from(wire)));
     }
-    if let Some(tail) = tail {
-        frames.push((end_at, Bytes::from(tail)));
+    if fault == Some(Fault::StreamError) {
+        let exception = exception_frame(
+            "ModelStreamError",
+            &json!({"Message": "injected stream error", "ErrorCode": "StreamBroken"}).to_string(),
+        );
+        frames.push((container.end_at, Bytes::from(exception)));
+        container.end = End::Finish;
     }
-    Timeline {
-        status: StatusCode::OK,
-        content_type: CONTENT_TYPE_EVENTSTREAM,
-        head_at: Duration::ZERO,
-        frames,
-        end_at,
-        end,
-        whole: false,
-        tail: None,
-        first_event: offsets.first().copied(),
-    }
+    container.frames = frames;
+    container.content_type = CONTENT_TYPE_EVENTSTREAM;
+    container
 }
 
 /// Cuts `bytes` into one to three pieces at seeded offsets (and at most
@@ -570,6 +478,20 @@ fn encode(message: Message) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::endpoint::eventstream::{header_str, FrameDecoder};
+    use crate::spec::Script;
+    use tgi::parse;
+
+    fn plan(
+        script: &Script,
+        lmi: bool,
+        request: &GenerationRequest,
+        task: Option<crate::validate::Task>,
+        fault: Option<Fault>,
+        index: u64,
+    ) -> Timeline {
+        let protocol = if lmi { &SAGEMAKER_LMI } else { &SAGEMAKER_TGI };
+        crate::builtin::protocol::plan(script, protocol, request, task, fault, index)
+    }
 
     fn request(max_tokens: u32) -> GenerationRequest {
         GenerationRequest {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -19,13 +19,11 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use super::body::ResponseBody;
 use super::connection::{ConnectionState, Refused, CLOSE_DELAY};
 use super::openai;
-use super::plan::{self, Timeline};
-use super::request::{self, Api, DEFAULT_MODEL};
-use super::sagemaker;
+use super::protocol::{self, bearer_check, json_response, openai_error as error, Protocol};
+use super::request::DEFAULT_MODEL;
 use super::state::State;
-use super::tgi;
+use super::timeline::Timeline;
 use super::Connections;
-use super::{anthropic, azure};
 use crate::spec::Fault;
 use crate::validate::Task;
 
@@ -99,38 +97,19 @@ pub(crate) async fn serve(
 }
 
 async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<ResponseBody> {
-    let full = request.uri().path();
+    let (head, body) = request.into_parts();
+    let full = head.uri.path();
     let path = full
         .strip_prefix("/v1")
         .filter(|rest| rest.starts_with('/'))
         .unwrap_or(full)
         .trim_end_matches('/');
-    let method = request.method().clone();
-    // Vertex AI paths (builtin/vertex.rs).
-    if let Some(api) = super::vertex::route(path, request.uri().query(), &method) {
-        return generation(api, unauthorized, request, state).await;
+    if let Some(protocol) = protocol::route(&head, path) {
+        return generation(protocol, head, body, state).await;
     }
-    match (path, &method) {
-        ("/chat/completions", &Method::POST) => {
-            generation(Api::Chat, unauthorized, request, state).await
-        }
-        ("/completions", &Method::POST) => {
-            generation(Api::Completions, unauthorized, request, state).await
-        }
-        // Other protocols' routes (each checks its own way of sending the key).
-        (path, &Method::POST) if azure::is_chat_path(path) => {
-            generation(Api::Chat, azure::check, request, state).await
-        }
-        ("/generate_stream", &Method::POST) => {
-            generation(Api::Tgi, unauthorized, request, state).await
-        }
-        ("/inference", &Method::POST) => {
-            generation(Api::TogetherInference, unauthorized, request, state).await
-        }
-        ("/messages", &Method::POST) => {
-            generation(Api::Anthropic, anthropic::check, request, state).await
-        }
-        ("/models", &Method::GET) => match unauthorized(&request, &state) {
+    let method = &head.method;
+    match (path, method) {
+        ("/models", &Method::GET) => match bearer_check(&head, &state) {
             Some(response) => response,
             None => {
                 let model = state.model().unwrap_or_else(|| DEFAULT_MODEL.to_string());
@@ -148,10 +127,6 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<Respon
         },
         ("/health", &Method::GET) => {
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
-        }
-        (path, &Method::POST) if sagemaker::is_invocation_path(path) => {
-            // Checked by its signature once the body is read.
-            generation(sagemaker::api(&request), unauthorized, request, state).await
         }
         ("/chat/completions" | "/completions" | "/models" | "/health", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -173,30 +148,18 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<Respon
     }
 }
 
-/// What a route checks before reading the body (the key, in the
-/// protocol's own header): `Some` is the answer that refuses the request.
-type RequestCheck = fn(&Request<Incoming>, &State) -> Option<Response<ResponseBody>>;
-
 /// A generation request, from arrival to the start of its scheduled body.
 async fn generation(
-    api: Api,
-    check: RequestCheck,
-    request: Request<Incoming>,
+    protocol: &'static dyn Protocol,
+    head: hyper::http::request::Parts,
+    body: Incoming,
     state: Arc<State>,
 ) -> Response<ResponseBody> {
     let index = state.next_request();
-    // SageMaker authenticates with a SigV4 signature over the body, checked
-    // once the body is read; the other routes check their key header now.
-    let signed = matches!(api, Api::SageMaker { .. }).then(|| sagemaker::SignedParts::of(&request));
-    if signed.is_none() {
-        if let Some(response) = check(&request, &state) {
-            return response;
-        }
+    if let Some(response) = protocol.check_head(&head, &state) {
+        return response;
     }
-    let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(problem) => {
             let too_large = problem.is::<http_body_util::LengthLimitError>();
@@ -217,17 +180,15 @@ async fn generation(
             };
         }
     };
-    if let Some(signed) = &signed {
-        if let Err(response) = signed.verify(&body) {
-            return *response;
-        }
+    if let Some(response) = protocol.check_body(&head, &body) {
+        return response;
     }
     let arrived = Instant::now();
     // Parsing, tokenizing and formatting are CPU work: done on the blocking
     // pool so the few runtime workers keep other streams on time.
     let prepared = {
         let state = Arc::clone(&state);
-        tokio::task::spawn_blocking(move || prepare(api, &body, index, &state)).await
+        tokio::task::spawn_blocking(move || prepare(protocol, &body, index, &state)).await
     };
     let timeline = match prepared {
         Ok(Ok(timeline)) => timeline,
@@ -266,14 +227,13 @@ async fn generation(
 /// validation task, fault, and the planned response. `Err` is an immediate
 /// answer (bad request, injected status).
 fn prepare(
-    api: Api,
+    protocol: &dyn Protocol,
     body: &[u8],
     index: u64,
     state: &State,
 ) -> Result<Timeline, Box<Response<ResponseBody>>> {
-    let mut request = request::parse(api, body).map_err(|message| {
-        Box::new(api_error(
-            api,
+    let mut request = protocol.parse(body).map_err(|message| {
+        Box::new(protocol.error(
             StatusCode::BAD_REQUEST,
             &message,
             "invalid_request_error",
@@ -286,13 +246,10 @@ fn prepare(
     state.remember_model(&request.model);
     let task = Task::parse(&request.prompt);
     let fault = state.pick_fault(index, |fault| {
-        plan::applies(fault, api, &request, task.is_some())
+        protocol.applies(fault, &request, task.is_some())
     });
     if let Some(Fault::Status(code)) = fault {
-        return Err(Box::new(match api {
-            Api::SageMaker { .. } => sagemaker::status_fault(code),
-            _ => status_fault(api, code),
-        }));
+        return Err(Box::new(protocol.status_fault(code)));
     }
     let answered = task.as_ref().map(|task| match fault {
         Some(Fault::CrossOver) => Task {
@@ -304,9 +261,9 @@ fn prepare(
     if let Some(task) = &task {
         state.remember_task(index, task.number);
     }
-    Ok(plan::plan(
+    Ok(protocol::plan(
         &state.script,
-        api,
+        protocol,
         &request,
         answered,
         fault,
@@ -327,87 +284,4 @@ async fn admit(state: &State, arrived: Instant) -> (Option<OwnedSemaphorePermit>
     // The semaphore is never closed, so this waits for a permit.
     let permit = Arc::clone(slots).acquire_owned().await.ok();
     (permit, Instant::now())
-}
-
-/// The 401 answer when the script requires a key the request lacks.
-fn unauthorized<B>(request: &Request<B>, state: &State) -> Option<Response<ResponseBody>> {
-    let key = state.script.api_key.as_deref()?;
-    let given = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    if given == Some(key) {
-        return None;
-    }
-    Some(error(
-        StatusCode::UNAUTHORIZED,
-        "Incorrect API key provided (the built-in endpoint requires `Authorization: Bearer <key>` with the scripted key)",
-        "invalid_request_error",
-        json!("invalid_api_key"),
-    ))
-}
-
-/// The answer of an injected [`Fault::Status`].
-fn status_fault(api: Api, code: u16) -> Response<ResponseBody> {
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let kind = match status.as_u16() {
-        429 => "rate_limit_error",
-        500.. => "server_error",
-        _ => "invalid_request_error",
-    };
-    let mut response = api_error(
-        api,
-        status,
-        &format!("injected fault: HTTP {}", status.as_u16()),
-        kind,
-        json!(status.as_u16()),
-    );
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-}
-
-/// An error answer in `api`'s own shape (OpenAI's `kind` and `code` are
-/// mapped to the protocol's error type where it has one).
-fn api_error(
-    api: Api,
-    status: StatusCode,
-    message: &str,
-    kind: &str,
-    code: Value,
-) -> Response<ResponseBody> {
-    match api {
-        Api::Chat
-        | Api::Completions
-        | Api::TogetherInference
-        | Api::SageMaker { .. }
-        | Api::Vertex(_) => error(status, message, kind, code),
-        Api::Anthropic => anthropic::error(status, message),
-        Api::Tgi => {
-            let error_type = match status.as_u16() {
-                400 | 422 => "validation",
-                429 => "overloaded",
-                _ => "generation",
-            };
-            json_response(status, tgi::error_body(message, error_type))
-        }
-    }
-}
-
-fn error(status: StatusCode, message: &str, kind: &str, code: Value) -> Response<ResponseBody> {
-    json_response(status, openai::error_body(message, kind, code))
-}
-
-fn json_response(status: StatusCode, body: Bytes) -> Response<ResponseBody> {
-    let mut response = Response::new(ResponseBody::now(body));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
 }

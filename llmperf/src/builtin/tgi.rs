@@ -1,5 +1,6 @@
 //! Hugging Face TGI's `POST /generate_stream`: the request body and the
-//! stream's events.
+//! stream's events (also what a TGI container streams inside SageMaker's
+//! event stream, see `sagemaker.rs`).
 //!
 //! One SSE event per token, `data:` without a space (as TGI's axum server
 //! writes them). The last event carries `generated_text` and, when the
@@ -9,45 +10,97 @@
 //! response cut by `max_new_tokens` ends on its last content token.
 
 use bytes::Bytes;
+use hyper::{Response, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use super::body::ResponseBody;
 use super::generate::{FinishReason, MAX_OUTPUT_TOKENS};
-use super::openai::TokenKind;
+use super::protocol::{json_response, Protocol, ResponseInfo};
 use super::request::{GenerationRequest, DEFAULT_MODEL};
-use super::stream_format::{Ending, StreamFormat};
+use super::schedule::TokenKind;
+use super::timeline::{Ending, StreamFormat};
+
+/// `POST /generate_stream`.
+pub(crate) static TGI: Tgi = Tgi;
+
+/// Hugging Face TGI's native streaming route.
+pub(crate) struct Tgi;
+
+impl Protocol for Tgi {
+    fn parse(&self, body: &[u8]) -> Result<GenerationRequest, String> {
+        parse(body)
+    }
+
+    fn error(
+        &self,
+        status: StatusCode,
+        message: &str,
+        _kind: &str,
+        _code: Value,
+    ) -> Response<ResponseBody> {
+        let error_type = match status.as_u16() {
+            400 | 422 => "validation",
+            429 => "overloaded",
+            _ => "generation",
+        };
+        json_response(status, error_body(message, error_type))
+    }
+
+    fn format(&self, info: &ResponseInfo) -> Box<dyn StreamFormat> {
+        Box::new(TgiFormat::new(info.prompt_tokens, info.crlf))
+    }
+}
 
 #[derive(Deserialize)]
 struct Raw {
-    inputs: String,
+    inputs: Option<Inputs>,
     parameters: Option<Parameters>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Inputs {
+    Text(String),
+    Texts(Vec<String>),
 }
 
 #[derive(Deserialize)]
 struct Parameters {
     max_new_tokens: Option<u64>,
     details: Option<bool>,
+    ignore_eos_token: Option<bool>,
+    min_new_tokens: Option<u64>,
 }
 
-/// Parses a `/generate_stream` body; the error is a message for a 400.
+/// Parses a TGI (or LMI) `{"inputs", "parameters"}` body; the error is a
+/// message for a 400. `details` asks for the token counts; LMI's
+/// `ignore_eos_token` or any `min_new_tokens` keeps generating after the
+/// answer.
 pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
     let raw: Raw =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
-    let parameters = raw.parameters.unwrap_or(Parameters {
-        max_new_tokens: None,
-        details: None,
-    });
+    let prompt = match raw
+        .inputs
+        .ok_or("invalid request body: missing field `inputs`")?
+    {
+        Inputs::Text(text) => text,
+        Inputs::Texts(texts) => texts.join("\n"),
+    };
+    let parameters = raw.parameters;
     Ok(GenerationRequest {
-        // TGI serves one model and takes no name.
+        // A container serves one model and takes no name.
         model: DEFAULT_MODEL.to_string(),
-        prompt: raw.inputs,
+        prompt,
         max_tokens: parameters
-            .max_new_tokens
+            .as_ref()
+            .and_then(|p| p.max_new_tokens)
             .map(|n| n.min(u64::from(MAX_OUTPUT_TOKENS)) as u32),
         stream: true,
-        include_usage: parameters.details.unwrap_or(false),
-        // TGI has no way to ignore the end of sequence.
-        fill: false,
+        include_usage: parameters.as_ref().and_then(|p| p.details) == Some(true),
+        fill: parameters
+            .as_ref()
+            .is_some_and(|p| p.ignore_eos_token == Some(true) || p.min_new_tokens.is_some()),
     })
 }
 
@@ -123,9 +176,9 @@ impl TgiFormat {
 }
 
 impl StreamFormat for TgiFormat {
-    fn keep_alive(&mut self) -> Bytes {
+    fn keep_alive(&mut self) -> Option<Bytes> {
         let nl = self.newline;
-        Bytes::from(format!(":{nl}{nl}"))
+        Some(Bytes::from(format!(":{nl}{nl}")))
     }
 
     fn tokens(&mut self, _kind: TokenKind, tokens: &[String]) -> Bytes {
@@ -166,10 +219,10 @@ impl StreamFormat for TgiFormat {
         vec![Bytes::from(eos)]
     }
 
-    fn stream_error(&mut self) -> Bytes {
-        Bytes::from(self.event(
+    fn stream_error(&mut self) -> Vec<Bytes> {
+        vec![Bytes::from(self.event(
             r#"{"error":"Request failed during generation: injected stream error","error_type":"generation"}"#,
-        ))
+        ))]
     }
 
     fn malformed(&mut self) -> Bytes {
@@ -186,7 +239,7 @@ pub(crate) fn error_body(message: &str, error_type: &str) -> Bytes {
 mod tests {
     use super::*;
     use crate::builtin::generate::Output;
-    use crate::builtin::openai::Usage;
+    use crate::builtin::schedule::Usage;
 
     fn output(reason: FinishReason) -> Output {
         Output {

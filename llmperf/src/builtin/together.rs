@@ -11,9 +11,26 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::generate::FinishReason;
-use super::openai::TokenKind;
-use super::request::{self, GenerationRequest};
-use super::stream_format::{Ending, StreamFormat};
+use super::protocol::{Protocol, ResponseInfo};
+use super::request::GenerationRequest;
+use super::schedule::TokenKind;
+use super::timeline::{Ending, StreamFormat};
+
+/// `POST /inference`.
+pub(crate) static INFERENCE: Inference = Inference;
+
+/// Together's legacy inference route.
+pub(crate) struct Inference;
+
+impl Protocol for Inference {
+    fn parse(&self, body: &[u8]) -> Result<GenerationRequest, String> {
+        parse(body)
+    }
+
+    fn format(&self, info: &ResponseInfo) -> Box<dyn StreamFormat> {
+        Box::new(TogetherFormat::new(info.index, info.crlf))
+    }
+}
 
 #[derive(Deserialize)]
 struct Streaming {
@@ -23,7 +40,7 @@ struct Streaming {
 /// Parses an `/inference` body (a completions body where `stream_tokens`
 /// asks for the stream); the error is a message for a 400.
 pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
-    let mut parsed = request::parse(request::Api::Completions, body)?;
+    let mut parsed = super::openai::parse(false, body)?;
     let streaming: Streaming =
         serde_json::from_slice(body).map_err(|error| format!("invalid request body: {error}"))?;
     if streaming.stream_tokens != Some(true) {
@@ -62,9 +79,9 @@ impl TogetherFormat {
 }
 
 impl StreamFormat for TogetherFormat {
-    fn keep_alive(&mut self) -> Bytes {
+    fn keep_alive(&mut self) -> Option<Bytes> {
         let nl = self.newline;
-        Bytes::from(format!(": keep-alive{nl}{nl}"))
+        Some(Bytes::from(format!(": keep-alive{nl}{nl}")))
     }
 
     fn tokens(&mut self, _kind: TokenKind, tokens: &[String]) -> Bytes {
@@ -116,10 +133,10 @@ impl StreamFormat for TogetherFormat {
         frames
     }
 
-    fn stream_error(&mut self) -> Bytes {
-        self.event(
+    fn stream_error(&mut self) -> Vec<Bytes> {
+        vec![self.event(
             r#"{"error":{"message":"injected stream error","type":"server_error","code":500}}"#,
-        )
+        )]
     }
 
     fn malformed(&mut self) -> Bytes {

@@ -22,36 +22,51 @@
 //! without the `finishReason` chunk (SSE) or without the closing `]`
 //! (array), a malformed event is invalid JSON in the middle.
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use hyper::{Method, StatusCode};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::generate::{self, FinishReason, Spec, MAX_OUTPUT_TOKENS};
-use super::openai::{TokenKind, MALFORMED_JSON};
-use super::plan::{clamp, jittered, token_events, End, Timeline};
-use super::request::{Api, GenerationRequest, DEFAULT_MODEL};
-use crate::spec::{Fault, Script};
-use crate::validate::Task;
-use crate::workload::tokenizer::Tokenizer;
+use super::generate::{FinishReason, MAX_OUTPUT_TOKENS};
+use super::openai::{self, MALFORMED_JSON};
+use super::protocol::{Protocol, ResponseInfo};
+use super::request::{GenerationRequest, DEFAULT_MODEL};
+use super::schedule::TokenKind;
+use super::timeline::{Ending, StreamFormat};
 
 /// The two forms of Gemini `streamGenerateContent`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum VertexApi {
+enum VertexApi {
     /// `?alt=sse`
     GeminiSse,
     /// No `alt=sse`: one streamed JSON array.
     GeminiJson,
 }
 
-/// The API of a Vertex path (already without its `/v1`), if it is one.
-pub(crate) fn route(path: &str, query: Option<&str>, method: &Method) -> Option<Api> {
-    if method != Method::POST {
-        return None;
+/// Gemini `streamGenerateContent` in one of its forms.
+pub(crate) struct Gemini(VertexApi);
+
+/// `streamGenerateContent?alt=sse`.
+pub(crate) static GEMINI_SSE: Gemini = Gemini(VertexApi::GeminiSse);
+/// `streamGenerateContent` without `alt=sse`: one streamed JSON array.
+pub(crate) static GEMINI_JSON: Gemini = Gemini(VertexApi::GeminiJson);
+
+impl Protocol for Gemini {
+    fn parse(&self, body: &[u8]) -> Result<GenerationRequest, String> {
+        parse(body)
     }
+
+    fn reasoning(&self) -> bool {
+        // Parts with `"thought": true`.
+        true
+    }
+
+    fn format(&self, info: &ResponseInfo) -> Box<dyn StreamFormat> {
+        Box::new(Framer::new(self.0, format!("builtin-{}", info.index)))
+    }
+}
+
+/// The protocol of a Vertex path (already without its `/v1`; a `POST`),
+/// if it is one.
+pub(crate) fn route(path: &str, query: Option<&str>) -> Option<&'static dyn Protocol> {
     let rest = path.strip_prefix("/projects/")?;
     let mut segments = rest.splitn(4, '/');
     let (_project, locations, _region, rest) = (
@@ -69,19 +84,15 @@ pub(crate) fn route(path: &str, query: Option<&str>, method: &Method) -> Option<
             return None;
         }
         let sse = query.unwrap_or("").split('&').any(|pair| pair == "alt=sse");
-        return Some(Api::Vertex(if sse {
-            VertexApi::GeminiSse
-        } else {
-            VertexApi::GeminiJson
-        }));
+        return Some(if sse { &GEMINI_SSE } else { &GEMINI_JSON });
     }
     let endpoint = rest.strip_prefix("endpoints/")?;
     if endpoint == "openapi/chat/completions" {
-        return Some(Api::Chat);
+        return Some(&openai::CHAT);
     }
     match endpoint.split_once(':') {
         Some((id, "streamRawPredict" | "rawPredict")) if !id.is_empty() && !id.contains('/') => {
-            Some(Api::Chat)
+            Some(&openai::CHAT)
         }
         _ => None,
     }
@@ -136,136 +147,6 @@ pub(crate) fn parse(body: &[u8]) -> Result<GenerationRequest, String> {
         // Gemini has no way to ask for ignoring end-of-sequence.
         fill: false,
     })
-}
-
-/// Plans a Gemini response (see the module docs); the same schedule as
-/// the OpenAI plan in `plan.rs`.
-pub(crate) fn plan(
-    script: &Script,
-    api: VertexApi,
-    request: &GenerationRequest,
-    task: Option<Task>,
-    fault: Option<Fault>,
-    index: u64,
-) -> Timeline {
-    let mut rng = ChaCha8Rng::seed_from_u64(script.seed);
-    rng.set_stream(index);
-    let prompt_tokens = Tokenizer::bundled().count(&request.prompt);
-    let spec = Spec {
-        max_tokens: request
-            .max_tokens
-            .unwrap_or(script.output_tokens)
-            .min(MAX_OUTPUT_TOKENS),
-        reasoning_tokens: script.reasoning_tokens.min(MAX_OUTPUT_TOKENS),
-        task,
-        fill: request.fill,
-        long_words: script.long_words,
-    };
-    let output = generate::generate(&spec, &mut rng);
-    let first = clamp(
-        script.ttft.saturating_add(
-            script
-                .ttft_per_prompt_token
-                .saturating_mul(u32::try_from(prompt_tokens).unwrap_or(u32::MAX)),
-        ),
-    );
-    let events = token_events(&output, script.tokens_per_event.max(1) as usize);
-    let offsets: Vec<Duration> = events
-        .iter()
-        .map(|event| {
-            let at = first.saturating_add(
-                script
-                    .inter_token
-                    .saturating_mul(u32::try_from(event.tokens_before).unwrap_or(u32::MAX)),
-            );
-            clamp(jittered(at, script.jitter, &mut rng))
-        })
-        .collect();
-    let last = offsets.iter().copied().max().unwrap_or(first);
-    let usage = GeminiUsage {
-        prompt: prompt_tokens,
-        candidates: output.content.len(),
-        thoughts: output.reasoning.len(),
-    };
-    let response_id = format!("builtin-{index}");
-    let mut out = Framer::new(api, &response_id);
-    let mut frames: Vec<(Duration, Bytes)> = Vec::with_capacity(events.len() + 4);
-    if script.keep_alive && api == VertexApi::GeminiSse {
-        let first_event = offsets.first().copied().unwrap_or(first);
-        frames.push((first_event / 2, Bytes::from_static(b": keep-alive\r\n\r\n")));
-    }
-    let stream = |frames, end_at, end| Timeline {
-        status: StatusCode::OK,
-        content_type: match api {
-            VertexApi::GeminiSse => "text/event-stream",
-            VertexApi::GeminiJson => "application/json; charset=UTF-8",
-        },
-        head_at: Duration::ZERO,
-        frames,
-        end_at,
-        end,
-        whole: false,
-        tail: None,
-        first_event: offsets.first().copied(),
-    };
-    let total = usage.candidates + usage.thoughts;
-    // Faults that cut the stream keep the events wholly in the first half,
-    // and strike when the next event would have been sent.
-    let kept = events
-        .iter()
-        .take_while(|event| event.tokens_before + event.tokens <= total / 2)
-        .count();
-    let cut_at = offsets.get(kept).copied().unwrap_or(last);
-    if let Some(fault @ (Fault::Disconnect | Fault::Stall | Fault::StreamError)) = fault {
-        for (event, at) in events.iter().zip(&offsets).take(kept) {
-            frames.push((*at, out.token(event.kind, &event.text)));
-        }
-        let end = match fault {
-            Fault::Disconnect => End::Abort,
-            Fault::Stall => End::Stall,
-            _ => {
-                frames.push((cut_at, out.error()));
-                if let Some(close) = out.close() {
-                    frames.push((cut_at, close));
-                }
-                End::Finish
-            }
-        };
-        return stream(frames, cut_at, end);
-    }
-    let malformed_after = (fault == Some(Fault::MalformedEvent)).then_some(events.len() / 2);
-    if malformed_after == Some(0) {
-        frames.push((Duration::ZERO, out.malformed()));
-    }
-    for (i, (event, at)) in events.iter().zip(&offsets).enumerate() {
-        frames.push((*at, out.token(event.kind, &event.text)));
-        if malformed_after == Some(i + 1) {
-            frames.push((*at, out.malformed()));
-        }
-    }
-    match (fault, api) {
-        // SSE's end marker is the finishReason chunk, the array's its `]`.
-        (Some(Fault::MissingDone), VertexApi::GeminiSse) => {}
-        (Some(Fault::MissingDone), VertexApi::GeminiJson) => {
-            frames.push((last, out.finish(output.finish_reason, usage)));
-        }
-        _ => {
-            frames.push((last, out.finish(output.finish_reason, usage)));
-            if let Some(close) = out.close() {
-                frames.push((last, close));
-            }
-        }
-    }
-    stream(frames, last, End::Finish)
-}
-
-/// Token counts as `usageMetadata` reports them.
-#[derive(Debug, Clone, Copy)]
-struct GeminiUsage {
-    prompt: usize,
-    /// Answer tokens, without the thoughts.
-    candidates: usize,
-    thoughts: usize,
 }
 
 /// One `GenerateContentResponse`, fields in Google's order.
@@ -331,15 +212,15 @@ const MALFORMED_ELEMENT: &str = r#"{"candidates": [{"content": }]}"#;
 const MODEL_VERSION: &str = "llmperf-builtin-gemini";
 
 /// Wraps chunks as SSE events or as array elements.
-struct Framer<'a> {
+struct Framer {
     api: VertexApi,
-    response_id: &'a str,
+    response_id: String,
     /// Elements written so far (the array form puts `[` before the first).
     elements: usize,
 }
 
-impl<'a> Framer<'a> {
-    fn new(api: VertexApi, response_id: &'a str) -> Self {
+impl Framer {
+    fn new(api: VertexApi, response_id: String) -> Self {
         Framer {
             api,
             response_id,
@@ -358,7 +239,7 @@ impl<'a> Framer<'a> {
             }],
             usage_metadata: usage,
             model_version: MODEL_VERSION,
-            response_id: self.response_id,
+            response_id: &self.response_id,
         };
         // Serializing these plain structs cannot fail; the fallback only
         // keeps this panic-free.
@@ -380,7 +261,7 @@ impl<'a> Framer<'a> {
         }
     }
 
-    fn token(&mut self, kind: TokenKind, text: &str) -> Bytes {
+    fn chunk_of(&mut self, kind: TokenKind, text: &str) -> Bytes {
         let part = PartOut {
             text,
             thought: (kind == TokenKind::Reasoning).then_some(true),
@@ -389,18 +270,21 @@ impl<'a> Framer<'a> {
         self.frame(&json)
     }
 
-    fn finish(&mut self, reason: FinishReason, usage: GeminiUsage) -> Bytes {
-        let reason = match reason {
+    /// The last chunk: an empty part, the finish reason, the counts.
+    fn finish(&mut self, ending: &Ending) -> Bytes {
+        let (output, usage) = (ending.output, ending.usage);
+        let reason = match output.finish_reason {
             FinishReason::Stop => "STOP",
             FinishReason::Length => "MAX_TOKENS",
         };
         let nonzero = |n: usize| (n > 0).then_some(n);
         let counts = UsageOut {
-            prompt_token_count: nonzero(usage.prompt),
-            candidates_token_count: nonzero(usage.candidates),
-            total_token_count: nonzero(usage.prompt + usage.candidates + usage.thoughts),
+            prompt_token_count: nonzero(usage.prompt_tokens),
+            // Answer tokens, without the thoughts.
+            candidates_token_count: nonzero(output.content.len()),
+            total_token_count: nonzero(usage.prompt_tokens + usage.completion_tokens),
             traffic_type: "ON_DEMAND",
-            thoughts_token_count: nonzero(usage.thoughts),
+            thoughts_token_count: nonzero(output.reasoning.len()),
         };
         let part = PartOut {
             text: "",
@@ -410,13 +294,13 @@ impl<'a> Framer<'a> {
         self.frame(&json)
     }
 
-    fn error(&mut self) -> Bytes {
+    fn error_chunk(&mut self) -> Bytes {
         self.frame(
             r#"{"error": {"code": 500, "message": "injected stream error", "status": "INTERNAL"}}"#,
         )
     }
 
-    fn malformed(&mut self) -> Bytes {
+    fn malformed_chunk(&mut self) -> Bytes {
         match self.api {
             VertexApi::GeminiSse => self.frame(MALFORMED_JSON),
             VertexApi::GeminiJson => self.frame(MALFORMED_ELEMENT),
@@ -432,11 +316,58 @@ impl<'a> Framer<'a> {
     }
 }
 
+impl StreamFormat for Framer {
+    fn content_type(&self) -> &'static str {
+        match self.api {
+            VertexApi::GeminiSse => "text/event-stream",
+            VertexApi::GeminiJson => "application/json; charset=UTF-8",
+        }
+    }
+
+    fn keep_alive(&mut self) -> Option<Bytes> {
+        match self.api {
+            VertexApi::GeminiSse => Some(Bytes::from_static(b": keep-alive\r\n\r\n")),
+            VertexApi::GeminiJson => None,
+        }
+    }
+
+    fn tokens(&mut self, kind: TokenKind, tokens: &[String]) -> Bytes {
+        self.chunk_of(kind, &tokens.concat())
+    }
+
+    fn closing(&mut self, ending: &Ending) -> Vec<Bytes> {
+        // SSE's end marker is the finishReason chunk, the array's its `]`.
+        if !ending.end_marker && self.api == VertexApi::GeminiSse {
+            return Vec::new();
+        }
+        let mut frames = vec![self.finish(ending)];
+        if ending.end_marker {
+            frames.extend(self.close());
+        }
+        frames
+    }
+
+    fn stream_error(&mut self) -> Vec<Bytes> {
+        let mut frames = vec![self.error_chunk()];
+        frames.extend(self.close());
+        frames
+    }
+
+    fn malformed(&mut self) -> Bytes {
+        self.malformed_chunk()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::builtin::timeline::{End, Timeline};
     use crate::endpoint::vertex::{GeminiJsonDecoder, GeminiSseDecoder};
     use crate::endpoint::{StreamDecoder, StreamEvent, Usage};
+    use crate::spec::{Fault, Script};
+    use crate::workload::tokenizer::Tokenizer;
 
     fn request(max_tokens: u32) -> GenerationRequest {
         parse(
@@ -446,6 +377,26 @@ mod tests {
             .as_bytes(),
         )
         .unwrap()
+    }
+
+    fn plan(
+        script: &Script,
+        api: VertexApi,
+        request: &GenerationRequest,
+        task: Option<crate::validate::Task>,
+        fault: Option<Fault>,
+        index: u64,
+    ) -> Timeline {
+        let protocol = match api {
+            VertexApi::GeminiSse => &GEMINI_SSE,
+            VertexApi::GeminiJson => &GEMINI_JSON,
+        };
+        crate::builtin::protocol::plan(script, protocol, request, task, fault, index)
+    }
+
+    /// Whether `route` chose `protocol`.
+    fn is(route: Option<&'static dyn Protocol>, protocol: &'static dyn Protocol) -> bool {
+        route.is_some_and(|chosen| std::ptr::addr_eq(chosen, protocol))
     }
 
     fn decoded(api: VertexApi, timeline: &Timeline) -> Vec<StreamEvent> {
@@ -464,40 +415,30 @@ mod tests {
 
     #[test]
     fn routes_match_the_vertex_paths() {
-        let post = Method::POST;
         let gemini = "/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent";
-        assert_eq!(
-            route(gemini, Some("alt=sse"), &post),
-            Some(Api::Vertex(VertexApi::GeminiSse))
-        );
-        assert_eq!(
-            route(gemini, None, &post),
-            Some(Api::Vertex(VertexApi::GeminiJson))
-        );
-        assert_eq!(route(gemini, None, &Method::GET), None);
-        assert_eq!(
+        assert!(is(route(gemini, Some("alt=sse")), &GEMINI_SSE));
+        assert!(is(route(gemini, None), &GEMINI_JSON));
+        assert!(is(
             route(
                 "/projects/p/locations/r/endpoints/123:streamRawPredict",
-                None,
-                &post
+                None
             ),
-            Some(Api::Chat)
-        );
-        assert_eq!(
+            &openai::CHAT
+        ));
+        assert!(is(
             route(
                 "/projects/p/locations/r/endpoints/openapi/chat/completions",
-                None,
-                &post
+                None
             ),
-            Some(Api::Chat)
-        );
+            &openai::CHAT
+        ));
         for path in [
             "/projects/p/locations/r/endpoints/:streamRawPredict",
             "/projects/p/zones/r/endpoints/1:streamRawPredict",
             "/projects/p/locations/r/publishers/google/models/m:generateContent",
             "/chat/completions",
         ] {
-            assert_eq!(route(path, None, &post), None, "{path}");
+            assert!(route(path, None).is_none(), "{path}");
         }
     }
 
