@@ -35,22 +35,87 @@ pub enum ResultsError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid results JSON.
-    #[error("{path} is not a valid llmperf results file: {message}")]
+    /// The file is not a valid file of its kind.
+    #[error("{path} is not a valid llmperf {what}: {message}")]
     Corrupt {
         /// The file.
         path: PathBuf,
+        /// What it should have been (`results file`, `baseline`).
+        what: &'static str,
         /// What was wrong.
         message: String,
     },
     /// The file was written by a newer llmperf.
-    #[error("{path} has schema version {found}, newer than this llmperf understands ({SCHEMA_VERSION}): upgrade llmperf")]
+    #[error("{path} has {schema} version {found}, newer than this llmperf understands ({supported}): upgrade llmperf")]
     NewerSchema {
         /// The file.
         path: PathBuf,
+        /// Which schema (`schema`, `baseline schema`).
+        schema: &'static str,
         /// Its version.
         found: u32,
+        /// The newest this build reads.
+        supported: u32,
     },
+}
+
+/// A versioned JSON file llmperf reads: what it is called in errors, and
+/// where its schema versions stand (a JSON pointer, the schema's name, the
+/// newest version this build reads) — a baseline holds a results file, so
+/// it has two.
+pub(crate) struct Versioned {
+    pub(crate) what: &'static str,
+    pub(crate) versions: &'static [(&'static str, &'static str, u32)],
+}
+
+/// `summary.json`.
+const SUMMARY_KIND: Versioned = Versioned {
+    what: "results file",
+    versions: &[("/schema_version", "schema", SCHEMA_VERSION)],
+};
+
+impl Versioned {
+    /// Reads the JSON file at `path`, refusing a version newer than this
+    /// build reads; `parse` turns the checked value into its type.
+    pub(crate) fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &Path,
+    ) -> Result<T, ResultsError> {
+        let text = fs::read_to_string(path).map_err(|source| ResultsError::Io {
+            action: "cannot read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| self.corrupt(path, e.to_string()))?;
+        for &(pointer, schema, supported) in self.versions {
+            let found = value
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| {
+                    let field = pointer.trim_start_matches('/').replace('/', ".");
+                    self.corrupt(path, format!("no {field}"))
+                })?;
+            if found > u64::from(supported) {
+                return Err(ResultsError::NewerSchema {
+                    path: path.to_path_buf(),
+                    schema,
+                    found: u32::try_from(found).unwrap_or(u32::MAX),
+                    supported,
+                });
+            }
+        }
+        serde_json::from_value(value).map_err(|e| self.corrupt(path, e.to_string()))
+    }
+
+    /// The error for a file of this kind that is not valid.
+    pub(crate) fn corrupt(&self, path: &Path, message: String) -> ResultsError {
+        ResultsError::Corrupt {
+            path: path.to_path_buf(),
+            what: self.what,
+            message,
+        }
+    }
 }
 
 /// The tool that wrote a file.
@@ -229,10 +294,8 @@ pub fn write_summary(dir: &Path, summary: &SummaryFile) -> Result<PathBuf, Resul
     })?;
     let path = dir.join(SUMMARY_FILE);
     let temporary = dir.join(".summary.json.tmp");
-    let text = serde_json::to_string_pretty(summary).map_err(|e| ResultsError::Corrupt {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
+    let text = serde_json::to_string_pretty(summary)
+        .map_err(|e| SUMMARY_KIND.corrupt(&path, e.to_string()))?;
     fs::write(&temporary, text + "\n").map_err(|source| ResultsError::Io {
         action: "cannot write",
         path: temporary.clone(),
@@ -248,28 +311,7 @@ pub fn write_summary(dir: &Path, summary: &SummaryFile) -> Result<PathBuf, Resul
 
 /// Reads a `summary.json`, refusing newer schema versions.
 pub fn read_summary(path: &Path) -> Result<SummaryFile, ResultsError> {
-    let text = fs::read_to_string(path).map_err(|source| ResultsError::Io {
-        action: "cannot read",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let corrupt = |message: String| ResultsError::Corrupt {
-        path: path.to_path_buf(),
-        message,
-    };
-    let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-    let version = value
-        .get("schema_version")
-        .and_then(serde_json::Value::as_u64)
-        .ok_or_else(|| corrupt("no schema_version".to_string()))?;
-    if version > u64::from(SCHEMA_VERSION) {
-        return Err(ResultsError::NewerSchema {
-            path: path.to_path_buf(),
-            found: version as u32,
-        });
-    }
-    serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+    SUMMARY_KIND.read(path)
 }
 
 /// Reads every record of a `requests.jsonl`. A truncated last line (an
@@ -298,10 +340,7 @@ pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
             Ok(record) => records.push(record),
             Err(_) if number == last => {}
             Err(error) => {
-                return Err(ResultsError::Corrupt {
-                    path: path.to_path_buf(),
-                    message: format!("line {}: {error}", number + 1),
-                })
+                return Err(SUMMARY_KIND.corrupt(path, format!("line {}: {error}", number + 1)))
             }
         }
     }

@@ -36,6 +36,19 @@ pub use samples::Samples;
 
 /// Version of the baseline file schema.
 pub const BASELINE_SCHEMA_VERSION: u32 = 1;
+
+/// A baseline file: its own schema version, and the results file it holds.
+const BASELINE_KIND: results::Versioned = results::Versioned {
+    what: "baseline",
+    versions: &[
+        (
+            "/schema_version",
+            "baseline schema",
+            BASELINE_SCHEMA_VERSION,
+        ),
+        ("/result/schema_version", "schema", results::SCHEMA_VERSION),
+    ],
+};
 /// Where baselines live, relative to the package root, by default.
 pub const DEFAULT_BASELINES_DIR: &str = "benches/baselines";
 /// The environment variable that moves the baselines directory.
@@ -59,36 +72,10 @@ pub enum BaselineError {
         "`{0}` cannot name a baseline: use letters, digits, `.`, `_` and `-` (e.g. main, v1.2)"
     )]
     InvalidName(String),
-    /// Disk I/O failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Not a valid baseline file.
-    #[error("{path} is not a valid llmperf baseline: {message}")]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        message: String,
-    },
-    /// Written by a newer llmperf.
-    #[error("{path} has baseline schema version {found}, newer than this llmperf understands ({BASELINE_SCHEMA_VERSION}): upgrade llmperf")]
-    NewerSchema {
-        /// The file.
-        path: PathBuf,
-        /// Its version.
-        found: u32,
-    },
     /// Comparison settings out of range.
     #[error("{0}")]
     Settings(String),
-    /// A results file in the way.
+    /// A baseline or results file that cannot be read or written.
     #[error(transparent)]
     Results(#[from] ResultsError),
 }
@@ -135,7 +122,7 @@ impl Baseline {
     pub fn write(&self, path: &Path) -> Result<(), BaselineError> {
         let io = |action, path: &Path| {
             let path = path.to_path_buf();
-            move |source| BaselineError::Io {
+            move |source| ResultsError::Io {
                 action,
                 path,
                 source,
@@ -144,62 +131,31 @@ impl Baseline {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io("cannot create the baselines directory", dir))?;
         }
-        let text = canonical::to_string(self).map_err(|e| BaselineError::Corrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let text =
+            canonical::to_string(self).map_err(|e| BASELINE_KIND.corrupt(path, e.to_string()))?;
         let temporary = path.with_extension("json.tmp");
         fs::write(&temporary, text).map_err(io("cannot write", &temporary))?;
-        fs::rename(&temporary, path).map_err(io("cannot write", path))
+        fs::rename(&temporary, path).map_err(io("cannot write", path))?;
+        Ok(())
     }
 
     /// Reads a baseline file, refusing newer schemas and inconsistent files.
     pub fn read(path: &Path) -> Result<Baseline, BaselineError> {
-        let text = fs::read_to_string(path).map_err(|source| BaselineError::Io {
-            action: "cannot read",
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let corrupt = |message: String| BaselineError::Corrupt {
-            path: path.to_path_buf(),
-            message,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-        let version = value
-            .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| corrupt("no schema_version".to_string()))?;
-        if version > u64::from(BASELINE_SCHEMA_VERSION) {
-            return Err(BaselineError::NewerSchema {
-                path: path.to_path_buf(),
-                found: version as u32,
-            });
-        }
-        let results_version = value
-            .pointer("/result/schema_version")
-            .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| corrupt("no result.schema_version".to_string()))?;
-        if results_version > u64::from(results::SCHEMA_VERSION) {
-            return Err(ResultsError::NewerSchema {
-                path: path.to_path_buf(),
-                found: results_version as u32,
-            }
-            .into());
-        }
-        let baseline: Baseline =
-            serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?;
+        let baseline: Baseline = BASELINE_KIND.read(path)?;
+        let corrupt = |message: String| BASELINE_KIND.corrupt(path, message);
         if baseline.samples.len() != baseline.result.levels.len() {
             return Err(corrupt(format!(
                 "{} levels but samples for {}",
                 baseline.result.levels.len(),
                 baseline.samples.len()
-            )));
+            ))
+            .into());
         }
         if let Some(i) = baseline.samples.iter().position(|s| !s.is_consistent()) {
             return Err(corrupt(format!(
                 "the samples of level {i} have columns of different lengths"
-            )));
+            ))
+            .into());
         }
         Ok(baseline)
     }
@@ -211,16 +167,18 @@ impl Baseline {
         let summary_path = if path.is_dir() {
             let summary = path.join(SUMMARY_FILE);
             if !summary.exists() {
-                return Err(BaselineError::Corrupt {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "a directory without {SUMMARY_FILE}: give a results directory (as written by `llmperf run --results-dir` or target/llmperf/<id>/new) or a baseline file"
-                    ),
-                });
+                return Err(BASELINE_KIND
+                    .corrupt(
+                        path,
+                        format!(
+                            "a directory without {SUMMARY_FILE}: give a results directory (as written by `llmperf run --results-dir` or target/llmperf/<id>/new) or a baseline file"
+                        ),
+                    )
+                    .into());
             }
             summary
         } else {
-            let text = fs::read_to_string(path).map_err(|source| BaselineError::Io {
+            let text = fs::read_to_string(path).map_err(|source| ResultsError::Io {
                 action: "cannot read",
                 path: path.to_path_buf(),
                 source,
