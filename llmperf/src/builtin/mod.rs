@@ -82,6 +82,21 @@
 //! [`FaultSchedule`] picks; [`Server::stats`] counts requests, injected
 //! faults and the most requests in flight at once.
 //!
+//! # How it is built
+//!
+//! One piece a concern: the router and admission (`server.rs`), the
+//! switchboard that maps a route to its protocol and the one trait every
+//! protocol implements (`protocol.rs`), the only copy of the timing
+//! (`schedule.rs`: first token, per-event deadlines, jitter), the lay-out
+//! of a format's bytes on that schedule with the faults applied
+//! (`timeline.rs`), the paced body (`body.rs`, `pacer.rs`) and the
+//! generated words (`generate.rs`). Each protocol's file only reads its
+//! request body and formats its bytes: `openai.rs` (also Azure's and
+//! Vertex AI's OpenAI routes), `anthropic.rs`, `tgi.rs` (also the TGI
+//! container inside SageMaker), `together.rs`, `vertex.rs` (Gemini) and
+//! `sagemaker.rs` (SigV4 and the event-stream envelope, LMI lines). A new
+//! protocol is one file implementing `Protocol` and one line in `route`.
+//!
 //! # Connections
 //!
 //! [`Script::connections`] picks how connections are kept or closed:

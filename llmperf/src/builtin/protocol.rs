@@ -234,6 +234,27 @@ mod tests {
     }
 
     #[test]
+    fn only_posts_reach_a_protocol() {
+        let head = |method: &str, uri: &str| {
+            hyper::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        let gemini = "/projects/p/locations/us-central1/publishers/google/models/gemini-2.5-flash:streamGenerateContent";
+        assert!(route(&head("POST", gemini), gemini).is_some());
+        assert!(route(&head("GET", gemini), gemini).is_none());
+        for path in ["/chat/completions", "/messages", "/generate_stream"] {
+            assert!(route(&head("POST", path), path).is_some(), "{path}");
+            assert!(route(&head("GET", path), path).is_none(), "{path}");
+        }
+        assert!(route(&head("POST", "/nowhere"), "/nowhere").is_none());
+    }
+
+    #[test]
     fn deadlines_follow_the_script() {
         let script = Script::new()
             .ttft(Duration::from_millis(50))
