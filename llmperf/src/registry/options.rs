@@ -111,3 +111,52 @@ impl BenchOptions {
         bench.load(load)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_change_only_what_they_name_and_sweeps_replace_the_single_level() {
+        let bench = Benchmark::new().concurrency(3);
+        assert_eq!(
+            BenchOptions::DEFAULT.apply(bench.clone()).load_spec(),
+            bench.load_spec()
+        );
+        let fixed = BenchOptions {
+            requests: Some(7),
+            concurrency: Some(ConcurrencyOption::Fixed(5)),
+            ..BenchOptions::DEFAULT
+        }
+        .apply(bench.clone());
+        assert_eq!(
+            (fixed.load_spec().requests, fixed.load_spec().concurrency),
+            (7, 5)
+        );
+        assert_eq!(fixed.load_spec().sweep, None);
+        let rates = BenchOptions {
+            rates: Some(&[2.0, 8.0]),
+            ..BenchOptions::DEFAULT
+        }
+        .apply(bench.clone());
+        assert_eq!(rates.load_spec().rate.map(|r| r.per_s), Some(2.0));
+        assert_eq!(
+            rates.load_spec().sweep,
+            Some(Sweep::Rates {
+                levels: vec![2.0, 8.0]
+            })
+        );
+        let auto = BenchOptions {
+            sweep: Some(NamedSweep::Auto),
+            ..BenchOptions::DEFAULT
+        }
+        .apply(bench);
+        assert_eq!(
+            auto.load_spec().sweep,
+            Some(Sweep::Auto {
+                rates: AUTO_SWEEP_RATES,
+                max_concurrency: AUTO_SWEEP_MAX_CONCURRENCY
+            })
+        );
+    }
+}
