@@ -5,7 +5,7 @@
 //! the runtime can change without breaking user code.
 
 use proc_macro::TokenStream;
-use proc_macro2::Span;
+use proc_macro2::{Ident, Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
@@ -26,35 +26,57 @@ pub fn bench(args: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// The options besides `crate`: each sets the field of the same name of
+/// `llmperf::registry::BenchOptions`, with its value checked (so a mistake
+/// is reported on the value) and written by the function beside it.
+const OPTIONS: &[(&str, WriteValue)] = &[
+    ("name", string_value),
+    ("group", string_value),
+    ("requests", requests_value),
+    ("concurrency", concurrency_value),
+    ("rates", rates_value),
+    ("sweep", sweep_value),
+];
+
+/// Checks an option's value and writes it as the field's value, naming
+/// runtime types through `llmperf::__private` (the first argument).
+type WriteValue = fn(&TokenStream2, &Expr) -> syn::Result<TokenStream2>;
+
+/// The attribute's arguments: the `llmperf` path and the fields of
+/// `BenchOptions` they set.
 struct Options {
-    name: Option<String>,
-    group: Option<String>,
-    requests: Option<u64>,
-    concurrency: Option<usize>,
-    concurrency_levels: Vec<usize>,
-    rates: Vec<f64>,
-    auto_sweep: bool,
     krate: syn::Path,
+    fields: Vec<Field>,
 }
 
-fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
-    let mut options = Options {
-        name: None,
-        group: None,
-        requests: None,
-        concurrency: None,
-        concurrency_levels: Vec::new(),
-        rates: Vec::new(),
-        auto_sweep: false,
-        krate: syn::parse_quote!(::llmperf),
-    };
+/// `key: Some(value)` in the emitted `BenchOptions`.
+struct Field {
+    key: Ident,
+    value: TokenStream2,
+}
+
+impl quote::ToTokens for Field {
+    fn to_tokens(&self, tokens: &mut TokenStream2) {
+        let Field { key, value } = self;
+        tokens.extend(quote!(#key: ::core::option::Option::Some(#value)));
+    }
+}
+
+/// `name, group, …, sweep` and then `crate` joined by `separator`, `last`.
+fn option_names(separator: &str, last: &str) -> String {
+    let names: Vec<&str> = OPTIONS.iter().map(|(name, _)| *name).collect();
+    format!("{}{last}crate", names.join(separator))
+}
+
+fn parse_options(args: TokenStream2) -> syn::Result<Options> {
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+    let mut pairs = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for meta in metas {
-        let Meta::NameValue(pair) = &meta else {
+        let Meta::NameValue(pair) = meta else {
             return Err(syn::Error::new_spanned(
                 meta,
-                "expected `key = value` (name, group, requests, concurrency, rates, sweep, crate)",
+                format!("expected `key = value` ({})", option_names(", ", ", ")),
             ));
         };
         let key = pair
@@ -69,49 +91,94 @@ fn parse_options(args: proc_macro2::TokenStream) -> syn::Result<Options> {
                 format!("`{key}` is given twice: keep one"),
             ));
         }
-        match key.as_str() {
-            "name" => options.name = Some(string(&pair.value)?),
-            "group" => options.group = Some(string(&pair.value)?),
-            "requests" => options.requests = Some(int(&pair.value)?),
-            "concurrency" => match &pair.value {
-                Expr::Array(array) => {
-                    options.concurrency_levels = nonempty(array, int)?;
-                }
-                other => options.concurrency = Some(int(other)?),
-            },
-            "rates" => match &pair.value {
-                Expr::Array(array) => options.rates = nonempty(array, rate)?,
-                other => {
-                    return Err(syn::Error::new_spanned(
-                        other,
-                        "expected a list of rates, e.g. rates = [1, 2.5, 5]",
-                    ))
-                }
-            },
-            "sweep" => {
-                if string(&pair.value)? != "auto" {
-                    return Err(syn::Error::new_spanned(
-                        &pair.value,
-                        "the only sweep by name is \"auto\"; list levels with concurrency = [..] or rates = [..]",
-                    ));
-                }
-                options.auto_sweep = true;
-            }
-            "crate" => {
-                options.krate = match &pair.value {
-                    Expr::Path(path) => path.path.clone(),
-                    other => return Err(syn::Error::new_spanned(other, "expected a path")),
-                }
-            }
-            _ => {
-                return Err(syn::Error::new_spanned(
-                    &pair.path,
-                    "unknown option: expected name, group, requests, concurrency, rates, sweep or crate",
-                ))
-            }
-        }
+        pairs.push(pair);
     }
-    Ok(options)
+    let mut krate: syn::Path = syn::parse_quote!(::llmperf);
+    if let Some(pair) = pairs.iter().find(|p| p.path.is_ident("crate")) {
+        krate = match &pair.value {
+            Expr::Path(path) => path.path.clone(),
+            other => return Err(syn::Error::new_spanned(other, "expected a path")),
+        };
+    }
+    let private = quote!(#krate::__private);
+    let mut fields = Vec::new();
+    for pair in pairs.iter().filter(|p| !p.path.is_ident("crate")) {
+        let write = pair.path.get_ident().and_then(|key| {
+            let (_, write) = OPTIONS.iter().find(|(name, _)| key == name)?;
+            Some((key, write))
+        });
+        let Some((key, write)) = write else {
+            return Err(syn::Error::new_spanned(
+                &pair.path,
+                format!("unknown option: expected {}", option_names(", ", " or ")),
+            ));
+        };
+        fields.push(Field {
+            key: key.clone(),
+            value: write(&private, &pair.value)?,
+        });
+    }
+    let sweeps = pairs
+        .iter()
+        .filter(|p| {
+            p.path.is_ident("rates")
+                || p.path.is_ident("sweep")
+                || (p.path.is_ident("concurrency") && matches!(p.value, Expr::Array(_)))
+        })
+        .count();
+    if sweeps > 1 {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "choose one sweep: concurrency = [..], rates = [..] or sweep = \"auto\"",
+        ));
+    }
+    Ok(Options { krate, fields })
+}
+
+fn string_value(_: &TokenStream2, value: &Expr) -> syn::Result<TokenStream2> {
+    let text = string(value)?;
+    Ok(quote!(#text))
+}
+
+fn requests_value(_: &TokenStream2, value: &Expr) -> syn::Result<TokenStream2> {
+    let requests: u64 = int(value)?;
+    Ok(quote!(#requests))
+}
+
+fn concurrency_value(private: &TokenStream2, value: &Expr) -> syn::Result<TokenStream2> {
+    Ok(match value {
+        Expr::Array(array) => {
+            let levels: Vec<usize> = nonempty(array, int)?;
+            quote!(#private::ConcurrencyOption::Levels(&[#(#levels),*]))
+        }
+        other => {
+            let concurrency: usize = int(other)?;
+            quote!(#private::ConcurrencyOption::Fixed(#concurrency))
+        }
+    })
+}
+
+fn rates_value(_: &TokenStream2, value: &Expr) -> syn::Result<TokenStream2> {
+    match value {
+        Expr::Array(array) => {
+            let rates = nonempty(array, rate)?;
+            Ok(quote!(&[#(#rates),*]))
+        }
+        other => Err(syn::Error::new_spanned(
+            other,
+            "expected a list of rates, e.g. rates = [1, 2.5, 5]",
+        )),
+    }
+}
+
+fn sweep_value(private: &TokenStream2, value: &Expr) -> syn::Result<TokenStream2> {
+    if string(value)? != "auto" {
+        return Err(syn::Error::new_spanned(
+            value,
+            "the only sweep by name is \"auto\"; list levels with concurrency = [..] or rates = [..]",
+        ));
+    }
+    Ok(quote!(#private::NamedSweep::Auto))
 }
 
 fn nonempty<T>(array: &syn::ExprArray, parse: fn(&Expr) -> syn::Result<T>) -> syn::Result<Vec<T>> {
@@ -176,10 +243,7 @@ where
     }
 }
 
-fn expand(
-    args: proc_macro2::TokenStream,
-    item: proc_macro2::TokenStream,
-) -> syn::Result<proc_macro2::TokenStream> {
+fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let options = parse_options(args)?;
     let function: ItemFn = syn::parse2(item)?;
     let signature = &function.sig;
@@ -202,52 +266,28 @@ fn expand(
         ));
     }
     let ident = &signature.ident;
-    let krate = &options.krate;
-    let name = options.name.unwrap_or_else(|| ident.to_string());
-    let group = match options.group {
-        Some(group) => quote!(::core::option::Option::Some(#group)),
-        None => quote!(::core::option::Option::None),
-    };
-    let requests = match options.requests {
-        Some(n) => quote!(::core::option::Option::Some(#n)),
-        None => quote!(::core::option::Option::None),
-    };
-    let concurrency = match options.concurrency {
-        Some(n) => quote!(::core::option::Option::Some(#n)),
-        None => quote!(::core::option::Option::None),
-    };
-    let levels = &options.concurrency_levels;
-    let rates = &options.rates;
-    let auto_sweep = options.auto_sweep;
-    let sweeps =
-        usize::from(!levels.is_empty()) + usize::from(!rates.is_empty()) + usize::from(auto_sweep);
-    if sweeps > 1 {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "choose one sweep: concurrency = [..], rates = [..] or sweep = \"auto\"",
-        ));
-    }
+    let Options { krate, fields } = options;
+    let private = quote!(#krate::__private);
+    let function_name = ident.to_string();
     let entry = format_ident!(
         "__LLMPERF_BENCH_{}",
-        ident.to_string().to_uppercase(),
+        function_name.to_uppercase(),
         span = Span::call_site()
     );
     Ok(quote! {
         #function
 
         #[doc(hidden)]
-        #[#krate::__private::linkme::distributed_slice(#krate::__private::BENCHES)]
-        #[linkme(crate = #krate::__private::linkme)]
-        static #entry: #krate::__private::BenchEntry = #krate::__private::BenchEntry {
-            name: #name,
-            group: #group,
+        #[#private::linkme::distributed_slice(#private::BENCHES)]
+        #[linkme(crate = #private::linkme)]
+        static #entry: #private::BenchEntry = #private::BenchEntry {
+            function: #function_name,
             file: ::core::file!(),
             line: ::core::line!(),
-            requests: #requests,
-            concurrency: #concurrency,
-            concurrency_levels: &[#(#levels),*],
-            rates: &[#(#rates),*],
-            auto_sweep: #auto_sweep,
+            options: #private::BenchOptions {
+                #(#fields,)*
+                ..#private::BenchOptions::DEFAULT
+            },
             build: #ident,
         };
     })
@@ -257,7 +297,7 @@ fn expand(
 mod tests {
     use super::*;
 
-    fn error(args: proc_macro2::TokenStream) -> String {
+    fn error(args: TokenStream2) -> String {
         match parse_options(args) {
             Ok(_) => panic!("accepted"),
             Err(error) => error.to_string(),
@@ -275,13 +315,40 @@ mod tests {
             "`concurrency` is given twice: keep one"
         );
         let options = parse_options(quote!(name = "a", group = "g", requests = 3)).unwrap();
+        let fields = &options.fields;
         assert_eq!(
-            (
-                options.name.as_deref(),
-                options.group.as_deref(),
-                options.requests
-            ),
-            (Some("a"), Some("g"), Some(3))
+            quote!(#(#fields),*).to_string(),
+            quote!(
+                name: ::core::option::Option::Some("a"),
+                group: ::core::option::Option::Some("g"),
+                requests: ::core::option::Option::Some(3u64)
+            )
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn an_unknown_option_is_an_error_listing_the_options() {
+        assert_eq!(
+            error(quote!(repeats = 3)),
+            "unknown option: expected name, group, requests, concurrency, rates, sweep or crate"
+        );
+    }
+
+    #[test]
+    fn each_option_sets_the_field_of_its_name_through_the_crate_path() {
+        let options = parse_options(quote!(concurrency = [1, 4], crate = my_llmperf)).unwrap();
+        let fields = &options.fields;
+        assert_eq!(
+            quote!(#(#fields),*).to_string(),
+            quote!(concurrency: ::core::option::Option::Some(
+                my_llmperf::__private::ConcurrencyOption::Levels(&[1usize, 4usize])
+            ))
+            .to_string()
+        );
+        assert_eq!(
+            error(quote!(rates = [1], sweep = "auto")),
+            "choose one sweep: concurrency = [..], rates = [..] or sweep = \"auto\""
         );
     }
 }

@@ -65,7 +65,7 @@ pub mod load;
 pub mod merge;
 pub mod metrics;
 pub mod record;
-mod registry;
+pub mod registry;
 pub mod report;
 pub mod results;
 pub mod run;
@@ -102,8 +102,11 @@ macro_rules! main {
     };
 }
 
+/// What `#[llmperf::bench]` expands to names, and nothing else: the
+/// attribute emits paths through here only, so the runtime can move things
+/// without breaking user code. Not an API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::registry::{BenchEntry, BENCHES};
+    pub use crate::registry::{BenchEntry, BenchOptions, ConcurrencyOption, NamedSweep, BENCHES};
     pub use linkme;
 }

@@ -12,8 +12,10 @@ use llmperf::builtin::Server;
 use llmperf::cli::parse_duration;
 use llmperf::harness::{load_dotenv, ColorChoice};
 use llmperf::load::Stop;
+use llmperf::report::export::GateOutcome;
+use llmperf::report::reporter::{Compared, Reporter, Terminal};
 use llmperf::report::stdout;
-use llmperf::report::terminal::{self, Palette};
+use llmperf::report::terminal::Palette;
 use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::shard::Shard;
@@ -549,11 +551,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
 
 /// Prints a result: its whole block, or one line.
 fn show(summary: &llmperf::results::SummaryFile, quiet: bool, color: ColorChoice) {
-    if quiet {
-        stdout::line(&terminal::one_line(summary));
-    } else {
-        stdout::print(&terminal::render(summary, Palette::new(color.enabled())));
-    }
+    Terminal::new(Palette::new(color.enabled()), quiet).result(summary);
 }
 
 /// How a run (or a merge of one) exits: 1 when every request failed, a
@@ -608,7 +606,6 @@ fn merge(args: MergeCmd) -> Result<ExitCode> {
 }
 
 fn compare(args: CompareCmd) -> Result<ExitCode> {
-    use llmperf::report::export::{self, GateOutcome, OutputFormat};
     let baseline = llmperf::baseline::Baseline::load(&args.baseline)?;
     let current = llmperf::baseline::Baseline::load(&args.current)?;
     let policy = current.result.config.regression;
@@ -619,23 +616,15 @@ fn compare(args: CompareCmd) -> Result<ExitCode> {
         failures: comparison.gate_failures(),
     };
     let palette = Palette::new(args.color.enabled());
-    match args.compare.output_format {
-        OutputFormat::Terminal => {
-            stdout::line(&palette.bold(&current.result.benchmark));
-            stdout::print(&llmperf::report::comparison::render(&comparison, palette));
-        }
-        OutputFormat::Json => {
-            stdout::line(&format!(
-                "{}",
-                export::message(&current.result, Some(&comparison), &gate, None)
-            ));
-        }
-        format => {
-            if let Some(value) = export::dashboard(format, std::slice::from_ref(&current.result)) {
-                stdout::line(&format!("{value:#}"));
-            }
-        }
-    }
+    let mut reporter = args.compare.output_format.reporter(palette, false);
+    reporter.note(&palette.bold(&current.result.benchmark));
+    reporter.compared(Compared {
+        file: &current.result,
+        comparison: Some(&comparison),
+        gate: &gate,
+        results_dir: None,
+    });
+    reporter.finish();
     if gate.fails() {
         eprintln!("error: regressed: {}", gate.failures.join(", "));
         return Ok(ExitCode::FAILURE);
@@ -644,7 +633,6 @@ fn compare(args: CompareCmd) -> Result<ExitCode> {
 }
 
 fn export(args: ExportCmd) -> Result<ExitCode> {
-    use llmperf::report::export::{self, GateOutcome, OutputFormat};
     // Each result with where it was found, to tell apart results of one name.
     let mut results = Vec::new();
     for path in &args.paths {
@@ -709,26 +697,17 @@ fn export(args: ExportCmd) -> Result<ExitCode> {
             result.result
         })
         .collect();
-    match args.format {
-        OutputFormat::Terminal => {
-            for file in &files {
-                stdout::print(&terminal::render(file, Palette::new(false)));
-            }
-        }
-        OutputFormat::Json => {
-            for file in &files {
-                stdout::line(&format!(
-                    "{}",
-                    export::message(file, None, &GateOutcome::default(), None)
-                ));
-            }
-        }
-        format => {
-            if let Some(value) = export::dashboard(format, &files) {
-                stdout::line(&format!("{value:#}"));
-            }
-        }
+    let mut reporter = args.format.reporter(Palette::new(false), false);
+    for file in &files {
+        reporter.result(file);
+        reporter.compared(Compared {
+            file,
+            comparison: None,
+            gate: &GateOutcome::default(),
+            results_dir: None,
+        });
     }
+    reporter.finish();
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,15 +1,14 @@
 //! What the harness does with baselines around each benchmark: keep the
-//! previous run, save and load named baselines, compare, gate, and print
-//! the comparison in the chosen format.
+//! previous run, save and load named baselines, compare, gate, and hand
+//! the comparison to the chosen format's reporter.
 
 use std::path::{Path, PathBuf};
 
 use crate::baseline::{compare, Baseline, BaselineError, BaselineStore, Comparison};
-use crate::record::RequestRecord;
-use crate::report::comparison;
-use crate::report::export::{self, GateOutcome, OutputFormat};
-use crate::report::terminal::{self, Palette};
-use crate::results::SummaryFile;
+use crate::report::export::GateOutcome;
+use crate::report::reporter::{Compared, Reporter};
+use crate::report::terminal::Palette;
+use crate::run::RunOutcome;
 use crate::spec::Benchmark;
 
 use super::BenchArgs;
@@ -33,8 +32,6 @@ pub(super) struct Baselines<'a> {
     args: &'a BenchArgs,
     store: BaselineStore,
     palette: Palette,
-    /// Results gathered for a dashboard format, printed at the end.
-    gathered: Vec<SummaryFile>,
 }
 
 impl<'a> Baselines<'a> {
@@ -57,7 +54,6 @@ impl<'a> Baselines<'a> {
             args,
             store,
             palette,
-            gathered: Vec::new(),
         })
     }
 
@@ -94,19 +90,19 @@ impl<'a> Baselines<'a> {
     /// Saves, compares and reports a finished run; returns the failures
     /// to count (a missing or unreadable baseline, a failed gate).
     pub(super) fn after_run(
-        &mut self,
+        &self,
+        reporter: &mut dyn Reporter,
         id: &str,
         bench: &Benchmark,
-        summary: &SummaryFile,
-        records: &[RequestRecord],
+        outcome: &RunOutcome,
         previous: Option<&Path>,
         results_dir: Option<&Path>,
     ) -> usize {
-        let current = Baseline::of_run("new", summary, records);
+        let current = Baseline::of_run("new", &outcome.summary, &outcome.records);
         // Loaded before saving: `--save-baseline main --baseline main`
         // compares with the old `main`, then replaces it.
         let against = match &self.args.baseline {
-            Some(name) => match self.named(id, name) {
+            Some(name) => match self.named(reporter, id, name) {
                 Ok(found) => found.map(|b| (b, Gated::Yes, self.store.path(id, name).ok())),
                 Err(error) => {
                     eprintln!("{} {id}: {error}", self.palette.red("error:"));
@@ -132,12 +128,7 @@ impl<'a> Baselines<'a> {
         if let Some(name) = &self.args.save_baseline {
             match self.store.save(id, name, &current) {
                 Ok(path) => {
-                    if self.args.compare.output_format == OutputFormat::Terminal {
-                        crate::report::stdout::line(&format!(
-                            "  saved baseline {name}: {}",
-                            path.display()
-                        ));
-                    }
+                    reporter.note(&format!("  saved baseline {name}: {}", path.display()));
                 }
                 Err(error) => {
                     failures += 1;
@@ -145,12 +136,18 @@ impl<'a> Baselines<'a> {
                 }
             }
         }
-        failures + self.report(id, bench, &current, against.as_ref(), results_dir)
+        failures + self.report(reporter, id, bench, &current, against.as_ref(), results_dir)
     }
 
     /// `--load-baseline NAME`: reports a stored baseline as if it had just
     /// run (compared with `--baseline` when given).
-    pub(super) fn show_stored(&mut self, id: &str, bench: &Benchmark, name: &str) -> usize {
+    pub(super) fn show_stored(
+        &self,
+        reporter: &mut dyn Reporter,
+        id: &str,
+        bench: &Benchmark,
+        name: &str,
+    ) -> usize {
         let current = match self.store.load(id, name) {
             Ok(found) => found,
             Err(error) => {
@@ -158,15 +155,9 @@ impl<'a> Baselines<'a> {
                 return 1;
             }
         };
-        if self.args.compare.output_format == OutputFormat::Terminal {
-            if self.args.quiet {
-                crate::report::stdout::line(&terminal::one_line(&current.result));
-            } else {
-                crate::report::stdout::print(&terminal::render(&current.result, self.palette));
-            }
-        }
+        reporter.result(&current.result);
         let against = match &self.args.baseline {
-            Some(other) => match self.named(id, other) {
+            Some(other) => match self.named(reporter, id, other) {
                 Ok(found) => found.map(|b| (b, Gated::Yes, self.store.path(id, other).ok())),
                 Err(error) => {
                     eprintln!("{} {id}: {error}", self.palette.red("error:"));
@@ -175,20 +166,23 @@ impl<'a> Baselines<'a> {
             },
             None => None,
         };
-        self.report(id, bench, &current, against.as_ref(), None)
+        self.report(reporter, id, bench, &current, against.as_ref(), None)
     }
 
     /// Baseline `name` of `id`; `None` when it is missing and
     /// `--baseline-lenient` allows that.
-    fn named(&self, id: &str, name: &str) -> Result<Option<Baseline>, BaselineError> {
+    fn named(
+        &self,
+        reporter: &dyn Reporter,
+        id: &str,
+        name: &str,
+    ) -> Result<Option<Baseline>, BaselineError> {
         match self.store.load(id, name) {
             Ok(found) => Ok(Some(found)),
             Err(BaselineError::Missing { .. }) if self.args.baseline_lenient => {
-                if self.args.compare.output_format == OutputFormat::Terminal {
-                    crate::report::stdout::line(&format!(
-                        "  no baseline {name} for {id} yet: nothing to compare with"
-                    ));
-                }
+                reporter.note(&format!(
+                    "  no baseline {name} for {id} yet: nothing to compare with"
+                ));
                 Ok(None)
             }
             Err(error) => Err(error),
@@ -196,7 +190,8 @@ impl<'a> Baselines<'a> {
     }
 
     fn report(
-        &mut self,
+        &self,
+        reporter: &mut dyn Reporter,
         id: &str,
         bench: &Benchmark,
         current: &Baseline,
@@ -257,8 +252,7 @@ impl<'a> Baselines<'a> {
             enabled: regression_gate || fail_on_cross_over,
             failures,
         };
-        let terminal = self.args.compare.output_format == OutputFormat::Terminal;
-        if let (false, Some(c)) = (terminal && !self.args.quiet, &comparison) {
+        if let (false, Some(c)) = (reporter.shows_comparison(), &comparison) {
             // The block below is not shown: warn on stderr instead.
             if !c.differences.is_empty() {
                 eprintln!(
@@ -277,28 +271,15 @@ impl<'a> Baselines<'a> {
                 );
             }
         }
-        match self.args.compare.output_format {
-            OutputFormat::Terminal if self.args.quiet => {
-                if let Some(c) = &comparison {
-                    crate::report::stdout::line(&format!(
-                        "  {}",
-                        comparison::one_line(c, self.palette)
-                    ));
-                }
-            }
-            OutputFormat::Terminal => {
-                if let Some(c) = &comparison {
-                    crate::report::stdout::print(&comparison::render(c, self.palette));
-                }
-                crate::report::stdout::line("");
-            }
-            OutputFormat::Json => {
-                crate::report::stdout::line(&format!(
-                    "{}",
-                    export::message(&current.result, comparison.as_ref(), &gate, results_dir)
-                ));
-            }
-            _ => self.gathered.push(current.result.clone()),
+        reporter.compared(Compared {
+            file: &current.result,
+            comparison: comparison.as_ref(),
+            gate: &gate,
+            results_dir,
+        });
+        if !self.args.quiet {
+            // A blank line ends the benchmark's block.
+            reporter.note("");
         }
         if gate.fails() {
             eprintln!(
@@ -314,13 +295,6 @@ impl<'a> Baselines<'a> {
             1
         } else {
             0
-        }
-    }
-
-    /// Prints a dashboard format's one JSON value, once every benchmark ran.
-    pub(super) fn finish(&self) {
-        if let Some(value) = export::dashboard(self.args.compare.output_format, &self.gathered) {
-            crate::report::stdout::line(&format!("{value:#}"));
         }
     }
 }

@@ -17,7 +17,7 @@ mod baselines;
 
 use crate::load::Stop;
 use crate::registry::{self, BenchEntry};
-use crate::report::terminal::{self, Palette};
+use crate::report::terminal::Palette;
 use crate::results::RunMode;
 use crate::run::{run_benchmark, RunOptions};
 use crate::spec::Benchmark;
@@ -234,21 +234,12 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
     }
     let measuring = args.bench && !args.test;
     let palette = Palette::new(args.color.enabled());
-    let mut baselines = match baselines::Baselines::new(args, palette) {
+    let mut reporter = args.compare.output_format.reporter(palette, args.quiet);
+    let baselines = match baselines::Baselines::new(args, palette) {
         Ok(baselines) => baselines,
         Err(error) => {
             eprintln!("{} {error}", palette.red("error:"));
             return ExitCode::from(2);
-        }
-    };
-    let terminal_output =
-        args.compare.output_format == crate::report::export::OutputFormat::Terminal;
-    // Human lines; with a machine format on stdout they go to stderr.
-    let say = |text: String| {
-        if terminal_output {
-            crate::report::stdout::print(&text);
-        } else {
-            eprint!("{text}");
         }
     };
     let baseline_flags = args.save_baseline.is_some()
@@ -269,7 +260,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         let id = entry.id();
         let mut bench = entry.benchmark();
         if let (true, Some(name)) = (measuring, &args.load_baseline) {
-            failures += baselines.show_stored(&id, &bench, name);
+            failures += baselines.show_stored(reporter.as_mut(), &id, &bench, name);
             continue;
         }
         if let (true, Err(error)) = (measuring, baselines.check(&bench)) {
@@ -318,7 +309,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
             ..RunOptions::default()
         };
         if !measuring {
-            say(format!("Testing {id} ... "));
+            reporter.progress(&format!("Testing {id} ... "));
         }
         let previous = options
             .results_dir
@@ -336,7 +327,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                 {
                     // Measured runs gate them with their comparison (baselines.rs).
                     failures += 1;
-                    say(format!(
+                    reporter.progress(&format!(
                         "{}\n",
                         palette.red(&format!(
                             "FAILED: {cross_overs} response(s) answered another request (cross-overs); --allow-cross-overs only reports them"
@@ -345,42 +336,33 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
                 } else if !measuring {
                     if none_completed {
                         failures += 1;
-                        say(format!(
+                        reporter.progress(&format!(
                             "{}\n",
                             palette.red(&format!("FAILED: all {} requests failed", requests.total))
                         ));
                         if let Some(error) = &outcome.first_failure {
-                            say(format!("  {}: {}\n", error.kind, error.message));
+                            reporter.progress(&format!("  {}: {}\n", error.kind, error.message));
                         }
                     } else {
-                        say(format!("{}\n", palette.green("Success")));
+                        reporter.progress(&format!("{}\n", palette.green("Success")));
                     }
                 } else {
-                    if !terminal_output {
-                        // Machine output only on stdout.
-                    } else if args.quiet {
-                        crate::report::stdout::line(&terminal::one_line(&outcome.summary));
-                    } else {
-                        crate::report::stdout::print(&terminal::render(&outcome.summary, palette));
-                        if args.verbose {
-                            if let Some(path) = &outcome.summary_path {
-                                crate::report::stdout::line(&format!(
-                                    "  results    {}",
-                                    path.display()
-                                ));
-                            }
-                            crate::report::stdout::line(&format!(
-                                "  workload   {}",
-                                serde_json::to_string(&outcome.summary.config.workload)
-                                    .unwrap_or_default()
-                            ));
+                    reporter.result(&outcome.summary);
+                    if args.verbose && !args.quiet {
+                        if let Some(path) = &outcome.summary_path {
+                            reporter.note(&format!("  results    {}", path.display()));
                         }
+                        reporter.note(&format!(
+                            "  workload   {}",
+                            serde_json::to_string(&outcome.summary.config.workload)
+                                .unwrap_or_default()
+                        ));
                     }
                     failures += baselines.after_run(
+                        reporter.as_mut(),
                         &id,
                         &bench,
-                        &outcome.summary,
-                        &outcome.records,
+                        &outcome,
                         previous.as_deref(),
                         options.results_dir.as_deref(),
                     );
@@ -415,7 +397,7 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
             Err(error) => {
                 failures += 1;
                 if !measuring {
-                    say(format!("{}\n", palette.red("FAILED")));
+                    reporter.progress(&format!("{}\n", palette.red("FAILED")));
                 }
                 eprintln!(
                     "{} {id} ({}:{}): {error}",
@@ -435,17 +417,17 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         };
         match crate::report::html::render_report(&results_root, &out, &options) {
             Ok(pages) => {
-                if terminal_output && !args.quiet {
-                    crate::report::stdout::line(&format!("report: {}", pages.index.display()));
+                if !args.quiet {
+                    reporter.note(&format!("report: {}", pages.index.display()));
                 }
             }
             Err(error) => eprintln!("{} no HTML report: {error}", palette.yellow("warning:")),
         }
     }
     if measuring {
-        baselines.finish();
+        reporter.finish();
     } else {
-        say(format!(
+        reporter.progress(&format!(
             "\n{} passed, {failures} failed\n",
             entries.len() - failures
         ));

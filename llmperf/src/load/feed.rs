@@ -27,7 +27,7 @@ pub struct Unit {
     pub plans: Vec<RequestPlan>,
 }
 
-/// Planned units, ready to send: see the [module](self).
+/// Planned units, ready to send: see the `load::feed` module.
 #[derive(Debug)]
 pub struct Feed {
     units: Mutex<mpsc::Receiver<Unit>>,

@@ -12,7 +12,8 @@
 //!
 //! The two dashboard formats must be one JSON value per file, so they are
 //! printed once, after every benchmark (or by `llmperf export` over stored
-//! results, which gathers several bench targets into one file).
+//! results, which gathers several bench targets into one file). Each format
+//! reaches standard output through its [`super::reporter::Reporter`].
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -159,15 +160,4 @@ pub fn bencher(files: &[SummaryFile]) -> Value {
         }
     }
     Value::Object(out)
-}
-
-/// The one JSON value of a dashboard format over `files` (`None` for the
-/// terminal and per-benchmark formats).
-pub fn dashboard(format: OutputFormat, files: &[SummaryFile]) -> Option<Value> {
-    match format {
-        OutputFormat::GithubSmaller => Some(github(files, Direction::LowerIsBetter)),
-        OutputFormat::GithubBigger => Some(github(files, Direction::HigherIsBetter)),
-        OutputFormat::Bencher => Some(bencher(files)),
-        OutputFormat::Terminal | OutputFormat::Json => None,
-    }
 }

@@ -6,5 +6,6 @@ pub mod charts;
 pub mod comparison;
 pub mod export;
 pub mod html;
+pub mod reporter;
 pub mod stdout;
 pub mod terminal;
