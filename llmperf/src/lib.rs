@@ -53,26 +53,60 @@
 //! With no endpoint configured, benchmarks run against the built-in
 //! endpoint ([`builtin`]), a real HTTP server on 127.0.0.1 with scripted
 //! timing, so examples and tests do real work on any machine.
+//!
+//! # Where things are
+//!
+//! | you are | you use |
+//! |---|---|
+//! | writing a benchmark | [`bench`], [`main!`], [`Benchmark`] with [`Endpoint`], [`Workload`] (or a [`Dataset`]), [`Load`], and the objectives and load shapes in [`spec`] |
+//! | trying things without an endpoint | [`builtin`]: the built-in endpoint's [`Script`] (timing, [`Fault`]s, connection behaviour) and its [`builtin::Server`] |
+//! | running one from your own code | [`run_benchmark`] with [`RunOptions`] |
+//! | reading results | [`results`] (`summary.json`, `requests.jsonl`), [`record::RequestRecord`] (one request), [`metrics`] (the summary's figures), [`baseline`] (baselines and verdicts) |
+//! | adding a protocol | [`endpoint`]: the [`endpoint::EndpointKind`] trait, the shared framings and decoders; register it with [`inventory`] |
+//!
+//! The guides (baselines and CI, datasets, load shapes, the results
+//! schema, the built-in endpoint) are in the repository's `docs/` folder;
+//! each endpoint kind's reference is its module's documentation under
+//! [`endpoint`]. Everything else the crate exposes is `#[doc(hidden)]`:
+//! the machinery behind `cargo bench` and the `llmperf` binary, which
+//! moves without notice.
 
 #![warn(missing_docs)]
 
+// What a benchmark author, a reader of results and an endpoint-kind author
+// use; documented, and kept stable.
 pub mod baseline;
 pub mod builtin;
-pub mod cli;
 pub mod endpoint;
-pub mod harness;
-pub mod load;
-pub mod merge;
 pub mod metrics;
 pub mod record;
-pub mod registry;
-pub mod report;
 pub mod results;
-pub mod run;
-pub mod shard;
 pub mod spec;
+
+// The machinery behind `cargo bench` and the `llmperf` binary: public so
+// the binary, the integration tests and the measurement benchmarks can
+// reach it, hidden from the docs and outside the API (it moves freely).
+#[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod harness;
+#[doc(hidden)]
+pub mod load;
+#[doc(hidden)]
+pub mod merge;
+#[doc(hidden)]
+pub mod registry;
+#[doc(hidden)]
+pub mod report;
+#[doc(hidden)]
+pub mod run;
+#[doc(hidden)]
+pub mod shard;
+#[doc(hidden)]
 pub mod transport;
+#[doc(hidden)]
 pub mod validate;
+#[doc(hidden)]
 pub mod workload;
 
 pub use builtin::{Fault, FaultSchedule, Script};
@@ -80,9 +114,9 @@ pub use builtin::{Fault, FaultSchedule, Script};
 /// (`llmperf::inventory::submit!`) without depending on inventory itself.
 pub use inventory;
 pub use llmperf_macros::bench;
-pub use registry::BenchEntry;
 /// Re-exported for implementing [`endpoint::EndpointKind`] outside llmperf.
 pub use reqwest;
+pub use run::{run_benchmark, RunError, RunOptions, RunOutcome};
 pub use spec::{Benchmark, Dataset, DatasetFormat, Endpoint, Load, Sampling, Workload};
 pub use workload::tokenizer::Tokenizer;
 

@@ -26,6 +26,7 @@ mod bootstrap;
 pub mod canonical;
 pub mod compare;
 pub mod samples;
+#[doc(hidden)]
 pub mod synthetic;
 
 pub use compare::{

@@ -1,7 +1,7 @@
 //! The `#[llmperf::bench]` registry: a linkme distributed slice.
 //!
 //! The attribute macro adds one [`BenchEntry`] per function to
-//! [`BENCHES`] at link time (no runtime code, no manual list). Neither
+//! `BENCHES` at link time (no runtime code, no manual list). Neither
 //! linkme nor the linker promises an order, so the harness sorts by id.
 
 mod options;
