@@ -24,6 +24,7 @@ use crate::results::{self, ResultsError, SummaryFile, REQUESTS_FILE, SUMMARY_FIL
 
 mod bootstrap;
 pub mod canonical;
+mod catalogue;
 pub mod compare;
 pub mod samples;
 #[doc(hidden)]
