@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::body::ResponseBody;
 use super::generate::FinishReason;
-use super::protocol::{json_response, Protocol, ResponseInfo};
+use super::protocol::{has_key, json_response, Protocol, ResponseInfo};
 use super::request::GenerationRequest;
 use super::schedule::TokenKind;
 use super::state::State;
@@ -71,19 +71,12 @@ fn check(head: &Parts, state: &State) -> Option<Response<ResponseBody>> {
             "anthropic-version: header is required",
         ));
     }
-    let key = state.script.api_key.as_deref()?;
-    let given = head
-        .headers
-        .get("x-api-key")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim);
-    if given == Some(key) {
-        return None;
-    }
-    Some(error(
-        StatusCode::UNAUTHORIZED,
-        "invalid x-api-key (the built-in endpoint requires the scripted key in the `x-api-key` header)",
-    ))
+    (!has_key(head, state, "x-api-key", "")).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "invalid x-api-key (the built-in endpoint requires the scripted key in the `x-api-key` header)",
+        )
+    })
 }
 
 /// An error answer in Anthropic's shape, its type named after the status.

@@ -7,7 +7,7 @@ use hyper::{Response, StatusCode};
 use serde_json::json;
 
 use super::body::ResponseBody;
-use super::protocol::json_response;
+use super::protocol::{has_key, json_response};
 use super::state::State;
 
 /// Whether `path` is a deployment's chat completions path.
@@ -33,20 +33,13 @@ pub(crate) fn check(head: &Parts, state: &State) -> Option<Response<ResponseBody
             "Missing required query parameter: api-version (the built-in endpoint serves Azure OpenAI's deployment path)",
         ));
     }
-    let key = state.script.api_key.as_deref()?;
-    let given = head
-        .headers
-        .get("api-key")
-        .and_then(|value| value.to_str().ok())
-        .map(str::trim);
-    if given == Some(key) {
-        return None;
-    }
-    Some(error(
-        StatusCode::UNAUTHORIZED,
-        "401",
-        "Access denied due to invalid subscription key or wrong API endpoint (the built-in endpoint requires the scripted key in the `api-key` header)",
-    ))
+    (!has_key(head, state, "api-key", "")).then(|| {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint (the built-in endpoint requires the scripted key in the `api-key` header)",
+        )
+    })
 }
 
 /// Azure's error body: `{"error":{"code","message"}}`.

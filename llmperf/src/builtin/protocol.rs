@@ -165,25 +165,32 @@ pub(crate) fn plan(
     protocol.timeline(&schedule, request, &info, fault)
 }
 
+/// Whether the request carries the script's key (or the script requires
+/// none) in `header`, after `prefix` (`Bearer `).
+pub(crate) fn has_key(head: &Parts, state: &State, header: &str, prefix: &str) -> bool {
+    let Some(key) = state.script.api_key.as_deref() else {
+        return true;
+    };
+    let given = head
+        .headers
+        .get(header)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix(prefix))
+        .map(str::trim);
+    given == Some(key)
+}
+
 /// The 401 answer when the script requires a key the request does not
 /// send as `Authorization: Bearer`.
 pub(crate) fn bearer_check(head: &Parts, state: &State) -> Option<Response<ResponseBody>> {
-    let key = state.script.api_key.as_deref()?;
-    let given = head
-        .headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    if given == Some(key) {
-        return None;
-    }
-    Some(openai_error(
-        StatusCode::UNAUTHORIZED,
-        "Incorrect API key provided (the built-in endpoint requires `Authorization: Bearer <key>` with the scripted key)",
-        "invalid_request_error",
-        json!("invalid_api_key"),
-    ))
+    (!has_key(head, state, AUTHORIZATION.as_str(), "Bearer ")).then(|| {
+        openai_error(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided (the built-in endpoint requires `Authorization: Bearer <key>` with the scripted key)",
+            "invalid_request_error",
+            json!("invalid_api_key"),
+        )
+    })
 }
 
 /// An OpenAI-style error answer.
