@@ -27,7 +27,7 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::sse::SseDecoder;
+use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
     excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,

@@ -8,7 +8,7 @@
 //! Serving) containers take.
 //!
 //! The answer is an `application/vnd.amazon.eventstream` of binary frames
-//! ([`super::eventstream`]). Each `PayloadPart` event carries a raw piece of
+//! ([`super::framing::eventstream`]). Each `PayloadPart` event carries a raw piece of
 //! the container's own stream, cut wherever SageMaker happened to read: a
 //! line can span parts and a part can hold several lines, so the pieces are
 //! joined and split into lines again before decoding:
@@ -58,8 +58,8 @@ use std::time::{Instant, SystemTime};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::eventstream::{header_str, FrameDecoder};
-use super::sse::SseDecoder;
+use super::framing::eventstream::{header_str, FrameDecoder};
+use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
     excerpt, Credentials, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,

@@ -26,7 +26,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::sse::SseDecoder;
+use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
     excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
