@@ -26,6 +26,7 @@ pub mod sagemaker;
 pub mod tgi;
 pub mod together;
 pub mod vertex;
+pub mod wire;
 
 // The built-in endpoint's tests still name the event-stream framing by its
 // former path (`builtin/` is being rebuilt elsewhere).

@@ -1,35 +1,28 @@
-//! Amazon SageMaker real-time endpoints with response streaming.
+//! Amazon SageMaker real-time endpoints with response streaming
+//! (`sagemaker`).
 //!
-//! `POST {base}/endpoints/{name}/invocations-response-stream`, where the base
-//! is `https://runtime.sagemaker.{region}.amazonaws.com`, signed with AWS
-//! Signature Version 4 (service `sagemaker`). The body is the container's
-//! own request: `{"inputs", "parameters": {"max_new_tokens", "details":
-//! true}, "stream": true}`, which both Hugging Face TGI and the LMI (DJL
-//! Serving) containers take.
+//! ```sh
+//! # A TGI (or LMI) container on a SageMaker real-time endpoint; AWS_* from the environment or .env
+//! llmperf run --api sagemaker --base-url https://runtime.sagemaker.us-east-1.amazonaws.com \
+//!     --option endpoint_name=my-llama-endpoint -m my-llama-endpoint -r 100 -c 8
+//! llmperf run --api sagemaker --builtin -r 20 -c 4 --validate        # against the built-in endpoint
+//! ```
 //!
-//! The answer is an `application/vnd.amazon.eventstream` of binary frames
-//! ([`super::framing::eventstream`]). Each `PayloadPart` event carries a raw piece of
-//! the container's own stream, cut wherever SageMaker happened to read: a
-//! line can span parts and a part can hold several lines, so the pieces are
-//! joined and split into lines again before decoding:
+//! # The request
 //!
-//! - `format = tgi` (default): TGI's SSE, `data:{"token": {"text",
-//!   "special"}, "generated_text", "details"}` one token per event; special
-//!   tokens are skipped, the event with a non-null `generated_text` ends the
-//!   stream and its `details` give `generated_tokens` (and `input_length`),
-//!   `{"error", "error_type"}` is an error inside the stream.
-//! - `format = lmi`: LMI's JSON lines, `{"token": {"id", "text",
-//!   "log_prob"}}` per token, the last line adding `generated_text` and
-//!   `details` (`finish_reason`, `generated_tokens`); `finish_reason:
-//!   "error"` or `{"error", "code"}` is an error. An optional `data:` prefix
-//!   (LMI's `output_formatter=sse`) is accepted. Dynamic-batch LMI's
-//!   `{"outputs": ["…"]}` lines have no end marker, so a stream of only
-//!   those is not expected to end with one.
-//!
-//! `exception` messages (`ModelStreamError`, `InternalStreamFailure`) are
-//! errors inside the stream; an event type SageMaker does not define is an
-//! [`ErrorKind::UnknownEvent`]; a checksum failure or a frame cut off by
-//! the end of the body is an [`ErrorKind::Framing`] error.
+//! `POST {base}/endpoints/{endpoint_name}/invocations-response-stream`,
+//! signed with AWS Signature Version 4 (service `sagemaker`, via the
+//! `aws-sigv4` crate; see [`sigv4`]). The base URL comes from `--base-url`
+//! or `SAGEMAKER_API_BASE` (default
+//! `https://runtime.sagemaker.{region}.amazonaws.com`, used when credentials
+//! are configured) and may contain `{region}`, replaced by the region. The
+//! body is the container's own request, which both Hugging Face TGI and the
+//! LMI (DJL Serving) containers take: `{"inputs", "parameters":
+//! {"max_new_tokens", "details": true}, "stream": true}`, plus
+//! `ignore_eos_token` (LMI's vLLM backend) when the workload ignores the
+//! end of sequence; the spec's extra body is merged as
+//! [`wire::tgi`](super::wire::tgi) describes (a `parameters` object key by
+//! key, other fields into `parameters`).
 //!
 //! # Settings
 //!
@@ -38,47 +31,70 @@
 //!
 //! | key | default |
 //! | --- | --- |
-//! | `endpoint_name` | the model name |
-//! | `region` | `AWS_REGION`, `AWS_DEFAULT_REGION`, the region in a `runtime.sagemaker.{region}…` base URL, `us-east-1` for a loopback base URL |
-//! | `format` | `tgi` (or `lmi`) |
+//! | `endpoint_name` | the model name (`-m`) |
+//! | `region` | `AWS_REGION`, `AWS_DEFAULT_REGION`, the region in a `runtime.sagemaker.{region}.amazonaws.com` base URL, `us-east-1` for a loopback base URL |
+//! | `format` | `tgi`; `lmi` asks the container for JSON lines (`X-Amzn-SageMaker-Accept: application/jsonlines`) |
 //! | `custom_attributes` | none; sent as `X-Amzn-SageMaker-Custom-Attributes` (e.g. `accept_eula=true`) |
 //! | `target_variant`, `inference_component` | none; sent as `X-Amzn-SageMaker-Target-Variant` / `-Inference-Component` |
 //! | `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token` | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` |
 //!
-//! A base URL may contain `{region}`, replaced by the region. Credentials
-//! are read when each request is built; none at all is a per-request
-//! [`ErrorKind::Unauthorized`] naming the variables, except against a
-//! loopback base URL (the built-in endpoint), which is signed with the
-//! built-in endpoint's published test key pair
-//! ([`TEST_ACCESS_KEY_ID`], [`TEST_SECRET_ACCESS_KEY`]).
+//! Credentials are read when each request is built (so refreshed temporary
+//! credentials in a `.env` are not picked up mid-run; environment and
+//! options only: no `~/.aws` profiles or instance roles). None configured
+//! is a per-request [`ErrorKind::Unauthorized`] naming the variables, except
+//! against a loopback base URL (the built-in endpoint), which is signed with
+//! the built-in endpoint's published test key pair ([`TEST_ACCESS_KEY_ID`] /
+//! [`TEST_SECRET_ACCESS_KEY`], `AKIDLLMPERFTEST` / `llmperf-test-secret`).
+//! A refused signature (HTTP 403) is the same kind of error, with AWS's
+//! message (cut before any canonical request it quotes) and the variables
+//! to check. Credential settings are written to results as `***`.
+//!
+//! # The stream
+//!
+//! The answer is an `application/vnd.amazon.eventstream` of binary frames,
+//! decoded and checked (CRC) with `aws-smithy-eventstream`
+//! ([`super::framing::eventstream`]). Each `PayloadPart` event carries a raw
+//! piece of the container's own stream, cut wherever SageMaker happened to
+//! read: a line can span parts and a part can hold several lines, so the
+//! pieces are joined and split into events again, then decoded as TGI's SSE
+//! or LMI's JSON lines (recognized from their first bytes, whatever the
+//! `format` setting asked for) by the shared
+//! [`TgiDecoder`](super::wire::tgi::TgiDecoder): special tokens skipped,
+//! the event with `generated_text` as the end marker, server token counts
+//! from its `details` (`generated_tokens`, and TGI's `input_length`), TGI
+//! and LMI error events as [`ErrorKind::StreamError`].
+//!
+//! Besides the container's own errors: `exception` messages
+//! (`ModelStreamError`, `InternalStreamFailure`) are
+//! [`ErrorKind::StreamError`]; an event type SageMaker does not define is
+//! an [`ErrorKind::UnknownEvent`]; a checksum failure or a frame cut off by
+//! the end of the body is an [`ErrorKind::Framing`] error; a stream without
+//! the final `generated_text` event is [`ErrorKind::MissingDone`].
+//!
+//! The built-in endpoint serves the same path: it verifies the signature
+//! against the test key pair (any region, any session token) and streams
+//! TGI SSE (or LMI JSON lines) in `PayloadPart` frames cut at seeded
+//! offsets, some lines spanning parts sent at different times.
+
+pub mod sigv4;
 
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+pub use sigv4::{
+    sign, AwsCredentials, SIGNING_SERVICE, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY,
+};
 
 use super::framing::eventstream::{header_str, FrameDecoder};
-use super::framing::sse::SseDecoder;
+use super::wire::tgi::{self as wire, Route, TgiDecoder};
 use super::QUOTED_CHARS;
 use super::{
     excerpt, Credentials, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
-    StreamEvent, Target, TimedEvent, Usage,
+    StreamEvent, Target, TimedEvent,
 };
-use crate::spec::Secret;
 use crate::workload::RequestPlan;
-
-/// The access key id the built-in endpoint accepts (a public test value).
-pub const TEST_ACCESS_KEY_ID: &str = "AKIDLLMPERFTEST";
-/// The secret access key the built-in endpoint verifies signatures with (a
-/// public test value, not a secret).
-pub const TEST_SECRET_ACCESS_KEY: &str = "llmperf-test-secret";
-/// The SigV4 service name.
-pub const SIGNING_SERVICE: &str = "sagemaker";
-
-/// Where to look when AWS refuses the credentials.
-const CREDENTIAL_SOURCE: &str = "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN \
-     (or the aws_access_key_id / aws_secret_access_key / aws_session_token options)";
 
 /// `sagemaker`: SageMaker `invocations-response-stream`, SigV4-signed.
 pub struct SageMaker;
@@ -163,13 +179,14 @@ impl EndpointKind for SageMaker {
                     ),
                 )
             })?;
-        let credentials = credentials(target, &parsed)?;
-        let body = serde_json::to_vec(&request_body(target, plan)).map_err(|error| {
-            RequestError::new(
-                ErrorKind::Request,
-                format!("cannot encode the body: {error}"),
-            )
-        })?;
+        let credentials = sigv4::credentials(target, &parsed)?;
+        let body = serde_json::to_vec(&wire::request_body(target, plan, Route::Invocations))
+            .map_err(|error| {
+                RequestError::new(
+                    ErrorKind::Request,
+                    format!("cannot encode the body: {error}"),
+                )
+            })?;
 
         let mut headers: Vec<(&'static str, String)> = vec![
             ("content-type", "application/json".to_string()),
@@ -238,45 +255,11 @@ impl EndpointKind for SageMaker {
                     .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
         };
         Credentials {
-            source: CREDENTIAL_SOURCE.to_string(),
+            source: sigv4::CREDENTIAL_SOURCE.to_string(),
             configured: set("aws_access_key_id", "AWS_ACCESS_KEY_ID")
                 && set("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
         }
     }
-}
-
-/// The request body: TGI's and LMI's shared `inputs` / `parameters` shape.
-/// A `parameters` object in the extra body is merged into llmperf's own
-/// (so `temperature` can be set without losing `max_new_tokens`); other
-/// extra fields replace top-level ones.
-fn request_body(target: &Target, plan: &RequestPlan) -> Value {
-    let mut parameters = serde_json::Map::new();
-    if let Some(max_tokens) = plan.max_tokens {
-        parameters.insert("max_new_tokens".into(), json!(max_tokens));
-    }
-    parameters.insert("details".into(), json!(true));
-    if plan.ignore_eos {
-        // LMI's vLLM backend; TGI has no such parameter and ignores it.
-        parameters.insert("ignore_eos_token".into(), json!(true));
-    }
-    let mut body = serde_json::Map::new();
-    body.insert("inputs".into(), json!(plan.prompt));
-    body.insert("stream".into(), json!(true));
-    for (key, value) in &target.extra_body {
-        match (key.as_str(), value) {
-            ("parameters", Value::Object(extra)) => {
-                for (k, v) in extra {
-                    parameters.insert(k.clone(), v.clone());
-                }
-            }
-            _ => {
-                body.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    body.entry("parameters")
-        .or_insert_with(|| Value::Object(parameters));
-    Value::Object(body)
 }
 
 /// SageMaker's endpoint-name rule: 1 to 63 letters, digits and inner hyphens.
@@ -351,102 +334,6 @@ fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// AWS credentials; the secret parts are never shown.
-#[derive(Debug, Clone)]
-pub struct AwsCredentials {
-    /// The access key id (an identifier, but kept out of messages anyway).
-    pub access_key_id: Secret,
-    /// The secret access key.
-    pub secret_access_key: Secret,
-    /// The session token of temporary credentials.
-    pub session_token: Option<Secret>,
-}
-
-/// The credentials for `target`: the spec's options, `SAGEMAKER_AWS_*`, then
-/// the standard `AWS_*` variables; the test pair for a loopback URL when
-/// nothing is configured.
-fn credentials(target: &Target, url: &reqwest::Url) -> Result<AwsCredentials, RequestError> {
-    let get = |key: &str, env: &str| target.setting(key).or_else(|| env_var(env));
-    let id = get("aws_access_key_id", "AWS_ACCESS_KEY_ID");
-    let secret = get("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY");
-    let token = get("aws_session_token", "AWS_SESSION_TOKEN");
-    match (id, secret) {
-        (Some(id), Some(secret)) => Ok(AwsCredentials {
-            access_key_id: Secret::new(id.trim()),
-            secret_access_key: Secret::new(secret.trim()),
-            session_token: token.map(|t| Secret::new(t.trim())),
-        }),
-        (None, None) if url.host_str().is_some_and(is_loopback_host) => Ok(AwsCredentials {
-            access_key_id: Secret::new(TEST_ACCESS_KEY_ID),
-            secret_access_key: Secret::new(TEST_SECRET_ACCESS_KEY),
-            session_token: None,
-        }),
-        (id, _) => Err(RequestError::new(
-            ErrorKind::Unauthorized,
-            format!(
-                "no AWS {} for SageMaker: set {CREDENTIAL_SOURCE}",
-                if id.is_some() {
-                    "secret access key"
-                } else {
-                    "credentials"
-                }
-            ),
-        )),
-    }
-}
-
-/// Signs a request with SigV4 (service `sagemaker`) and returns the headers
-/// to add (`x-amz-date`, `authorization`, and `x-amz-security-token` for
-/// temporary credentials). `headers` are the ones to sign besides `host`;
-/// they must be sent exactly as given, and `body` must be the exact bytes
-/// sent. Errors never contain the secret parts.
-pub fn sign(
-    method: &str,
-    url: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-    credentials: &AwsCredentials,
-    region: &str,
-    time: SystemTime,
-) -> Result<Vec<(String, String)>, String> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-
-    let identity = aws_credential_types::Credentials::new(
-        credentials.access_key_id.expose(),
-        credentials.secret_access_key.expose(),
-        credentials
-            .session_token
-            .as_ref()
-            .map(|t| t.expose().to_string()),
-        None,
-        "llmperf",
-    )
-    .into();
-    let params = aws_sigv4::sign::v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name(SIGNING_SERVICE)
-        .time(time)
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|error| format!("cannot sign the request: {error}"))?
-        .into();
-    let request = SignableRequest::new(
-        method,
-        url,
-        headers.iter().map(|(n, v)| (*n, v.as_str())),
-        SignableBody::Bytes(body),
-    )
-    .map_err(|error| format!("cannot sign the request: {error}"))?;
-    let (instructions, _signature) = sign(request, &params)
-        .map_err(|error| format!("cannot sign the request: {error}"))?
-        .into_parts();
-    Ok(instructions
-        .headers()
-        .map(|(name, value)| (name.to_string(), value.to_string()))
-        .collect())
-}
-
 /// The message of an AWS error body (`{"message"}`, `{"Message"}`, a
 /// model error's `OriginalMessage`), cut before the canonical request and
 /// string-to-sign a signature mismatch may quote (which can hold a session
@@ -486,7 +373,8 @@ fn error_detail(body: &str) -> Option<String> {
 #[derive(Default)]
 pub struct SageMakerDecoder {
     frames: FrameDecoder,
-    payload: PayloadDecoder,
+    /// The container's own stream, reassembled from the payload parts.
+    payload: TgiDecoder,
     /// The framing broke: nothing after it can be trusted or resynchronized.
     broken: bool,
 }
@@ -503,33 +391,29 @@ impl SageMakerDecoder {
         at: Instant,
         out: &mut Vec<TimedEvent>,
     ) {
-        let error = |kind, message: String| TimedEvent {
-            at,
-            event: StreamEvent::Error(RequestError::new(kind, message)),
-        };
-        match header_str(message, ":message-type") {
+        let (kind, text) = match header_str(message, ":message-type") {
             Some("event") => match header_str(message, ":event-type") {
-                Some("PayloadPart") => self.payload.feed(message.payload(), at, out),
-                other => out.push(error(
+                Some("PayloadPart") => return self.payload.feed(message.payload(), at, out),
+                other => (
                     ErrorKind::UnknownEvent,
                     format!(
                         "unknown SageMaker event type `{}`",
                         excerpt(other.unwrap_or("(none)"), 60)
                     ),
-                )),
+                ),
             },
             Some("exception") => {
                 let kind = header_str(message, ":exception-type").unwrap_or("(no type)");
-                out.push(error(
+                (
                     ErrorKind::StreamError,
                     format!(
                         "{}: {}",
                         excerpt(kind, 60),
                         exception_message(message.payload())
                     ),
-                ));
+                )
             }
-            Some("error") => out.push(error(
+            Some("error") => (
                 ErrorKind::StreamError,
                 format!(
                     "{}: {}",
@@ -539,15 +423,21 @@ impl SageMakerDecoder {
                         QUOTED_CHARS
                     )
                 ),
-            )),
-            other => out.push(error(
+            ),
+            other => (
                 ErrorKind::UnknownEvent,
                 format!(
                     "unknown event-stream message type `{}`",
                     excerpt(other.unwrap_or("(none)"), 60)
                 ),
-            )),
-        }
+            ),
+        };
+        // The container's missing final event is then no news.
+        self.payload.error_reported();
+        out.push(TimedEvent {
+            at,
+            event: StreamEvent::Error(RequestError::new(kind, text)),
+        });
     }
 }
 
@@ -571,7 +461,7 @@ fn exception_message(payload: &[u8]) -> String {
 
 impl StreamDecoder for SageMakerDecoder {
     fn buffered_bytes(&self) -> usize {
-        self.frames.pending_bytes() + self.payload.sse.pending_bytes() + self.payload.line.len()
+        self.frames.pending_bytes() + self.payload.buffered_bytes()
     }
 
     fn feed(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
@@ -616,244 +506,13 @@ impl StreamDecoder for SageMakerDecoder {
     }
 }
 
-/// How the container's stream is cut into events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// SSE: TGI, or LMI with `output_formatter=sse`.
-    Sse,
-    /// One JSON object per line: LMI's default `jsonlines`.
-    Lines,
-}
-
-/// The container's stream, reassembled from payload parts cut anywhere.
-#[derive(Default)]
-struct PayloadDecoder {
-    /// Decided by the first byte that is not whitespace.
-    mode: Option<Mode>,
-    sse: SseDecoder,
-    line: Vec<u8>,
-    /// The final event (with `generated_text`) came.
-    ended: bool,
-    /// Token events came (TGI, rolling-batch LMI: protocols that always end
-    /// with `generated_text`), not only dynamic-batch `outputs` lines.
-    saw_tokens: bool,
-}
-
-impl PayloadDecoder {
-    fn feed(&mut self, mut bytes: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
-        let mode = match self.mode {
-            Some(mode) => mode,
-            None => {
-                let Some(start) = bytes.iter().position(|b| !b.is_ascii_whitespace()) else {
-                    return;
-                };
-                bytes = bytes.get(start..).unwrap_or_default();
-                let mode = if bytes.first() == Some(&b'{') {
-                    Mode::Lines
-                } else {
-                    Mode::Sse
-                };
-                self.mode = Some(mode);
-                mode
-            }
-        };
-        match mode {
-            Mode::Sse => {
-                let (ended, saw_tokens) = (&mut self.ended, &mut self.saw_tokens);
-                self.sse.feed(bytes, |event| {
-                    on_json(event.data, at, ended, saw_tokens, out);
-                });
-            }
-            Mode::Lines => {
-                while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
-                    let (head, tail) = bytes.split_at(end);
-                    self.line.extend_from_slice(head);
-                    let line = std::mem::take(&mut self.line);
-                    self.json_line(&line, at, out);
-                    bytes = tail.get(1..).unwrap_or_default();
-                }
-                self.line.extend_from_slice(bytes);
-            }
-        }
-    }
-
-    fn json_line(&mut self, line: &[u8], at: Instant, out: &mut Vec<TimedEvent>) {
-        let text = String::from_utf8_lossy(line);
-        let text = text.trim();
-        // LMI's `output_formatter=sse` without blank lines between events.
-        let text = text.strip_prefix("data:").unwrap_or(text);
-        on_json(text, at, &mut self.ended, &mut self.saw_tokens, out);
-    }
-
-    fn finish(&mut self, at: Instant, out: &mut Vec<TimedEvent>) {
-        match self.mode {
-            Some(Mode::Sse) => {
-                let (ended, saw_tokens) = (&mut self.ended, &mut self.saw_tokens);
-                self.sse.finish(|event| {
-                    on_json(event.data, at, ended, saw_tokens, out);
-                });
-            }
-            Some(Mode::Lines) if !self.line.is_empty() => {
-                let line = std::mem::take(&mut self.line);
-                self.json_line(&line, at, out);
-            }
-            _ => {}
-        }
-        if self.saw_tokens && !self.ended {
-            out.push(TimedEvent {
-                at,
-                event: StreamEvent::Error(RequestError::new(
-                    ErrorKind::MissingDone,
-                    "the stream ended without the container's final event (the one with `generated_text`)",
-                )),
-            });
-        }
-    }
-}
-
-/// One event's JSON; `Done` after the final one.
-fn on_json(
-    json: &str,
-    at: Instant,
-    ended: &mut bool,
-    saw_tokens: &mut bool,
-    out: &mut Vec<TimedEvent>,
-) {
-    let json = json.trim();
-    if json.is_empty() {
-        return;
-    }
-    match decode_line(json, at, out) {
-        LineEnd::End => {
-            *ended = true;
-            *saw_tokens = true;
-            out.push(TimedEvent {
-                at,
-                event: StreamEvent::Done,
-            });
-        }
-        LineEnd::More => *saw_tokens = true,
-        LineEnd::Outputs => {}
-    }
-}
-
-#[derive(Deserialize)]
-struct Line {
-    token: Option<Token>,
-    generated_text: Option<String>,
-    details: Option<Details>,
-    error: Option<Value>,
-    error_type: Option<String>,
-    /// Dynamic-batch LMI: `{"outputs": ["text"]}`.
-    outputs: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-struct Token {
-    text: Option<String>,
-    #[serde(alias = "special_token")]
-    special: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct Details {
-    finish_reason: Option<String>,
-    generated_tokens: Option<u32>,
-    /// TGI ≥ 2 reports the prompt's token count.
-    input_length: Option<u32>,
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum LineEnd {
-    /// An ordinary line.
-    More,
-    /// The line with `generated_text`: the container's last.
-    End,
-    /// A dynamic-batch LMI `outputs` line (a protocol with no end marker).
-    Outputs,
-}
-
-/// Decodes one TGI event or LMI line (their JSON shares its field names).
-fn decode_line(json: &str, at: Instant, out: &mut Vec<TimedEvent>) -> LineEnd {
-    let mut push = |event| out.push(TimedEvent { at, event });
-    let line: Line = match serde_json::from_str(json) {
-        Ok(line) => line,
-        Err(error) => {
-            push(StreamEvent::Error(RequestError::new(
-                ErrorKind::MalformedEvent,
-                format!("malformed event ({error}): {}", excerpt(json, QUOTED_CHARS)),
-            )));
-            return LineEnd::More;
-        }
-    };
-    if let Some(error) = line.error {
-        let message = match &error {
-            Value::String(text) => text.clone(),
-            other => other
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| other.to_string(), str::to_string),
-        };
-        let kind = line
-            .error_type
-            .map(|t| format!(" ({t})"))
-            .unwrap_or_default();
-        push(StreamEvent::Error(RequestError::new(
-            ErrorKind::StreamError,
-            format!("error in stream{kind}: {}", excerpt(&message, QUOTED_CHARS)),
-        )));
-        return LineEnd::More;
-    }
-    if let Some(outputs) = line.outputs {
-        for text in outputs.into_iter().filter(|t| !t.is_empty()) {
-            push(StreamEvent::Content(text));
-        }
-        return LineEnd::Outputs;
-    }
-    if let Some(token) = line.token {
-        if !token.special.unwrap_or(false) {
-            if let Some(text) = token.text.filter(|t| !t.is_empty()) {
-                push(StreamEvent::Content(text));
-            }
-        }
-    }
-    if let Some(details) = line.details {
-        if details.finish_reason.as_deref() == Some("error") {
-            push(StreamEvent::Error(RequestError::new(
-                ErrorKind::StreamError,
-                "error in stream: the container ended generation with finish_reason \"error\"",
-            )));
-            // LMI's error line is also its last.
-            return if line.generated_text.is_some() {
-                LineEnd::End
-            } else {
-                LineEnd::More
-            };
-        }
-        if let Some(reason) = details.finish_reason {
-            push(StreamEvent::Finish(reason));
-        }
-        if details.generated_tokens.is_some() || details.input_length.is_some() {
-            push(StreamEvent::Usage(Usage {
-                prompt_tokens: details.input_length,
-                completion_tokens: details.generated_tokens,
-                reasoning_tokens: None,
-            }));
-        }
-    }
-    if line.generated_text.is_some() {
-        LineEnd::End
-    } else {
-        LineEnd::More
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
     use rand::{Rng, SeedableRng};
 
     use super::*;
+    use crate::endpoint::Usage;
 
     fn frame(headers: &[(&'static str, &str)], payload: &[u8]) -> Vec<u8> {
         let mut message = Message::new(payload.to_vec());
@@ -1098,10 +757,48 @@ mod tests {
         assert_eq!(kinds(&events), vec![ErrorKind::MissingDone]);
         // Malformed JSON inside a valid frame.
         let events = decode(&[&part(b"data:{\"token\": [\n\n")]);
-        assert_eq!(
-            kinds(&events),
-            vec![ErrorKind::MalformedEvent, ErrorKind::MissingDone]
-        );
+        assert_eq!(kinds(&events), vec![ErrorKind::MalformedEvent]);
+    }
+
+    /// The container's stream is decoded by the TGI wire decoder, so its
+    /// prompt counts and its shapeless and empty streams read as on TGI's
+    /// own route (they did not before the two copies were merged).
+    #[test]
+    fn payloads_decode_as_tgi_does_prompt_counts_shapeless_events_and_an_empty_stream() {
+        let last = |details: &str| {
+            format!(
+                "data:{{\"index\":1,\"token\":{{\"id\":1,\"text\":\" a\",\"special\":false}},\"generated_text\":\" a\",\"details\":{details}}}\n\n"
+            )
+        };
+        for (details, prompt) in [
+            (
+                r#"{"finish_reason":"length","generated_tokens":1,"prompt_tokens":5}"#,
+                5,
+            ),
+            (
+                r#"{"finish_reason":"length","generated_tokens":1,"prefill":[{"id":1},{"id":2}]}"#,
+                2,
+            ),
+        ] {
+            let events = decode(&[&part(last(details).as_bytes())]);
+            assert_eq!(
+                events,
+                vec![
+                    StreamEvent::Content(" a".into()),
+                    StreamEvent::Finish("length".into()),
+                    StreamEvent::Usage(Usage {
+                        prompt_tokens: Some(prompt),
+                        completion_tokens: Some(1),
+                        reasoning_tokens: None,
+                    }),
+                    StreamEvent::Done,
+                ],
+                "{details}"
+            );
+        }
+        let shapeless = decode(&[&part(b"data:{\"hello\":1}\n\n")]);
+        assert_eq!(kinds(&shapeless), vec![ErrorKind::MalformedEvent]);
+        assert_eq!(kinds(&decode(&[])), vec![ErrorKind::MissingDone]);
     }
 
     #[test]
@@ -1171,38 +868,6 @@ mod tests {
     }
 
     #[test]
-    fn request_bodies_have_the_container_shape() {
-        let target = Target {
-            base_url: "http://127.0.0.1:1".into(),
-            model: "m".into(),
-            api_key: None,
-            api_key_source: String::new(),
-            extra_body: serde_json::from_str(r#"{"parameters":{"temperature":0.5},"seed":1}"#)
-                .unwrap(),
-            options: Default::default(),
-            env_prefix: "LLMPERF_SAGEMAKER_TEST".into(),
-        };
-        let plan = RequestPlan {
-            max_tokens: Some(9),
-            ignore_eos: false,
-            ..RequestPlan::new(
-                0,
-                vec![crate::workload::Message::user("hi")],
-                crate::Tokenizer::bundled(),
-            )
-        };
-        assert_eq!(
-            request_body(&target, &plan),
-            json!({
-                "inputs": "hi",
-                "parameters": {"max_new_tokens": 9, "details": true, "temperature": 0.5},
-                "stream": true,
-                "seed": 1,
-            })
-        );
-    }
-
-    #[test]
     fn settings_are_checked_and_the_region_is_found() {
         assert!(check_endpoint_name("my-endpoint-1").is_ok());
         for bad in ["", "-a", "a-", "a/b", "a b", &"x".repeat(64)] {
@@ -1232,67 +897,6 @@ mod tests {
             t.base_url = "https://proxy.example".into();
             assert_eq!(region(&t).unwrap_err().kind, ErrorKind::Request);
         }
-    }
-
-    #[test]
-    fn missing_credentials_name_the_variables_for_a_remote_endpoint() {
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-            || std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
-        {
-            return;
-        }
-        let target = Target {
-            base_url: "https://runtime.sagemaker.us-east-1.amazonaws.com".into(),
-            model: "m".into(),
-            api_key: None,
-            api_key_source: String::new(),
-            extra_body: Default::default(),
-            options: Default::default(),
-            env_prefix: "LLMPERF_SAGEMAKER_TEST".into(),
-        };
-        let url = reqwest::Url::parse(&target.base_url).unwrap();
-        let error = credentials(&target, &url).unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Unauthorized);
-        assert!(
-            error.message.contains("AWS_ACCESS_KEY_ID"),
-            "{}",
-            error.message
-        );
-        let local = reqwest::Url::parse("http://127.0.0.1:1").unwrap();
-        let pair = credentials(&target, &local).unwrap();
-        assert_eq!(pair.access_key_id.expose(), TEST_ACCESS_KEY_ID);
-    }
-
-    #[test]
-    fn signing_matches_aws_and_keeps_secrets_out_of_errors() {
-        let credentials = AwsCredentials {
-            access_key_id: Secret::new("AKIDEXAMPLE"),
-            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-            session_token: None,
-        };
-        let time = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_440_938_160);
-        let headers = sign(
-            "POST",
-            "https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/ep/invocations-response-stream",
-            &[("content-type", "application/json".to_string())],
-            b"{}",
-            &credentials,
-            "us-east-1",
-            time,
-        )
-        .unwrap();
-        let auth = &headers
-            .iter()
-            .find(|(n, _)| n == "authorization")
-            .unwrap()
-            .1;
-        assert!(auth.starts_with(
-            "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/sagemaker/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="
-        ), "{auth}");
-        assert!(headers
-            .iter()
-            .any(|(n, v)| n == "x-amz-date" && v == "20150830T123600Z"));
-        assert!(!auth.contains("wJalr"));
     }
 
     #[test]
