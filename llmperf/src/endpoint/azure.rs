@@ -111,10 +111,6 @@ impl EndpointKind for AzureOpenAi {
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
     }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        openai::error_detail(body)
-    }
 }
 
 #[cfg(test)]

@@ -128,11 +128,13 @@ pub trait EndpointKind: Send + Sync + 'static {
     ) -> Result<reqwest::RequestBuilder, RequestError>;
     /// A fresh decoder for one response stream.
     fn decoder(&self) -> Box<dyn StreamDecoder>;
-    /// The message inside an error response body, when the protocol has a
-    /// known shape for it (the reader falls back to an excerpt of the body).
+    /// The message inside an error response body, when it has a known
+    /// shape (the reader falls back to an excerpt of the body). Default:
+    /// OpenAI's shape (`{"error": {"message"}}`, `{"error": "…"}`, vLLM's
+    /// `{"object": "error", "message"}`), which most servers and proxies
+    /// answer with; a kind whose provider has its own shape overrides it.
     fn error_detail(&self, body: &str) -> Option<String> {
-        let _ = body;
-        None
+        openai::error_detail(body)
     }
 }
 

@@ -54,10 +54,6 @@ impl EndpointKind for OpenAiChat {
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
     }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        error_detail(body)
-    }
 }
 
 impl EndpointKind for OpenAiCompletions {
@@ -81,10 +77,6 @@ impl EndpointKind for OpenAiCompletions {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
-    }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        error_detail(body)
     }
 }
 

@@ -199,10 +199,6 @@ impl EndpointKind for OpenAiPreset {
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
     }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        openai::error_detail(body)
-    }
 }
 
 /// Every preset, in the order of the table above.

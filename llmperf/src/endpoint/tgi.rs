@@ -73,10 +73,6 @@ impl EndpointKind for Tgi {
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(TgiDecoder::new())
     }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        wire::error_detail(body)
-    }
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use serde_json::json;
 
-use super::openai::{self, OpenAiDecoder};
+use super::openai::OpenAiDecoder;
 use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
@@ -81,10 +81,6 @@ impl EndpointKind for TogetherInference {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
-    }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        openai::error_detail(body)
     }
 }
 

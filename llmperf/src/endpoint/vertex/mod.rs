@@ -66,20 +66,58 @@ use super::{
 };
 use crate::workload::RequestPlan;
 
+/// A Vertex AI kind: one of the four APIs under its name (see the module docs).
+pub struct Vertex {
+    name: &'static str,
+    description: &'static str,
+    api: Api,
+}
+
+/// Which Vertex AI API a kind speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// Gemini `streamGenerateContent?alt=sse`.
+    GeminiSse,
+    /// Gemini `streamGenerateContent` as a streamed JSON array.
+    GeminiJson,
+    /// An endpoint's `:streamRawPredict` with an OpenAI chat body.
+    RawPredict,
+    /// The OpenAI-compatible chat completions.
+    OpenAiChat,
+}
+
 /// `vertex-gemini`: Gemini `streamGenerateContent?alt=sse`.
-pub struct VertexGemini;
+pub static GEMINI: Vertex = Vertex {
+    name: "vertex-gemini",
+    description:
+        "Vertex AI Gemini streamGenerateContent?alt=sse (project, region settings; bearer token)",
+    api: Api::GeminiSse,
+};
 /// `vertex-gemini-json`: Gemini `streamGenerateContent` as a streamed JSON array.
-pub struct VertexGeminiJson;
+pub static GEMINI_JSON: Vertex = Vertex {
+    name: "vertex-gemini-json",
+    description: "Vertex AI Gemini streamGenerateContent as a streamed JSON array (no alt=sse)",
+    api: Api::GeminiJson,
+};
 /// `vertex-raw`: a Model Garden / custom endpoint's `:streamRawPredict`
 /// with an OpenAI chat body (vLLM containers).
-pub struct VertexRaw;
+pub static RAW: Vertex = Vertex {
+    name: "vertex-raw",
+    description: "Vertex AI endpoint :streamRawPredict with an OpenAI chat body (Model Garden vLLM; endpoint_id setting)",
+    api: Api::RawPredict,
+};
 /// `vertex-openai`: Vertex AI's OpenAI-compatible chat completions.
-pub struct VertexOpenAi;
+pub static OPENAI: Vertex = Vertex {
+    name: "vertex-openai",
+    description:
+        "Vertex AI OpenAI-compatible chat completions (endpoints/openapi; model google/gemini-…)",
+    api: Api::OpenAiChat,
+};
 
-inventory::submit! { Registration::new(&VertexGemini) }
-inventory::submit! { Registration::new(&VertexGeminiJson) }
-inventory::submit! { Registration::new(&VertexRaw) }
-inventory::submit! { Registration::new(&VertexOpenAi) }
+inventory::submit! { Registration::new(&GEMINI) }
+inventory::submit! { Registration::new(&GEMINI_JSON) }
+inventory::submit! { Registration::new(&RAW) }
+inventory::submit! { Registration::new(&OPENAI) }
 
 /// The environment prefix of every Vertex kind.
 const PREFIX: &str = "VERTEXAI";
@@ -90,70 +128,37 @@ pub const DEFAULT_REGION: &str = "us-central1";
 /// Stands in for a project or endpoint id a non-Google base URL does not need.
 const PLACEHOLDER: &str = "llmperf";
 
-/// The parts shared by the four kinds' trait implementations.
-macro_rules! vertex_common {
-    () => {
-        fn default_env_prefix(&self) -> &'static str {
-            PREFIX
-        }
-
-        fn default_base_url(&self) -> Option<&'static str> {
-            Some(DEFAULT_BASE_URL)
-        }
-
-        fn builtin_base_url(&self, root: &str) -> String {
-            // The built-in endpoint serves the same paths as Google, from its root.
-            root.to_string()
-        }
-
-        fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
-            credentials::credentials(options, env_prefix)
-        }
-
-        fn error_detail(&self, body: &str) -> Option<String> {
-            error_detail(body)
-        }
-    };
-}
-
-impl EndpointKind for VertexGemini {
+impl EndpointKind for Vertex {
     fn name(&self) -> &'static str {
-        "vertex-gemini"
+        self.name
     }
 
     fn description(&self) -> &'static str {
-        "Vertex AI Gemini streamGenerateContent?alt=sse (project, region settings; bearer token)"
+        self.description
     }
 
-    vertex_common!();
-
-    fn build_request(
-        &self,
-        client: &reqwest::Client,
-        target: &Target,
-        plan: &RequestPlan,
-    ) -> Result<reqwest::RequestBuilder, RequestError> {
-        gemini_request(client, target, plan, true)
+    fn default_env_prefix(&self) -> &'static str {
+        PREFIX
     }
 
-    fn decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(GeminiSseDecoder::default())
-    }
-}
-
-impl EndpointKind for VertexGeminiJson {
-    fn name(&self) -> &'static str {
-        "vertex-gemini-json"
+    fn default_base_url(&self) -> Option<&'static str> {
+        Some(DEFAULT_BASE_URL)
     }
 
-    fn description(&self) -> &'static str {
-        "Vertex AI Gemini streamGenerateContent as a streamed JSON array (no alt=sse)"
+    fn builtin_base_url(&self, root: &str) -> String {
+        // The built-in endpoint serves the same paths as Google, from its root.
+        root.to_string()
     }
 
-    vertex_common!();
+    fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
+        credentials::credentials(options, env_prefix)
+    }
 
     fn accepts_content_type(&self, content_type: &str) -> bool {
-        content_type.contains("json")
+        match self.api {
+            Api::GeminiJson => content_type.contains("json"),
+            _ => content_type.contains("event-stream"),
+        }
     }
 
     fn build_request(
@@ -162,71 +167,38 @@ impl EndpointKind for VertexGeminiJson {
         target: &Target,
         plan: &RequestPlan,
     ) -> Result<reqwest::RequestBuilder, RequestError> {
-        gemini_request(client, target, plan, false)
+        match self.api {
+            Api::GeminiSse => gemini_request(client, target, plan, true),
+            Api::GeminiJson => gemini_request(client, target, plan, false),
+            Api::RawPredict => {
+                let location = Location::of(target)?;
+                let endpoint = location.required(target.setting("endpoint_id"), "endpoint_id")?;
+                let path = format!("endpoints/{endpoint}:streamRawPredict");
+                openai_request(client, target, plan, &location, &path)
+            }
+            Api::OpenAiChat => {
+                let location = Location::of(target)?;
+                openai_request(
+                    client,
+                    target,
+                    plan,
+                    &location,
+                    "endpoints/openapi/chat/completions",
+                )
+            }
+        }
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(GeminiJsonDecoder::default())
-    }
-}
-
-impl EndpointKind for VertexRaw {
-    fn name(&self) -> &'static str {
-        "vertex-raw"
+        match self.api {
+            Api::GeminiSse => Box::new(GeminiSseDecoder::default()),
+            Api::GeminiJson => Box::new(GeminiJsonDecoder::default()),
+            Api::RawPredict | Api::OpenAiChat => Box::new(OpenAiDecoder::default()),
+        }
     }
 
-    fn description(&self) -> &'static str {
-        "Vertex AI endpoint :streamRawPredict with an OpenAI chat body (Model Garden vLLM; endpoint_id setting)"
-    }
-
-    vertex_common!();
-
-    fn build_request(
-        &self,
-        client: &reqwest::Client,
-        target: &Target,
-        plan: &RequestPlan,
-    ) -> Result<reqwest::RequestBuilder, RequestError> {
-        let location = Location::of(target)?;
-        let endpoint = location.required(target.setting("endpoint_id"), "endpoint_id")?;
-        let path = format!("endpoints/{endpoint}:streamRawPredict");
-        openai_request(client, target, plan, &location, &path)
-    }
-
-    fn decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiDecoder::default())
-    }
-}
-
-impl EndpointKind for VertexOpenAi {
-    fn name(&self) -> &'static str {
-        "vertex-openai"
-    }
-
-    fn description(&self) -> &'static str {
-        "Vertex AI OpenAI-compatible chat completions (endpoints/openapi; model google/gemini-…)"
-    }
-
-    vertex_common!();
-
-    fn build_request(
-        &self,
-        client: &reqwest::Client,
-        target: &Target,
-        plan: &RequestPlan,
-    ) -> Result<reqwest::RequestBuilder, RequestError> {
-        let location = Location::of(target)?;
-        openai_request(
-            client,
-            target,
-            plan,
-            &location,
-            "endpoints/openapi/chat/completions",
-        )
-    }
-
-    fn decoder(&self) -> Box<dyn StreamDecoder> {
-        Box::new(OpenAiDecoder::default())
+    fn error_detail(&self, body: &str) -> Option<String> {
+        error_detail(body)
     }
 }
 

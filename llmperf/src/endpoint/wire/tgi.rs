@@ -118,13 +118,6 @@ pub fn request_body(target: &Target, plan: &RequestPlan, route: Route) -> Value 
     Value::Object(body)
 }
 
-/// The message of a TGI error body (`{"error": "…", "error_type"}`), or of
-/// the OpenAI-shaped error a proxy in front of TGI answers with.
-pub fn error_detail(body: &str) -> Option<String> {
-    let value: Value = serde_json::from_str(body).ok()?;
-    Some(error_message(value.get("error")?)?.to_string())
-}
-
 /// The text of an `error` field: a string, or an object's `message`.
 fn error_message(error: &Value) -> Option<&str> {
     match error {
