@@ -27,7 +27,7 @@ pub struct Unit {
     pub plans: Vec<RequestPlan>,
 }
 
-/// Planned units, ready to send: see the [module](self).
+/// Planned units, ready to send: see the module `load::feed`.
 #[derive(Debug)]
 pub struct Feed {
     units: Mutex<mpsc::Receiver<Unit>>,

@@ -45,7 +45,7 @@ pub fn print(text: &str) -> bool {
     }
 }
 
-/// [`print`] with a line end.
+/// [`print()`] with a line end.
 pub fn line(text: &str) -> bool {
     print(&format!("{text}\n"))
 }
