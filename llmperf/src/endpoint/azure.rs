@@ -6,15 +6,25 @@
 //! defaults to the model name and the API version to
 //! [`DEFAULT_API_VERSION`]. The body and the stream are OpenAI's.
 //!
-//! Settings (spec option, else environment variable):
+//! The body keeps `stream_options.include_usage`, so token counts come from
+//! the server.
 //!
-//! | option | variable | default |
-//! | --- | --- | --- |
-//! | `deployment` | `AZURE_OPENAI_DEPLOYMENT` | the model name |
-//! | `api_version` | `AZURE_OPENAI_API_VERSION` | `2024-10-21` |
+//! ```sh
+//! AZURE_OPENAI_API_BASE=https://my-resource.openai.azure.com AZURE_OPENAI_API_KEY=… \
+//!   llmperf run --api azure-openai -m gpt-4o --option deployment=my-gpt-4o -r 20 -c 4
+//! ```
+//!
+//! | setting | spec / `--option` | environment | default |
+//! | --- | --- | --- | --- |
+//! | resource endpoint | `.base_url(…)` / `--base-url` | `AZURE_OPENAI_API_BASE` | none (built-in endpoint) |
+//! | key | `.api_key(…)` | `AZURE_OPENAI_API_KEY` | none |
+//! | deployment | `deployment` | `AZURE_OPENAI_DEPLOYMENT` | the model name |
+//! | API version | `api_version` | `AZURE_OPENAI_API_VERSION` | `2024-10-21` |
 //!
 //! `ignore_eos` and `min_tokens` are not sent: Azure refuses arguments it
-//! does not know (a user who wants them can set them with `extra_body`).
+//! does not know (a user who wants them can set them with `extra_body` if
+//! the deployment accepts them). The `api-version` query is masked in
+//! stored URLs like any query string.
 //!
 //! ```
 //! let azure = llmperf::endpoint::find("azure-openai").unwrap();

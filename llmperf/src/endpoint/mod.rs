@@ -7,8 +7,49 @@
 //! and hands the bytes and their arrival time to the decoder, so every
 //! protocol is timed the same way.
 //!
-//! Kinds register through [`inventory`], so a crate outside llmperf can add
-//! its own with [`inventory::submit!`] and select it by name:
+//! # The kinds
+//!
+//! `llmperf list-apis` lists every kind a build knows; `Endpoint::kind("NAME")`
+//! in a spec and `llmperf run --api NAME` select one. Each kind's module
+//! is its reference (URLs, variables, options, authentication, what is
+//! decoded, quirks):
+//!
+//! | kind | module |
+//! | --- | --- |
+//! | `openai-chat` (the default), `openai-completions` | [`openai`] |
+//! | `openai`, `anyscale`, `fireworks`, `perplexity`, `together`, `vllm`, `sglang`, `llamacpp`, `tgi-messages` | [`presets`] |
+//! | `azure-openai` | [`azure`] |
+//! | `vertex-gemini`, `vertex-gemini-json`, `vertex-raw`, `vertex-openai` | [`vertex`] |
+//! | `sagemaker` | [`sagemaker`] |
+//! | `tgi` | [`tgi`] |
+//! | `together-inference` | [`together`] |
+//! | `anthropic` | [`anthropic`] |
+//!
+//! Every kind is served by the built-in endpoint (same scripted timing and
+//! faults), so `--builtin` works with each. The base URL and key come from
+//! the spec, else `{PREFIX}_API_BASE` / `{PREFIX}_API_KEY` with the kind's
+//! prefix ([`EndpointKind::default_env_prefix`], or `--env-prefix`).
+//! Kind-specific settings are `--option KEY=VALUE` /
+//! `Endpoint::option(key, value)`, else `{PREFIX}_{KEY}` in the environment
+//! ([`Target::setting`]); settings whose name holds `key`, `token`,
+//! `secret`, `password`, `credential` or `signature` are written to
+//! results as `***` ([`is_secret_setting`]).
+//!
+//! What several kinds share is kept once: the framings ([`framing`]: SSE,
+//! AWS's event stream, a streamed JSON array) and wire formats spoken by
+//! more than one kind ([`wire`]: TGI's and LMI's token lines).
+//!
+//! # Your own protocol
+//!
+//! Implement [`EndpointKind`] (build the HTTP request for a `RequestPlan`;
+//! return a [`StreamDecoder`] that turns bytes, stamped by the shared
+//! reader as they arrive, into [`StreamEvent`]s) and register it with
+//! `inventory::submit! { llmperf::endpoint::Registration::new(&MyKind) }`
+//! in a `benches/` file or any crate linked into it; it is then selectable
+//! by name like the built-in ones, which register the same way (through
+//! [`inventory`]). Only the name, the description, the request and the
+//! decoder are required; the rest have defaults for an OpenAI-style
+//! server.
 //!
 //! ```
 //! let names: Vec<&str> = llmperf::endpoint::kinds().map(|k| k.name()).collect();

@@ -5,7 +5,21 @@
 //! decoder serves both: chunks carry `choices[].delta.content` (chat) or
 //! `choices[].text` (completions), reasoning in `delta.reasoning_content` or
 //! `delta.reasoning`, a final usage chunk (often with empty `choices`), then
-//! `data: [DONE]`. An `{"error": …}` object inside a 200 stream is an error.
+//! `data: [DONE]`. An `{"error": …}` object (or vLLM's `{"object":
+//! "error", "message"}`) inside a 200 stream is an error; a stream without
+//! `[DONE]` is [`ErrorKind::MissingDone`].
+//!
+//! `openai-chat` is the default kind (`--api`). Its variables are
+//! `OPENAI_API_BASE` (e.g. `http://host:8000/v1`; no default: use the
+//! [`openai`](super::presets::OPENAI) preset for `api.openai.com`) and
+//! `OPENAI_API_KEY`. The chat body sends the workload's messages; the
+//! completions body sends them flattened into one `prompt` (a lone user
+//! message as its own text, else `System: …`, `User: …`, `Assistant: …`
+//! turns ending with `Assistant:`). Both add `max_tokens`, and when the
+//! workload ignores the end of sequence, `ignore_eos: true` and `min_tokens`
+//! equal to `max_tokens` (vLLM's and SGLang's knobs); the spec's extra body
+//! is merged last and wins. The presets ([`super::presets`]) are this kind
+//! with other defaults.
 
 use std::time::Instant;
 

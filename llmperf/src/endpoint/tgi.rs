@@ -11,7 +11,8 @@
 //!   variables serve [`tgi-messages`](super::presets::TGI_MESSAGES), TGI's
 //!   OpenAI-compatible `/v1/chat/completions`.
 //! - The body is `{"inputs": …, "parameters": {"max_new_tokens", "details":
-//!   true, "decoder_input_details": false, "stop": []}}`; the spec's
+//!   true, "decoder_input_details": false, "stop": []}}`, the inputs being
+//!   the workload's messages flattened into one prompt; the spec's
 //!   `extra_body` goes into `parameters`, where TGI's sampling settings
 //!   live (a `parameters` object is merged key by key).
 //! - TGI has no `ignore_eos`: a workload's `ignore_eos(true)` is not sent,

@@ -1,9 +1,17 @@
-//! Together AI's legacy inference API: `POST {base}/inference`.
+//! Together AI's legacy inference API (`together-inference`): `POST
+//! {base}/inference`.
+//!
+//! ```sh
+//! TOGETHER_API_KEY=… llmperf run --api together-inference -m togethercomputer/llama-2-7b -r 20 -c 4
+//! ```
 //!
 //! The body is `{"model", "prompt", "max_tokens", "stream_tokens": true}`
-//! (with the user's extra body merged in); the answer is SSE whose chunks
-//! look like completions chunks with extra fields, ending with
-//! `data: [DONE]`:
+//! (the prompt is the workload's messages flattened; the user's extra body
+//! merged in), with a Bearer key (`TOGETHER_API_KEY`). `ignore_eos` is not
+//! sent (set it with `extra_body` if the model supports it). The answer is
+//! SSE whose chunks look like completions chunks with extra fields
+//! (`result_type`, `token`, `generated_text`, `stats`), the usage on the
+//! last chunk, ending with `data: [DONE]`:
 //!
 //! ```text
 //! data: {"choices":[{"text":" Hello"}],"result_type":"language-model-inference","id":"8a1f…","token":{"id":15043,"text":" Hello","logprob":-0.1,"special":false},"generated_text":null,"details":null,"stats":null,"usage":null}
@@ -11,8 +19,9 @@
 //!
 //! so the OpenAI decoder reads them (text from `choices[].text`, the usage
 //! on the last chunk when present). For Together's OpenAI-compatible API use
-//! the `together` preset. `TOGETHER_API_BASE` may end in `/v1` (as the
-//! preset's does): the legacy path is then taken from the host's root.
+//! the `together` preset (`--api together`). `TOGETHER_API_BASE` defaults
+//! to `https://api.together.xyz` and may end in `/v1` (as the preset's
+//! does): the legacy path is then taken from the host's root.
 
 use serde_json::json;
 

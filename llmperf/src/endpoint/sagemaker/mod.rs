@@ -17,7 +17,8 @@
 //! `https://runtime.sagemaker.{region}.amazonaws.com`, used when credentials
 //! are configured) and may contain `{region}`, replaced by the region. The
 //! body is the container's own request, which both Hugging Face TGI and the
-//! LMI (DJL Serving) containers take: `{"inputs", "parameters":
+//! LMI (DJL Serving) containers take (the inputs being the workload's
+//! messages flattened into one prompt): `{"inputs", "parameters":
 //! {"max_new_tokens", "details": true}, "stream": true}`, plus
 //! `ignore_eos_token` (LMI's vLLM backend) when the workload ignores the
 //! end of sequence; the spec's extra body is merged as
@@ -59,7 +60,7 @@
 //! pieces are joined and split into events again, then decoded as TGI's SSE
 //! or LMI's JSON lines (recognized from their first bytes, whatever the
 //! `format` setting asked for) by the shared
-//! [`TgiDecoder`](super::wire::tgi::TgiDecoder): special tokens skipped,
+//! [`TgiDecoder`]: special tokens skipped,
 //! the event with `generated_text` as the end marker, server token counts
 //! from its `details` (`generated_tokens`, and TGI's `input_length`), TGI
 //! and LMI error events as [`ErrorKind::StreamError`].
@@ -74,7 +75,10 @@
 //! The built-in endpoint serves the same path: it verifies the signature
 //! against the test key pair (any region, any session token) and streams
 //! TGI SSE (or LMI JSON lines) in `PayloadPart` frames cut at seeded
-//! offsets, some lines spanning parts sent at different times.
+//! offsets, some lines spanning parts sent at different times. Its faults:
+//! `stream_error` is a `ModelStreamError` exception, `malformed_event` a
+//! frame with a corrupted CRC (reported as `framing`), `missing_done` a
+//! last event without `generated_text`.
 
 pub mod sigv4;
 

@@ -26,7 +26,7 @@
 //! end marker is the chunk carrying `finishReason` (Vertex always sends one
 //! last): a stream that ends without it is `missing_done`. The JSON array's
 //! ([`GeminiJsonDecoder`], over the
-//! [`JsonArraySplitter`](crate::endpoint::framing::json_array::JsonArraySplitter))
+//! [`JsonArraySplitter`])
 //! end marker is its closing `]`.
 
 use std::time::Instant;

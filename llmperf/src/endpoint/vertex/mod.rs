@@ -9,8 +9,8 @@
 //! | --- | --- | --- |
 //! | `vertex-gemini` | `/publishers/google/models/{model}:streamGenerateContent?alt=sse`, Gemini body (`contents`, `generationConfig.maxOutputTokens`) | SSE of Gemini chunks, `\r\n\r\n` event ends ([`gemini`]) |
 //! | `vertex-gemini-json` | `/publishers/google/models/{model}:streamGenerateContent` | one JSON array of Gemini chunks, decoded element by element as it arrives ([`gemini`]) |
-//! | `vertex-raw` | `/endpoints/{endpoint_id}:streamRawPredict`, OpenAI chat body (Model Garden vLLM containers) | OpenAI SSE ([`openai`](super::openai)) |
-//! | `vertex-openai` | `/endpoints/openapi/chat/completions` (model `google/gemini-2.5-flash`) | OpenAI SSE ([`openai`](super::openai)) |
+//! | `vertex-raw` | `/endpoints/{endpoint_id}:streamRawPredict`, OpenAI chat body (Model Garden vLLM containers) | OpenAI SSE ([`openai`]) |
+//! | `vertex-openai` | `/endpoints/openapi/chat/completions` (model `google/gemini-2.5-flash`) | OpenAI SSE ([`openai`]) |
 //!
 //! ```sh
 //! export VERTEXAI_PROJECT=my-project VERTEXAI_REGION=us-central1
