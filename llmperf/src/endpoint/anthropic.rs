@@ -44,8 +44,8 @@ use serde_json::{json, Value};
 use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
-    Target, TimedEvent, Usage,
+    excerpt, About, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
+    StreamEvent, Target, TimedEvent, Usage,
 };
 use crate::workload::{self, RequestPlan, Role};
 
@@ -77,24 +77,14 @@ pub struct Anthropic;
 inventory::submit! { Registration::new(&Anthropic) }
 
 impl EndpointKind for Anthropic {
-    fn name(&self) -> &'static str {
-        "anthropic"
-    }
-
-    fn description(&self) -> &'static str {
-        "Anthropic Messages API (POST {base}/v1/messages, named SSE events)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "ANTHROPIC"
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        Some("https://api.anthropic.com")
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new(
+            "anthropic",
+            "Anthropic Messages API (POST {base}/v1/messages, named SSE events)",
+        )
+        .env_prefix("ANTHROPIC")
+        .default_base_url("https://api.anthropic.com")
+        .served_from_root()
     }
 
     fn build_request(

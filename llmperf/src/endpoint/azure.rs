@@ -28,13 +28,13 @@
 //!
 //! ```
 //! let azure = llmperf::endpoint::find("azure-openai").unwrap();
-//! assert_eq!(azure.default_env_prefix(), "AZURE_OPENAI");
+//! assert_eq!(azure.about().env_prefix, "AZURE_OPENAI");
 //! ```
 
 use serde_json::json;
 
 use super::openai::{self, OpenAiDecoder};
-use super::{EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, Target};
+use super::{About, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// The `api-version` used when none is set: the generally available
@@ -47,20 +47,8 @@ pub struct AzureOpenAi;
 inventory::submit! { Registration::new(&AzureOpenAi) }
 
 impl EndpointKind for AzureOpenAi {
-    fn name(&self) -> &'static str {
-        "azure-openai"
-    }
-
-    fn description(&self) -> &'static str {
-        "Azure OpenAI chat completions (POST {base}/openai/deployments/{deployment}/chat/completions, api-key header)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "AZURE_OPENAI"
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new("azure-openai", "Azure OpenAI chat completions (POST {base}/openai/deployments/{deployment}/chat/completions, api-key header)").env_prefix("AZURE_OPENAI").served_from_root()
     }
 
     fn build_request(

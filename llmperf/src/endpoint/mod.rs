@@ -28,7 +28,7 @@
 //! Every kind is served by the built-in endpoint (same scripted timing and
 //! faults), so `--builtin` works with each. The base URL and key come from
 //! the spec, else `{PREFIX}_API_BASE` / `{PREFIX}_API_KEY` with the kind's
-//! prefix ([`EndpointKind::default_env_prefix`], or `--env-prefix`).
+//! prefix ([`About::env_prefix`], or `--env-prefix`).
 //! Kind-specific settings are `--option KEY=VALUE` /
 //! `Endpoint::option(key, value)`, else `{PREFIX}_{KEY}` in the environment
 //! ([`Target::setting`]); settings whose name holds `key`, `token`,
@@ -47,9 +47,10 @@
 //! `inventory::submit! { llmperf::endpoint::Registration::new(&MyKind) }`
 //! in a `benches/` file or any crate linked into it; it is then selectable
 //! by name like the built-in ones, which register the same way (through
-//! [`inventory`]). Only the name, the description, the request and the
-//! decoder are required; the rest have defaults for an OpenAI-style
-//! server.
+//! [`inventory`]). Only [`about`](EndpointKind::about) (the name, a
+//! listing line, and defaults for an OpenAI-style server that [`About`]
+//! lets a kind change), the request and the decoder are required; the
+//! other methods have defaults for an OpenAI-style server.
 //!
 //! ```
 //! let names: Vec<&str> = llmperf::endpoint::kinds().map(|k| k.name()).collect();
@@ -117,30 +118,83 @@ impl Target {
     }
 }
 
-/// One wire protocol.
-pub trait EndpointKind: Send + Sync + 'static {
+/// What a kind is called and where it points by default: constant data,
+/// given by [`EndpointKind::about`].
+///
+/// ```
+/// use llmperf::endpoint::About;
+/// const TGI_LIKE: About = About::new("my-tgi", "TGI behind a gateway")
+///     .env_prefix("MY_TGI")
+///     .served_from_root();
+/// assert_eq!(TGI_LIKE.builtin_base_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
+/// assert_eq!(TGI_LIKE.default_base_url, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct About {
     /// The name used in specs and `--api`, e.g. `openai-chat`.
-    fn name(&self) -> &'static str;
+    pub name: &'static str,
     /// One line for listings.
-    fn description(&self) -> &'static str;
+    pub description: &'static str,
     /// The environment variable prefix for the base URL and key
     /// (`{PREFIX}_API_BASE`, `{PREFIX}_API_KEY`) when the spec sets none.
-    fn default_env_prefix(&self) -> &'static str {
-        "OPENAI"
-    }
+    /// Default: `OPENAI`.
+    pub env_prefix: &'static str,
     /// The provider's public base URL, used when the spec and the
-    /// environment give none but a key is configured.
-    fn default_base_url(&self) -> Option<&'static str> {
-        None
+    /// environment give none but a key is configured. Default: none.
+    pub default_base_url: Option<&'static str>,
+    /// Where the built-in endpoint serves this kind under its root URL:
+    /// `/v1` (the default: OpenAI-style base URLs include the version) or
+    /// empty (kinds whose paths start at the server's root).
+    pub builtin_path: &'static str,
+}
+
+impl About {
+    /// A kind named `name`, with the defaults of an OpenAI-style kind.
+    pub const fn new(name: &'static str, description: &'static str) -> About {
+        About {
+            name,
+            description,
+            env_prefix: "OPENAI",
+            default_base_url: None,
+            builtin_path: "/v1",
+        }
     }
+
+    /// With this environment variable prefix.
+    pub const fn env_prefix(self, env_prefix: &'static str) -> About {
+        About { env_prefix, ..self }
+    }
+
+    /// With this public base URL.
+    pub const fn default_base_url(self, url: &'static str) -> About {
+        About {
+            default_base_url: Some(url),
+            ..self
+        }
+    }
+
+    /// Served by the built-in endpoint from its root (no `/v1`).
+    pub const fn served_from_root(self) -> About {
+        About {
+            builtin_path: "",
+            ..self
+        }
+    }
+
     /// Where the built-in endpoint serves this kind, given its root URL
     /// (`http://127.0.0.1:PORT`).
-    fn builtin_base_url(&self, root: &str) -> String {
-        format!("{root}/v1")
+    pub fn builtin_base_url(&self, root: &str) -> String {
+        format!("{root}{}", self.builtin_path)
     }
+}
+
+/// One wire protocol.
+pub trait EndpointKind: Send + Sync + 'static {
+    /// The kind's name, listing line and defaults (see [`About`]).
+    fn about(&self) -> About;
     /// What holds this kind's credentials besides a key given in the spec,
     /// named in authentication errors, and whether any of it is set (which
-    /// makes [`default_base_url`](EndpointKind::default_base_url) count as
+    /// makes the [default base URL](About::default_base_url) count as
     /// configured). Default: `{PREFIX}_API_KEY`. Kinds with other
     /// credentials (access tokens, token commands, cloud key pairs)
     /// override it.
@@ -176,6 +230,13 @@ pub trait EndpointKind: Send + Sync + 'static {
     /// answer with; a kind whose provider has its own shape overrides it.
     fn error_detail(&self, body: &str) -> Option<String> {
         openai::error_detail(body)
+    }
+}
+
+impl dyn EndpointKind {
+    /// The kind's name ([`About::name`]).
+    pub fn name(&self) -> &'static str {
+        self.about().name
     }
 }
 

@@ -29,8 +29,8 @@ use serde_json::{json, Value};
 use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
-    Target, TimedEvent, Usage,
+    excerpt, About, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
+    StreamEvent, Target, TimedEvent, Usage,
 };
 use crate::workload::RequestPlan;
 
@@ -44,12 +44,11 @@ inventory::submit! { Registration::new(&OpenAiChat) }
 inventory::submit! { Registration::new(&OpenAiCompletions) }
 
 impl EndpointKind for OpenAiChat {
-    fn name(&self) -> &'static str {
-        "openai-chat"
-    }
-
-    fn description(&self) -> &'static str {
-        "OpenAI-compatible chat completions (POST {base}/chat/completions, SSE)"
+    fn about(&self) -> About {
+        About::new(
+            "openai-chat",
+            "OpenAI-compatible chat completions (POST {base}/chat/completions, SSE)",
+        )
     }
 
     fn build_request(
@@ -71,12 +70,11 @@ impl EndpointKind for OpenAiChat {
 }
 
 impl EndpointKind for OpenAiCompletions {
-    fn name(&self) -> &'static str {
-        "openai-completions"
-    }
-
-    fn description(&self) -> &'static str {
-        "OpenAI-compatible text completions (POST {base}/completions, SSE)"
+    fn about(&self) -> About {
+        About::new(
+            "openai-completions",
+            "OpenAI-compatible text completions (POST {base}/completions, SSE)",
+        )
     }
 
     fn build_request(

@@ -37,14 +37,14 @@
 //!
 //! ```
 //! let fireworks = llmperf::endpoint::find("fireworks").unwrap();
-//! assert_eq!(fireworks.default_env_prefix(), "FIREWORKS");
-//! assert_eq!(fireworks.default_base_url(), Some("https://api.fireworks.ai/inference/v1"));
+//! assert_eq!(fireworks.about().env_prefix, "FIREWORKS");
+//! assert_eq!(fireworks.about().default_base_url, Some("https://api.fireworks.ai/inference/v1"));
 //! ```
 
 use serde_json::json;
 
 use super::openai::{self, OpenAiDecoder};
-use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use super::{About, EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// An OpenAI-compatible provider: chat completions under its own name,
@@ -170,27 +170,16 @@ impl OpenAiPreset {
 }
 
 impl EndpointKind for OpenAiPreset {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn description(&self) -> &'static str {
-        self.description
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        self.prefix
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        self.base
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
+    fn about(&self) -> About {
+        let about = About {
+            default_base_url: self.base,
+            ..About::new(self.name, self.description).env_prefix(self.prefix)
+        };
+        // A path that starts with its own `v1/` is served from the root.
         if self.path.starts_with("v1/") {
-            root.to_string()
+            about.served_from_root()
         } else {
-            format!("{root}/v1")
+            about
         }
     }
 
@@ -236,8 +225,8 @@ mod tests {
     fn every_preset_is_registered_under_its_name() {
         for preset in all() {
             let kind = super::super::find(preset.name).expect(preset.name);
-            assert_eq!(kind.default_env_prefix(), preset.prefix);
-            assert_eq!(kind.default_base_url(), preset.base);
+            assert_eq!(kind.about().env_prefix, preset.prefix);
+            assert_eq!(kind.about().default_base_url, preset.base);
         }
     }
 
@@ -252,11 +241,11 @@ mod tests {
             "chat/completions"
         );
         assert_eq!(
-            TGI_MESSAGES.builtin_base_url("http://127.0.0.1:9"),
+            TGI_MESSAGES.about().builtin_base_url("http://127.0.0.1:9"),
             "http://127.0.0.1:9"
         );
         assert_eq!(
-            VLLM.builtin_base_url("http://127.0.0.1:9"),
+            VLLM.about().builtin_base_url("http://127.0.0.1:9"),
             "http://127.0.0.1:9/v1"
         );
         assert_eq!(VLLM.path_under("http://x/v1"), "chat/completions");

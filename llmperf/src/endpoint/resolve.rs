@@ -36,7 +36,7 @@ pub(crate) fn configured_base_url(
     let prefix = spec
         .env_prefix
         .as_deref()
-        .unwrap_or(kind.default_env_prefix())
+        .unwrap_or(kind.about().env_prefix)
         .to_ascii_uppercase();
     if spec.builtin {
         return (prefix, None);
@@ -50,7 +50,7 @@ pub(crate) fn configured_base_url(
         .or_else(|| env_var(&base_env))
         .or_else(|| {
             (spec.api_key.is_some() || kind.credentials(&spec.options, &prefix).configured)
-                .then(|| kind.default_base_url().map(str::to_string))
+                .then(|| kind.about().default_base_url.map(str::to_string))
                 .flatten()
         });
     (prefix, url)

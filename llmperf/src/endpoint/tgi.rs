@@ -29,7 +29,7 @@
 //!   answers with) gives its message to the request's error.
 
 use super::wire::tgi::{self as wire, Route, TgiDecoder};
-use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use super::{About, EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// `tgi`: see the module docs.
@@ -38,20 +38,13 @@ pub struct Tgi;
 inventory::submit! { Registration::new(&Tgi) }
 
 impl EndpointKind for Tgi {
-    fn name(&self) -> &'static str {
-        "tgi"
-    }
-
-    fn description(&self) -> &'static str {
-        "Hugging Face TGI (POST {base}/generate_stream, one token per SSE event)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "TGI"
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new(
+            "tgi",
+            "Hugging Face TGI (POST {base}/generate_stream, one token per SSE event)",
+        )
+        .env_prefix("TGI")
+        .served_from_root()
     }
 
     fn build_request(

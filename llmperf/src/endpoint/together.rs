@@ -26,7 +26,7 @@
 use serde_json::json;
 
 use super::openai::OpenAiDecoder;
-use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use super::{About, EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// `together-inference`: see the module docs.
@@ -35,24 +35,14 @@ pub struct TogetherInference;
 inventory::submit! { Registration::new(&TogetherInference) }
 
 impl EndpointKind for TogetherInference {
-    fn name(&self) -> &'static str {
-        "together-inference"
-    }
-
-    fn description(&self) -> &'static str {
-        "Together AI's legacy inference API (POST {base}/inference, stream_tokens)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "TOGETHER"
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        Some("https://api.together.xyz")
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new(
+            "together-inference",
+            "Together AI's legacy inference API (POST {base}/inference, stream_tokens)",
+        )
+        .env_prefix("TOGETHER")
+        .default_base_url("https://api.together.xyz")
+        .served_from_root()
     }
 
     fn build_request(

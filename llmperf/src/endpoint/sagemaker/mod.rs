@@ -95,8 +95,8 @@ use super::framing::eventstream::{header_str, FrameDecoder};
 use super::wire::tgi::{self as wire, Route, TgiDecoder};
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, Credentials, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
-    StreamEvent, Target, TimedEvent,
+    excerpt, About, Credentials, EndpointKind, ErrorKind, Registration, RequestError,
+    StreamDecoder, StreamEvent, Target, TimedEvent,
 };
 use crate::workload::RequestPlan;
 
@@ -137,24 +137,8 @@ impl Format {
 }
 
 impl EndpointKind for SageMaker {
-    fn name(&self) -> &'static str {
-        "sagemaker"
-    }
-
-    fn description(&self) -> &'static str {
-        "Amazon SageMaker response streaming (POST {base}/endpoints/{name}/invocations-response-stream, SigV4, event stream of TGI or LMI output)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "SAGEMAKER"
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        Some("https://runtime.sagemaker.{region}.amazonaws.com")
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new("sagemaker", "Amazon SageMaker response streaming (POST {base}/endpoints/{name}/invocations-response-stream, SigV4, event stream of TGI or LMI output)").env_prefix("SAGEMAKER").default_base_url("https://runtime.sagemaker.{region}.amazonaws.com").served_from_root()
     }
 
     fn build_request(

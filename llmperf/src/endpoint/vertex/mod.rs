@@ -62,7 +62,7 @@ use self::url::Location;
 use super::openai::{self, OpenAiDecoder};
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, Credentials, EndpointKind, Registration, RequestError, StreamDecoder, Target,
+    excerpt, About, Credentials, EndpointKind, Registration, RequestError, StreamDecoder, Target,
 };
 use crate::workload::RequestPlan;
 
@@ -129,25 +129,11 @@ pub const DEFAULT_REGION: &str = "us-central1";
 const PLACEHOLDER: &str = "llmperf";
 
 impl EndpointKind for Vertex {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn description(&self) -> &'static str {
-        self.description
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        PREFIX
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        Some(DEFAULT_BASE_URL)
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        // The built-in endpoint serves the same paths as Google, from its root.
-        root.to_string()
+    fn about(&self) -> About {
+        About::new(self.name, self.description)
+            .env_prefix(PREFIX)
+            .default_base_url(DEFAULT_BASE_URL)
+            .served_from_root()
     }
 
     fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {

@@ -2,7 +2,7 @@
 //!
 //! The default base URL is the template
 //! `https://{region}-aiplatform.googleapis.com`: the provider's URL depends
-//! on a setting, so [`EndpointKind::default_base_url`](crate::endpoint::EndpointKind::default_base_url)
+//! on a setting, so [`About::default_base_url`](crate::endpoint::About::default_base_url)
 //! returns the template and every request fills in `{region}`. Any base URL
 //! (`VERTEXAI_API_BASE`, `--base-url`) may use the placeholder, e.g. a
 //! dedicated endpoint's `https://{id}.{region}-{number}.prediction.vertexai.goog`;
