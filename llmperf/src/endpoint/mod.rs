@@ -111,11 +111,26 @@ impl Target {
     /// A kind-specific setting: the spec's option `key`, else the
     /// environment variable `{PREFIX}_{KEY}` (upper-cased), else `None`.
     pub fn setting(&self, key: &str) -> Option<String> {
-        self.options.get(key).cloned().or_else(|| {
-            let name = format!("{}_{}", self.env_prefix, key.to_ascii_uppercase());
-            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-        })
+        setting(&self.options, &self.env_prefix, key)
     }
+}
+
+/// [`Target::setting`] before there is a target (for
+/// [`EndpointKind::credentials`]).
+pub(crate) fn setting(
+    options: &BTreeMap<String, String>,
+    env_prefix: &str,
+    key: &str,
+) -> Option<String> {
+    options
+        .get(key)
+        .cloned()
+        .or_else(|| env_var(&format!("{env_prefix}_{}", key.to_ascii_uppercase())))
+}
+
+/// The environment variable `name`, unless unset or blank.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// What a kind is called and where it points by default: constant data,
@@ -202,7 +217,7 @@ pub trait EndpointKind: Send + Sync + 'static {
         let _ = options;
         let name = format!("{env_prefix}_API_KEY");
         Credentials {
-            configured: std::env::var(&name).is_ok_and(|v| !v.trim().is_empty()),
+            configured: env_var(&name).is_some(),
             source: name,
         }
     }
@@ -502,6 +517,18 @@ pub(crate) fn decode_reads(decoder: &mut dyn StreamDecoder, pieces: &[&[u8]]) ->
     }
     decoder.finish(now, &mut out);
     out.into_iter().map(|e| e.event).collect()
+}
+
+/// The kinds of the error events in `events`, in order (decoder unit tests).
+#[cfg(test)]
+pub(crate) fn error_kinds(events: &[StreamEvent]) -> Vec<ErrorKind> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Error(error) => Some(error.kind),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The kind registered under `name`.

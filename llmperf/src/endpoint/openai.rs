@@ -505,15 +505,8 @@ mod tests {
     #[test]
     fn malformed_json_and_a_missing_done_are_named_errors() {
         let events = decode(&["data: {\"choices\": [\n\n", "data: {\"choices\":[]}\n\n"]);
-        let kinds: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::Error(error) => Some(error.kind),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            kinds,
+            crate::endpoint::error_kinds(&events),
             vec![ErrorKind::MalformedEvent, ErrorKind::MissingDone]
         );
     }

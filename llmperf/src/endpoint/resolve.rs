@@ -5,15 +5,11 @@
 
 use serde_json::Value;
 
-use super::{EndpointKind, Target};
+use super::{env_var, EndpointKind, Target};
 use crate::spec::{Endpoint, Secret, SpecError};
 
 /// Model name used against the built-in endpoint when none is set.
 pub const BUILTIN_MODEL: &str = "llmperf-builtin";
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 /// The endpoint kind `spec` names; an error listing the known ones.
 pub fn find_kind(spec: &Endpoint) -> Result<&'static dyn EndpointKind, SpecError> {

@@ -93,7 +93,7 @@ pub use sigv4::{
 
 use super::framing::eventstream::{header_str, FrameDecoder};
 use super::wire::tgi::{self as wire, Route, TgiDecoder};
-use super::QUOTED_CHARS;
+use super::{env_var, QUOTED_CHARS};
 use super::{
     excerpt, About, Credentials, EndpointKind, ErrorKind, Registration, RequestError,
     StreamDecoder, StreamEvent, Target, TimedEvent,
@@ -240,7 +240,7 @@ impl EndpointKind for SageMaker {
             options.contains_key(option)
                 || [format!("{env_prefix}_{variable}"), variable.to_string()]
                     .iter()
-                    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+                    .any(|name| env_var(name).is_some())
         };
         Credentials {
             source: sigv4::CREDENTIAL_SOURCE.to_string(),
@@ -308,10 +308,6 @@ fn region(target: &Target) -> Result<String, RequestError> {
         ErrorKind::Request,
         "no AWS region for SageMaker: set AWS_REGION, SAGEMAKER_REGION or the region option",
     ))
-}
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -500,7 +496,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     use super::*;
-    use crate::endpoint::Usage;
+    use crate::endpoint::{error_kinds as kinds, Usage};
 
     fn frame(headers: &[(&'static str, &str)], payload: &[u8]) -> Vec<u8> {
         let mut message = Message::new(payload.to_vec());
@@ -529,16 +525,6 @@ mod tests {
     fn decode(pieces: &[&[u8]]) -> Vec<StreamEvent> {
         let mut decoder = SageMakerDecoder::new();
         crate::endpoint::decode_reads(&mut decoder, pieces)
-    }
-
-    fn kinds(events: &[StreamEvent]) -> Vec<ErrorKind> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::Error(error) => Some(error.kind),
-                _ => None,
-            })
-            .collect()
     }
 
     /// TGI's SSE as a SageMaker TGI container streams it (`data:` without a

@@ -21,16 +21,8 @@ use std::time::{Duration, Instant};
 
 use super::env_var;
 use super::url::Location;
-use crate::endpoint::{Credentials, ErrorKind, RequestError, Target};
+use crate::endpoint::{setting, Credentials, ErrorKind, RequestError, Target};
 use crate::spec::Secret;
-
-/// [`Target::setting`] before there is a target.
-fn setting(options: &BTreeMap<String, String>, env_prefix: &str, key: &str) -> Option<String> {
-    options
-        .get(key)
-        .cloned()
-        .or_else(|| env_var(&format!("{env_prefix}_{}", key.to_ascii_uppercase())))
-}
 
 pub(crate) fn credentials(options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
     if let Some(command) = setting(options, env_prefix, "token_command") {

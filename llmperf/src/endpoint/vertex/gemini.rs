@@ -351,23 +351,14 @@ mod tests {
 
     use super::*;
     use crate::endpoint::vertex::target;
-
-    fn decode(decoder: &mut dyn StreamDecoder, pieces: &[&[u8]]) -> Vec<StreamEvent> {
-        let mut out = Vec::new();
-        let now = Instant::now();
-        for piece in pieces {
-            decoder.feed(piece, now, &mut out);
-        }
-        decoder.finish(now, &mut out);
-        out.into_iter().map(|e| e.event).collect()
-    }
+    use crate::endpoint::{decode_reads, error_kinds as errors};
 
     fn sse(pieces: &[&[u8]]) -> Vec<StreamEvent> {
-        decode(&mut GeminiSseDecoder::default(), pieces)
+        decode_reads(&mut GeminiSseDecoder::default(), pieces)
     }
 
     fn array(pieces: &[&[u8]]) -> Vec<StreamEvent> {
-        decode(&mut GeminiJsonDecoder::default(), pieces)
+        decode_reads(&mut GeminiJsonDecoder::default(), pieces)
     }
 
     /// Every split of `stream` into two and into single bytes decodes the same.
@@ -383,16 +374,6 @@ mod tests {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(run(&bytes), whole, "byte by byte");
         whole
-    }
-
-    fn errors(events: &[StreamEvent]) -> Vec<ErrorKind> {
-        events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::Error(error) => Some(error.kind),
-                _ => None,
-            })
-            .collect()
     }
 
     /// The shape of a Vertex AI `alt=sse` stream from a thinking model:

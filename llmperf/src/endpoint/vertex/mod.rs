@@ -60,7 +60,7 @@ use self::credentials::access_token;
 use self::gemini::gemini_request;
 use self::url::Location;
 use super::openai::{self, OpenAiDecoder};
-use super::QUOTED_CHARS;
+use super::{env_var, QUOTED_CHARS};
 use super::{
     excerpt, About, Credentials, EndpointKind, Registration, RequestError, StreamDecoder, Target,
 };
@@ -209,10 +209,6 @@ fn openai_request(
         "messages": plan.messages,
     });
     Ok(openai::post(client, &vertex, path, body, plan))
-}
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// The message of a Google error body: `{"error":{"code","message","status"}}`,

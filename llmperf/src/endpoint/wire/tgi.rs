@@ -290,7 +290,9 @@ impl Details {
 impl Events {
     /// Whether the stream still owes its final event.
     fn expects_end(&self) -> bool {
-        !self.ended && !self.failed && !(self.saw_outputs && !self.saw_tokens)
+        // Only dynamic-batch `outputs` lines: a protocol with no end marker.
+        let outputs_only = self.saw_outputs && !self.saw_tokens;
+        !(self.ended || self.failed || outputs_only)
     }
 
     /// Decodes one event's (or line's) JSON; `Done` after the final one.
