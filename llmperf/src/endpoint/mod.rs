@@ -48,9 +48,8 @@
 //! in a `benches/` file or any crate linked into it; it is then selectable
 //! by name like the built-in ones, which register the same way (through
 //! [`inventory`]). Only [`about`](EndpointKind::about) (the name, a
-//! listing line, and defaults for an OpenAI-style server that [`About`]
-//! lets a kind change), the request and the decoder are required; the
-//! other methods have defaults for an OpenAI-style server.
+//! listing line and the defaults an [`About`] holds), the request and the
+//! decoder are required; every default suits an OpenAI-style server.
 //!
 //! ```
 //! let names: Vec<&str> = llmperf::endpoint::kinds().map(|k| k.name()).collect();
