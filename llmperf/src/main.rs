@@ -417,7 +417,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Merge(args) => merge(args),
         Command::ListApis => {
             for kind in llmperf::endpoint::kinds() {
-                stdout::line(&format!("{:<20} {}", kind.name(), kind.description()));
+                stdout::line(&format!("{:<20} {}", kind.name(), kind.about().description));
             }
             Ok(ExitCode::SUCCESS)
         }

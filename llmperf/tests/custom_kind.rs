@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use llmperf::endpoint::openai::OpenAiChat;
-use llmperf::endpoint::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use llmperf::endpoint::{About, EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use llmperf::workload::RequestPlan;
 use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
@@ -14,12 +14,8 @@ struct Gateway;
 llmperf::inventory::submit! { Registration::new(&Gateway) }
 
 impl EndpointKind for Gateway {
-    fn name(&self) -> &'static str {
-        "in-house-gateway"
-    }
-
-    fn description(&self) -> &'static str {
-        "an in-house gateway (test)"
+    fn about(&self) -> About {
+        About::new("in-house-gateway", "an in-house gateway (test)")
     }
 
     fn build_request(

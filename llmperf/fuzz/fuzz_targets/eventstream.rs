@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llmperf::endpoint::eventstream::FrameDecoder;
+use llmperf::endpoint::framing::eventstream::FrameDecoder;
 
 mod common;
 

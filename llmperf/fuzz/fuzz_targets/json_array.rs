@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llmperf::endpoint::vertex::{ArrayItem, JsonArraySplitter};
+use llmperf::endpoint::framing::json_array::{ArrayItem, JsonArraySplitter};
 
 mod common;
 

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llmperf::endpoint::sse::SseDecoder;
+use llmperf::endpoint::framing::sse::SseDecoder;
 
 fn decode(pieces: &[&[u8]]) -> Vec<(Option<String>, String)> {
     let mut decoder = SseDecoder::new();

@@ -1,11 +1,20 @@
-//! Anthropic's Messages API: `POST {base}/v1/messages` with `stream: true`.
+//! Anthropic's Messages API (`anthropic`): `POST {base}/v1/messages` with
+//! `stream: true`.
 //!
+//! ```sh
+//! ANTHROPIC_API_KEY=… llmperf run --api anthropic -m claude-sonnet-4-5 -r 20 -c 4
+//! ```
+//!
+//! Variables: `ANTHROPIC_API_KEY`, `ANTHROPIC_API_BASE` (default
+//! `https://api.anthropic.com`; a base ending in `/v1` is accepted too).
 //! Headers `x-api-key` and `anthropic-version: 2023-06-01` (another version
-//! with the `anthropic_version` option or `ANTHROPIC_ANTHROPIC_VERSION`);
-//! the body is `{"model", "max_tokens", "messages": [{"role": "user",
-//! "content": …}], "stream": true}` plus the user's extra body.
-//! `max_tokens` is required by Anthropic: the plan's, else
-//! [`DEFAULT_MAX_TOKENS`]. There is no `ignore_eos`.
+//! with the `anthropic_version` option, `--option anthropic_version=…`, or
+//! `ANTHROPIC_ANTHROPIC_VERSION`); the body is `{"model", "max_tokens",
+//! "system"?, "messages": [{"role": "user", "content": …}, …], "stream":
+//! true}` (system messages joined into the top-level `system`) plus the
+//! user's extra body (e.g. `thinking`). `max_tokens` is required by
+//! Anthropic: the plan's, else [`DEFAULT_MAX_TOKENS`]. There is no
+//! `ignore_eos`.
 //!
 //! The answer is SSE with named events:
 //!
@@ -19,7 +28,12 @@
 //! | `error` | a stream error (`overloaded_error`, …) |
 //! | `message_stop` | the end |
 //!
-//! Any other event name is an [`ErrorKind::UnknownEvent`].
+//! Any other event name is an [`ErrorKind::UnknownEvent`]. The input
+//! tokens include cache reads and writes, the output tokens include
+//! thinking; thinking text is reasoning, which does not end TTFT. A stream
+//! without `message_stop` is [`ErrorKind::MissingDone`]. A wrong key is
+//! [`ErrorKind::Unauthorized`] with Anthropic's message
+//! (`authentication_error`), naming `ANTHROPIC_API_KEY`.
 
 use std::time::Instant;
 
@@ -27,11 +41,11 @@ use reqwest::header::HeaderValue;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::sse::SseDecoder;
+use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
-    Target, TimedEvent, Usage,
+    excerpt, About, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
+    StreamEvent, Target, TimedEvent, Usage,
 };
 use crate::workload::{self, RequestPlan, Role};
 
@@ -63,24 +77,14 @@ pub struct Anthropic;
 inventory::submit! { Registration::new(&Anthropic) }
 
 impl EndpointKind for Anthropic {
-    fn name(&self) -> &'static str {
-        "anthropic"
-    }
-
-    fn description(&self) -> &'static str {
-        "Anthropic Messages API (POST {base}/v1/messages, named SSE events)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "ANTHROPIC"
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        Some("https://api.anthropic.com")
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new(
+            "anthropic",
+            "Anthropic Messages API (POST {base}/v1/messages, named SSE events)",
+        )
+        .env_prefix("ANTHROPIC")
+        .default_base_url("https://api.anthropic.com")
+        .served_from_root()
     }
 
     fn build_request(

@@ -6,25 +6,35 @@
 //! defaults to the model name and the API version to
 //! [`DEFAULT_API_VERSION`]. The body and the stream are OpenAI's.
 //!
-//! Settings (spec option, else environment variable):
+//! The body keeps `stream_options.include_usage`, so token counts come from
+//! the server.
 //!
-//! | option | variable | default |
-//! | --- | --- | --- |
-//! | `deployment` | `AZURE_OPENAI_DEPLOYMENT` | the model name |
-//! | `api_version` | `AZURE_OPENAI_API_VERSION` | `2024-10-21` |
+//! ```sh
+//! AZURE_OPENAI_API_BASE=https://my-resource.openai.azure.com AZURE_OPENAI_API_KEY=… \
+//!   llmperf run --api azure-openai -m gpt-4o --option deployment=my-gpt-4o -r 20 -c 4
+//! ```
+//!
+//! | setting | spec / `--option` | environment | default |
+//! | --- | --- | --- | --- |
+//! | resource endpoint | `.base_url(…)` / `--base-url` | `AZURE_OPENAI_API_BASE` | none (built-in endpoint) |
+//! | key | `.api_key(…)` | `AZURE_OPENAI_API_KEY` | none |
+//! | deployment | `deployment` | `AZURE_OPENAI_DEPLOYMENT` | the model name |
+//! | API version | `api_version` | `AZURE_OPENAI_API_VERSION` | `2024-10-21` |
 //!
 //! `ignore_eos` and `min_tokens` are not sent: Azure refuses arguments it
-//! does not know (a user who wants them can set them with `extra_body`).
+//! does not know (a user who wants them can set them with `extra_body` if
+//! the deployment accepts them). The `api-version` query is masked in
+//! stored URLs like any query string.
 //!
 //! ```
 //! let azure = llmperf::endpoint::find("azure-openai").unwrap();
-//! assert_eq!(azure.default_env_prefix(), "AZURE_OPENAI");
+//! assert_eq!(azure.about().env_prefix, "AZURE_OPENAI");
 //! ```
 
 use serde_json::json;
 
 use super::openai::{self, OpenAiDecoder};
-use super::{EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, Target};
+use super::{About, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// The `api-version` used when none is set: the generally available
@@ -37,20 +47,8 @@ pub struct AzureOpenAi;
 inventory::submit! { Registration::new(&AzureOpenAi) }
 
 impl EndpointKind for AzureOpenAi {
-    fn name(&self) -> &'static str {
-        "azure-openai"
-    }
-
-    fn description(&self) -> &'static str {
-        "Azure OpenAI chat completions (POST {base}/openai/deployments/{deployment}/chat/completions, api-key header)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "AZURE_OPENAI"
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new("azure-openai", "Azure OpenAI chat completions (POST {base}/openai/deployments/{deployment}/chat/completions, api-key header)").env_prefix("AZURE_OPENAI").served_from_root()
     }
 
     fn build_request(
@@ -110,10 +108,6 @@ impl EndpointKind for AzureOpenAi {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
-    }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        openai::error_detail(body)
     }
 }
 

@@ -7,8 +7,49 @@
 //! and hands the bytes and their arrival time to the decoder, so every
 //! protocol is timed the same way.
 //!
-//! Kinds register through [`inventory`], so a crate outside llmperf can add
-//! its own with [`inventory::submit!`] and select it by name:
+//! # The kinds
+//!
+//! `llmperf list-apis` lists every kind a build knows; `Endpoint::kind("NAME")`
+//! in a spec and `llmperf run --api NAME` select one. Each kind's module
+//! is its reference (URLs, variables, options, authentication, what is
+//! decoded, quirks):
+//!
+//! | kind | module |
+//! | --- | --- |
+//! | `openai-chat` (the default), `openai-completions` | [`openai`] |
+//! | `openai`, `anyscale`, `fireworks`, `perplexity`, `together`, `vllm`, `sglang`, `llamacpp`, `tgi-messages` | [`presets`] |
+//! | `azure-openai` | [`azure`] |
+//! | `vertex-gemini`, `vertex-gemini-json`, `vertex-raw`, `vertex-openai` | [`vertex`] |
+//! | `sagemaker` | [`sagemaker`] |
+//! | `tgi` | [`tgi`] |
+//! | `together-inference` | [`together`] |
+//! | `anthropic` | [`anthropic`] |
+//!
+//! Every kind is served by the built-in endpoint (same scripted timing and
+//! faults), so `--builtin` works with each. The base URL and key come from
+//! the spec, else `{PREFIX}_API_BASE` / `{PREFIX}_API_KEY` with the kind's
+//! prefix ([`About::env_prefix`], or `--env-prefix`).
+//! Kind-specific settings are `--option KEY=VALUE` /
+//! `Endpoint::option(key, value)`, else `{PREFIX}_{KEY}` in the environment
+//! ([`Target::setting`]); settings whose name holds `key`, `token`,
+//! `secret`, `password`, `credential` or `signature` are written to
+//! results as `***` ([`is_secret_setting`]).
+//!
+//! What several kinds share is kept once: the framings ([`framing`]: SSE,
+//! AWS's event stream, a streamed JSON array) and wire formats spoken by
+//! more than one kind ([`wire`]: TGI's and LMI's token lines).
+//!
+//! # Your own protocol
+//!
+//! Implement [`EndpointKind`] (build the HTTP request for a `RequestPlan`;
+//! return a [`StreamDecoder`] that turns bytes, stamped by the shared
+//! reader as they arrive, into [`StreamEvent`]s) and register it with
+//! `inventory::submit! { llmperf::endpoint::Registration::new(&MyKind) }`
+//! in a `benches/` file or any crate linked into it; it is then selectable
+//! by name like the built-in ones, which register the same way (through
+//! [`inventory`]). Only [`about`](EndpointKind::about) (the name, a
+//! listing line and the defaults an [`About`] holds), the request and the
+//! decoder are required; every default suits an OpenAI-style server.
 //!
 //! ```
 //! let names: Vec<&str> = llmperf::endpoint::kinds().map(|k| k.name()).collect();
@@ -17,17 +58,21 @@
 
 pub mod anthropic;
 pub mod azure;
-pub mod eventstream;
+pub mod framing;
 pub mod openai;
 pub mod presets;
 pub mod reader;
 pub mod resolve;
 pub mod sagemaker;
-pub mod sse;
 pub mod tgi;
 pub mod together;
 pub mod vertex;
+pub mod wire;
 
+// The built-in endpoint's tests still name the event-stream framing by its
+// former path (`builtin/` is being rebuilt elsewhere).
+#[cfg(test)]
+pub(crate) use framing::eventstream;
 pub(crate) use resolve::{configured_base_url, target};
 pub use resolve::{configured_endpoint, env_prefix, find_kind, BUILTIN_MODEL};
 
@@ -65,37 +110,105 @@ impl Target {
     /// A kind-specific setting: the spec's option `key`, else the
     /// environment variable `{PREFIX}_{KEY}` (upper-cased), else `None`.
     pub fn setting(&self, key: &str) -> Option<String> {
-        self.options.get(key).cloned().or_else(|| {
-            let name = format!("{}_{}", self.env_prefix, key.to_ascii_uppercase());
-            std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-        })
+        setting(&self.options, &self.env_prefix, key)
+    }
+}
+
+/// [`Target::setting`] before there is a target (for
+/// [`EndpointKind::credentials`]).
+pub(crate) fn setting(
+    options: &BTreeMap<String, String>,
+    env_prefix: &str,
+    key: &str,
+) -> Option<String> {
+    options
+        .get(key)
+        .cloned()
+        .or_else(|| env_var(&format!("{env_prefix}_{}", key.to_ascii_uppercase())))
+}
+
+/// The environment variable `name`, unless unset or blank.
+pub(crate) fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// What a kind is called and where it points by default: constant data,
+/// given by [`EndpointKind::about`].
+///
+/// ```
+/// use llmperf::endpoint::About;
+/// const TGI_LIKE: About = About::new("my-tgi", "TGI behind a gateway")
+///     .env_prefix("MY_TGI")
+///     .served_from_root();
+/// assert_eq!(TGI_LIKE.builtin_base_url("http://127.0.0.1:9"), "http://127.0.0.1:9");
+/// assert_eq!(TGI_LIKE.default_base_url, None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct About {
+    /// The name used in specs and `--api`, e.g. `openai-chat`.
+    pub name: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+    /// The environment variable prefix for the base URL and key
+    /// (`{PREFIX}_API_BASE`, `{PREFIX}_API_KEY`) when the spec sets none.
+    /// Default: `OPENAI`.
+    pub env_prefix: &'static str,
+    /// The provider's public base URL, used when the spec and the
+    /// environment give none but a key is configured. Default: none.
+    pub default_base_url: Option<&'static str>,
+    /// Where the built-in endpoint serves this kind under its root URL:
+    /// `/v1` (the default: OpenAI-style base URLs include the version) or
+    /// empty (kinds whose paths start at the server's root).
+    pub builtin_path: &'static str,
+}
+
+impl About {
+    /// A kind named `name`, with the defaults of an OpenAI-style kind.
+    pub const fn new(name: &'static str, description: &'static str) -> About {
+        About {
+            name,
+            description,
+            env_prefix: "OPENAI",
+            default_base_url: None,
+            builtin_path: "/v1",
+        }
+    }
+
+    /// With this environment variable prefix.
+    pub const fn env_prefix(self, env_prefix: &'static str) -> About {
+        About { env_prefix, ..self }
+    }
+
+    /// With this public base URL.
+    pub const fn default_base_url(self, url: &'static str) -> About {
+        About {
+            default_base_url: Some(url),
+            ..self
+        }
+    }
+
+    /// Served by the built-in endpoint from its root (no `/v1`).
+    pub const fn served_from_root(self) -> About {
+        About {
+            builtin_path: "",
+            ..self
+        }
+    }
+
+    /// Where the built-in endpoint serves this kind, given its root URL
+    /// (`http://127.0.0.1:PORT`).
+    pub fn builtin_base_url(&self, root: &str) -> String {
+        format!("{root}{}", self.builtin_path)
     }
 }
 
 /// One wire protocol.
 pub trait EndpointKind: Send + Sync + 'static {
-    /// The name used in specs and `--api`, e.g. `openai-chat`.
-    fn name(&self) -> &'static str;
-    /// One line for listings.
-    fn description(&self) -> &'static str;
-    /// The environment variable prefix for the base URL and key
-    /// (`{PREFIX}_API_BASE`, `{PREFIX}_API_KEY`) when the spec sets none.
-    fn default_env_prefix(&self) -> &'static str {
-        "OPENAI"
-    }
-    /// The provider's public base URL, used when the spec and the
-    /// environment give none but a key is configured.
-    fn default_base_url(&self) -> Option<&'static str> {
-        None
-    }
-    /// Where the built-in endpoint serves this kind, given its root URL
-    /// (`http://127.0.0.1:PORT`).
-    fn builtin_base_url(&self, root: &str) -> String {
-        format!("{root}/v1")
-    }
+    /// The kind's name, listing line and defaults (see [`About`]).
+    fn about(&self) -> About;
     /// What holds this kind's credentials besides a key given in the spec,
     /// named in authentication errors, and whether any of it is set (which
-    /// makes [`default_base_url`](EndpointKind::default_base_url) count as
+    /// makes the [default base URL](About::default_base_url) count as
     /// configured). Default: `{PREFIX}_API_KEY`. Kinds with other
     /// credentials (access tokens, token commands, cloud key pairs)
     /// override it.
@@ -103,7 +216,7 @@ pub trait EndpointKind: Send + Sync + 'static {
         let _ = options;
         let name = format!("{env_prefix}_API_KEY");
         Credentials {
-            configured: std::env::var(&name).is_ok_and(|v| !v.trim().is_empty()),
+            configured: env_var(&name).is_some(),
             source: name,
         }
     }
@@ -124,11 +237,20 @@ pub trait EndpointKind: Send + Sync + 'static {
     ) -> Result<reqwest::RequestBuilder, RequestError>;
     /// A fresh decoder for one response stream.
     fn decoder(&self) -> Box<dyn StreamDecoder>;
-    /// The message inside an error response body, when the protocol has a
-    /// known shape for it (the reader falls back to an excerpt of the body).
+    /// The message inside an error response body, when it has a known
+    /// shape (the reader falls back to an excerpt of the body). Default:
+    /// OpenAI's shape (`{"error": {"message"}}`, `{"error": "…"}`, vLLM's
+    /// `{"object": "error", "message"}`), which most servers and proxies
+    /// answer with; a kind whose provider has its own shape overrides it.
     fn error_detail(&self, body: &str) -> Option<String> {
-        let _ = body;
-        None
+        openai::error_detail(body)
+    }
+}
+
+impl dyn EndpointKind {
+    /// The kind's name ([`About::name`]).
+    pub fn name(&self) -> &'static str {
+        self.about().name
     }
 }
 
@@ -394,6 +516,18 @@ pub(crate) fn decode_reads(decoder: &mut dyn StreamDecoder, pieces: &[&[u8]]) ->
     }
     decoder.finish(now, &mut out);
     out.into_iter().map(|e| e.event).collect()
+}
+
+/// The kinds of the error events in `events`, in order (decoder unit tests).
+#[cfg(test)]
+pub(crate) fn error_kinds(events: &[StreamEvent]) -> Vec<ErrorKind> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Error(error) => Some(error.kind),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The kind registered under `name`.

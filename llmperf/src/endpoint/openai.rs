@@ -5,18 +5,32 @@
 //! decoder serves both: chunks carry `choices[].delta.content` (chat) or
 //! `choices[].text` (completions), reasoning in `delta.reasoning_content` or
 //! `delta.reasoning`, a final usage chunk (often with empty `choices`), then
-//! `data: [DONE]`. An `{"error": …}` object inside a 200 stream is an error.
+//! `data: [DONE]`. An `{"error": …}` object (or vLLM's `{"object":
+//! "error", "message"}`) inside a 200 stream is an error; a stream without
+//! `[DONE]` is [`ErrorKind::MissingDone`].
+//!
+//! `openai-chat` is the default kind (`--api`). Its variables are
+//! `OPENAI_API_BASE` (e.g. `http://host:8000/v1`; no default: use the
+//! [`openai`](super::presets::OPENAI) preset for `api.openai.com`) and
+//! `OPENAI_API_KEY`. The chat body sends the workload's messages; the
+//! completions body sends them flattened into one `prompt` (a lone user
+//! message as its own text, else `System: …`, `User: …`, `Assistant: …`
+//! turns ending with `Assistant:`). Both add `max_tokens`, and when the
+//! workload ignores the end of sequence, `ignore_eos: true` and `min_tokens`
+//! equal to `max_tokens` (vLLM's and SGLang's knobs); the spec's extra body
+//! is merged last and wins. The presets ([`super::presets`]) are this kind
+//! with other defaults.
 
 use std::time::Instant;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::sse::SseDecoder;
+use super::framing::sse::SseDecoder;
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder, StreamEvent,
-    Target, TimedEvent, Usage,
+    excerpt, About, EndpointKind, ErrorKind, Registration, RequestError, StreamDecoder,
+    StreamEvent, Target, TimedEvent, Usage,
 };
 use crate::workload::RequestPlan;
 
@@ -30,12 +44,11 @@ inventory::submit! { Registration::new(&OpenAiChat) }
 inventory::submit! { Registration::new(&OpenAiCompletions) }
 
 impl EndpointKind for OpenAiChat {
-    fn name(&self) -> &'static str {
-        "openai-chat"
-    }
-
-    fn description(&self) -> &'static str {
-        "OpenAI-compatible chat completions (POST {base}/chat/completions, SSE)"
+    fn about(&self) -> About {
+        About::new(
+            "openai-chat",
+            "OpenAI-compatible chat completions (POST {base}/chat/completions, SSE)",
+        )
     }
 
     fn build_request(
@@ -54,19 +67,14 @@ impl EndpointKind for OpenAiChat {
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
     }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        error_detail(body)
-    }
 }
 
 impl EndpointKind for OpenAiCompletions {
-    fn name(&self) -> &'static str {
-        "openai-completions"
-    }
-
-    fn description(&self) -> &'static str {
-        "OpenAI-compatible text completions (POST {base}/completions, SSE)"
+    fn about(&self) -> About {
+        About::new(
+            "openai-completions",
+            "OpenAI-compatible text completions (POST {base}/completions, SSE)",
+        )
     }
 
     fn build_request(
@@ -81,10 +89,6 @@ impl EndpointKind for OpenAiCompletions {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
-    }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        error_detail(body)
     }
 }
 
@@ -501,15 +505,8 @@ mod tests {
     #[test]
     fn malformed_json_and_a_missing_done_are_named_errors() {
         let events = decode(&["data: {\"choices\": [\n\n", "data: {\"choices\":[]}\n\n"]);
-        let kinds: Vec<_> = events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::Error(error) => Some(error.kind),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            kinds,
+            crate::endpoint::error_kinds(&events),
             vec![ErrorKind::MalformedEvent, ErrorKind::MissingDone]
         );
     }

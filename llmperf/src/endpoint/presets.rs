@@ -2,37 +2,49 @@
 //! default base URL and environment variable names.
 //!
 //! A preset is data, not code: the request and the stream are exactly
-//! [`openai-chat`](super::openai::OpenAiChat)'s. What differs is where the
-//! requests go when nothing else is configured and which variables name the
-//! base URL and the key (`{PREFIX}_API_BASE`, `{PREFIX}_API_KEY`, as the
-//! older tool's `.env` files used them).
+//! [`openai-chat`](super::openai::OpenAiChat)'s (`POST
+//! {base}/chat/completions`, SSE, `stream_options.include_usage`, Bearer
+//! key). What differs is where the requests go when nothing else is
+//! configured and which variables name the base URL and the key
+//! (`{PREFIX}_API_BASE`, `{PREFIX}_API_KEY`, as the older tool's `.env`
+//! files used them).
 //!
-//! | kind | default base URL | prefix |
+//! | kind | default base URL | variables |
 //! | --- | --- | --- |
-//! | `openai` | `https://api.openai.com/v1` | `OPENAI` |
-//! | `anyscale` | `https://api.endpoints.anyscale.com/v1` | `ANYSCALE` |
-//! | `fireworks` | `https://api.fireworks.ai/inference/v1` | `FIREWORKS` |
-//! | `perplexity` | `https://api.perplexity.ai` | `PERPLEXITY` |
-//! | `together` | `https://api.together.xyz/v1` | `TOGETHER` |
-//! | `vllm` | — | `VLLM` |
-//! | `sglang` | — | `SGLANG` |
-//! | `llamacpp` | — | `LLAMACPP` |
-//! | `tgi-messages` | — (the TGI server's root) | `TGI` |
+//! | `openai` | `https://api.openai.com/v1` | `OPENAI_API_BASE`, `OPENAI_API_KEY` |
+//! | `anyscale` | `https://api.endpoints.anyscale.com/v1` | `ANYSCALE_API_BASE`, `ANYSCALE_API_KEY` |
+//! | `fireworks` | `https://api.fireworks.ai/inference/v1` | `FIREWORKS_API_BASE`, `FIREWORKS_API_KEY` |
+//! | `perplexity` | `https://api.perplexity.ai` | `PERPLEXITY_API_BASE`, `PERPLEXITY_API_KEY` |
+//! | `together` | `https://api.together.xyz/v1` | `TOGETHER_API_BASE`, `TOGETHER_API_KEY` |
+//! | `vllm` | none | `VLLM_API_BASE` (e.g. `http://host:8000/v1`), `VLLM_API_KEY` |
+//! | `sglang` | none | `SGLANG_API_BASE` (e.g. `http://host:30000/v1`), `SGLANG_API_KEY` |
+//! | `llamacpp` | none | `LLAMACPP_API_BASE` (e.g. `http://host:8080/v1`), `LLAMACPP_API_KEY` |
+//! | `tgi-messages` | none | `TGI_API_BASE` (the TGI server's root, e.g. `http://host:8080`; `/v1/chat/completions` is appended), `TGI_API_KEY` (a Hugging Face token) |
+//!
+//! ```sh
+//! FIREWORKS_API_KEY=… llmperf run --api fireworks -m accounts/fireworks/models/llama-v3p1-8b-instruct -r 20 -c 4
+//! VLLM_API_BASE=http://gpu-box:8000/v1 llmperf run --api vllm -m meta-llama/Llama-3.1-8B-Instruct
+//! ```
 //!
 //! A default base URL is used only when a key is configured for the preset
 //! (in the spec or in `{PREFIX}_API_KEY`), so an unconfigured benchmark runs
 //! against the built-in endpoint rather than failing on a public API.
+//! `--base-url` or `{PREFIX}_API_BASE` always wins.
+//!
+//! Together's chunks repeat the text in `choices[].text` and
+//! `delta.content` and end with `finish_reason: "eos"`; the text is counted
+//! once.
 //!
 //! ```
 //! let fireworks = llmperf::endpoint::find("fireworks").unwrap();
-//! assert_eq!(fireworks.default_env_prefix(), "FIREWORKS");
-//! assert_eq!(fireworks.default_base_url(), Some("https://api.fireworks.ai/inference/v1"));
+//! assert_eq!(fireworks.about().env_prefix, "FIREWORKS");
+//! assert_eq!(fireworks.about().default_base_url, Some("https://api.fireworks.ai/inference/v1"));
 //! ```
 
 use serde_json::json;
 
 use super::openai::{self, OpenAiDecoder};
-use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use super::{About, EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// An OpenAI-compatible provider: chat completions under its own name,
@@ -158,27 +170,16 @@ impl OpenAiPreset {
 }
 
 impl EndpointKind for OpenAiPreset {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn description(&self) -> &'static str {
-        self.description
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        self.prefix
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        self.base
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
+    fn about(&self) -> About {
+        let about = About {
+            default_base_url: self.base,
+            ..About::new(self.name, self.description).env_prefix(self.prefix)
+        };
+        // A path that starts with its own `v1/` is served from the root.
         if self.path.starts_with("v1/") {
-            root.to_string()
+            about.served_from_root()
         } else {
-            format!("{root}/v1")
+            about
         }
     }
 
@@ -198,10 +199,6 @@ impl EndpointKind for OpenAiPreset {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
-    }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        openai::error_detail(body)
     }
 }
 
@@ -228,8 +225,8 @@ mod tests {
     fn every_preset_is_registered_under_its_name() {
         for preset in all() {
             let kind = super::super::find(preset.name).expect(preset.name);
-            assert_eq!(kind.default_env_prefix(), preset.prefix);
-            assert_eq!(kind.default_base_url(), preset.base);
+            assert_eq!(kind.about().env_prefix, preset.prefix);
+            assert_eq!(kind.about().default_base_url, preset.base);
         }
     }
 
@@ -244,11 +241,11 @@ mod tests {
             "chat/completions"
         );
         assert_eq!(
-            TGI_MESSAGES.builtin_base_url("http://127.0.0.1:9"),
+            TGI_MESSAGES.about().builtin_base_url("http://127.0.0.1:9"),
             "http://127.0.0.1:9"
         );
         assert_eq!(
-            VLLM.builtin_base_url("http://127.0.0.1:9"),
+            VLLM.about().builtin_base_url("http://127.0.0.1:9"),
             "http://127.0.0.1:9/v1"
         );
         assert_eq!(VLLM.path_under("http://x/v1"), "chat/completions");

@@ -5,15 +5,11 @@
 
 use serde_json::Value;
 
-use super::{EndpointKind, Target};
+use super::{env_var, EndpointKind, Target};
 use crate::spec::{Endpoint, Secret, SpecError};
 
 /// Model name used against the built-in endpoint when none is set.
 pub const BUILTIN_MODEL: &str = "llmperf-builtin";
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 /// The endpoint kind `spec` names; an error listing the known ones.
 pub fn find_kind(spec: &Endpoint) -> Result<&'static dyn EndpointKind, SpecError> {
@@ -36,7 +32,7 @@ pub(crate) fn configured_base_url(
     let prefix = spec
         .env_prefix
         .as_deref()
-        .unwrap_or(kind.default_env_prefix())
+        .unwrap_or(kind.about().env_prefix)
         .to_ascii_uppercase();
     if spec.builtin {
         return (prefix, None);
@@ -50,7 +46,7 @@ pub(crate) fn configured_base_url(
         .or_else(|| env_var(&base_env))
         .or_else(|| {
             (spec.api_key.is_some() || kind.credentials(&spec.options, &prefix).configured)
-                .then(|| kind.default_base_url().map(str::to_string))
+                .then(|| kind.about().default_base_url.map(str::to_string))
                 .flatten()
         });
     (prefix, url)

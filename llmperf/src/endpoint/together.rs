@@ -1,9 +1,17 @@
-//! Together AI's legacy inference API: `POST {base}/inference`.
+//! Together AI's legacy inference API (`together-inference`): `POST
+//! {base}/inference`.
+//!
+//! ```sh
+//! TOGETHER_API_KEY=… llmperf run --api together-inference -m togethercomputer/llama-2-7b -r 20 -c 4
+//! ```
 //!
 //! The body is `{"model", "prompt", "max_tokens", "stream_tokens": true}`
-//! (with the user's extra body merged in); the answer is SSE whose chunks
-//! look like completions chunks with extra fields, ending with
-//! `data: [DONE]`:
+//! (the prompt is the workload's messages flattened; the user's extra body
+//! merged in), with a Bearer key (`TOGETHER_API_KEY`). `ignore_eos` is not
+//! sent (set it with `extra_body` if the model supports it). The answer is
+//! SSE whose chunks look like completions chunks with extra fields
+//! (`result_type`, `token`, `generated_text`, `stats`), the usage on the
+//! last chunk, ending with `data: [DONE]`:
 //!
 //! ```text
 //! data: {"choices":[{"text":" Hello"}],"result_type":"language-model-inference","id":"8a1f…","token":{"id":15043,"text":" Hello","logprob":-0.1,"special":false},"generated_text":null,"details":null,"stats":null,"usage":null}
@@ -11,13 +19,14 @@
 //!
 //! so the OpenAI decoder reads them (text from `choices[].text`, the usage
 //! on the last chunk when present). For Together's OpenAI-compatible API use
-//! the `together` preset. `TOGETHER_API_BASE` may end in `/v1` (as the
-//! preset's does): the legacy path is then taken from the host's root.
+//! the `together` preset (`--api together`). `TOGETHER_API_BASE` defaults
+//! to `https://api.together.xyz` and may end in `/v1` (as the preset's
+//! does): the legacy path is then taken from the host's root.
 
 use serde_json::json;
 
-use super::openai::{self, OpenAiDecoder};
-use super::{EndpointKind, Registration, RequestError, StreamDecoder, Target};
+use super::openai::OpenAiDecoder;
+use super::{About, EndpointKind, Registration, RequestError, StreamDecoder, Target};
 use crate::workload::RequestPlan;
 
 /// `together-inference`: see the module docs.
@@ -26,24 +35,14 @@ pub struct TogetherInference;
 inventory::submit! { Registration::new(&TogetherInference) }
 
 impl EndpointKind for TogetherInference {
-    fn name(&self) -> &'static str {
-        "together-inference"
-    }
-
-    fn description(&self) -> &'static str {
-        "Together AI's legacy inference API (POST {base}/inference, stream_tokens)"
-    }
-
-    fn default_env_prefix(&self) -> &'static str {
-        "TOGETHER"
-    }
-
-    fn default_base_url(&self) -> Option<&'static str> {
-        Some("https://api.together.xyz")
-    }
-
-    fn builtin_base_url(&self, root: &str) -> String {
-        root.to_string()
+    fn about(&self) -> About {
+        About::new(
+            "together-inference",
+            "Together AI's legacy inference API (POST {base}/inference, stream_tokens)",
+        )
+        .env_prefix("TOGETHER")
+        .default_base_url("https://api.together.xyz")
+        .served_from_root()
     }
 
     fn build_request(
@@ -81,10 +80,6 @@ impl EndpointKind for TogetherInference {
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
         Box::new(OpenAiDecoder::default())
-    }
-
-    fn error_detail(&self, body: &str) -> Option<String> {
-        openai::error_detail(body)
     }
 }
 

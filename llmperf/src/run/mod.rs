@@ -140,7 +140,10 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
                     what: "the built-in endpoint",
                     source,
                 })?;
-            (kind.builtin_base_url(&server.root_url()), Some(server))
+            (
+                kind.about().builtin_base_url(&server.root_url()),
+                Some(server),
+            )
         }
     };
     let target = endpoint::target(

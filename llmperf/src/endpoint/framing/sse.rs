@@ -8,7 +8,7 @@
 //! `\n`, and the `event:` name is kept for protocols that use named events.
 //!
 //! ```
-//! use llmperf::endpoint::sse::SseDecoder;
+//! use llmperf::endpoint::framing::sse::SseDecoder;
 //! let mut decoder = SseDecoder::new();
 //! let mut seen = Vec::new();
 //! decoder.feed(b"data: {\"a\":1}\r\n\r\n: keep-alive\n\ndata:[DO", |e| seen.push(e.data.to_string()));

@@ -15,7 +15,7 @@
 //!
 //! ```
 //! use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
-//! use llmperf::endpoint::eventstream::FrameDecoder;
+//! use llmperf::endpoint::framing::eventstream::FrameDecoder;
 //!
 //! let message = Message::new(&b"hello"[..])
 //!     .add_header(Header::new(":event-type", HeaderValue::String("PayloadPart".into())));
