@@ -1,7 +1,7 @@
 //! Hostile and broken servers (the built-in endpoint's hostile faults):
 //! every stream ends within bounded memory and time, with a named error,
 //! and every record is written. Peak memory and time are measured by
-//! `cargo bench --bench hostile_servers`, not asserted here.
+//! `cargo bench -p llmperf --bench hostile_servers`, not asserted here.
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A sharded llmperf run as a Slurm job array: task i runs shard i of 4
 # (--shard auto reads SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT; see
-# README, "Past one machine"). Submit, then merge once every task ended:
+# docs/sharding.md). Submit, then merge once every task ended:
 #
 #   export RESULTS=$PWD/llmperf-results/$(date -u +%Y%m%dT%H%M%SZ)
 #   export START_AT=$(date -u -d '+3 min' +%FT%TZ)

@@ -1,6 +1,6 @@
 //! Synthetic results with a known shape, for checking what comparisons
 //! conclude: the tests measure detection and false-positive rates with
-//! them, and `cargo bench --bench verdicts` reports those rates.
+//! them, and `cargo bench -p llmperf --bench verdicts` reports those rates.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

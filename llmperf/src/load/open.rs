@@ -7,7 +7,7 @@
 //! spawns the unit onto the runtime. On Linux it sleeps with a timer slack
 //! of 1 ns: the default 50 µs, which lets the kernel defer a wake-up to
 //! batch it with others, made every send up to 50 µs late, about half the
-//! median send lag (`benches/arrival_rates.rs`). With a cap on requests in
+//! median send lag (`llmperf/benches/arrival_rates.rs`). With a cap on requests in
 //! flight, an overdue unit waits for a slot in order; its wait is counted,
 //! it is never dropped.
 

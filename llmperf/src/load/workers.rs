@@ -5,7 +5,7 @@
 //! all on one thread, and nothing else competes for that thread: no work
 //! stealing between workers, no worker woken to find nothing to do. With a
 //! multi-threaded runtime each event cost a few more futex calls and
-//! context switches than it needs (`benches/client_cost.rs`). Several
+//! context switches than it needs (`llmperf/benches/client_cost.rs`). Several
 //! client threads share the requests round-robin, for loads one thread
 //! cannot read in time.
 

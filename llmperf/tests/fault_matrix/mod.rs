@@ -195,7 +195,7 @@ pub fn assert_right_key(endpoint: Endpoint, key: &str) {
 /// scripted figure is a floor (the built-in endpoint never sends early and
 /// the client stamps the send before the bytes leave); the ceiling is loose
 /// because CI machines are busy. Timing accuracy itself is measured by
-/// `cargo bench --bench timing_accuracy`, not asserted here.
+/// `cargo bench -p llmperf --bench timing_accuracy`, not asserted here.
 pub const LATE_MS: f64 = 25.0;
 
 /// A latency (TTFT, time to first reasoning) measured against its script:

@@ -6,9 +6,9 @@
 //! report (read, render, write), with the page's size and the peak memory
 //! while rendering. The target is under 2 s for the page.
 //!
-//! `cargo bench --bench html_report` runs the full measurement; without
-//! `--bench` (under `cargo test --benches`) it renders 2,000 requests as a
-//! smoke test.
+//! `cargo bench -p llmperf --bench html_report` runs the full measurement;
+//! without `--bench` (under `cargo test --benches`) it renders 2,000
+//! requests as a smoke test.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -37,11 +37,10 @@
 //!   as it sends), and what a run waits for and holds before its first
 //!   send: the 1,024 requests planned ahead.
 //!
-//! `cargo bench --bench client_cost` runs the full measurement (`--
-//! client_cost/cpu`, `client_cost/streams`, `client_cost/long` or
-//! `client_cost/plan` one part);
-//! without
-//! `--bench` (under `cargo test --benches`) it runs a small smoke version.
+//! `cargo bench -p llmperf --bench client_cost` runs the full measurement
+//! (`-- client_cost/cpu`, `client_cost/streams`, `client_cost/long` or
+//! `client_cost/plan` one part); without `--bench` (under `cargo test
+//! --benches`) it runs a small smoke version.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

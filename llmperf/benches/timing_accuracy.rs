@@ -9,8 +9,9 @@
 //! `/v1/builtin/stats`), the client's CPU time per 1,000 stream events during
 //! the run, and its peak RSS.
 //!
-//! `cargo bench --bench timing_accuracy` runs the full measurement; without
-//! `--bench` (under `cargo test --benches`) it runs a small smoke version.
+//! `cargo bench -p llmperf --bench timing_accuracy` runs the full
+//! measurement; without `--bench` (under `cargo test --benches`) it runs a
+//! small smoke version.
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -7,9 +7,10 @@
 //!   whole level (Holm keeps that at the significance level);
 //! - cost: the time of one level's comparison at 200 and 2,000 requests.
 //!
-//! `cargo bench --bench verdicts` (release, default 10,000 resamples for
-//! the cost; 1,000 for the rates, over 200 seeds). Without `--bench` (as
-//! under `cargo test --benches`) it runs 10 seeds as a smoke test.
+//! `cargo bench -p llmperf --bench verdicts` (release, default 10,000
+//! resamples for the cost; 1,000 for the rates, over 200 seeds). Without
+//! `--bench` (as under `cargo test --benches`) it runs 10 seeds as a smoke
+//! test.
 
 use std::process::ExitCode;
 use std::time::Instant;

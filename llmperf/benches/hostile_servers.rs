@@ -6,8 +6,8 @@
 //! ended, how long the run took from planning to its summary, and the
 //! client's peak RSS over that run.
 //!
-//! `cargo bench --bench hostile_servers` runs the full cases; without
-//! `--bench` (under `cargo test --benches`) it runs small ones.
+//! `cargo bench -p llmperf --bench hostile_servers` runs the full cases;
+//! without `--bench` (under `cargo test --benches`) it runs small ones.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -44,10 +44,11 @@
 //!
 //! # Running it
 //!
-//! `cargo bench --bench arrival_rates` runs the full measurement (about
-//! 25 s). `LLMPERF_ARRIVAL_RATES=2000,10000` measures other rates (each
-//! for the same time). Without `--bench` (under `cargo test --benches`) it
-//! sends a few requests at a low rate and exits non-zero if any fails.
+//! `cargo bench -p llmperf --bench arrival_rates` runs the full
+//! measurement (about 25 s). `LLMPERF_ARRIVAL_RATES=2000,10000` measures
+//! other rates (each for the same time). Without `--bench` (under `cargo
+//! test --benches`) it sends a few requests at a low rate and exits
+//! non-zero if any fails.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
