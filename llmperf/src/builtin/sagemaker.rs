@@ -477,7 +477,7 @@ fn encode(message: Message) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::eventstream::{header_str, FrameDecoder};
+    use crate::endpoint::framing::eventstream::{header_str, FrameDecoder};
     use crate::spec::Script;
     use tgi::parse;
 

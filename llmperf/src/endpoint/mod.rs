@@ -69,10 +69,6 @@ pub mod together;
 pub mod vertex;
 pub mod wire;
 
-// The built-in endpoint's tests still name the event-stream framing by its
-// former path (`builtin/` is being rebuilt elsewhere).
-#[cfg(test)]
-pub(crate) use framing::eventstream;
 pub(crate) use resolve::{configured_base_url, target};
 pub use resolve::{configured_endpoint, env_prefix, find_kind, BUILTIN_MODEL};
 
