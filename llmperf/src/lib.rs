@@ -89,6 +89,8 @@ pub mod spec;
 #[doc(hidden)]
 pub mod cli;
 #[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
 pub mod harness;
 #[doc(hidden)]
 pub mod load;

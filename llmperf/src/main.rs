@@ -208,7 +208,7 @@ struct RunArgs {
     /// Write DIR/summary.json and DIR/requests.jsonl.
     #[arg(long)]
     results_dir: Option<PathBuf>,
-    /// Run shard I (from 0) of N: this process drives its share of the load the other flags describe (see README, "Past one machine"); `auto` reads the index, and on Slurm the count, from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
+    /// Run shard I (from 0) of N: this process drives its share of the load the other flags describe (see docs/sharding.md); `auto` reads the index, and on Slurm the count, from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
     #[arg(long, value_name = "I/N|auto")]
     shard: Option<String>,
     /// The shard count, where the environment gives only the index (a Kubernetes Indexed Job); implies --shard auto.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::reader::Exchange;
-use crate::endpoint::{excerpt, RequestError};
+use crate::error::{excerpt, RequestError};
 use crate::load::Phase;
 use crate::shard::Shard;
 use crate::transport::ConnectionRecord;

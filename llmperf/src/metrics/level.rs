@@ -2,7 +2,7 @@
 //! objectives, whether anything succeeded and the first failure. A live run
 //! and a merge of shards build them the same way.
 
-use crate::endpoint::RequestError;
+use crate::error::RequestError;
 use crate::load::{Phase, Stop};
 use crate::record::RequestRecord;
 use crate::spec::{Level, Slo};

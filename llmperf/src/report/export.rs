@@ -2,7 +2,7 @@
 //! CI dashboards read.
 //!
 //! - `json`: one JSON object per benchmark per line ([`message`]), schema
-//!   [`MESSAGE_SCHEMA_VERSION`], documented in the README.
+//!   [`MESSAGE_SCHEMA_VERSION`], documented in `docs/baselines.md`.
 //! - `github-smaller` / `github-bigger`: github-action-benchmark's
 //!   `customSmallerIsBetter` / `customBiggerIsBetter` files, one array of
 //!   `{name, unit, value, extra}` holding every benchmark's lower-is-better

@@ -83,7 +83,7 @@ pub struct RunOutcome {
     /// Whether any request (of any phase) succeeded.
     pub any_ok: bool,
     /// The error of the first failed request (lowest level, then id).
-    pub first_failure: Option<crate::endpoint::RequestError>,
+    pub first_failure: Option<crate::error::RequestError>,
     /// Counters of the built-in endpoint, when it served the run.
     pub builtin_stats: Option<ServerStats>,
     /// Where `summary.json` was written.

@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use super::proxy::{Proxies, ProxyServer};
 use super::stamped::StampedTcp;
 use super::Origin;
-use crate::endpoint::ErrorKind;
+use crate::error::ErrorKind;
 
 /// Longest response head a proxy may send to `CONNECT`.
 const MAX_PROXY_RESPONSE_BYTES: usize = 16 * 1024;
@@ -269,7 +269,7 @@ async fn tunnel(
     } else {
         Err(failed(format!(
             "refused the tunnel to {authority}: {}",
-            crate::endpoint::excerpt(status_line, 120)
+            crate::error::excerpt(status_line, 120)
         )))
     }
 }

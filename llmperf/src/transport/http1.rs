@@ -209,7 +209,7 @@ fn parse_head(bytes: &[u8]) -> Result<Head, WireError> {
         Err(error) => {
             return Err(WireError::Malformed(format!(
                 "not an HTTP/1.x response ({error}): {}",
-                crate::endpoint::excerpt(String::from_utf8_lossy(bytes).trim(), 120)
+                crate::error::excerpt(String::from_utf8_lossy(bytes).trim(), 120)
             )))
         }
     }
@@ -229,7 +229,7 @@ fn parse_head(bytes: &[u8]) -> Result<Head, WireError> {
         ) else {
             return Err(WireError::Malformed(format!(
                 "the response has an invalid header: {}",
-                crate::endpoint::excerpt(header.name, 60)
+                crate::error::excerpt(header.name, 60)
             )));
         };
         map.append(name, value);
@@ -301,7 +301,7 @@ impl Framing {
                     .ok_or_else(|| {
                         WireError::Malformed(format!(
                             "the response has an invalid Content-Length: {}",
-                            crate::endpoint::excerpt(part, 40)
+                            crate::error::excerpt(part, 40)
                         ))
                     })?;
                 if length.is_some_and(|l| l != parsed) {
@@ -487,7 +487,7 @@ fn chunk_size(line: &[u8]) -> Result<u64, WireError> {
     let invalid = || {
         WireError::Malformed(format!(
             "an invalid chunk size: {}",
-            crate::endpoint::excerpt(String::from_utf8_lossy(line).trim(), 40)
+            crate::error::excerpt(String::from_utf8_lossy(line).trim(), 40)
         ))
     };
     if digits.is_empty() || digits.len() > 15 {

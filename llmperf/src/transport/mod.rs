@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, HOST, PROXY_AUTHORIZATION, USER_AGENT};
 use serde::{Deserialize, Serialize};
 
-use crate::endpoint::{ErrorKind, RequestError};
+use crate::error::{ErrorKind, RequestError};
 use connect::Connector;
 use http1::{BodyReader, Framing};
 pub(crate) use http1::{Head, Step, WireError};
