@@ -7,10 +7,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hyper::header::{HeaderValue, CONNECTION};
-use hyper::Response;
+use hyper::header::{HeaderMap, HeaderValue, CONNECTION};
 
-use super::body::ResponseBody;
 use super::Connections;
 
 /// `Keep-Alive` values llama.cpp's server sends.
@@ -53,10 +51,9 @@ impl ConnectionState {
     }
 
     /// Counts an answer and adds the headers `mode` sends with it.
-    pub(crate) fn answered(&self, mode: Connections, response: &mut Response<ResponseBody>) {
+    pub(crate) fn answered(&self, mode: Connections, headers: &mut HeaderMap) {
         let served = self.served.fetch_add(1, Ordering::SeqCst) + 1;
         self.mark();
-        let headers = response.headers_mut();
         match mode {
             Connections::KeepAlive => {}
             Connections::CloseAfterResponse | Connections::CloseOnReuse => {
@@ -111,6 +108,8 @@ impl std::error::Error for Refused {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builtin::body::ResponseBody;
+    use hyper::Response;
 
     #[test]
     fn limits_count_down_and_refuse_past_the_last_allowed_request() {
@@ -121,16 +120,16 @@ mod tests {
         let connection = ConnectionState::default();
         assert!(!connection.refuses(mode));
         let mut first = Response::new(ResponseBody::now(bytes::Bytes::new()));
-        connection.answered(mode, &mut first);
+        connection.answered(mode, first.headers_mut());
         assert_eq!(first.headers()["keep-alive"], "timeout=60, max=1");
         assert!(!connection.refuses(mode));
         let mut second = Response::new(ResponseBody::now(bytes::Bytes::new()));
-        connection.answered(mode, &mut second);
+        connection.answered(mode, second.headers_mut());
         assert_eq!(second.headers()["keep-alive"], "timeout=60, max=0");
         assert!(connection.refuses(mode));
         let reuse = ConnectionState::default();
         assert!(!reuse.refuses(Connections::CloseOnReuse));
-        reuse.answered(Connections::CloseOnReuse, &mut first);
+        reuse.answered(Connections::CloseOnReuse, first.headers_mut());
         assert!(reuse.refuses(Connections::CloseOnReuse));
         assert_eq!(first.headers()["keep-alive"], ADVERTISED);
     }

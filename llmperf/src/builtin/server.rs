@@ -60,7 +60,7 @@ pub(crate) async fn serve(
                                     return Err(Refused);
                                 }
                                 let mut response = route(request, state).await;
-                                connection.answered(mode, &mut response);
+                                connection.answered(mode, response.headers_mut());
                                 response.body_mut().on_connection(connection);
                                 Ok(response)
                             }

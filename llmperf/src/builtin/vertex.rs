@@ -496,7 +496,7 @@ mod tests {
         let script = Script::new();
         for api in [VertexApi::GeminiSse, VertexApi::GeminiJson] {
             let fault = |fault| plan(&script, api, &request(10), None, Some(fault), 1);
-            let errors = |timeline: &Timeline| -> Vec<crate::endpoint::ErrorKind> {
+            let errors = |timeline: &Timeline| -> Vec<crate::error::ErrorKind> {
                 decoded(api, timeline)
                     .into_iter()
                     .filter_map(|e| match e {
@@ -505,7 +505,7 @@ mod tests {
                     })
                     .collect()
             };
-            use crate::endpoint::ErrorKind as K;
+            use crate::error::ErrorKind as K;
             assert_eq!(errors(&fault(Fault::StreamError))[0], K::StreamError);
             assert_eq!(
                 errors(&fault(Fault::MalformedEvent)),
