@@ -340,6 +340,25 @@ pub fn kinds() -> impl Iterator<Item = &'static dyn EndpointKind> {
     kinds.into_iter()
 }
 
+/// A JSON `POST` to `url` asking for an event stream, with the target's
+/// API key (if it has one) as a bearer token: the request of the
+/// OpenAI-style kinds, TGI and Together.
+pub(crate) fn sse_post(
+    client: &reqwest::Client,
+    url: String,
+    body: &serde_json::Value,
+    target: &Target,
+) -> reqwest::RequestBuilder {
+    let request = client
+        .post(url)
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .json(body);
+    match &target.api_key {
+        Some(key) => request.bearer_auth(key.expose()),
+        None => request,
+    }
+}
+
 /// `request` with the target's API key, if it has one, in header `name`,
 /// marked sensitive so that it is never printed. A key that cannot be a
 /// header value is an error naming where the key came from, not the key.

@@ -102,14 +102,7 @@ pub fn post(
     plan: &RequestPlan,
 ) -> reqwest::RequestBuilder {
     let body = stream_body(body, target, plan);
-    let mut request = client
-        .post(format!("{}/{path}", target.base_url))
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .json(&body);
-    if let Some(key) = &target.api_key {
-        request = request.bearer_auth(key.expose());
-    }
-    request
+    super::sse_post(client, format!("{}/{path}", target.base_url), &body, target)
 }
 
 /// `body` with the streaming and length fields (`stream`,

@@ -54,14 +54,8 @@ impl EndpointKind for Tgi {
         plan: &RequestPlan,
     ) -> Result<reqwest::RequestBuilder, RequestError> {
         let body = wire::request_body(target, plan, Route::GenerateStream);
-        let mut request = client
-            .post(format!("{}/generate_stream", target.base_url))
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&body);
-        if let Some(key) = &target.api_key {
-            request = request.bearer_auth(key.expose());
-        }
-        Ok(request)
+        let url = format!("{}/generate_stream", target.base_url);
+        Ok(super::sse_post(client, url, &body, target))
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {

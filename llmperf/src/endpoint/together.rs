@@ -68,14 +68,12 @@ impl EndpointKind for TogetherInference {
             .base_url
             .strip_suffix("/v1")
             .unwrap_or(&target.base_url);
-        let mut request = client
-            .post(format!("{root}/inference"))
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&body);
-        if let Some(key) = &target.api_key {
-            request = request.bearer_auth(key.expose());
-        }
-        Ok(request)
+        Ok(super::sse_post(
+            client,
+            format!("{root}/inference"),
+            &body,
+            target,
+        ))
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {
