@@ -6,7 +6,7 @@
 //! (TTFT 5 ms, then 4 tokens 1 ms apart: a request lives about 8 ms, so
 //! what is measured is the sending, not the streaming). The endpoint runs
 //! in a child process (this same executable, re-run with
-//! `LLMPERF_ARRIVAL_MOCK` set; a fresh one per level, so its counters and
+//! `LLMPERF_ARRIVAL_BUILTIN` set; a fresh one per level, so its counters and
 //! connections are the level's own). Client and endpoint then compete only
 //! for the CPU, as they would with a real endpoint on the same machine, and
 //! the CPU figures are each one's own. Everything stays on 127.0.0.1, and
@@ -68,7 +68,7 @@ const TOKENS: u32 = 4;
 const SECONDS_PER_LEVEL: f64 = 6.0;
 const RATES_PER_S: [f64; 3] = [100.0, 1_000.0, 5_000.0];
 const RATES_ENV: &str = "LLMPERF_ARRIVAL_RATES";
-const CHILD_ENV: &str = "LLMPERF_ARRIVAL_MOCK";
+const CHILD_ENV: &str = "LLMPERF_ARRIVAL_BUILTIN";
 const NAME: &str = "arrival_rates";
 /// How often the CPU counters are read.
 const SAMPLE_EVERY: Duration = Duration::from_millis(20);

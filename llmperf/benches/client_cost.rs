@@ -2,7 +2,7 @@
 //! and memory over a long run.
 //!
 //! The built-in endpoint runs in a child process (this same executable,
-//! re-run with `LLMPERF_COST_MOCK` set to the script's name), so the CPU
+//! re-run with `LLMPERF_COST_BUILTIN` set to the script's name), so the CPU
 //! time and memory read here are the client's alone. Three measurements:
 //!
 //! - **CPU per event** at 128 and 512 streams (TTFT 100 ms, 10 ms per
@@ -52,7 +52,7 @@ mod support;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Load, Script, Workload};
 
-const CHILD_ENV: &str = "LLMPERF_COST_MOCK";
+const CHILD_ENV: &str = "LLMPERF_COST_BUILTIN";
 const TTFT_MS: f64 = 100.0;
 
 /// The scripts the child can serve, by name.

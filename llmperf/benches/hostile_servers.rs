@@ -17,7 +17,7 @@ mod support;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::{Benchmark, Fault, FaultSchedule, Load, Script, Workload};
 
-const CHILD_ENV: &str = "LLMPERF_HOSTILE_MOCK";
+const CHILD_ENV: &str = "LLMPERF_HOSTILE_BUILTIN";
 
 /// The hostile fault a case name stands for, full size or small.
 fn fault(case: &str, full: bool) -> Option<Fault> {

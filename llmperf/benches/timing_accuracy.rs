@@ -1,7 +1,7 @@
 //! Timing accuracy and client cost at 1, 64 and 512 concurrent streams.
 //!
 //! The built-in endpoint runs in a child process (this same executable,
-//! re-run with `LLMPERF_TIMING_MOCK` set; a fresh one per level) so that the
+//! re-run with `LLMPERF_TIMING_BUILTIN` set; a fresh one per level) so that the
 //! CPU time and peak memory read here are the client's alone. Its script:
 //! TTFT 100 ms, 10 ms per token, 128 tokens. For each level this prints the
 //! measured p50/p99 TTFT and inter-token latency, their error against the
@@ -24,7 +24,7 @@ use llmperf::{Benchmark, Load, Script, Workload};
 const TTFT_MS: f64 = 100.0;
 const ITL_MS: f64 = 10.0;
 const TOKENS: u32 = 128;
-const CHILD_ENV: &str = "LLMPERF_TIMING_MOCK";
+const CHILD_ENV: &str = "LLMPERF_TIMING_BUILTIN";
 
 fn script() -> Script {
     Script::new()
