@@ -140,82 +140,80 @@ fn verify(head: &Parts, body: &[u8]) -> Result<(), Box<Response<ResponseBody>>> 
         .uri
         .path_and_query()
         .map_or_else(|| head.uri.path().to_string(), |p| p.to_string());
-    {
-        let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
-        let Some(authorization) = header("authorization") else {
-            return Err(forbidden(
-                "MissingAuthenticationTokenException",
-                "Missing Authentication Token",
-            ));
-        };
-        let Some(fields) = authorization.strip_prefix("AWS4-HMAC-SHA256 ") else {
-            return Err(forbidden(
-                "IncompleteSignatureException",
-                "Authorization header requires the AWS4-HMAC-SHA256 algorithm",
-            ));
-        };
-        let field = |key: &str| {
-            fields
-                .split(',')
-                .filter_map(|f| f.trim().split_once('='))
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| v)
-        };
-        let (Some(credential), Some(signed_headers), Some(_)) = (
-            field("Credential"),
-            field("SignedHeaders"),
-            field("Signature"),
-        ) else {
-            return Err(forbidden(
-                "IncompleteSignatureException",
-                "Authorization header requires Credential, SignedHeaders and Signature",
-            ));
-        };
-        let scope: Vec<&str> = credential.split('/').collect();
-        let [access_key, _date, region, service, "aws4_request"] = scope[..] else {
-            return Err(forbidden(
-                "IncompleteSignatureException",
-                "the Credential must be KEY/DATE/REGION/SERVICE/aws4_request",
-            ));
-        };
-        if access_key != TEST_ACCESS_KEY_ID {
-            return Err(forbidden(
-                "UnrecognizedClientException",
-                "The security token included in the request is invalid.",
-            ));
+    let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(authorization) = header("authorization") else {
+        return Err(forbidden(
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ));
+    };
+    let Some(fields) = authorization.strip_prefix("AWS4-HMAC-SHA256 ") else {
+        return Err(forbidden(
+            "IncompleteSignatureException",
+            "Authorization header requires the AWS4-HMAC-SHA256 algorithm",
+        ));
+    };
+    let field = |key: &str| {
+        fields
+            .split(',')
+            .filter_map(|f| f.trim().split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    };
+    let (Some(credential), Some(signed_headers), Some(_)) = (
+        field("Credential"),
+        field("SignedHeaders"),
+        field("Signature"),
+    ) else {
+        return Err(forbidden(
+            "IncompleteSignatureException",
+            "Authorization header requires Credential, SignedHeaders and Signature",
+        ));
+    };
+    let scope: Vec<&str> = credential.split('/').collect();
+    let [access_key, _date, region, service, "aws4_request"] = scope[..] else {
+        return Err(forbidden(
+            "IncompleteSignatureException",
+            "the Credential must be KEY/DATE/REGION/SERVICE/aws4_request",
+        ));
+    };
+    if access_key != TEST_ACCESS_KEY_ID {
+        return Err(forbidden(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ));
+    }
+    let time = header("x-amz-date").and_then(parse_amz_date);
+    let host = header("host");
+    let (Some(time), Some(host), SIGNING_SERVICE) = (time, host, service) else {
+        return Err(mismatch());
+    };
+    let mut headers = Vec::new();
+    for name in signed_headers.split(';') {
+        if matches!(name, "host" | "x-amz-date" | "x-amz-security-token") {
+            continue; // the signer adds these itself
         }
-        let time = header("x-amz-date").and_then(parse_amz_date);
-        let host = header("host");
-        let (Some(time), Some(host), SIGNING_SERVICE) = (time, host, service) else {
-            return Err(mismatch());
-        };
-        let mut headers = Vec::new();
-        for name in signed_headers.split(';') {
-            if matches!(name, "host" | "x-amz-date" | "x-amz-security-token") {
-                continue; // the signer adds these itself
-            }
-            match header(name) {
-                Some(value) => headers.push((name, value.to_string())),
-                None => return Err(mismatch()),
-            }
+        match header(name) {
+            Some(value) => headers.push((name, value.to_string())),
+            None => return Err(mismatch()),
         }
-        let credentials = AwsCredentials {
-            access_key_id: Secret::new(TEST_ACCESS_KEY_ID),
-            secret_access_key: Secret::new(TEST_SECRET_ACCESS_KEY),
-            session_token: header("x-amz-security-token").map(Secret::new),
-        };
-        let url = format!("http://{host}{path}");
-        let expected = sign("POST", &url, &headers, body, &credentials, region, time)
-            .map_err(|_| mismatch())?;
-        let expected = expected
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .map(|(_, value)| value.as_str());
-        if expected == Some(authorization) {
-            Ok(())
-        } else {
-            Err(mismatch())
-        }
+    }
+    let credentials = AwsCredentials {
+        access_key_id: Secret::new(TEST_ACCESS_KEY_ID),
+        secret_access_key: Secret::new(TEST_SECRET_ACCESS_KEY),
+        session_token: header("x-amz-security-token").map(Secret::new),
+    };
+    let url = format!("http://{host}{path}");
+    let expected =
+        sign("POST", &url, &headers, body, &credentials, region, time).map_err(|_| mismatch())?;
+    let expected = expected
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        .map(|(_, value)| value.as_str());
+    if expected == Some(authorization) {
+        Ok(())
+    } else {
+        Err(mismatch())
     }
 }
 
