@@ -62,15 +62,8 @@ impl Protocol for OpenAi {
         self.chat
     }
 
-    fn applies(&self, fault: Fault, request: &GenerationRequest, has_task: bool) -> bool {
-        match fault {
-            Fault::EndlessLine | Fault::HugeEvent { .. } | Fault::EventFlood { .. } => {
-                request.stream
-            }
-            Fault::CrossOver => has_task,
-            Fault::MissingDone => request.stream,
-            _ => true,
-        }
+    fn hostile_faults(&self) -> bool {
+        true
     }
 
     fn format(&self, info: &ResponseInfo) -> Box<dyn StreamFormat> {

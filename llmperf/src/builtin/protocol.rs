@@ -94,16 +94,11 @@ pub(crate) trait Protocol: Sync {
         false
     }
 
-    /// Whether `fault` changes this request at all; one that does not is
-    /// not injected (nor counted), so the next rule may match instead. The
-    /// hostile faults are the OpenAI formats' only.
-    fn applies(&self, fault: Fault, request: &GenerationRequest, has_task: bool) -> bool {
-        match fault {
-            Fault::CrossOver => has_task,
-            Fault::MissingDone => request.stream,
-            Fault::EndlessLine | Fault::HugeEvent { .. } | Fault::EventFlood { .. } => false,
-            _ => true,
-        }
+    /// Whether the hostile faults (a line that never ends, a giant event, a
+    /// flood of events) apply to a streamed request; the OpenAI formats'
+    /// only.
+    fn hostile_faults(&self) -> bool {
+        false
     }
 
     /// The format of one response.
@@ -141,6 +136,24 @@ pub(crate) fn route(head: &Parts, path: &str) -> Option<&'static dyn Protocol> {
         path if sagemaker::is_invocation_path(path) => sagemaker::protocol(head),
         _ => return None,
     })
+}
+
+/// Whether `fault` changes this request of `protocol` at all; one that does
+/// not is not injected (nor counted), so the next rule may match instead.
+pub(crate) fn applies(
+    protocol: &dyn Protocol,
+    fault: Fault,
+    request: &GenerationRequest,
+    has_task: bool,
+) -> bool {
+    match fault {
+        Fault::CrossOver => has_task,
+        Fault::MissingDone => request.stream,
+        Fault::EndlessLine | Fault::HugeEvent { .. } | Fault::EventFlood { .. } => {
+            request.stream && protocol.hostile_faults()
+        }
+        _ => true,
+    }
 }
 
 /// Plans the response to generation request number `index` (1-based) of

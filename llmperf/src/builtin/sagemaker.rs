@@ -303,6 +303,11 @@ impl LmiFormat {
         Self::line(&json!({ "token": { "id": 1000 + self.sent, "text": text, "log_prob": -0.25 } }))
     }
 
+    /// One line per token.
+    fn lines(&mut self, tokens: &[String]) -> String {
+        tokens.iter().map(|text| self.token(text)).collect()
+    }
+
     fn reason(ending: &Ending) -> &'static str {
         match ending.output.finish_reason {
             FinishReason::Length => "length",
@@ -317,15 +322,14 @@ impl StreamFormat for LmiFormat {
     }
 
     fn tokens(&mut self, _kind: TokenKind, tokens: &[String]) -> Bytes {
-        let lines: String = tokens.iter().map(|text| self.token(text)).collect();
-        Bytes::from(lines)
+        Bytes::from(self.lines(tokens))
     }
 
     fn last_tokens(&mut self, kind: TokenKind, tokens: &[String], ending: &Ending) -> Vec<Bytes> {
         let Some((last, before)) = tokens.split_last().filter(|_| ending.end_marker) else {
             return vec![self.tokens(kind, tokens)];
         };
-        let mut lines = String::from_utf8_lossy(&self.tokens(kind, before)).into_owned();
+        let mut lines = self.lines(before);
         self.sent += 1;
         lines.push_str(&Self::line(&json!({
             "token": { "id": 1000 + self.sent, "text": last, "log_prob": -0.25 },

@@ -246,7 +246,7 @@ fn prepare(
     state.remember_model(&request.model);
     let task = Task::parse(&request.prompt);
     let fault = state.pick_fault(index, |fault| {
-        protocol.applies(fault, &request, task.is_some())
+        protocol::applies(protocol, fault, &request, task.is_some())
     });
     if let Some(Fault::Status(code)) = fault {
         return Err(Box::new(protocol.status_fault(code)));
