@@ -404,6 +404,9 @@ pub struct CompareArgs {
     /// Exit non-zero when any metric regressed against the baseline (validation cross-overs always fail it).
     #[arg(long)]
     pub fail_on_regression: bool,
+    /// Gate only on these metrics (repeatable or comma-separated; `*` matches any run of characters), e.g. ttft_*,server.kv_cache_usage_max [default: the benchmark's, else every client metric; server.* figures are informational unless named].
+    #[arg(long, value_name = "METRIC", value_delimiter = ',')]
+    pub gate: Vec<String>,
     /// Output: terminal, json (one message per benchmark per line), github-smaller / github-bigger (github-action-benchmark), bencher (Bencher Metric Format).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "terminal")]
     pub output_format: crate::report::export::OutputFormat,
@@ -428,6 +431,11 @@ impl CompareArgs {
                 .unwrap_or(defaults.significance_level),
             confidence_level: self.confidence_level,
             nresamples: self.nresamples,
+            gate: if self.gate.is_empty() {
+                policy.gate.clone()
+            } else {
+                self.gate.clone()
+            },
         };
         settings.check().map_err(SpecError::new)?;
         Ok(settings)

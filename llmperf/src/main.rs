@@ -19,6 +19,7 @@ use llmperf::report::terminal::Palette;
 use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::shard::Shard;
+use llmperf::spec::ServerMetrics;
 use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Script, Workload};
 
 /// Benchmark streaming LLM endpoints: TTFT, inter-token latency, throughput, cross-over validation.
@@ -205,9 +206,22 @@ struct RunArgs {
     /// Extra JSON object merged into every request body, e.g. '{"temperature":0}'.
     #[arg(long)]
     extra_body: Option<String>,
-    /// Write DIR/summary.json and DIR/requests.jsonl.
+    /// Write DIR/summary.json and DIR/requests.jsonl (and DIR/server_metrics.jsonl, the server's metrics scrape by scrape).
     #[arg(long)]
     results_dir: Option<PathBuf>,
+    /// Scrape this Prometheus metrics endpoint during the run (repeatable: one per replica behind a gateway). Default: /metrics at the base URL's origin, except for managed clouds; a missing one is a note, not an error.
+    #[arg(
+        long = "server-metrics",
+        value_name = "URL",
+        conflicts_with = "no_server_metrics"
+    )]
+    server_metrics: Vec<String>,
+    /// Do not scrape the server's metrics.
+    #[arg(long)]
+    no_server_metrics: bool,
+    /// Time between scrapes of the server's metrics (at least 20ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "250ms")]
+    server_metrics_interval: std::time::Duration,
     /// Run shard I (from 0) of N: this process drives its share of the load the other flags describe (see docs/sharding.md); `auto` reads the index, and on Slurm the count, from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID.
     #[arg(long, value_name = "I/N|auto")]
     shard: Option<String>,
@@ -507,6 +521,15 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.validate || args.no_validate {
         bench = bench.validate(args.validate);
     }
+    let mut server_metrics = if args.no_server_metrics {
+        ServerMetrics::off()
+    } else {
+        ServerMetrics::default()
+    };
+    for url in &args.server_metrics {
+        server_metrics = server_metrics.url(url);
+    }
+    bench = bench.server_metrics(server_metrics.interval(args.server_metrics_interval));
     for slo in args.load.slos()? {
         bench = bench.slo(slo);
     }
@@ -608,7 +631,7 @@ fn merge(args: MergeCmd) -> Result<ExitCode> {
 fn compare(args: CompareCmd) -> Result<ExitCode> {
     let baseline = llmperf::baseline::Baseline::load(&args.baseline)?;
     let current = llmperf::baseline::Baseline::load(&args.current)?;
-    let policy = current.result.config.regression;
+    let policy = current.result.config.regression.clone();
     let settings = args.compare.settings(&policy)?;
     let comparison = llmperf::baseline::compare(&baseline, &current, &settings);
     let gate = GateOutcome {

@@ -17,6 +17,7 @@ pub mod column;
 pub mod connections;
 pub(crate) mod level;
 pub mod send;
+pub mod server;
 pub mod slo;
 mod stats;
 pub mod sweep;

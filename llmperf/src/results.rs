@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::server::SeriesDef;
 use crate::metrics::{LevelResult, Summary, SweepSummary};
 use crate::record::RequestRecord;
 use crate::shard::ShardInfo;
@@ -21,6 +22,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const SUMMARY_FILE: &str = "summary.json";
 /// File name of the per-request records.
 pub const REQUESTS_FILE: &str = "requests.jsonl";
+/// File name of the server's metrics, scrape by scrape ([`ScrapeLine`]).
+pub const SERVER_METRICS_FILE: &str = "server_metrics.jsonl";
 
 /// A results file could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -240,24 +243,27 @@ pub struct RecordWriter {
 
 impl RecordWriter {
     /// Creates (truncates) `dir/requests.jsonl`, creating `dir` as needed,
-    /// and removes an older `summary.json` there, so a run killed before its
-    /// end never leaves new records beside an old summary.
+    /// and removes an older `summary.json` and `server_metrics.jsonl`
+    /// there, so a run killed before its end never leaves new records
+    /// beside an old summary or another run's scrapes.
     pub fn create(dir: &Path) -> Result<Self, ResultsError> {
         fs::create_dir_all(dir).map_err(|source| ResultsError::Io {
             action: "cannot create the results directory",
             path: dir.to_path_buf(),
             source,
         })?;
-        let stale = dir.join(SUMMARY_FILE);
-        match fs::remove_file(&stale) {
-            Ok(()) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(ResultsError::Io {
-                    action: "cannot remove the previous",
-                    path: stale,
-                    source,
-                })
+        for stale in [SUMMARY_FILE, SERVER_METRICS_FILE] {
+            let stale = dir.join(stale);
+            match fs::remove_file(&stale) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ResultsError::Io {
+                        action: "cannot remove the previous",
+                        path: stale,
+                        source,
+                    })
+                }
             }
         }
         let path = dir.join(REQUESTS_FILE);
@@ -283,6 +289,81 @@ impl RecordWriter {
         self.out.write_all(b"\n").map_err(io)?;
         self.out.flush().map_err(io)
     }
+}
+
+/// One scrape of one metrics source: a line of `server_metrics.jsonl`.
+///
+/// Series are numbered per source in order of first appearance: a line
+/// defines the series new in its scrape (`new`, numbered on from the
+/// source's last), and `values` holds one value per series number so far
+/// (`null`: absent from this scrape, or `NaN`). Reading the lines in
+/// order rebuilds every sample of every scrape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrapeLine {
+    /// The scrape round (every source is scraped once per round).
+    pub round: u64,
+    /// Which source (an index into the run's sources).
+    pub source: u32,
+    /// When the response arrived, µs on the run's clock (as records'
+    /// `sent_us`).
+    pub t_us: u64,
+    /// The level being measured, if any (between levels: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    /// The source's URL (on its first line only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// From sending the scrape to its last byte, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Series first seen in this scrape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new: Vec<SeriesDef>,
+    /// One value per series number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Option<f64>>,
+    /// Why the scrape failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Appends scrapes to `server_metrics.jsonl`, a line each, flushed.
+pub struct ScrapeWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl ScrapeWriter {
+    /// Creates (truncates) `dir/server_metrics.jsonl`.
+    pub fn create(dir: &Path) -> Result<Self, ResultsError> {
+        let path = dir.join(SERVER_METRICS_FILE);
+        let file = File::create(&path).map_err(|source| ResultsError::Io {
+            action: "cannot create",
+            path: path.clone(),
+            source,
+        })?;
+        Ok(ScrapeWriter {
+            path,
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Writes one scrape as one line.
+    pub fn write(&mut self, line: &ScrapeLine) -> Result<(), ResultsError> {
+        let io = |source| ResultsError::Io {
+            action: "cannot write",
+            path: self.path.clone(),
+            source,
+        };
+        serde_json::to_writer(&mut self.out, line).map_err(|e| io(e.into()))?;
+        self.out.write_all(b"\n").map_err(io)?;
+        self.out.flush().map_err(io)
+    }
+}
+
+/// Reads a `server_metrics.jsonl` (see [`read_lines`] for bad lines).
+pub fn read_scrapes(path: &Path) -> Result<Vec<ScrapeLine>, ResultsError> {
+    read_lines(path)
 }
 
 /// Writes `summary.json` into `dir` (atomically: a temporary file renamed).
@@ -314,9 +395,14 @@ pub fn read_summary(path: &Path) -> Result<SummaryFile, ResultsError> {
     SUMMARY_KIND.read(path)
 }
 
-/// Reads every record of a `requests.jsonl`. A truncated last line (an
-/// interrupted write) is skipped; any other bad line is an error naming it.
+/// Reads every record of a `requests.jsonl` (see [`read_lines`]).
 pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
+    read_lines(path)
+}
+
+/// Reads a JSON-lines results file. A truncated last line (an interrupted
+/// write) is skipped; any other bad line is an error naming it.
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, ResultsError> {
     let file = File::open(path).map_err(|source| ResultsError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
@@ -331,21 +417,22 @@ pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
             source,
         })?;
     let last = lines.len().saturating_sub(1);
-    let mut records = Vec::with_capacity(lines.len());
+    let mut items = Vec::with_capacity(lines.len());
     for (number, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
+            Ok(item) => items.push(item),
             Err(_) if number == last => {}
             Err(error) => {
                 return Err(SUMMARY_KIND.corrupt(path, format!("line {}: {error}", number + 1)))
             }
         }
     }
-    Ok(records)
+    Ok(items)
 }
+
 /// What a merged `summary.json` says about its shards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MergeInfo {

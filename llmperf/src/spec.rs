@@ -11,6 +11,7 @@ mod endpoint;
 mod load;
 mod regression;
 pub(crate) mod script;
+mod server_metrics;
 mod slo;
 mod workload;
 
@@ -22,6 +23,7 @@ pub use load::{
 };
 pub use regression::RegressionPolicy;
 pub use script::{Connections, Fault, FaultSchedule, Script};
+pub use server_metrics::{ServerMetrics, DEFAULT_SCRAPE_INTERVAL, MIN_SCRAPE_INTERVAL};
 pub use slo::{Slo, SloMetric};
 pub use workload::{Dataset, DatasetFormat, PromptScheme, Sampling, Workload};
 
@@ -52,6 +54,7 @@ pub struct Benchmark {
     pub(crate) builtin_script: Script,
     pub(crate) slos: Vec<Slo>,
     pub(crate) regression: RegressionPolicy,
+    pub(crate) server_metrics: ServerMetrics,
 }
 
 impl Default for Benchmark {
@@ -75,6 +78,7 @@ impl Benchmark {
             builtin_script: Script::default(),
             slos: Vec::new(),
             regression: RegressionPolicy::default(),
+            server_metrics: ServerMetrics::default(),
         }
     }
 
@@ -216,6 +220,35 @@ impl Benchmark {
         self
     }
 
+    /// Sets where and how often the server's Prometheus metrics are
+    /// scraped during the run (on by default, at `/metrics` of the
+    /// endpoint's origin; [`ServerMetrics::off`] turns it off).
+    ///
+    /// ```
+    /// use llmperf::{spec::ServerMetrics, Benchmark};
+    /// let bench = Benchmark::new()
+    ///     .server_metrics(ServerMetrics::default().url("http://127.0.0.1:9400/metrics"));
+    /// assert_eq!(bench.server_metrics_spec().urls.len(), 1);
+    /// ```
+    pub fn server_metrics(mut self, metrics: ServerMetrics) -> Self {
+        self.server_metrics = metrics;
+        self
+    }
+
+    /// Where and how often the server's metrics are scraped.
+    pub fn server_metrics_spec(&self) -> &ServerMetrics {
+        &self.server_metrics
+    }
+
+    /// Gates on this metric (repeatable): a name such as `ttft_p50` or
+    /// `server.kv_cache_usage_max`, or a pattern with `*` (`ttft_*`). Once
+    /// one is named, only the named metrics fail the gate; by default every
+    /// client metric does and the server's figures are informational.
+    pub fn gate_on(mut self, metric: impl Into<String>) -> Self {
+        self.regression.gate.push(metric.into());
+        self
+    }
+
     /// The comparison settings given.
     pub fn regression_policy(&self) -> &RegressionPolicy {
         &self.regression
@@ -291,6 +324,22 @@ impl Benchmark {
             PromptScheme::Dataset(dataset) => dataset.check()?,
         }
         self.check_conversations()?;
+        if self.server_metrics.enabled && self.server_metrics.interval < MIN_SCRAPE_INTERVAL {
+            return Err(SpecError::new(format!(
+                "a server-metrics interval of {} is shorter than {} (scraping that often measures the scraper): raise --server-metrics-interval",
+                humantime::format_duration(self.server_metrics.interval),
+                humantime::format_duration(MIN_SCRAPE_INTERVAL)
+            )));
+        }
+        for url in &self.server_metrics.urls {
+            let scheme = reqwest::Url::parse(url).map(|u| u.scheme().to_string());
+            if !matches!(scheme.as_deref(), Ok("http" | "https")) {
+                return Err(SpecError::new(format!(
+                    "{} is not an http(s) URL: name a server-metrics endpoint like http://host:8000/metrics",
+                    display_url(url)
+                )));
+            }
+        }
         if self.workload.max_tokens == Some(0) {
             return Err(SpecError::new(
                 "max tokens is 0: allow at least 1 output token (--max-tokens)",
@@ -448,6 +497,10 @@ pub struct BenchmarkConfig {
     /// between two runs' configs).
     #[serde(default)]
     pub regression: RegressionPolicy,
+    /// Whether and where the server's metrics were scraped (`None` in
+    /// results written before llmperf scraped them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_metrics: Option<ServerMetrics>,
 }
 
 /// Serde for a [`Duration`] as fractional milliseconds.

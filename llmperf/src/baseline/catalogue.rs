@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{ChangeKind, Data};
 use super::samples::Samples;
+use crate::metrics::server::{Role, ServerDigest};
 use crate::metrics::{Stats, Summary};
 
 /// Samples a side below which a rate (errors, mismatches) is not judged.
@@ -278,4 +279,178 @@ pub(crate) fn quantile_of(form: Form) -> f64 {
 /// The metric names a comparison reports, in order (for docs and exports).
 pub fn metric_names() -> Vec<String> {
     definitions().into_iter().map(|d| d.metric).collect()
+}
+
+/// One figure of the server's own metrics a comparison shows: a single
+/// value a side (no per-request samples), so it is judged by the noise
+/// threshold alone, and gates only when named (`--gate
+/// server.kv_cache_usage_max`).
+pub(crate) struct ServerDefinition {
+    pub(crate) metric: &'static str,
+    pub(crate) unit: &'static str,
+    pub(crate) direction: Direction,
+    pub(crate) change: ChangeKind,
+    pub(crate) value: fn(&ServerDigest) -> Option<f64>,
+}
+
+/// The server figures, prefixed `server.`.
+pub(crate) fn server_definitions() -> Vec<ServerDefinition> {
+    use Direction::{HigherIsBetter, LowerIsBetter};
+    fn gauge(d: &ServerDigest, role: Role, max: bool) -> Option<f64> {
+        d.gauge(role).map(|g| if max { g.max } else { g.mean })
+    }
+    fn quantile(d: &ServerDigest, role: Role, q: &str) -> Option<f64> {
+        let h = d.histogram(role)?;
+        let estimate = match q {
+            "p50" => h.p50,
+            "p90" => h.p90,
+            _ => h.p99,
+        };
+        estimate.map(|e| e.ms)
+    }
+    let g = |metric, unit, direction, change, value| ServerDefinition {
+        metric,
+        unit,
+        direction,
+        change,
+        value,
+    };
+    let relative = ChangeKind::Relative;
+    vec![
+        g(
+            "server.running_requests_mean",
+            "requests",
+            HigherIsBetter,
+            relative,
+            |d| gauge(d, Role::RunningRequests, false),
+        ),
+        g(
+            "server.running_requests_max",
+            "requests",
+            HigherIsBetter,
+            relative,
+            |d| gauge(d, Role::RunningRequests, true),
+        ),
+        g(
+            "server.waiting_requests_mean",
+            "requests",
+            LowerIsBetter,
+            relative,
+            |d| gauge(d, Role::WaitingRequests, false),
+        ),
+        g(
+            "server.waiting_requests_max",
+            "requests",
+            LowerIsBetter,
+            relative,
+            |d| gauge(d, Role::WaitingRequests, true),
+        ),
+        g(
+            "server.kv_cache_usage_mean",
+            "share",
+            LowerIsBetter,
+            ChangeKind::Absolute,
+            |d| gauge(d, Role::KvCacheUsage, false),
+        ),
+        g(
+            "server.kv_cache_usage_max",
+            "share",
+            LowerIsBetter,
+            ChangeKind::Absolute,
+            |d| gauge(d, Role::KvCacheUsage, true),
+        ),
+        g(
+            "server.preemptions",
+            "count",
+            LowerIsBetter,
+            relative,
+            |d| d.counter(Role::Preemptions).map(|c| c.increase),
+        ),
+        g(
+            "server.generation_tokens_per_s",
+            "tokens/s",
+            HigherIsBetter,
+            relative,
+            |d| d.counter(Role::GenerationTokens).map(|c| c.rate_per_s),
+        ),
+        g("server.ttft_p50", "ms", LowerIsBetter, relative, |d| {
+            quantile(d, Role::Ttft, "p50")
+        }),
+        g("server.ttft_p99", "ms", LowerIsBetter, relative, |d| {
+            quantile(d, Role::Ttft, "p99")
+        }),
+        g("server.itl_p50", "ms", LowerIsBetter, relative, |d| {
+            quantile(d, Role::Itl, "p50")
+        }),
+        g("server.e2e_p50", "ms", LowerIsBetter, relative, |d| {
+            quantile(d, Role::E2e, "p50")
+        }),
+        g(
+            "server.queue_time_p50",
+            "ms",
+            LowerIsBetter,
+            relative,
+            |d| quantile(d, Role::QueueTime, "p50"),
+        ),
+    ]
+}
+
+/// Every metric name a comparison can judge: the client's, then the server's.
+pub fn all_metric_names() -> Vec<String> {
+    let mut names = metric_names();
+    names.extend(server_definitions().iter().map(|d| d.metric.to_string()));
+    names
+}
+
+/// Whether `metric` is named by `pattern`: equal, or matching a pattern
+/// with `*` standing for any run of characters (`ttft_*`, `server.*`).
+pub fn matches(pattern: &str, metric: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = metric.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_names_and_globs() {
+        assert!(matches("ttft_p50", "ttft_p50"));
+        assert!(!matches("ttft_p50", "ttft_p90"));
+        assert!(matches("ttft_*", "ttft_p99"));
+        assert!(!matches("ttft_*", "itl_p99"));
+        assert!(matches("server.*", "server.kv_cache_usage_max"));
+        assert!(matches("*_p99", "e2e_p99"));
+        assert!(matches("server.*_max", "server.waiting_requests_max"));
+        assert!(!matches("server.*_max", "server.waiting_requests_mean"));
+        assert!(matches("*", "error_rate"));
+        assert!(!matches("a*a", "a"));
+    }
+
+    #[test]
+    fn server_names_are_prefixed_and_unique() {
+        let names = all_metric_names();
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+        assert!(names.iter().any(|n| n == "server.kv_cache_usage_max"));
+        for d in server_definitions() {
+            assert!(d.metric.starts_with("server."), "{}", d.metric);
+        }
+    }
 }

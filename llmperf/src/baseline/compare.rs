@@ -22,8 +22,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::bootstrap::{self, ChangeKind, Estimator, Resampling, Statistic, Test};
-use super::catalogue::{definitions, quantile_of, Definition, Form};
-pub use super::catalogue::{figures, metric_names, Direction, Figure};
+pub use super::catalogue::{all_metric_names, figures, matches, metric_names, Direction, Figure};
+use super::catalogue::{
+    definitions, quantile_of, server_definitions, Definition, Form, ServerDefinition,
+};
 use super::samples::Samples;
 use super::Baseline;
 use crate::metrics::LevelResult;
@@ -37,8 +39,9 @@ pub const DEFAULT_CONFIDENCE_LEVEL: f64 = 0.95;
 /// Default number of bootstrap resamples.
 pub const DEFAULT_NRESAMPLES: usize = 10_000;
 
-/// How a comparison judges changes (criterion's knobs, same names).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// How a comparison judges changes (criterion's knobs, same names), and
+/// which metrics gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompareSettings {
     /// Relative changes within ± this share are noise (0.05 = 5%).
     pub noise_threshold: f64,
@@ -48,6 +51,11 @@ pub struct CompareSettings {
     pub confidence_level: f64,
     /// Bootstrap resamples.
     pub nresamples: usize,
+    /// The metrics a regression of which fails the gate: names or
+    /// patterns with `*` (`ttft_*`, `server.kv_cache_usage_max`). Empty:
+    /// every client metric; the server's figures are then informational.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate: Vec<String>,
 }
 
 impl Default for CompareSettings {
@@ -57,6 +65,7 @@ impl Default for CompareSettings {
             significance_level: DEFAULT_SIGNIFICANCE_LEVEL,
             confidence_level: DEFAULT_CONFIDENCE_LEVEL,
             nresamples: DEFAULT_NRESAMPLES,
+            gate: Vec::new(),
         }
     }
 }
@@ -87,7 +96,27 @@ impl CompareSettings {
                 self.nresamples, self.significance_level
             ));
         }
+        let names = all_metric_names();
+        if let Some(pattern) = self
+            .gate
+            .iter()
+            .find(|p| !names.iter().any(|name| matches(p, name)))
+        {
+            return Err(format!(
+                "the gate names {pattern}, which is no metric: give one of {}",
+                names.join(", ")
+            ));
+        }
         Ok(())
+    }
+
+    /// Whether a regression of `metric` fails the gate.
+    pub fn gates(&self, metric: &str) -> bool {
+        if self.gate.is_empty() {
+            !metric.starts_with("server.")
+        } else {
+            self.gate.iter().any(|pattern| matches(pattern, metric))
+        }
     }
 }
 
@@ -154,6 +183,13 @@ pub struct MetricChange {
     pub verdict: Verdict,
     /// Why, in words.
     pub reason: String,
+    /// Whether a regression of it fails the gate ([`CompareSettings::gate`]).
+    #[serde(default = "gated_by_default")]
+    pub gated: bool,
+}
+
+fn gated_by_default() -> bool {
+    true
 }
 
 /// One level compared (a run without a sweep has one).
@@ -220,7 +256,7 @@ impl Comparison {
                 level
                     .metrics
                     .iter()
-                    .filter(|m| m.verdict == Verdict::Regressed)
+                    .filter(|m| m.gated && m.verdict == Verdict::Regressed)
                     .map(move |m| {
                         if single {
                             m.metric.clone()
@@ -232,10 +268,11 @@ impl Comparison {
             .collect();
         // A gate that judged nothing must not pass silently.
         let judged = self.levels.iter().flat_map(|l| &l.metrics).any(|m| {
-            matches!(
-                m.verdict,
-                Verdict::Regressed | Verdict::Improved | Verdict::NoChange
-            )
+            m.gated
+                && matches!(
+                    m.verdict,
+                    Verdict::Regressed | Verdict::Improved | Verdict::NoChange
+                )
         });
         if !judged {
             failures.push(if self.levels.is_empty() {
@@ -326,7 +363,7 @@ pub fn compare(baseline: &Baseline, current: &Baseline, settings: &CompareSettin
     Comparison {
         benchmark: current.result.benchmark.clone(),
         baseline: baseline.name.clone(),
-        settings: *settings,
+        settings: settings.clone(),
         differences: super::differences(baseline, current),
         levels,
         unmatched_levels: unmatched,
@@ -436,7 +473,7 @@ fn compare_level(
             .map(|t| t.map(|t| t.p_value))
             .collect::<Vec<_>>(),
     );
-    let metrics = definitions
+    let mut metrics: Vec<MetricChange> = definitions
         .iter()
         .zip(results)
         .zip(reasons)
@@ -448,6 +485,16 @@ fn compare_level(
             judge(definition, bv, cv, test, p_adjusted, reason, settings)
         })
         .collect();
+    if let (Some(b), Some(c)) = (&baseline.0.server, &current.0.server) {
+        metrics.extend(
+            server_definitions()
+                .iter()
+                .filter_map(|d| Some(judge_figure(d, (d.value)(b)?, (d.value)(c)?, settings))),
+        );
+    }
+    for metric in &mut metrics {
+        metric.gated = settings.gates(&metric.metric);
+    }
     LevelComparison {
         level: current.0.level.label(),
         baseline_index: baseline.0.index,
@@ -482,6 +529,7 @@ fn judge(
         p_adjusted: None,
         verdict: Verdict::Inconclusive,
         reason: String::new(),
+        gated: true,
     };
     let (Some(test), Some(p)) = (test, p_adjusted) else {
         change.reason = reason.unwrap_or_else(|| "cannot be computed".to_string());
@@ -519,6 +567,79 @@ fn judge(
         (Verdict::Improved, format!("p = {p:.4} < {alpha}"))
     };
     change
+}
+
+/// A server figure: one value a side, so no interval and no test; a
+/// change beyond the noise threshold (relative, or in points for a share)
+/// is a verdict, in the figure's better or worse direction.
+fn judge_figure(
+    definition: &ServerDefinition,
+    baseline: f64,
+    current: f64,
+    settings: &CompareSettings,
+) -> MetricChange {
+    let change = definition.change.of(baseline, current);
+    let (verdict, reason) = match change {
+        None if current == baseline => (Verdict::NoChange, "equal".to_string()),
+        // From zero (no preemptions, no queue) to some: no ratio, but a change.
+        None => (
+            match definition.direction {
+                Direction::LowerIsBetter => Verdict::Regressed,
+                Direction::HigherIsBetter => Verdict::Improved,
+            },
+            "one figure a side, up from 0".to_string(),
+        ),
+        Some(change) if change.abs() <= settings.noise_threshold => (
+            Verdict::NoChange,
+            format!(
+                "one figure a side, within the ±{} noise threshold",
+                threshold_text(definition.change, settings.noise_threshold)
+            ),
+        ),
+        Some(change) => {
+            let worse = match definition.direction {
+                Direction::LowerIsBetter => change > 0.0,
+                Direction::HigherIsBetter => change < 0.0,
+            };
+            (
+                if worse {
+                    Verdict::Regressed
+                } else {
+                    Verdict::Improved
+                },
+                format!(
+                    "one figure a side, beyond the ±{} noise threshold (no test)",
+                    threshold_text(definition.change, settings.noise_threshold)
+                ),
+            )
+        }
+    };
+    MetricChange {
+        metric: definition.metric.to_string(),
+        unit: definition.unit.to_string(),
+        direction: definition.direction,
+        baseline: Some(baseline),
+        current: Some(current),
+        change_unit: match definition.change {
+            ChangeKind::Relative => ChangeUnit::Relative,
+            ChangeKind::Absolute => ChangeUnit::Absolute,
+        },
+        change,
+        interval: None,
+        p_value: None,
+        p_adjusted: None,
+        verdict,
+        reason,
+        gated: false,
+    }
+}
+
+fn threshold_text(change: ChangeKind, threshold: f64) -> String {
+    let number = crate::spec::trim_float(threshold * 100.0);
+    match change {
+        ChangeKind::Relative => format!("{number}%"),
+        ChangeKind::Absolute => format!("{number} pt"),
+    }
 }
 
 /// Holm's step-down adjustment of the p-values present.

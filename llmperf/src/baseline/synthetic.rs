@@ -125,6 +125,7 @@ impl Synthetic {
             stop: Stop::Completed,
             slo: SloReport::of(&refs, &[], summary.throughput.window_s),
             summary: summary.clone(),
+            server: None,
         };
         let result = SummaryFile {
             schema_version: crate::results::SCHEMA_VERSION,
@@ -164,5 +165,6 @@ pub fn config() -> BenchmarkConfig {
         options: Default::default(),
         slos: Vec::new(),
         regression: Default::default(),
+        server_metrics: None,
     }
 }

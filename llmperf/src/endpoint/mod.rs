@@ -71,7 +71,9 @@ pub mod wire;
 
 pub use crate::error::{excerpt, ErrorKind, RequestError};
 pub(crate) use resolve::{configured_base_url, target};
-pub use resolve::{configured_endpoint, env_prefix, find_kind, BUILTIN_MODEL};
+pub use resolve::{
+    configured_endpoint, discovered_metrics_url, env_prefix, find_kind, BUILTIN_MODEL,
+};
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -110,3 +110,51 @@ pub(crate) fn target(
         extra_body,
     })
 }
+
+/// Hosts of managed services, which publish no Prometheus metrics of
+/// their own: the clouds' API domains (by suffix).
+const MANAGED_HOST_SUFFIXES: &[&str] = &[
+    ".googleapis.com",
+    ".amazonaws.com",
+    ".azure.com",
+    ".azure-api.net",
+];
+
+/// Where a server's Prometheus metrics are looked for when none are
+/// named: `/metrics` at the origin of `base_url` (`http://h:8000/v1` →
+/// `http://h:8000/metrics`), as vLLM, SGLang, TGI, llama.cpp and Dynamo's
+/// frontend serve them; `None` for a managed service (the kind's own
+/// public host, or a cloud API domain), whose operator keeps them.
+///
+/// ```
+/// use llmperf::endpoint::{discovered_metrics_url, find_kind};
+/// use llmperf::Endpoint;
+/// let chat = find_kind(&Endpoint::openai_chat()).unwrap();
+/// assert_eq!(
+///     discovered_metrics_url(chat, "http://10.0.0.5:8000/v1").as_deref(),
+///     Some("http://10.0.0.5:8000/metrics")
+/// );
+/// let openai = find_kind(&Endpoint::kind("openai")).unwrap();
+/// assert_eq!(discovered_metrics_url(openai, "https://api.openai.com/v1"), None);
+/// ```
+pub fn discovered_metrics_url(kind: &dyn EndpointKind, base_url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(base_url).ok()?;
+    let host = url.host_str()?.to_ascii_lowercase();
+    let own_host = kind
+        .about()
+        .default_base_url
+        .and_then(|default| reqwest::Url::parse(default).ok())
+        .and_then(|default| default.host_str().map(str::to_ascii_lowercase));
+    if own_host.as_deref() == Some(host.as_str())
+        || MANAGED_HOST_SUFFIXES
+            .iter()
+            .any(|suffix| host.ends_with(suffix))
+    {
+        return None;
+    }
+    let mut metrics = url;
+    metrics.set_path("/metrics");
+    metrics.set_query(None);
+    metrics.set_fragment(None);
+    Some(metrics.to_string())
+}

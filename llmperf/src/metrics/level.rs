@@ -32,6 +32,10 @@ pub(crate) struct LevelFigures {
     pub(crate) summary: SummaryBuilder,
     slo: SloBuilder,
     pub(crate) any_ok: bool,
+    /// Output tokens received by every request of the level (every
+    /// phase, failed requests' partial answers included): what the
+    /// server's generated-token counter is held against.
+    pub(crate) tokens_received: u64,
     /// The failed request with the lowest id, and its error.
     pub(crate) first_failure: Option<(u64, RequestError)>,
 }
@@ -42,6 +46,7 @@ impl LevelFigures {
             summary: SummaryBuilder::default(),
             slo: SloBuilder::new(slos),
             any_ok: false,
+            tokens_received: 0,
             first_failure: None,
         }
     }
@@ -52,6 +57,7 @@ impl LevelFigures {
             self.slo.add(record);
         }
         self.any_ok |= record.ok;
+        self.tokens_received += u64::from(record.output_tokens());
         if let Some(error) = record.error.as_ref().filter(|_| !record.ok) {
             if self
                 .first_failure
@@ -73,6 +79,7 @@ impl LevelFigures {
             summary,
             slo,
             notes: Vec::new(),
+            server: None,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct LevelResult {
     /// that measured too little, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the server's own metrics said over the level (when scraped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::metrics::server::ServerDigest>,
 }
 
 /// One point of the curve across levels.

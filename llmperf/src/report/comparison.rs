@@ -19,7 +19,8 @@ pub fn format_value(value: Option<f64>, unit: &str) -> String {
             "share" => format!("{:.2}%", v * 100.0),
             "tokens/s" => format!("{v:.1} tok/s"),
             "requests/min" => format!("{v:.1} req/min"),
-            _ => format!("{v}"),
+            "requests" => format!("{} req", crate::spec::trim_float(v)),
+            _ => crate::spec::trim_float(v),
         },
     }
 }
@@ -52,6 +53,14 @@ fn metric_line(out: &mut String, m: &MetricChange, palette: Palette) {
             format_change(high, m.change_unit)
         )
     });
+    let mut why = if m.verdict == Verdict::NoChange && m.p_adjusted.is_some() {
+        String::new()
+    } else {
+        format!("({})", m.reason)
+    };
+    if !m.gated {
+        why.push_str(" not gated");
+    }
     let line = format!(
         "  {:<22} {:>14} → {:<14} {:>9} {:<20} {}  {}",
         m.metric,
@@ -60,11 +69,7 @@ fn metric_line(out: &mut String, m: &MetricChange, palette: Palette) {
         change,
         interval,
         verdict_text(m.verdict, palette),
-        if m.verdict == Verdict::NoChange && m.p_adjusted.is_some() {
-            String::new()
-        } else {
-            format!("({})", m.reason)
-        }
+        why.trim_start()
     );
     let _ = writeln!(out, "{}", line.trim_end());
 }

@@ -2,9 +2,10 @@
 
 use std::fmt::Write as _;
 
+use crate::metrics::server::{Role, ServerDigest};
 use crate::metrics::{LevelResult, Stats, Summary, SweepSummary};
 use crate::results::SummaryFile;
-use crate::spec::{Level, Load};
+use crate::spec::{trim_float, Level, Load};
 
 /// ANSI styling, or none.
 #[derive(Debug, Clone, Copy)]
@@ -421,6 +422,9 @@ fn render_level_notes(out: &mut String, level: &LevelResult, with_slos: bool, pa
         latency_line(out, "e2e*", send.e2e_from_scheduled_ms.as_ref());
         let _ = writeln!(out, "             (* from the scheduled send)");
     }
+    if let Some(server) = &level.server {
+        render_server(out, server);
+    }
     if send.client_fell_behind {
         let _ = writeln!(
             out,
@@ -452,6 +456,112 @@ fn render_level_notes(out: &mut String, level: &LevelResult, with_slos: bool, pa
             "  goodput    {:.2} requests/s met every objective ({} requests)",
             level.slo.goodput_per_s, level.slo.good_requests
         );
+    }
+}
+
+/// The server's own metrics over a level, and the client's figures beside them.
+fn render_server(out: &mut String, server: &ServerDigest) {
+    let sources = match server.sources.len() {
+        1 => server.sources[0].clone(),
+        n => format!("{n} sources"),
+    };
+    let servers = if server.servers.is_empty() {
+        "no known metrics".to_string()
+    } else {
+        server.servers.join(", ")
+    };
+    let mut head = format!(
+        "  server     {servers} · {sources} · {} scrapes over {:.1} s",
+        server.scrapes, server.window_s
+    );
+    if server.failed_scrapes > 0 {
+        head.push_str(&format!(" ({} failed)", server.failed_scrapes));
+    }
+    let _ = writeln!(out, "{head}");
+    let mut state = Vec::new();
+    for (role, name) in [
+        (Role::RunningRequests, "running"),
+        (Role::WaitingRequests, "waiting"),
+    ] {
+        if let Some(g) = server.gauge(role) {
+            state.push(format!(
+                "{name} mean {:.1} max {}",
+                g.mean,
+                trim_float(g.max)
+            ));
+        }
+    }
+    if let Some(g) = server.gauge(Role::KvCacheUsage) {
+        state.push(format!(
+            "kv cache mean {:.0}% max {:.0}%",
+            g.mean * 100.0,
+            g.max * 100.0
+        ));
+    }
+    if let Some(c) = server.counter(Role::Preemptions) {
+        state.push(format!("preemptions {}", trim_float(c.increase)));
+    }
+    if !state.is_empty() {
+        let _ = writeln!(out, "             {}", state.join(" · "));
+    }
+    let mut tokens = Vec::new();
+    if let Some(c) = server.counter(Role::GenerationTokens) {
+        let mut text = format!(
+            "generated {} tokens ({:.1}/s)",
+            trim_float(c.increase),
+            c.rate_per_s
+        );
+        if let Some(pair) = server
+            .versus_client
+            .as_ref()
+            .and_then(|v| v.generation_tokens.as_ref())
+        {
+            text.push_str(&format!("; the client received {}", pair.client));
+            if pair.difference != 0.0 {
+                text.push_str(&format!(
+                    ", {} {} than the server counted",
+                    trim_float(pair.difference.abs()),
+                    if pair.difference > 0.0 {
+                        "fewer"
+                    } else {
+                        "more"
+                    }
+                ));
+            }
+        }
+        tokens.push(text);
+    }
+    if let Some(c) = server.counter(Role::PromptTokens) {
+        tokens.push(format!("prompt {} tokens", trim_float(c.increase)));
+    }
+    if !tokens.is_empty() {
+        let _ = writeln!(out, "             {}", tokens.join(" · "));
+    }
+    let Some(versus) = &server.versus_client else {
+        return;
+    };
+    for role in ["ttft", "itl", "e2e"] {
+        let pairs: Vec<String> = versus
+            .latency
+            .iter()
+            .filter(|p| p.role == role && p.quantile != "p90")
+            .map(|p| {
+                let bucket = match p.server.high_ms {
+                    Some(high) => format!("{}–{}", trim_float(p.server.low_ms), trim_float(high)),
+                    None => format!("over {}", trim_float(p.server.low_ms)),
+                };
+                format!(
+                    "{} ≈{} ({bucket} ms) vs client {} ({:+.1} ms)",
+                    p.quantile,
+                    format_ms(p.server.ms),
+                    format_ms(p.client_ms),
+                    p.difference_ms
+                )
+            })
+            .collect();
+        if !pairs.is_empty() {
+            let _ = writeln!(out, "  server {role:<4}{}", pairs.join(" · "));
+        }
     }
 }
 

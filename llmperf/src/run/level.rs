@@ -11,6 +11,7 @@ use super::collector::{Collected, Collector, Finished};
 use super::{RunContext, RunError};
 use crate::endpoint::reader::{self, Exchange, Limits};
 use crate::load::{self, arrival, Dispatch, Feed, Phases, Stop};
+use crate::metrics::server::ServerDigest;
 use crate::metrics::LevelFigures;
 use crate::record::{RecordContext, RequestRecord};
 use crate::results::{RecordWriter, RunMode};
@@ -31,6 +32,10 @@ pub(super) struct LevelRun {
     pub(super) writer: Option<RecordWriter>,
     /// How late it was ready for its start time (`start_at`).
     pub(super) ready_late: Option<Duration>,
+    /// What the server's metrics said over the level.
+    pub(super) server: Option<ServerDigest>,
+    /// Notes from scraping them (a source given up).
+    pub(super) server_notes: Vec<String>,
 }
 
 /// Runs one level: plans its requests, drives them, collects the records.
@@ -121,6 +126,12 @@ pub(super) fn run_level(
         let known = open || load.duration.is_none();
         progress_bar(&prefix, known.then_some(count))
     });
+    // The server's counters before the level's first request.
+    let mut server_notes = context
+        .scraper
+        .as_ref()
+        .map(|scraper| scraper.begin_level(index))
+        .unwrap_or_default();
     // Everything is ready: wait for the agreed start.
     let ready_late = start_at.map(|at| shard::wait_until(at, &context.stop));
     if let Some(late) = ready_late.filter(|late| !late.is_zero()) {
@@ -279,6 +290,12 @@ pub(super) fn run_level(
     } = collector
         .join()
         .map_err(|_| RunError::Panicked("the collector thread"))?;
+    // …and after its last ended.
+    let server = context.scraper.as_ref().and_then(|scraper| {
+        let (digest, notes) = scraper.end_level();
+        server_notes.extend(notes);
+        digest
+    });
     // In plan order, so figures recomputed from requests.jsonl (sorted the
     // same way) are equal to the last bit.
     records.sort_by_key(|r| r.id);
@@ -303,6 +320,8 @@ pub(super) fn run_level(
         stop,
         writer,
         ready_late,
+        server,
+        server_notes,
     })
 }
 

@@ -9,6 +9,7 @@
 
 mod collector;
 mod level;
+mod scrape;
 mod sweep;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,14 +24,15 @@ use crate::load::{self, Stop};
 use crate::metrics::{LevelResult, Summary};
 use crate::record::RequestRecord;
 use crate::results::{
-    self, Environment, RecordWriter, ResultsError, RunMode, SummaryFile, ToolInfo,
+    self, Environment, RecordWriter, ResultsError, RunMode, ScrapeWriter, SummaryFile, ToolInfo,
 };
 use crate::shard::{self, Shard, ShardInfo};
-use crate::spec::{Benchmark, BenchmarkConfig, Level, Load, SpecError, Sweep};
+use crate::spec::{Benchmark, BenchmarkConfig, Level, Load, ServerMetrics, SpecError, Sweep};
 use crate::transport::{Transport, TransportOptions};
 use crate::workload::tokenizer::{Tokenizer, TokenizerError};
 use crate::workload::WorkloadError;
 use level::run_level;
+use scrape::Scraper;
 pub use sweep::AUTO_PROBE_TURNOVERS;
 use sweep::{auto_probe, auto_rates};
 
@@ -194,6 +196,8 @@ struct RunContext<'a> {
     /// Set to stop sending (Ctrl-C, a stop condition, a write failure).
     stop: Arc<AtomicBool>,
     interrupted: Arc<AtomicBool>,
+    /// Reads the server's metrics beside the run, when any are scraped.
+    scraper: Option<Scraper>,
 }
 
 /// Runs `bench` under the id `id`.
@@ -229,12 +233,23 @@ pub fn run_benchmark(
         tokenizer: tokenizer.name().to_string(),
         options: recorded_options(&bench.endpoint.options),
         slos: slos.clone(),
-        regression: bench.regression,
+        regression: bench.regression.clone(),
+        server_metrics: Some(ServerMetrics {
+            urls: bench
+                .server_metrics
+                .urls
+                .iter()
+                .map(|url| crate::spec::display_url(url))
+                .collect(),
+            ..bench.server_metrics.clone()
+        }),
     };
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
     };
+    let t0 = Instant::now();
+    let scraper = start_scraper(bench, &resolved, options, t0)?;
     let transport = build_transport(&load, resolved.builtin.is_some())?;
     let workers = load::Workers::start(
         options
@@ -245,7 +260,7 @@ pub fn run_benchmark(
         what: "the client threads",
         source,
     })?;
-    let context = RunContext {
+    let mut context = RunContext {
         id,
         bench,
         options,
@@ -254,10 +269,11 @@ pub fn run_benchmark(
         target: Arc::new(resolved.target),
         transport,
         workers: &workers,
-        t0: Instant::now(),
+        t0,
         t0_wall: SystemTime::now(),
         stop: Arc::new(AtomicBool::new(false)),
         interrupted: Arc::new(AtomicBool::new(false)),
+        scraper,
     };
     if options.handle_interrupt {
         let (stop, interrupted) = (Arc::clone(&context.stop), Arc::clone(&context.interrupted));
@@ -330,6 +346,12 @@ pub fn run_benchmark(
             first_failure = run.figures.first_failure.clone().map(|(_, error)| error);
         }
         let mut result = run.figures.finish(index, level, run.stop.clone());
+        result.server = run.server.map(|mut digest| {
+            digest.compare_with(&result.summary, run.figures.tokens_received);
+            digest
+        });
+        // Shown with the level's figures.
+        result.notes.extend(run.server_notes);
         if let (Some(duration), Level::Concurrency { .. }, Stop::Completed) =
             (load.duration, level, &run.stop)
         {
@@ -367,6 +389,13 @@ pub fn run_benchmark(
         }
     }
     let interrupted = context.interrupted.load(Ordering::Relaxed);
+    if let Some(scraper) = context.scraper.take() {
+        for note in scraper.finish() {
+            if options.mode != RunMode::Test {
+                eprintln!("{id}: note: {note}");
+            }
+        }
+    }
     drop(context);
     drop(workers);
     records.sort_by_key(|r| (r.level, r.id));
@@ -409,6 +438,69 @@ pub fn run_benchmark(
         first_failure,
         builtin_stats,
         summary_path,
+    })
+}
+
+/// Starts scraping the server's metrics, when the benchmark asks for it
+/// (the default) and there is somewhere to look: the URLs given, else
+/// `/metrics` at the endpoint's origin unless it is a managed service.
+fn start_scraper(
+    bench: &Benchmark,
+    resolved: &Resolved,
+    options: &RunOptions,
+    t0: Instant,
+) -> Result<Option<Scraper>, RunError> {
+    let spec = &bench.server_metrics;
+    if !spec.enabled {
+        return Ok(None);
+    }
+    let base = &resolved.target.base_url;
+    let urls = if spec.urls.is_empty() {
+        endpoint::discovered_metrics_url(resolved.kind, base)
+            .into_iter()
+            .collect()
+    } else {
+        spec.urls.clone()
+    };
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    let origin = |url: &str| {
+        reqwest::Url::parse(url)
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+    };
+    let sources = urls
+        .into_iter()
+        .map(|url| {
+            // The endpoint's key goes only to its own origin (llama.cpp
+            // guards /metrics with it; vLLM, SGLang and TGI ignore it).
+            let bearer = (origin(&url) == origin(base))
+                .then_some(resolved.target.api_key.as_ref())
+                .flatten()
+                .map(|key| key.expose().to_string());
+            scrape::Source {
+                shown: crate::spec::display_url(&url),
+                url,
+                bearer,
+            }
+        })
+        .collect();
+    let writer = match &options.results_dir {
+        Some(dir) => Some(ScrapeWriter::create(dir)?),
+        None => None,
+    };
+    Scraper::start(
+        sources,
+        spec.interval,
+        t0,
+        writer,
+        resolved.builtin.is_none(),
+    )
+    .map(Some)
+    .map_err(|source| RunError::Start {
+        what: "the server-metrics scraper",
+        source,
     })
 }
 

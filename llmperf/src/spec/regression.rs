@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// A benchmark's own comparison settings; command-line flags
-/// (`--noise-threshold`, `--significance-level`, `--fail-on-regression`)
-/// win over them, and unset ones take the defaults of
+/// (`--noise-threshold`, `--significance-level`, `--fail-on-regression`,
+/// `--gate`) win over them, and unset ones take the defaults of
 /// [`crate::baseline::CompareSettings`].
 ///
 /// ```
@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// let bench = Benchmark::new().noise_threshold(0.10).fail_on_regression(true);
 /// assert_eq!(bench.regression_policy().noise_threshold, Some(0.10));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegressionPolicy {
     /// Relative changes within ± this share are noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,4 +24,8 @@ pub struct RegressionPolicy {
     /// Exit non-zero when a metric regressed against the baseline.
     #[serde(default)]
     pub fail_on_regression: bool,
+    /// The metrics that gate (names or `*` patterns, as `--gate`); empty:
+    /// every client metric, the server's informational.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate: Vec<String>,
 }
