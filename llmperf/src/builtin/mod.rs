@@ -130,7 +130,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use crate::spec::{Connections, Fault, FaultSchedule, Script};
+pub use crate::spec::{Connections, Fault, FaultSchedule, MetricsStyle, Script};
 
 use serde::Serialize;
 
