@@ -115,6 +115,7 @@ mod anthropic;
 mod azure;
 mod body;
 mod connection;
+mod exposition;
 mod generate;
 mod histogram;
 mod lateness;
