@@ -97,7 +97,8 @@
 //! (`timeline.rs`), the paced body (`body.rs`, `pacer.rs`), the
 //! generated words (`generate.rs`), and `/metrics`: the counts in
 //! `state.rs` (histograms in `histogram.rs`), fed as the body hands each
-//! frame to the connection, formatted per server in `metrics.rs`. Each protocol's file only reads its
+//! frame to the connection, named per server in `metrics.rs` and written in
+//! the Prometheus text format by `exposition.rs`. Each protocol's file only reads its
 //! request body and formats its bytes: `openai.rs` (also Azure's and
 //! Vertex AI's OpenAI routes), `anthropic.rs`, `tgi.rs` (also the TGI
 //! container inside SageMaker), `together.rs`, `vertex.rs` (Gemini) and
