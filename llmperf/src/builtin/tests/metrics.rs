@@ -429,3 +429,62 @@ async fn metrics_need_no_api_key_and_name_the_default_model_before_any_request()
         .unwrap();
     assert_eq!(v1.status(), 404, "served at the root only, as vLLM does");
 }
+
+#[tokio::test]
+async fn reasoning_grouped_events_whole_bodies_and_other_protocols_count_their_usage() {
+    let server = Server::start(
+        Script::new()
+            .ttft(Duration::from_millis(5))
+            .inter_token(Duration::from_millis(1))
+            .tokens_per_event(3)
+            .reasoning_tokens(4)
+            .keep_alive(true),
+    )
+    .unwrap();
+    // Streamed: 4 reasoning + 7 content tokens in events of up to 3.
+    let (start, response) = post(
+        &server,
+        "/chat/completions",
+        &chat("hi", json!({"max_tokens": 7})),
+    )
+    .await;
+    let sse = read_sse(response, start, Duration::from_secs(2)).await;
+    let streamed = sse.usage()["completion_tokens"].as_f64().unwrap();
+    assert_eq!(streamed, 11.0);
+    // Not streamed: the whole body carries every token at once.
+    let (_, response) = post(
+        &server,
+        "/chat/completions",
+        &json!({"model": "test-model", "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 5}),
+    )
+    .await;
+    let whole: Value = response.json().await.unwrap();
+    let whole = whole["usage"]["completion_tokens"].as_f64().unwrap();
+    // TGI's own stream, which puts the ending on its last token event.
+    let (start, response) = post(
+        &server,
+        "/generate_stream",
+        &json!({"inputs": "hi", "parameters": {"max_new_tokens": 6}}),
+    )
+    .await;
+    let tgi = read_sse(response, start, Duration::from_secs(2)).await;
+    assert!(tgi.error.is_none(), "{tgi:?}");
+    let m = scrape_until(&server, |m| {
+        value(m, "vllm:num_requests_running", &[]) == 0.0
+            && value(m, "vllm:request_success_total", &[]) == 3.0
+    })
+    .await;
+    assert_eq!(
+        value(&m, "vllm:generation_tokens_total", &[]),
+        streamed + whole + 6.0
+    );
+    // One first token per request; the streamed requests' later events
+    // are inter-token gaps: reasoning never shares an event with content,
+    // so chat's are 3+1 and 3+3+1 tokens (4 gaps), TGI's 3+3 (1 gap).
+    assert_eq!(histogram_count(&m, "vllm:time_to_first_token_seconds"), 3.0);
+    assert_eq!(
+        histogram_count(&m, "vllm:inter_token_latency_seconds"),
+        4.0 + 1.0
+    );
+}
