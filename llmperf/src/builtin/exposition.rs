@@ -94,7 +94,7 @@ fn cpp_double(value: f64) -> String {
 pub(crate) struct Exposition {
     pub(crate) text: String,
     numbers: Numbers,
-    /// Labels written sorted by name (prometheus_client's multiprocess mode).
+    /// Labels written sorted by name, as prometheus_client writes them.
     sorted_labels: bool,
     /// A blank line before each family after the first.
     pub(crate) blank_lines: bool,

@@ -28,8 +28,8 @@
 //! - SGLang: `python/sglang/srt/metrics/collector.py`
 //!   (`SchedulerMetricsCollector`, `TokenizerMetricsCollector`) and the
 //!   scheduler's labels (`model_name`, `engine_type`, `tp_rank`, `pp_rank`,
-//!   `moe_ep_rank`); SGLang runs prometheus_client in multiprocess mode,
-//!   which writes labels sorted by name.
+//!   `moe_ep_rank`). prometheus_client (vLLM's and SGLang's) writes each
+//!   sample's labels sorted by name.
 //! - TGI: `router/src/server.rs` (the `metrics` calls, the buckets set on
 //!   `PrometheusBuilder`) and `docs/source/reference/metrics.md`; the
 //!   `metrics-exporter-prometheus` crate writes counters as integers
@@ -244,7 +244,7 @@ pub(crate) fn render(style: MetricsStyle, figures: &Figures) -> String {
 }
 
 fn vllm(f: &Figures) -> String {
-    let mut out = Exposition::new(Numbers::Python, false);
+    let mut out = Exposition::new(Numbers::Python, true);
     let labels = [("model_name", f.model.as_str()), ("engine", "0")];
     let gauge = |out: &mut Exposition, name, help, value| {
         out.family(name, "gauge", help);
