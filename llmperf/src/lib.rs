@@ -111,7 +111,7 @@ pub mod validate;
 #[doc(hidden)]
 pub mod workload;
 
-pub use builtin::{Fault, FaultSchedule, Script};
+pub use builtin::{Fault, FaultSchedule, MetricsStyle, Script};
 /// Re-exported so a `benches/` file can register its own endpoint kind
 /// (`llmperf::inventory::submit!`) without depending on inventory itself.
 pub use inventory;

@@ -20,7 +20,7 @@ use llmperf::results::RunMode;
 use llmperf::run::{run_benchmark, RunOptions};
 use llmperf::shard::Shard;
 use llmperf::spec::ServerMetrics;
-use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, Script, Workload};
+use llmperf::{Benchmark, Endpoint, Fault, FaultSchedule, MetricsStyle, Script, Workload};
 
 /// Benchmark streaming LLM endpoints: TTFT, inter-token latency, throughput, cross-over validation.
 #[derive(Debug, Parser)]
@@ -289,6 +289,39 @@ struct BuiltinArgs {
     /// Words of one server token each that cl100k_base splits into several (a model with another vocabulary).
     #[arg(long)]
     long_words: bool,
+    /// What GET /metrics serves (no API key needed): the endpoint's own counts (running and waiting requests, tokens, TTFT and latency histograms) under one real server's Prometheus names, or no metrics at all.
+    #[arg(long, value_enum, default_value_t = MetricsStyleArg::Vllm)]
+    metrics_style: MetricsStyleArg,
+}
+
+/// `--metrics-style`: [`MetricsStyle`] as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum MetricsStyleArg {
+    /// vLLM V1 (vllm:num_requests_running, vllm:time_to_first_token_seconds, …).
+    Vllm,
+    /// SGLang (sglang:num_running_reqs, sglang:time_to_first_token_seconds, …).
+    Sglang,
+    /// Hugging Face TGI (tgi_queue_size, tgi_request_duration, …; no TTFT histogram).
+    Tgi,
+    /// llama.cpp llama-server (llamacpp:requests_processing, llamacpp:tokens_predicted_total, …; no histograms).
+    LlamaCpp,
+    /// No metrics: GET /metrics is a 404.
+    Off,
+    /// A gateway's catch-all page: GET /metrics is a 200 text/html page.
+    NotPrometheus,
+}
+
+impl From<MetricsStyleArg> for MetricsStyle {
+    fn from(arg: MetricsStyleArg) -> Self {
+        match arg {
+            MetricsStyleArg::Vllm => MetricsStyle::Vllm,
+            MetricsStyleArg::Sglang => MetricsStyle::Sglang,
+            MetricsStyleArg::Tgi => MetricsStyle::Tgi,
+            MetricsStyleArg::LlamaCpp => MetricsStyle::LlamaCpp,
+            MetricsStyleArg::Off => MetricsStyle::Off,
+            MetricsStyleArg::NotPrometheus => MetricsStyle::NotPrometheus,
+        }
+    }
 }
 
 fn parse_start_at(text: &str) -> Result<std::time::SystemTime, String> {
@@ -761,7 +794,8 @@ fn builtin(args: BuiltinArgs) -> Result<ExitCode> {
         .seed(args.seed)
         .connections(args.connections)
         .omit_usage(args.omit_usage)
-        .long_words(args.long_words);
+        .long_words(args.long_words)
+        .metrics(args.metrics_style.into());
     if let Some(limit) = args.concurrency_limit {
         script = script.concurrency_limit(limit);
     }

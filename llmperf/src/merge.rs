@@ -275,6 +275,24 @@ pub fn merge(
                 ));
             }
         }
+        // Every shard scraped the same server over about the same window:
+        // the first shard's digest stands for the level, its figures held
+        // against the merged client's.
+        if let Some((shard_index, part)) = parts.iter().find(|(_, p)| p.server.is_some()) {
+            result.server = part.server.clone().map(|mut digest| {
+                let received = level_records
+                    .iter()
+                    .map(|r| u64::from(r.output_tokens()))
+                    .sum();
+                digest.compare_with(&result.summary, received);
+                digest
+            });
+            if count > 1 {
+                result.notes.push(format!(
+                    "server metrics: shard {shard_index}'s scrapes (its server_metrics.jsonl stays in its directory)"
+                ));
+            }
+        }
         if parts.len() < shards.len() {
             result.notes.push(format!(
                 "only {} of the {} shards merged ran this level",

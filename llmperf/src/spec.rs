@@ -22,7 +22,7 @@ pub use load::{
     MIN_REQUESTS_FOR_ERROR_RATE,
 };
 pub use regression::RegressionPolicy;
-pub use script::{Connections, Fault, FaultSchedule, Script};
+pub use script::{Connections, Fault, FaultSchedule, MetricsStyle, Script};
 pub use server_metrics::{ServerMetrics, DEFAULT_SCRAPE_INTERVAL, MIN_SCRAPE_INTERVAL};
 pub use slo::{Slo, SloMetric};
 pub use workload::{Dataset, DatasetFormat, PromptScheme, Sampling, Workload};

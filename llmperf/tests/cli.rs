@@ -167,6 +167,68 @@ fn builtin_process(args: &[&str]) -> (std::process::Child, String) {
     (child, url)
 }
 
+/// `GET path` on the server behind `base_url` (`http://HOST:PORT/v1`): the
+/// whole HTTP response as text.
+fn http_get(base_url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let address = base_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn the_built_in_endpoint_serves_metrics_in_the_style_asked() {
+    let help = llmperf().args(["builtin", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--metrics-style"), "{help}");
+    assert!(help.contains("not-prometheus"), "{help}");
+    let wrong = llmperf()
+        .args(["builtin", "--metrics-style", "prometheus"])
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("llama-cpp"));
+
+    let (mut server, url) = builtin_process(&["--metrics-style", "tgi"]);
+    let dir = tempfile::tempdir().unwrap();
+    let run = llmperf()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--base-url",
+            &url,
+            "-m",
+            "m",
+            "-r",
+            "3",
+            "-c",
+            "1",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let metrics = http_get(&url, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("\ntgi_request_success 3\n"), "{metrics}");
+    assert!(metrics.contains("\ntgi_queue_size 0\n"), "{metrics}");
+    server.kill().unwrap();
+    let _ = server.wait();
+}
+
 #[test]
 fn a_cross_over_fails_the_run_unless_allowed() {
     let (mut server, url) = builtin_process(&["--fault", "cross-over:every=3"]);

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 
 use super::connection::ConnectionState;
+use super::generate::FinishReason;
 use super::pacer::{Alarm, PacerHandle};
 use super::state::Slot;
 use super::timeline::{End, Tail, Timeline};
@@ -42,6 +43,13 @@ pub(crate) struct ResponseBody {
     tail: Option<(Tail, Option<Instant>)>,
     /// When the first generated event is due, until it has gone out.
     first_event_at: Option<Instant>,
+    /// Frames handed to hyper so far.
+    sent: usize,
+    /// `(frame index, tokens)` of the frames still to send that carry
+    /// generated tokens.
+    generated: VecDeque<(usize, usize)>,
+    /// How the response finishes if every frame goes out (`None`: a fault).
+    finish: Option<FinishReason>,
 }
 
 impl ResponseBody {
@@ -59,6 +67,9 @@ impl ResponseBody {
             connection: None,
             tail: None,
             first_event_at: None,
+            sent: 0,
+            generated: VecDeque::new(),
+            finish: None,
         }
     }
 
@@ -87,6 +98,9 @@ impl ResponseBody {
             connection: None,
             tail: timeline.tail.map(|tail| (tail, None)),
             first_event_at: timeline.first_event.map(|offset| admitted + offset),
+            sent: 0,
+            generated: timeline.accounting.generated.into(),
+            finish: timeline.accounting.finish,
         }
     }
 
@@ -149,13 +163,25 @@ impl Body for ResponseBody {
                     return Poll::Pending;
                 }
                 if let Some((_, bytes)) = this.frames.pop_front() {
-                    if let Some(slot) = &this.slot {
-                        let late = at.elapsed();
+                    let index = this.sent;
+                    this.sent += 1;
+                    let generated = match this.generated.front() {
+                        Some(&(at_frame, tokens)) if at_frame == index => {
+                            this.generated.pop_front();
+                            tokens
+                        }
+                        _ => 0,
+                    };
+                    if let Some(slot) = &mut this.slot {
+                        let now = Instant::now();
+                        let late = now.saturating_duration_since(at);
                         slot.record_lateness(late);
                         if this.first_event_at == Some(at) {
                             this.first_event_at = None;
                             slot.record_first_event_lateness(late);
                         }
+                        // The frame is handed to the connection now.
+                        slot.frame_sent(now, generated);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
@@ -168,6 +194,9 @@ impl Body for ResponseBody {
             }
             match this.end {
                 End::Finish => {
+                    if let (Some(slot), Some(reason)) = (&mut this.slot, this.finish) {
+                        slot.finished(reason);
+                    }
                     this.ended();
                     return Poll::Ready(None);
                 }
@@ -222,7 +251,7 @@ mod tests {
             crate::builtin::Script::new(),
             pacer.handle(),
         ));
-        let slot = state.enter(None);
+        let slot = state.enter(None, crate::builtin::state::Admission::now());
         assert_eq!(state.stats().max_in_flight, 1);
         let timeline = Timeline {
             status: hyper::StatusCode::OK,
@@ -237,6 +266,7 @@ mod tests {
             whole: false,
             tail: None,
             first_event: None,
+            accounting: crate::builtin::timeline::Accounting::default(),
         };
         let start = Instant::now();
         let mut body = ResponseBody::scripted(start, timeline, slot, pacer.handle());

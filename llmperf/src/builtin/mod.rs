@@ -47,6 +47,11 @@
 //! - `GET /v1/builtin/stats`: the [`ServerStats`] counters as JSON, including how
 //!   late events went out against their deadlines.
 //! - `GET /health`.
+//! - `GET /metrics` (no API key needed, as vLLM's): the endpoint's own
+//!   counts in the Prometheus text format, under vLLM's, SGLang's, TGI's
+//!   or llama.cpp's names ([`MetricsStyle`], [`Script::metrics`]): requests
+//!   running and waiting, prompt and generated tokens, finished requests,
+//!   time to first token, inter-token, end-to-end and queue histograms.
 //!
 //! Anything else is a 404, a body that does not parse a 400 naming the
 //! problem, both with an OpenAI-style error body.
@@ -89,8 +94,11 @@
 //! protocol implements (`protocol.rs`), the only copy of the timing
 //! (`schedule.rs`: first token, per-event deadlines, jitter), the lay-out
 //! of a format's bytes on that schedule with the faults applied
-//! (`timeline.rs`), the paced body (`body.rs`, `pacer.rs`) and the
-//! generated words (`generate.rs`). Each protocol's file only reads its
+//! (`timeline.rs`), the paced body (`body.rs`, `pacer.rs`), the
+//! generated words (`generate.rs`), and `/metrics`: the counts in
+//! `state.rs` (histograms in `histogram.rs`), fed as the body hands each
+//! frame to the connection, named per server in `metrics.rs` and written in
+//! the Prometheus text format by `exposition.rs`. Each protocol's file only reads its
 //! request body and formats its bytes: `openai.rs` (also Azure's and
 //! Vertex AI's OpenAI routes), `anthropic.rs`, `tgi.rs` (also the TGI
 //! container inside SageMaker), `together.rs`, `vertex.rs` (Gemini) and
@@ -108,8 +116,11 @@ mod anthropic;
 mod azure;
 mod body;
 mod connection;
+mod exposition;
 mod generate;
+mod histogram;
 mod lateness;
+mod metrics;
 mod openai;
 mod pacer;
 mod protocol;
@@ -130,7 +141,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use crate::spec::{Connections, Fault, FaultSchedule, Script};
+pub use crate::spec::{Connections, Fault, FaultSchedule, MetricsStyle, Script};
 
 use serde::Serialize;
 

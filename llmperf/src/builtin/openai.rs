@@ -20,7 +20,7 @@ use super::protocol::{bearer_check, Protocol, ResponseInfo};
 use super::request::{GenerationRequest, DEFAULT_MODEL};
 use super::schedule::{Schedule, TokenKind, Usage};
 use super::state::State;
-use super::timeline::{lay_out, End, Ending, StreamFormat, Tail, Timeline};
+use super::timeline::{lay_out, Accounting, End, Ending, StreamFormat, Tail, Timeline};
 use crate::spec::Fault;
 use crate::workload::tokenizer::Tokenizer;
 
@@ -452,6 +452,11 @@ fn hostile(
         whole: false,
         tail: Some(tail),
         first_event: None,
+        // Hostile responses are faults: their tokens are not counted.
+        accounting: Accounting {
+            prompt_tokens: usage.prompt_tokens,
+            ..Accounting::default()
+        },
     })
 }
 
@@ -474,6 +479,10 @@ fn whole_response(formatter: &Formatter, schedule: &Schedule, fault: Option<Faul
         whole: true,
         tail: None,
         first_event: None,
+        accounting: Accounting {
+            prompt_tokens: usage.prompt_tokens,
+            ..Accounting::default()
+        },
     };
     let broken = |end| Timeline {
         status: StatusCode::OK,
@@ -485,6 +494,10 @@ fn whole_response(formatter: &Formatter, schedule: &Schedule, fault: Option<Faul
         whole: false,
         tail: None,
         first_event: None,
+        accounting: Accounting {
+            prompt_tokens: usage.prompt_tokens,
+            ..Accounting::default()
+        },
     };
     match fault {
         // The connection drops at half time; hyper closes it before the
@@ -501,7 +514,13 @@ fn whole_response(formatter: &Formatter, schedule: &Schedule, fault: Option<Faul
             last,
             Bytes::from_static(MALFORMED_JSON.as_bytes()),
         ),
-        _ => json(StatusCode::OK, last, formatter.full_response(output, usage)),
+        _ => {
+            // The whole body carries every generated token.
+            let mut whole = json(StatusCode::OK, last, formatter.full_response(output, usage));
+            whole.accounting.generated = vec![(0, usage.completion_tokens)];
+            whole.accounting.finish = Some(output.finish_reason);
+            whole
+        }
     }
 }
 

@@ -18,10 +18,11 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use super::body::ResponseBody;
 use super::connection::{ConnectionState, Refused, CLOSE_DELAY};
+use super::metrics;
 use super::openai;
 use super::protocol::{self, bearer_check, json_response, openai_error as error, Protocol};
 use super::request::DEFAULT_MODEL;
-use super::state::State;
+use super::state::{Admission, State, Waiting};
 use super::timeline::Timeline;
 use super::Connections;
 use crate::spec::Fault;
@@ -128,6 +129,8 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<Respon
         ("/health", &Method::GET) => {
             json_response(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
         }
+        // As vLLM's, open without the API key.
+        ("/metrics", &Method::GET) if full == "/metrics" => metrics::response(&state),
         ("/chat/completions" | "/completions" | "/models" | "/health", _) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             &format!("method {method} is not allowed on {full}"),
@@ -140,7 +143,7 @@ async fn route(request: Request<Incoming>, state: Arc<State>) -> Response<Respon
                 "unknown route {method} {full} (the built-in endpoint serves POST /v1/chat/completions, \
                  POST /v1/completions, POST /generate_stream, POST /inference, POST /v1/messages, \
                  POST /endpoints/NAME/invocations-response-stream, Vertex AI paths, \
-                 GET /v1/models, GET /v1/builtin/stats, GET /health)"
+                 GET /v1/models, GET /v1/builtin/stats, GET /health, GET /metrics)"
             ),
             "invalid_request_error",
             json!("unknown_url"),
@@ -203,7 +206,14 @@ async fn generation(
         }
     };
     let (permit, admitted) = admit(&state, arrived).await;
-    let slot = state.enter(permit);
+    let slot = state.enter(
+        permit,
+        Admission {
+            arrived,
+            admitted,
+            prompt_tokens: timeline.accounting.prompt_tokens,
+        },
+    );
     if !timeline.head_at.is_zero() {
         state.pacer.sleep_until(admitted + timeline.head_at).await;
     }
@@ -281,7 +291,10 @@ async fn admit(state: &State, arrived: Instant) -> (Option<OwnedSemaphorePermit>
     if let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
         return (Some(permit), arrived);
     }
+    // Counted as waiting until the permit comes, or the client goes away.
+    let waiting = Waiting::new(&state.served);
     // The semaphore is never closed, so this waits for a permit.
     let permit = Arc::clone(slots).acquire_owned().await.ok();
+    drop(waiting);
     (permit, Instant::now())
 }

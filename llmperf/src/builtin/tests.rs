@@ -901,3 +901,5 @@ async fn faults_on_non_streaming_requests() {
     let silent = tokio::time::timeout(Duration::from_millis(300), response.bytes()).await;
     assert!(silent.is_err(), "no body comes");
 }
+
+mod metrics;

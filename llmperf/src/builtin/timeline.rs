@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::StatusCode;
 
-use super::generate::Output;
+use super::generate::{FinishReason, Output};
 use super::schedule::{Schedule, TokenKind, Usage};
 use crate::spec::Fault;
 
@@ -48,6 +48,21 @@ pub(crate) struct Timeline {
     /// When the first generated event is due (the server's own time to
     /// first token, as scheduled); how late it went out is counted apart.
     pub(crate) first_event: Option<Duration>,
+    /// What the response counts in `GET /metrics`.
+    pub(crate) accounting: Accounting,
+}
+
+/// What a planned response counts in the endpoint's own metrics.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Accounting {
+    /// The prompt tokens its usage reports.
+    pub(crate) prompt_tokens: usize,
+    /// `(frame index, tokens)` of every frame that carries generated
+    /// tokens, in frame order: counted as each frame is handed over.
+    pub(crate) generated: Vec<(usize, usize)>,
+    /// How the response finishes once every frame has gone out; `None` when
+    /// a fault cuts or replaces it (counted as aborted).
+    pub(crate) finish: Option<FinishReason>,
 }
 
 /// A run of identical chunks after a response's frames, then its last frames.
@@ -120,7 +135,8 @@ pub(crate) fn lay_out(
         }
     }
     let content_type = format.content_type();
-    let stream = |frames, end_at, end| Timeline {
+    let mut generated = Vec::with_capacity(events.len());
+    let stream = |frames, end_at, end, generated, finish| Timeline {
         status: StatusCode::OK,
         content_type,
         head_at: Duration::ZERO,
@@ -130,20 +146,26 @@ pub(crate) fn lay_out(
         whole: false,
         tail: None,
         first_event: schedule.first_event(),
+        accounting: Accounting {
+            prompt_tokens: schedule.usage.prompt_tokens,
+            generated,
+            finish,
+        },
     };
     if let Some(fault @ (Fault::Disconnect | Fault::Stall | Fault::StreamError)) = fault {
         let (kept, at) = schedule.cut();
         for (event, sent_at) in events.iter().zip(offsets).take(kept) {
+            generated.push((frames.len(), event.tokens));
             frames.push((*sent_at, format.tokens(event.kind, schedule.texts(event))));
         }
         return match fault {
-            Fault::Disconnect => stream(frames, at, End::Abort),
-            Fault::Stall => stream(frames, at, End::Stall),
+            Fault::Disconnect => stream(frames, at, End::Abort, generated, None),
+            Fault::Stall => stream(frames, at, End::Stall, generated, None),
             _ => {
                 for frame in format.stream_error() {
                     frames.push((at, frame));
                 }
-                stream(frames, at, End::Finish)
+                stream(frames, at, End::Finish, generated, None)
             }
         };
     }
@@ -159,6 +181,8 @@ pub(crate) fn lay_out(
     }
     for (i, (event, at)) in events.iter().zip(offsets).enumerate() {
         let tokens = schedule.texts(event);
+        // A last event's first frame carries its tokens; the rest close.
+        generated.push((frames.len(), event.tokens));
         if i + 1 == events.len() {
             for frame in format.last_tokens(event.kind, tokens, &ending) {
                 frames.push((*at, frame));
@@ -175,5 +199,6 @@ pub(crate) fn lay_out(
             frames.push((last, frame));
         }
     }
-    stream(frames, last, End::Finish)
+    let finish = schedule.output.finish_reason;
+    stream(frames, last, End::Finish, generated, Some(finish))
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::server::{Role, ServerDigest};
 use super::slo::SloReport;
 use super::Summary;
 use crate::load::Stop;
@@ -28,7 +29,7 @@ pub struct LevelResult {
     pub notes: Vec<String>,
     /// What the server's own metrics said over the level (when scraped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<crate::metrics::server::ServerDigest>,
+    pub server: Option<ServerDigest>,
 }
 
 /// One point of the curve across levels.
@@ -64,6 +65,13 @@ pub struct CurvePoint {
     pub error_rate: f64,
     /// Every objective held.
     pub met_slos: bool,
+    /// The server's most waiting requests over the level (when scraped):
+    /// where the queue starts to grow explains the knee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_waiting_max: Option<f64>,
+    /// The server's highest KV-cache usage over the level, 0–1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_kv_cache_usage_max: Option<f64>,
 }
 
 /// The curve of a sweep and its knee.
@@ -101,8 +109,15 @@ impl CurvePoint {
             goodput_per_s: level.slo.goodput_per_s,
             error_rate: s.requests.error_rate,
             met_slos: level.slo.met,
+            server_waiting_max: server_max(level, Role::WaitingRequests),
+            server_kv_cache_usage_max: server_max(level, Role::KvCacheUsage),
         }
     }
+}
+
+/// A server gauge's maximum over `level`.
+fn server_max(level: &LevelResult, role: Role) -> Option<f64> {
+    level.server.as_ref()?.gauge(role).map(|g| g.max)
 }
 
 impl SweepSummary {

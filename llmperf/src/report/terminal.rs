@@ -347,9 +347,14 @@ fn opt_ms(value: Option<f64>) -> String {
 fn render_curve(out: &mut String, sweep: &SweepSummary, palette: Palette) {
     let slos: Vec<String> = sweep.slos.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "  objectives {}", slos.join(", "));
-    let _ = writeln!(
-        out,
-        "  {:<14} {:>9} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}  SLO",
+    // The server's queue and cache per level, when it published them.
+    let waiting = sweep.curve.iter().any(|p| p.server_waiting_max.is_some());
+    let cache = sweep
+        .curve
+        .iter()
+        .any(|p| p.server_kv_cache_usage_max.is_some());
+    let mut head = format!(
+        "  {:<14} {:>9} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8} {:>7}",
         "level",
         "sent/s",
         "ok/s",
@@ -361,6 +366,13 @@ fn render_curve(out: &mut String, sweep: &SweepSummary, palette: Palette) {
         "goodput",
         "errors"
     );
+    if waiting {
+        head.push_str(&format!(" {:>9}", "wait max"));
+    }
+    if cache {
+        head.push_str(&format!(" {:>7}", "kv max"));
+    }
+    let _ = writeln!(out, "{head}  SLO");
     for point in &sweep.curve {
         let verdict = if point.met_slos {
             palette.green("met")
@@ -372,9 +384,8 @@ fn render_curve(out: &mut String, sweep: &SweepSummary, palette: Palette) {
         } else {
             ""
         };
-        let _ = writeln!(
-            out,
-            "  {:<14} {:>9} {:>8.2} {:>9.1} {:>10} {:>10} {:>10} {:>10} {:>8.2} {:>6.1}%  {verdict}{knee}",
+        let mut line = format!(
+            "  {:<14} {:>9} {:>8.2} {:>9.1} {:>10} {:>10} {:>10} {:>10} {:>8.2} {:>6.1}%",
             point.label,
             point
                 .achieved_rate_per_s
@@ -388,6 +399,17 @@ fn render_curve(out: &mut String, sweep: &SweepSummary, palette: Palette) {
             point.goodput_per_s,
             point.error_rate * 100.0,
         );
+        if waiting {
+            let value = point.server_waiting_max.map_or("-".to_string(), trim_float);
+            line.push_str(&format!(" {value:>9}"));
+        }
+        if cache {
+            let value = point
+                .server_kv_cache_usage_max
+                .map_or("-".to_string(), |u| format!("{:.0}%", u * 100.0));
+            line.push_str(&format!(" {value:>7}"));
+        }
+        let _ = writeln!(out, "{line}  {verdict}{knee}");
     }
 }
 

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 /// | `server_threads` | 1 |
 /// | `connections` | keep-alive |
 /// | `omit_usage`, `long_words` | off |
+/// | `metrics` | vLLM's names |
 ///
 /// ```
 /// use std::time::Duration;
@@ -69,6 +70,14 @@ pub struct Script {
     pub(crate) connections: Connections,
     pub(crate) omit_usage: bool,
     pub(crate) long_words: bool,
+    /// Left out when default, so results recorded before `/metrics`
+    /// existed compare equal to new ones (`baseline::differences`).
+    #[serde(skip_serializing_if = "is_default_metrics")]
+    pub(crate) metrics: MetricsStyle,
+}
+
+fn is_default_metrics(style: &MetricsStyle) -> bool {
+    *style == MetricsStyle::default()
 }
 
 impl Default for Script {
@@ -91,6 +100,7 @@ impl Default for Script {
             connections: Connections::KeepAlive,
             omit_usage: false,
             long_words: false,
+            metrics: MetricsStyle::Vllm,
         }
     }
 }
@@ -227,6 +237,21 @@ impl Script {
         self
     }
 
+    /// How `GET /metrics` answers: the endpoint's own counts under one real
+    /// server's Prometheus names ([`MetricsStyle`]; default vLLM's), no
+    /// metrics at all, or a page that is not Prometheus text.
+    ///
+    /// ```
+    /// use llmperf::builtin::{MetricsStyle, Script};
+    /// let script = Script::new().metrics(MetricsStyle::Sglang);
+    /// let json = serde_json::to_value(&script).unwrap();
+    /// assert_eq!(json["metrics"], "sglang");
+    /// ```
+    pub fn metrics(mut self, style: MetricsStyle) -> Self {
+        self.metrics = style;
+        self
+    }
+
     /// Worker threads of the server's own runtime (default 1; `0` is taken
     /// as `1`). More threads help only with many concurrent streams.
     pub fn server_threads(mut self, n: usize) -> Self {
@@ -341,6 +366,43 @@ pub enum Connections {
     },
 }
 
+/// What the built-in endpoint's `GET /metrics` serves ([`Script::metrics`]).
+///
+/// The figures are the endpoint's own truth, counted as it serves: requests
+/// running (holding a concurrency slot) and waiting (for one), prompt tokens
+/// (as the response's usage reports them), generated tokens (counted as
+/// each event carrying them is handed to the connection, so a stream cut
+/// by a fault counts only what it sent), finished requests, and latency
+/// histograms in seconds measured from when the request's body was read.
+/// The endpoint has no KV cache: its "KV-cache usage" is the share of
+/// concurrency slots in use, running / [`Script::concurrency_limit`], and 0
+/// when the script sets no limit. It never preempts; the preemption counter
+/// stays 0. `docs/builtin-endpoint.md` lists each style's names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricsStyle {
+    /// vLLM V1's names (`vllm:num_requests_running`,
+    /// `vllm:time_to_first_token_seconds`, …), labels `model_name` and
+    /// `engine="0"`, vLLM's histogram buckets.
+    #[default]
+    Vllm,
+    /// SGLang's names (`sglang:num_running_reqs`, `sglang:token_usage`, …)
+    /// and buckets.
+    Sglang,
+    /// Hugging Face TGI's names (`tgi_queue_size`, `tgi_request_duration`,
+    /// …), as its Rust `metrics` exporter writes them: counters without
+    /// `_total`, no labels, no time-to-first-token histogram.
+    Tgi,
+    /// llama.cpp `llama-server`'s names (`llamacpp:` prefix): counters and
+    /// gauges only, no histograms.
+    LlamaCpp,
+    /// A server without metrics: `GET /metrics` is a 404.
+    Off,
+    /// A gateway's catch-all page: `GET /metrics` is a 200 `text/html` page,
+    /// not Prometheus text.
+    NotPrometheus,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +432,14 @@ mod tests {
         assert!(!json.contains("sk-secret"), "{json}");
         let read: Script = serde_json::from_str(r#"{"api_key": "k"}"#).unwrap();
         assert_eq!(read.api_key.as_deref(), Some("k"));
+        assert!(serde_json::to_value(Script::new())
+            .unwrap()
+            .get("metrics")
+            .is_none());
+        let styled = Script::new().metrics(MetricsStyle::LlamaCpp);
+        let json = serde_json::to_value(&styled).unwrap();
+        assert_eq!(json["metrics"], "llama_cpp");
+        assert_eq!(serde_json::from_value::<Script>(json).unwrap(), styled);
     }
 
     #[test]
@@ -379,6 +449,11 @@ mod tests {
         assert_eq!(script.inter_token, Duration::from_millis(10));
         assert_eq!(script.output_tokens, 128);
         assert_eq!(script.server_threads, 1);
+        assert_eq!(
+            script.metrics,
+            MetricsStyle::Vllm,
+            "a script recorded before /metrics"
+        );
         let error = serde_json::from_str::<Script>(r#"{"ttft_ms": -1}"#).unwrap_err();
         assert!(
             error.to_string().contains("-1 ms is not a duration"),
