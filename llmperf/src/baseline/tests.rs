@@ -214,3 +214,78 @@ fn an_impossible_validation_count_in_a_summary_is_no_panic() {
         .unwrap();
     assert_eq!(rate.value, 0.0);
 }
+
+/// A digest with only a waiting-requests gauge.
+fn waiting(max: f64) -> crate::metrics::server::ServerDigest {
+    let mut gauges = std::collections::BTreeMap::new();
+    gauges.insert(
+        "waiting_requests".to_string(),
+        crate::metrics::server::GaugeDigest {
+            metric: "vllm:num_requests_waiting".to_string(),
+            mean: max / 2.0,
+            max,
+        },
+    );
+    crate::metrics::server::ServerDigest {
+        sources: vec!["http://127.0.0.1:1/metrics".to_string()],
+        servers: vec!["vllm".to_string()],
+        scrapes: 10,
+        failed_scrapes: 0,
+        window_s: 1.0,
+        gauges,
+        counters: Default::default(),
+        histograms: Default::default(),
+        versus_client: None,
+    }
+}
+
+#[test]
+fn server_figures_are_shown_and_gate_only_when_named() {
+    let with_server = |seed, max| {
+        let mut b = Synthetic::new(200, 500.0, seed).baseline("b");
+        b.result.levels[0].server = Some(waiting(max));
+        b
+    };
+    let (base, queued) = (with_server(1, 1.0), with_server(2, 4.0));
+    let comparison = compare(&base, &queued, &quick());
+    let figure = comparison.levels[0]
+        .metrics
+        .iter()
+        .find(|m| m.metric == "server.waiting_requests_max")
+        .expect("the server figure is compared");
+    assert_eq!(figure.verdict, Verdict::Regressed, "{figure:?}");
+    assert_eq!(figure.change, Some(3.0));
+    assert!(!figure.gated);
+    assert!(
+        !comparison
+            .gate_failures()
+            .iter()
+            .any(|f| f.contains("server.")),
+        "informational by default"
+    );
+    // Named, it gates; and naming it leaves the client's metrics out.
+    let gated = CompareSettings {
+        gate: vec!["server.waiting_*".to_string()],
+        ..quick()
+    };
+    let comparison = compare(&base, &queued, &gated);
+    assert_eq!(
+        comparison.gate_failures(),
+        [
+            "server.waiting_requests_mean",
+            "server.waiting_requests_max"
+        ]
+    );
+    let ttft = &comparison.levels[0].metrics[0];
+    assert!(!ttft.gated);
+    // Within the noise threshold: no change.
+    let comparison = compare(&base, &with_server(3, 1.04), &gated);
+    assert!(comparison.gate_failures().is_empty());
+    // A gate naming no metric is refused, with the names to choose from.
+    let wrong = CompareSettings {
+        gate: vec!["server.kv_usage".to_string()],
+        ..quick()
+    };
+    let error = wrong.check().unwrap_err();
+    assert!(error.contains("server.kv_cache_usage_max"), "{error}");
+}

@@ -73,6 +73,10 @@ pub struct BenchArgs {
     /// are then capped as `Load::duration` says.
     #[arg(long, value_parser = crate::cli::parse_duration)]
     pub duration: Option<std::time::Duration>,
+    /// Do not scrape the servers' Prometheus metrics (by default each run
+    /// reads /metrics at the endpoint's origin, or what the benchmark names).
+    #[arg(long)]
+    pub no_server_metrics: bool,
     /// Threads that send the requests and read their streams (default: one
     /// per two cores, at least one).
     #[arg(long, value_name = "N", env = "LLMPERF_CLIENT_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -141,7 +145,10 @@ fn smoke(bench: Benchmark) -> Benchmark {
     load.duration = None;
     load.warmup = None;
     load.cooldown_requests = 0;
-    bench.load(load)
+    // A smoke test writes nothing: no server metrics to keep.
+    bench
+        .load(load)
+        .server_metrics(crate::spec::ServerMetrics::off())
 }
 
 /// Every `#[llmperf::bench]` linked into this binary, sorted by id.
@@ -277,6 +284,9 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         }
         if let Some(requests) = args.requests {
             bench = bench.requests(requests);
+        }
+        if args.no_server_metrics {
+            bench = bench.server_metrics(crate::spec::ServerMetrics::off());
         }
         match args.concurrency[..] {
             [] => {}

@@ -150,15 +150,20 @@ pub struct VersusClient {
 pub struct LatencyPair {
     /// `ttft`, `itl` or `e2e`.
     pub role: String,
-    /// `p50`, `p90` or `p99`.
+    /// `mean` (exact: the histogram's sum over its count), `p50`, `p90`
+    /// or `p99` (estimates, no closer than their bucket).
     pub quantile: String,
     /// The client's percentile (its measured requests), ms.
     pub client_ms: f64,
     /// The server's estimate, ms.
     pub server: Estimate,
-    /// Client minus server, ms: what the network, gateways and the
-    /// client's side add (within the bucket's width).
+    /// Client minus the server's estimate, ms: what the network, gateways
+    /// and the client's side add, give or take the bucket's width.
     pub difference_ms: f64,
+    /// Whether the client's figure falls inside the server's bucket: then
+    /// the histogram cannot tell the two apart, and the difference is
+    /// only the interpolation's.
+    pub within_bucket: bool,
 }
 
 /// Tokens counted by both sides over a level.
@@ -312,6 +317,21 @@ impl ServerDigest {
             let (Some(stats), Some(server)) = (stats, self.histograms.get(role.key())) else {
                 continue;
             };
+            // The mean is exact on both sides: the histogram's sum over its count.
+            if let Some(mean) = server.mean_ms {
+                versus.latency.push(LatencyPair {
+                    role: role.key().to_string(),
+                    quantile: "mean".to_string(),
+                    client_ms: stats.mean,
+                    server: Estimate {
+                        ms: mean,
+                        low_ms: mean,
+                        high_ms: Some(mean),
+                    },
+                    difference_ms: stats.mean - mean,
+                    within_bucket: false,
+                });
+            }
             for (quantile, client_ms, estimate) in [
                 ("p50", stats.p50, server.p50),
                 ("p90", stats.p90, server.p90),
@@ -324,6 +344,8 @@ impl ServerDigest {
                         client_ms,
                         server: estimate,
                         difference_ms: client_ms - estimate.ms,
+                        within_bucket: client_ms >= estimate.low_ms
+                            && estimate.high_ms.is_none_or(|high| client_ms <= high),
                     });
                 }
             }

@@ -566,23 +566,35 @@ fn render_server(out: &mut String, server: &ServerDigest) {
         let pairs: Vec<String> = versus
             .latency
             .iter()
-            .filter(|p| p.role == role && p.quantile != "p90")
+            .filter(|p| p.role == role && (p.quantile == "mean" || p.quantile == "p99"))
             .map(|p| {
+                if p.quantile == "mean" {
+                    return format!(
+                        "mean {} vs client {} ({:+.1} ms)",
+                        format_ms(p.server.ms),
+                        format_ms(p.client_ms),
+                        p.difference_ms
+                    );
+                }
                 let bucket = match p.server.high_ms {
                     Some(high) => format!("{}–{}", trim_float(p.server.low_ms), trim_float(high)),
                     None => format!("over {}", trim_float(p.server.low_ms)),
                 };
+                let difference = if p.within_bucket {
+                    "inside the bucket".to_string()
+                } else {
+                    format!("{:+.1} ms", p.difference_ms)
+                };
                 format!(
-                    "{} ≈{} ({bucket} ms) vs client {} ({:+.1} ms)",
+                    "{} ≈{} ({bucket} ms) vs client {} ({difference})",
                     p.quantile,
                     format_ms(p.server.ms),
                     format_ms(p.client_ms),
-                    p.difference_ms
                 )
             })
             .collect();
         if !pairs.is_empty() {
-            let _ = writeln!(out, "  server {role:<4}{}", pairs.join(" · "));
+            let _ = writeln!(out, "  server {role:<5}{}", pairs.join(" · "));
         }
     }
 }
