@@ -299,14 +299,10 @@ pub(crate) fn server_definitions() -> Vec<ServerDefinition> {
     fn gauge(d: &ServerDigest, role: Role, max: bool) -> Option<f64> {
         d.gauge(role).map(|g| if max { g.max } else { g.mean })
     }
-    fn quantile(d: &ServerDigest, role: Role, q: &str) -> Option<f64> {
-        let h = d.histogram(role)?;
-        let estimate = match q {
-            "p50" => h.p50,
-            "p90" => h.p90,
-            _ => h.p99,
-        };
-        estimate.map(|e| e.ms)
+    // Means, not quantiles: a histogram's sum over its count is exact,
+    // its quantiles no closer than a bucket (often 100–250 ms wide).
+    fn mean(d: &ServerDigest, role: Role) -> Option<f64> {
+        d.histogram(role)?.mean_ms
     }
     let g = |metric, unit, direction, change, value| ServerDefinition {
         metric,
@@ -373,24 +369,21 @@ pub(crate) fn server_definitions() -> Vec<ServerDefinition> {
             relative,
             |d| d.counter(Role::GenerationTokens).map(|c| c.rate_per_s),
         ),
-        g("server.ttft_p50", "ms", LowerIsBetter, relative, |d| {
-            quantile(d, Role::Ttft, "p50")
+        g("server.ttft_mean", "ms", LowerIsBetter, relative, |d| {
+            mean(d, Role::Ttft)
         }),
-        g("server.ttft_p99", "ms", LowerIsBetter, relative, |d| {
-            quantile(d, Role::Ttft, "p99")
+        g("server.itl_mean", "ms", LowerIsBetter, relative, |d| {
+            mean(d, Role::Itl)
         }),
-        g("server.itl_p50", "ms", LowerIsBetter, relative, |d| {
-            quantile(d, Role::Itl, "p50")
-        }),
-        g("server.e2e_p50", "ms", LowerIsBetter, relative, |d| {
-            quantile(d, Role::E2e, "p50")
+        g("server.e2e_mean", "ms", LowerIsBetter, relative, |d| {
+            mean(d, Role::E2e)
         }),
         g(
-            "server.queue_time_p50",
+            "server.queue_time_mean",
             "ms",
             LowerIsBetter,
             relative,
-            |d| quantile(d, Role::QueueTime, "p50"),
+            |d| mean(d, Role::QueueTime),
         ),
     ]
 }

@@ -316,8 +316,10 @@ pub fn differences(baseline: &Baseline, current: &Baseline) -> Vec<String> {
         let r = &b.result;
         let mut config = serde_json::to_value(&r.config).unwrap_or_default();
         if let Some(map) = config.as_object_mut() {
-            // How to judge a comparison is not part of what was measured.
+            // How to judge a comparison, and where the server's metrics
+            // were read, are not part of what was measured.
             map.remove("regression");
+            map.remove("server_metrics");
             if r.config.builtin_endpoint {
                 map.remove("base_url");
             }

@@ -42,7 +42,7 @@ fn verdict_text(verdict: Verdict, palette: Palette) -> String {
     }
 }
 
-fn metric_line(out: &mut String, m: &MetricChange, palette: Palette) {
+fn metric_line(out: &mut String, m: &MetricChange, width: usize, palette: Palette) {
     let change = m
         .change
         .map_or("-".to_string(), |c| format_change(c, m.change_unit));
@@ -62,7 +62,7 @@ fn metric_line(out: &mut String, m: &MetricChange, palette: Palette) {
         why.push_str(" not gated");
     }
     let line = format!(
-        "  {:<22} {:>14} → {:<14} {:>9} {:<20} {}  {}",
+        "  {:<width$} {:>14} → {:<14} {:>9} {:<20} {}  {}",
         m.metric,
         format_value(m.baseline, &m.unit),
         format_value(m.current, &m.unit),
@@ -108,6 +108,15 @@ pub fn render(comparison: &Comparison, palette: Palette) -> String {
         let _ = writeln!(out, "  {} level {line}", palette.yellow("warning:"));
     }
     let single = comparison.levels.len() == 1;
+    // The client's names fit in 22; the server's are longer.
+    let width = comparison
+        .levels
+        .iter()
+        .flat_map(|l| &l.metrics)
+        .map(|m| m.metric.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(22);
     for level in &comparison.levels {
         if !single {
             let _ = writeln!(out, "  level {}", palette.bold(&level.level));
@@ -117,7 +126,7 @@ pub fn render(comparison: &Comparison, palette: Palette) -> String {
             if metric.baseline.is_none() && metric.current.is_none() {
                 continue;
             }
-            metric_line(&mut out, metric, palette);
+            metric_line(&mut out, metric, width, palette);
         }
     }
     if comparison.cross_overs > 0 {

@@ -305,6 +305,11 @@ impl Buckets {
         if total <= 0.0 || self.bounds.is_empty() {
             return None;
         }
+        // Durations are never negative: a sum of 0 means every observation
+        // was 0, which interpolating in the first bucket would hide.
+        if self.sum == 0.0 && self.bounds.first().is_some_and(|(le, _)| *le >= 0.0) {
+            return Some((0.0, 0.0, 0.0));
+        }
         let rank = q.clamp(0.0, 1.0) * total;
         let (mut low, mut below) = (0.0_f64, 0.0_f64);
         for &(le, count) in &self.bounds {
@@ -442,5 +447,12 @@ mod tests {
         assert_eq!(over.quantile(0.99), Some((10.0, 10.0, f64::INFINITY)));
         assert_eq!(over.quantile(0.05), Some((5.0, 0.0, 10.0)));
         assert_eq!(Buckets::default().quantile(0.5), None);
+        // No queue at all: every observation 0, not the first bucket's middle.
+        let none = Buckets {
+            bounds: vec![(300.0, 5.0), (f64::INFINITY, 5.0)],
+            sum: 0.0,
+            count: 5.0,
+        };
+        assert_eq!(none.quantile(0.5), Some((0.0, 0.0, 0.0)));
     }
 }
