@@ -366,6 +366,27 @@ pub fn read_scrapes(path: &Path) -> Result<Vec<ScrapeLine>, ResultsError> {
     read_lines(path)
 }
 
+/// Reads a `server_metrics.jsonl` one line at a time, handing each scrape
+/// to `each` in file order, so a long run's scrapes are never all in memory
+/// (bad lines as [`read_lines`]: a truncated last line is skipped).
+///
+/// ```
+/// use llmperf::results::{for_each_scrape, ScrapeLine, ScrapeWriter, SERVER_METRICS_FILE};
+/// let dir = tempfile::tempdir()?;
+/// let mut writer = ScrapeWriter::create(dir.path())?;
+/// for round in 0..3 {
+///     writer.write(&ScrapeLine { round, source: 0, t_us: round * 1_000_000, level: Some(0),
+///         url: None, duration_ms: None, new: Vec::new(), values: Vec::new(), error: None })?;
+/// }
+/// let mut rounds = Vec::new();
+/// for_each_scrape(&dir.path().join(SERVER_METRICS_FILE), |line| rounds.push(line.round))?;
+/// assert_eq!(rounds, [0, 1, 2]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn for_each_scrape(path: &Path, each: impl FnMut(ScrapeLine)) -> Result<(), ResultsError> {
+    for_each_line(path, each)
+}
+
 /// Writes `summary.json` into `dir` (atomically: a temporary file renamed).
 pub fn write_summary(dir: &Path, summary: &SummaryFile) -> Result<PathBuf, ResultsError> {
     fs::create_dir_all(dir).map_err(|source| ResultsError::Io {
@@ -400,37 +421,48 @@ pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
     read_lines(path)
 }
 
-/// Reads a JSON-lines results file. A truncated last line (an interrupted
-/// write) is skipped; any other bad line is an error naming it.
+/// Reads a JSON-lines results file (see [`for_each_line`]).
 fn read_lines<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, ResultsError> {
+    let mut items = Vec::new();
+    for_each_line(path, |item| items.push(item))?;
+    Ok(items)
+}
+
+/// Reads a JSON-lines results file line by line, handing each item to
+/// `each`. A truncated last line (an interrupted write) is skipped; any
+/// other bad line is an error naming it. A bad line is only known to be
+/// the last when the file ends after it, so its error waits for the next
+/// line.
+fn for_each_line<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut each: impl FnMut(T),
+) -> Result<(), ResultsError> {
     let file = File::open(path).map_err(|source| ResultsError::Io {
         action: "cannot read",
         path: path.to_path_buf(),
         source,
     })?;
-    let lines: Vec<String> = BufReader::new(file)
-        .lines()
-        .collect::<Result<_, _>>()
-        .map_err(|source| ResultsError::Io {
+    let mut pending: Option<ResultsError> = None;
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|source| ResultsError::Io {
             action: "cannot read",
             path: path.to_path_buf(),
             source,
         })?;
-    let last = lines.len().saturating_sub(1);
-    let mut items = Vec::with_capacity(lines.len());
-    for (number, line) in lines.iter().enumerate() {
+        if let Some(error) = pending.take() {
+            return Err(error);
+        }
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str(line) {
-            Ok(item) => items.push(item),
-            Err(_) if number == last => {}
+        match serde_json::from_str(&line) {
+            Ok(item) => each(item),
             Err(error) => {
-                return Err(SUMMARY_KIND.corrupt(path, format!("line {}: {error}", number + 1)))
+                pending = Some(SUMMARY_KIND.corrupt(path, format!("line {}: {error}", number + 1)))
             }
         }
     }
-    Ok(items)
+    Ok(())
 }
 
 /// What a merged `summary.json` says about its shards.
@@ -483,4 +515,58 @@ pub(crate) fn assemble(mut file: SummaryFile, levels: Vec<LevelResult>) -> Summa
     file.levels = levels;
     file.sweep = sweep;
     file
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scrape(round: u64) -> ScrapeLine {
+        ScrapeLine {
+            round,
+            source: 0,
+            t_us: round * 250_000,
+            level: Some(0),
+            url: None,
+            duration_ms: None,
+            new: Vec::new(),
+            values: vec![Some(round as f64)],
+            error: None,
+        }
+    }
+
+    fn rounds_read(path: &Path) -> Result<Vec<u64>, ResultsError> {
+        let mut rounds = Vec::new();
+        for_each_scrape(path, |line| rounds.push(line.round))?;
+        Ok(rounds)
+    }
+
+    #[test]
+    fn scrapes_stream_in_order_and_a_truncated_last_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = ScrapeWriter::create(dir.path()).unwrap();
+        for round in 0..3 {
+            writer.write(&scrape(round)).unwrap();
+        }
+        drop(writer);
+        let path = dir.path().join(SERVER_METRICS_FILE);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(r#"{"round":3,"source":0,"t_us":7"#);
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(rounds_read(&path).unwrap(), [0, 1, 2]);
+        assert_eq!(read_scrapes(&path).unwrap().len(), 3, "the same rules");
+    }
+
+    #[test]
+    fn a_bad_line_before_the_last_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(SERVER_METRICS_FILE);
+        let good = serde_json::to_string(&scrape(0)).unwrap();
+        std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        let error = rounds_read(&path).unwrap_err().to_string();
+        assert!(error.contains("line 2"), "{error}");
+        // A bad line followed by a blank one is not the last either.
+        std::fs::write(&path, format!("{good}\nnot json\n\n")).unwrap();
+        assert!(rounds_read(&path).is_err());
+    }
 }

@@ -17,9 +17,12 @@ use serde_json::{json, Value};
 
 use crate::baseline::Comparison;
 use crate::record::RequestRecord;
-use crate::results::{self, SummaryFile, REQUESTS_FILE, SUMMARY_FILE};
+use crate::results::{self, SummaryFile, REQUESTS_FILE, SERVER_METRICS_FILE, SUMMARY_FILE};
 
 mod page;
+mod server;
+
+pub use server::{ServerRound, ServerTimeline};
 
 /// The compiled-in templates: (name, text).
 const TEMPLATES: [(&str, &str); 4] = [
@@ -96,6 +99,11 @@ pub struct StoredResult {
     pub comparison: Option<Comparison>,
     /// Why a `comparison.json` beside it could not be read.
     pub comparison_error: Option<String>,
+    /// The server's metrics round by round, from `server_metrics.jsonl`
+    /// (`None` when the run wrote none: scraping off, or an older llmperf).
+    pub server: Option<ServerTimeline>,
+    /// Why a `server_metrics.jsonl` beside it could not be read.
+    pub server_error: Option<String>,
 }
 
 impl StoredResult {
@@ -119,12 +127,24 @@ impl StoredResult {
                     Err(error) => (None, Some(error.to_string())),
                 },
             };
+        // So is a server metrics file: the page says why it is missing.
+        let scrapes = dir.join(SERVER_METRICS_FILE);
+        let (server, server_error) = if scrapes.exists() {
+            match ServerTimeline::read(&scrapes) {
+                Ok(timeline) => (Some(timeline), None),
+                Err(error) => (None, Some(error.to_string())),
+            }
+        } else {
+            (None, None)
+        };
         Ok(StoredResult {
             dir: dir.to_path_buf(),
             summary,
             records,
             comparison,
             comparison_error,
+            server,
+            server_error,
         })
     }
 }
@@ -292,6 +312,13 @@ pub fn render_report(
                 continue;
             }
         };
+        if let Some(error) = &result.server_error {
+            // Shown on its page too; the rest of the result still is.
+            eprintln!(
+                "warning: {}: server metrics left out of its page: {error}",
+                dir.display()
+            );
+        }
         let base = page_name(&result.summary.benchmark);
         let mut name = base.clone();
         // Two results of one id (two run directories) keep two pages.
@@ -351,6 +378,72 @@ mod tests {
         let mut result = synthetic.baseline("x").result;
         result.benchmark = id.to_string();
         write_summary(dir, &result).unwrap();
+    }
+
+    /// A digest holding only gauges: `waiting` and `kv` at their peak.
+    fn gauges(waiting: f64, kv: Option<f64>) -> crate::metrics::server::ServerDigest {
+        use crate::metrics::server::GaugeDigest;
+        let gauge = |metric: &str, max: f64| GaugeDigest {
+            metric: metric.to_string(),
+            mean: max / 2.0,
+            max,
+        };
+        let mut gauges = std::collections::BTreeMap::from([(
+            "waiting_requests".to_string(),
+            gauge("w", waiting),
+        )]);
+        if let Some(kv) = kv {
+            gauges.insert("kv_cache_usage".to_string(), gauge("kv", kv));
+        }
+        crate::metrics::server::ServerDigest {
+            sources: vec!["http://127.0.0.1:8000/metrics".to_string()],
+            servers: vec!["vllm".to_string()],
+            scrapes: 10,
+            failed_scrapes: 0,
+            window_s: 2.5,
+            gauges,
+            counters: Default::default(),
+            histograms: Default::default(),
+            versus_client: None,
+        }
+    }
+
+    #[test]
+    fn a_sweeps_curve_table_has_the_servers_peak_waiting_and_kv_cache() {
+        let synthetic = Synthetic::new(20, 100.0, 1);
+        let mut summary = synthetic.baseline("x").result;
+        let mut second = summary.levels[0].clone();
+        second.index = 1;
+        second.level = crate::spec::Level::Concurrency { concurrency: 8 };
+        summary.levels[0].server = Some(gauges(0.0, Some(0.25)));
+        second.server = Some(gauges(14.0, None));
+        summary.levels.push(second);
+        summary.sweep = Some(crate::metrics::SweepSummary::of(&summary.levels, &[]));
+        let result = StoredResult {
+            dir: PathBuf::from("/nonexistent"),
+            summary,
+            records: Vec::new(),
+            comparison: None,
+            comparison_error: None,
+            server: None,
+            server_error: None,
+        };
+        let page = render_page(&result, &HtmlOptions::default()).unwrap();
+        let sweep = &page[page.find(r#"<section id="sweep">"#).unwrap()..];
+        let sweep = &sweep[..sweep.find("</table>").unwrap()];
+        assert!(sweep.contains("<th>peak waiting (server)</th><th>KV cache max</th>"));
+        assert!(sweep.contains("<td>0</td><td>25.0%</td>"), "{sweep}");
+        assert!(sweep.contains("<td>14</td><td>-</td>"), "{sweep}");
+
+        // Without server figures the columns are not there.
+        let mut plain = result.clone();
+        plain
+            .summary
+            .levels
+            .iter_mut()
+            .for_each(|l| l.server = None);
+        let page = render_page(&plain, &HtmlOptions::default()).unwrap();
+        assert!(!page.contains("peak waiting") && !page.contains("KV cache max"));
     }
 
     #[test]

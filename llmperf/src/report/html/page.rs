@@ -3,14 +3,17 @@
 
 use serde_json::{json, Value};
 
+use super::server::{self, ServerRound, ServerSeries};
 use super::{HtmlOptions, StoredResult};
 use crate::baseline::{figures, Comparison, Verdict};
 use crate::load::Phase;
+use crate::metrics::server::Role;
 use crate::metrics::{inter_token_latencies_ms, LevelResult, Stats};
 use crate::record::RequestRecord;
 use crate::report::charts::{self, ChartStyle, SweepCurve, SweepLevel};
 use crate::report::comparison::{format_change, format_value};
 use crate::report::terminal::format_ms;
+use crate::spec::trim_float;
 
 /// Points drawn in a scatter; more are downsampled, and the chart says so.
 pub const SCATTER_POINTS: usize = 2_000;
@@ -53,12 +56,17 @@ fn chart(title: &str, drawn: Result<String, charts::ChartError>, note: Option<St
     }
 }
 
-fn seconds(us: u64, origin: u64) -> f64 {
+pub(super) fn seconds(us: u64, origin: u64) -> f64 {
     us.saturating_sub(origin) as f64 / 1e6
 }
 
-/// The charts of one level, from its records.
-fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
+/// The charts of one level, from its records and the server's rounds
+/// while it ran.
+fn level_charts(
+    level: &LevelResult,
+    records: &[&RequestRecord],
+    server: &[ServerRound],
+) -> Vec<Value> {
     let style = ChartStyle::default();
     let s = &level.summary;
     let measured: Vec<&RequestRecord> = records
@@ -209,27 +217,69 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
                 (true, Some(t)) => vec![("warmup", 0.0, seconds(t, origin))],
                 _ => Vec::new(),
             };
-        out.push(chart(
-            "Requests in flight",
-            charts::timeline(
+        // The server's rounds on the same axis: same origin, same shading.
+        let server = ServerSeries::of(server, origin);
+        if server.running.is_empty() && server.waiting.is_empty() {
+            out.push(chart(
                 "Requests in flight",
-                &[("in flight", &flight[..])],
-                &shaded,
-                "requests",
-                &style,
-            ),
-            None,
-        ));
+                charts::timeline(
+                    "Requests in flight",
+                    &[("in flight", &flight[..])],
+                    &shaded,
+                    "requests",
+                    &style,
+                ),
+                None,
+            ));
+        } else {
+            let title = "Requests in flight: client and server";
+            let series: Vec<(&str, &[(f64, f64)])> = [
+                ("client in flight", &flight[..]),
+                ("server running", &server.running[..]),
+                ("server waiting", &server.waiting[..]),
+            ]
+            .into_iter()
+            .filter(|(_, points)| !points.is_empty())
+            .collect();
+            out.push(chart(
+                title,
+                charts::timeline(title, &series, &shaded, "requests", &style),
+                Some(
+                    "the server's gauges as scraped, summed over its sources; the client's count changes at each send and end"
+                        .to_string(),
+                ),
+            ));
+        }
+        if !server.kv_percent.is_empty() {
+            out.push(chart(
+                "KV-cache usage",
+                charts::timeline(
+                    "KV-cache usage",
+                    &[("KV cache in use", &server.kv_percent[..])],
+                    &shaded,
+                    "percent",
+                    &style,
+                ),
+                Some("as scraped, averaged over the server's sources".to_string()),
+            ));
+        }
+        let mut tokens_series = vec![(rate_label.as_str(), &rate[..])];
+        if !server.tokens_per_s.is_empty() {
+            tokens_series.push(("server generated tokens/s", &server.tokens_per_s[..]));
+        }
         out.push(chart(
             "Output tokens per second",
             charts::timeline(
                 "Output tokens per second",
-                &[(rate_label.as_str(), &rate[..])],
+                &tokens_series,
                 &shaded,
                 "tokens/s",
                 &style,
             ),
-            None,
+            (tokens_series.len() > 1).then(|| {
+                "the client's tokens as they arrived; the server's from its generated-token counter between scrapes, drawn from the earlier one"
+                    .to_string()
+            }),
         ));
         if records.len() <= GANTT_REQUESTS {
             let bars: Vec<(f64, f64, f64)> = records
@@ -255,6 +305,7 @@ fn level_charts(level: &LevelResult, records: &[&RequestRecord]) -> Vec<Value> {
 fn level_context(
     level: &LevelResult,
     records: &[&RequestRecord],
+    server_rounds: &[ServerRound],
     tokenizer: &str,
     options: &HtmlOptions,
 ) -> Value {
@@ -358,8 +409,9 @@ fn level_context(
         "charts": if options.noplot || records.is_empty() {
             Vec::new()
         } else {
-            level_charts(level, records)
+            level_charts(level, records, server_rounds)
         },
+        "server": level.server.as_ref().map(server::digest_context),
     })
 }
 
@@ -559,7 +611,13 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
                 .iter()
                 .filter(|r| r.level == level.index)
                 .collect();
-            let mut value = level_context(level, &records, &file.config.tokenizer, options);
+            let rounds = result
+                .server
+                .as_ref()
+                .map(|s| s.level(level.index))
+                .unwrap_or_default();
+            let mut value =
+                level_context(level, &records, &rounds, &file.config.tokenizer, options);
             value["headline"] = json!(level.index == file.headline_level);
             value
         })
@@ -571,8 +629,19 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
             s.curve
                 .iter()
                 .map(|p| {
+                    let gauge = |role: Role| {
+                        file.levels
+                            .iter()
+                            .find(|l| l.index == p.level)
+                            .and_then(|l| l.server.as_ref())
+                            .and_then(|d| d.gauge(role))
+                            .map(|g| g.max)
+                    };
                     json!({
                         "label": p.label,
+                        "peak_waiting": gauge(Role::WaitingRequests).map_or("-".to_string(), trim_float),
+                        "kv_max": gauge(Role::KvCacheUsage)
+                            .map_or("-".to_string(), |share| format!("{:.1}%", share * 100.0)),
                         "completed_per_s": format!("{:.2}", p.completed_per_s),
                         "output_tokens_per_s": format!("{:.1}", p.output_tokens_per_s),
                         "ttft_p50": p.ttft_p50_ms.map_or("-".to_string(), format_ms),
@@ -587,6 +656,11 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
                 .collect()
         })
         .unwrap_or_default();
+    let has_gauge = |role: Role| {
+        file.levels
+            .iter()
+            .any(|l| l.server.as_ref().is_some_and(|d| d.gauge(role).is_some()))
+    };
     json!({
         "title": file.benchmark,
         "generated_by": format!("llmperf {}", env!("CARGO_PKG_VERSION")),
@@ -601,12 +675,18 @@ pub(super) fn context(result: &StoredResult, options: &HtmlOptions) -> Value {
         "shard_notes": crate::report::terminal::shard_lines(file),
         "levels": levels,
         "curve": curve,
+        // The server's columns, when any level has them: what explains the knee.
+        "curve_server": {
+            "waiting": has_gauge(Role::WaitingRequests),
+            "kv": has_gauge(Role::KvCacheUsage),
+        },
         "sweep_charts": if options.noplot { Vec::new() } else { sweep_charts(result) },
         "comparison": result
             .comparison
             .as_ref()
             .map(|c| comparison_context(c, result, options)),
         "comparison_error": result.comparison_error,
+        "server_error": result.server_error,
         "noplot": options.noplot,
     })
 }
