@@ -181,12 +181,14 @@ fn the_index_links_each_benchmark_and_its_page_shows_the_summarys_figures_and_ch
     assert_eq!(rows[1].children_named("td")[5].text(), shown);
 
     // One level of at most 200 requests: TTFT, ITL and TPOT distributions,
-    // two scatters, in flight, tokens/s and the request timeline.
+    // two scatters, in flight (client and the built-in endpoint's running
+    // and waiting, from its /metrics), its KV-cache usage, tokens/s (client
+    // and server) and the request timeline.
     let figures = page.find_all("figure");
     let svgs = page.find_all("svg");
     assert_eq!(
         svgs.len(),
-        8,
+        9,
         "{:?}",
         figures.iter().map(|f| f.text()).collect::<Vec<_>>()
     );

@@ -74,6 +74,12 @@ pub fn timeline(
         });
     let t = axis_range(title, t_low, t_high)?;
     let v_low = v_low.min(0.0);
+    // A series flat at zero (an idle queue) sits on the axis, not mid-chart.
+    let v_high = if v_low == 0.0 && v_high <= 0.0 {
+        1.0
+    } else {
+        v_high
+    };
     // Headroom for the shaded ranges' labels.
     let v = axis_range(title, v_low, v_high + (v_high - v_low) * 0.12)?;
     let columns = style.width as usize;

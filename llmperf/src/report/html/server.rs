@@ -270,12 +270,24 @@ pub(super) fn digest_context(digest: &ServerDigest) -> Value {
             .latency
             .iter()
             .map(|p| {
+                // A mean is exact on both sides; a quantile is no closer
+                // than its bucket, and a client figure inside it cannot be
+                // told apart from the server's.
+                let exact = p.quantile == "mean";
                 json!({
                     "what": format!("{} {}", role_name(&p.role), p.quantile),
                     "client": format_ms(p.client_ms),
-                    "server": format!("≈ {}", estimate_ms(p.server.ms)),
-                    "bucket": bucket(&p.server),
-                    "difference": format!("{:+.1} ms", p.difference_ms),
+                    "server": if exact {
+                        format_ms(p.server.ms)
+                    } else {
+                        format!("≈ {}", estimate_ms(p.server.ms))
+                    },
+                    "bucket": if exact { "exact (sum / count)".to_string() } else { bucket(&p.server) },
+                    "difference": if p.within_bucket {
+                        "inside the bucket".to_string()
+                    } else {
+                        format!("{:+.1} ms", p.difference_ms)
+                    },
                     // Exact figures, for readers and tests that check them.
                     "difference_ms": p.difference_ms,
                 })
