@@ -280,3 +280,22 @@ fn a_restarted_server_counts_from_zero_and_a_hanging_one_is_given_up() {
     );
     drop(hanging);
 }
+
+#[test]
+fn a_reasoning_models_first_token_is_its_first_reasoning_token_on_both_sides() {
+    // vLLM counts reasoning tokens as output: its TTFT ends at the first
+    // reasoning token, and the client's figure beside it must too (its
+    // TTFT proper ends 8 reasoning tokens, 32 ms, later).
+    let (outcome, _dir) = run(&bench(script(MetricsStyle::Vllm).reasoning_tokens(8), 8));
+    let versus = digest(&outcome).versus_client.clone().unwrap();
+    assert!(versus.client_ttft_is_first_reasoning);
+    let mean = versus
+        .latency
+        .iter()
+        .find(|p| p.role == "ttft" && p.quantile == "mean")
+        .unwrap();
+    assert!(
+        (0.0..20.0).contains(&mean.difference_ms),
+        "{mean:?}: the client's first reasoning token against the server's first token"
+    );
+}

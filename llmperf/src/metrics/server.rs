@@ -143,6 +143,11 @@ pub struct VersusClient {
     /// counter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation_tokens: Option<TokenPair>,
+    /// Whether the client's `ttft` figures here are its time to the first
+    /// reasoning token (every request reasoned first; the server's TTFT
+    /// counts reasoning tokens as output).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_ttft_is_first_reasoning: bool,
 }
 
 /// One latency percentile seen from both sides.
@@ -309,8 +314,17 @@ impl ServerDigest {
     /// summary and the output tokens it received over all its requests.
     pub fn compare_with(&mut self, summary: &Summary, tokens_received: u64) {
         let mut versus = VersusClient::default();
+        // A server's first token is the first it generated, reasoning
+        // included (vLLM, SGLang); the client's TTFT is its first answer
+        // token. When every request reasoned first, the client's figure to
+        // hold against the server's is its time to the first reasoning token.
+        let reasoned = summary
+            .time_to_first_reasoning_ms
+            .as_ref()
+            .filter(|r| summary.ttft_ms.is_some_and(|t| t.count == r.count));
+        versus.client_ttft_is_first_reasoning = reasoned.is_some();
         for (role, stats) in [
-            (Role::Ttft, summary.ttft_ms.as_ref()),
+            (Role::Ttft, reasoned.or(summary.ttft_ms.as_ref())),
             (Role::Itl, summary.inter_token_latency_ms.as_ref()),
             (Role::E2e, summary.e2e_ms.as_ref()),
         ] {
@@ -357,8 +371,11 @@ impl ServerDigest {
                 difference: server.increase - tokens_received as f64,
             });
         }
-        self.versus_client =
-            (!versus.latency.is_empty() || versus.generation_tokens.is_some()).then_some(versus);
+        if versus.latency.is_empty() && versus.generation_tokens.is_none() {
+            self.versus_client = None;
+        } else {
+            self.versus_client = Some(versus);
+        }
     }
 
     /// A gauge's digest by role.

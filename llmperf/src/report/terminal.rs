@@ -594,7 +594,11 @@ fn render_server(out: &mut String, server: &ServerDigest) {
             })
             .collect();
         if !pairs.is_empty() {
-            let _ = writeln!(out, "  server {role:<5}{}", pairs.join(" · "));
+            let mut line = format!("  server {role:<5}{}", pairs.join(" · "));
+            if role == "ttft" && versus.client_ttft_is_first_reasoning {
+                line.push_str(" (client: to the first reasoning token)");
+            }
+            let _ = writeln!(out, "{line}");
         }
     }
 }

@@ -304,7 +304,11 @@ pub(super) fn digest_context(digest: &ServerDigest) -> Value {
                 ),
             })
         });
-        json!({"latency": latency, "tokens": tokens})
+        json!({
+            "latency": latency,
+            "tokens": tokens,
+            "ttft_is_first_reasoning": v.client_ttft_is_first_reasoning,
+        })
     });
     let mut head = vec![
         if digest.servers.is_empty() {
