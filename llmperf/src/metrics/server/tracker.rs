@@ -441,7 +441,7 @@ mod tests {
         assert_eq!(b.quantile(0.9), Some((36.0, 20.0, 40.0)));
         let over = Buckets {
             bounds: vec![(10.0, 1.0), (f64::INFINITY, 10.0)],
-            sum: 0.0,
+            sum: 500.0,
             count: 10.0,
         };
         assert_eq!(over.quantile(0.99), Some((10.0, 10.0, f64::INFINITY)));
