@@ -433,7 +433,7 @@ mod tests {
                 (40.0, 100.0),
                 (f64::INFINITY, 100.0),
             ],
-            sum: 0.0,
+            sum: 2_250.0,
             count: 100.0,
         };
         assert_eq!(b.quantile(0.5), Some((20.0, 10.0, 20.0)));
