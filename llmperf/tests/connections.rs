@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use llmperf::builtin::Connections;
 use llmperf::builtin::Server;
+use llmperf::spec::ServerMetrics;
 use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 mod fault_matrix;
@@ -19,12 +20,15 @@ mod raw_server;
 use fault_matrix::{fast_script, run};
 use raw_server::read_request;
 
+/// These tests count the benchmark's connections and requests: the
+/// server-metrics scraper, a client of its own, would add to them.
 fn bench(connections: Connections, concurrency: usize, requests: u64) -> Benchmark {
     Benchmark::new()
         .endpoint(Endpoint::openai_chat().builtin())
         .workload(Workload::token_lengths(40, 0, 16, 0))
         .load(Load::closed(concurrency).requests(requests))
         .builtin_script(fast_script().connections(connections))
+        .server_metrics(ServerMetrics::off())
 }
 
 /// A server started by the test, so its counters can be read afterwards.
@@ -185,8 +189,10 @@ fn raw_server(
     (url, accepted, handle)
 }
 
+/// A raw server answers every request as the benchmark's (no /metrics).
 fn raw_bench(url: &str, requests: u64) -> Benchmark {
     Benchmark::new()
+        .server_metrics(ServerMetrics::off())
         .endpoint(Endpoint::openai_chat().base_url(url).model("raw"))
         .workload(Workload::token_lengths(20, 0, 5, 0))
         .load(

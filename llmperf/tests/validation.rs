@@ -7,6 +7,7 @@ use std::io::Write;
 use std::thread;
 
 use llmperf::record::ValidationOutcome;
+use llmperf::spec::ServerMetrics;
 use llmperf::validate::Task;
 use llmperf::workload::answer_room;
 use llmperf::{Benchmark, Dataset, Endpoint, Fault, FaultSchedule, Load, Tokenizer, Workload};
@@ -121,7 +122,9 @@ fn cutting_server(requests: usize) -> (String, thread::JoinHandle<()>) {
 #[test]
 fn an_answer_cut_by_its_token_limit_is_truncated_not_a_mismatch() {
     let (url, server) = cutting_server(6);
+    // The raw server answers every request as the benchmark's: no /metrics.
     let bench = Benchmark::new()
+        .server_metrics(ServerMetrics::off())
         .endpoint(Endpoint::openai_chat().base_url(&url).model("cut"))
         .workload(Workload::validation_only())
         .load(Load::closed(1).requests(6));
@@ -232,7 +235,9 @@ fn a_number_the_prompt_itself_states_is_not_a_cross_over() {
     )
     .unwrap();
     let (url, server) = echo_server(4);
+    // The raw server answers every request as the benchmark's: no /metrics.
     let bench = Benchmark::new()
+        .server_metrics(ServerMetrics::off())
         .endpoint(Endpoint::openai_chat().base_url(&url).model("echo"))
         .workload(dataset())
         .load(Load::closed(1).requests(4))

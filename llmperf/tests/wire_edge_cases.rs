@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use llmperf::run::{run_benchmark, RunOptions};
+use llmperf::spec::ServerMetrics;
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod raw_server;
@@ -27,8 +28,10 @@ fn raw_server(response: &'static [u8], requests: usize) -> (String, thread::Join
     })
 }
 
+/// A raw server answers every request as the benchmark's (no /metrics).
 fn bench(url: &str) -> Benchmark {
     Benchmark::new()
+        .server_metrics(ServerMetrics::off())
         .endpoint(Endpoint::openai_chat().base_url(url).model("raw"))
         .workload(Workload::token_lengths(20, 0, 5, 0))
         .load(Load::closed(1).requests(1).timeout(Duration::from_secs(5)))
