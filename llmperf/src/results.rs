@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::server::SeriesDef;
+pub use crate::metrics::server::ScrapeLine;
 use crate::metrics::{LevelResult, Summary, SweepSummary};
 use crate::record::RequestRecord;
 use crate::shard::ShardInfo;
@@ -291,42 +291,6 @@ impl RecordWriter {
     }
 }
 
-/// One scrape of one metrics source: a line of `server_metrics.jsonl`.
-///
-/// Series are numbered per source in order of first appearance: a line
-/// defines the series new in its scrape (`new`, numbered on from the
-/// source's last), and `values` holds one value per series number so far
-/// (`null`: absent from this scrape, or `NaN`). Reading the lines in
-/// order rebuilds every sample of every scrape.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScrapeLine {
-    /// The scrape round (every source is scraped once per round).
-    pub round: u64,
-    /// Which source (an index into the run's sources).
-    pub source: u32,
-    /// When the response arrived, µs on the run's clock (as records'
-    /// `sent_us`).
-    pub t_us: u64,
-    /// The level being measured, if any (between levels: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub level: Option<u32>,
-    /// The source's URL (on its first line only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// From sending the scrape to its last byte, ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<f64>,
-    /// Series first seen in this scrape.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub new: Vec<SeriesDef>,
-    /// One value per series number.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub values: Vec<Option<f64>>,
-    /// Why the scrape failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// Appends scrapes to `server_metrics.jsonl`, a line each, flushed.
 pub struct ScrapeWriter {
     path: PathBuf,
@@ -361,14 +325,16 @@ impl ScrapeWriter {
     }
 }
 
-/// Reads a `server_metrics.jsonl` (see [`read_lines`] for bad lines).
+/// Reads a `server_metrics.jsonl`. A truncated last line (an interrupted
+/// write) is skipped; any other bad line is an error naming it.
 pub fn read_scrapes(path: &Path) -> Result<Vec<ScrapeLine>, ResultsError> {
     read_lines(path)
 }
 
 /// Reads a `server_metrics.jsonl` one line at a time, handing each scrape
 /// to `each` in file order, so a long run's scrapes are never all in memory
-/// (bad lines as [`read_lines`]: a truncated last line is skipped).
+/// (a truncated last line is skipped; any other bad line is an error
+/// naming it).
 ///
 /// ```
 /// use llmperf::results::{for_each_scrape, ScrapeLine, ScrapeWriter, SERVER_METRICS_FILE};
@@ -416,7 +382,8 @@ pub fn read_summary(path: &Path) -> Result<SummaryFile, ResultsError> {
     SUMMARY_KIND.read(path)
 }
 
-/// Reads every record of a `requests.jsonl` (see [`read_lines`]).
+/// Reads every record of a `requests.jsonl`. A truncated last line (an
+/// interrupted write) is skipped; any other bad line is an error naming it.
 pub fn read_records(path: &Path) -> Result<Vec<RequestRecord>, ResultsError> {
     read_lines(path)
 }

@@ -115,10 +115,7 @@ fn the_collected_series_match_what_the_builtin_endpoint_served() {
     let mut peak = 0.0f64;
     for line in &lines {
         assert_eq!(line.error, None);
-        for def in &line.new {
-            tracker.intern(line.source as usize, def);
-        }
-        tracker.observe(line.source as usize, &line.values);
+        tracker.take(line);
         let point = tracker.point(line.t_us);
         let running = point.gauges[&Role::RunningRequests];
         let waiting = point.gauges[&Role::WaitingRequests];

@@ -34,6 +34,42 @@ pub struct SeriesDef {
     pub kind: MetricType,
 }
 
+/// One scrape of one metrics source: a line of `server_metrics.jsonl`.
+///
+/// Series are numbered per source in order of first appearance: a line
+/// defines the series new in its scrape (`new`, numbered on from the
+/// source's last), and `values` holds one value per series number so far
+/// (`null`: absent from this scrape, or `NaN`). Reading the lines in
+/// order rebuilds every sample of every scrape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrapeLine {
+    /// The scrape round (every source is scraped once per round).
+    pub round: u64,
+    /// Which source (an index into the run's sources).
+    pub source: u32,
+    /// When the response arrived, µs on the run's clock (as records'
+    /// `sent_us`).
+    pub t_us: u64,
+    /// The level being measured, if any (between levels: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+    /// The source's URL (on its first line only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// From sending the scrape to its last byte, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// Series first seen in this scrape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub new: Vec<SeriesDef>,
+    /// One value per series number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<Option<f64>>,
+    /// Why the scrape failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What the server's metrics said over one level: gauges' mean and
 /// maximum, counters' increase and rate, histograms' quantile estimates,
 /// and the client's figures beside the server's.

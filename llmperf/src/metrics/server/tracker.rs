@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::exposition::Exposition;
 use super::known::{recognise, Part, Role, Shape, KNOWN};
-use super::SeriesDef;
+use super::{ScrapeLine, SeriesDef};
 
 /// A cumulative series followed through resets.
 #[derive(Debug, Clone, Copy, Default)]
@@ -168,6 +168,20 @@ impl Tracker {
         }
         state.scraped = true;
         state.up = true;
+    }
+
+    /// Takes one line of `server_metrics.jsonl`: its new series, then its
+    /// values (or its failure). Reading a file's lines in order rebuilds
+    /// what the run's tracker saw.
+    pub fn take(&mut self, line: &ScrapeLine) {
+        let source = line.source as usize;
+        for def in &line.new {
+            self.intern(source, def);
+        }
+        match line.error {
+            Some(_) => self.failed(source),
+            None => self.observe(source, &line.values),
+        }
     }
 
     /// Marks a failed scrape of `source`: its gauges are left out of the

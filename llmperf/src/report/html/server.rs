@@ -89,14 +89,7 @@ impl ServerTimeline {
             });
             round.first_us = round.first_us.min(line.t_us);
             round.last_us = round.last_us.max(line.t_us);
-            let source = line.source as usize;
-            for def in &line.new {
-                tracker.intern(source, def);
-            }
-            match line.error {
-                Some(_) => tracker.failed(source),
-                None => tracker.observe(source, &line.values),
-            }
+            tracker.take(&line);
         })?;
         if let Some(round) = open {
             rounds.push(close(&tracker, round));
