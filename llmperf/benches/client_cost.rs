@@ -37,9 +37,13 @@
 //!   as it sends), and what a run waits for and holds before its first
 //!   send: the 1,024 requests planned ahead.
 //!
+//! - **Reading the server's metrics**: parsing, numbering, tracking and
+//!   summing one scrape of the built-in endpoint's vLLM-style `/metrics`
+//!   (what the scraper thread does each round, its HTTP request aside).
+//!
 //! `cargo bench -p llmperf --bench client_cost` runs the full measurement
-//! (`-- client_cost/cpu`, `client_cost/streams`, `client_cost/long` or
-//! `client_cost/plan` one part); without `--bench` (under `cargo test
+//! (`-- client_cost/cpu`, `client_cost/streams`, `client_cost/long`,
+//! `client_cost/plan` or `client_cost/scrape` one part); without `--bench` (under `cargo test
 //! --benches`) it runs a small smoke version.
 
 use std::process::ExitCode;
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         "client_cost/streams",
         "client_cost/long",
         "client_cost/plan",
+        "client_cost/scrape",
     ]
     .map(|part| support::selected(part, &args));
     if !parts.contains(&true) {
@@ -106,8 +111,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn measure(measuring: bool, parts: [bool; 4], results: &std::path::Path) -> Result<(), String> {
-    let [cpu, streams, long, plan] = parts;
+fn measure(measuring: bool, parts: [bool; 5], results: &std::path::Path) -> Result<(), String> {
+    let [cpu, streams, long, plan, scrape] = parts;
     if cpu {
         cpu_per_event_table(measuring, results)?;
     }
@@ -120,6 +125,51 @@ fn measure(measuring: bool, parts: [bool; 4], results: &std::path::Path) -> Resu
     }
     if plan {
         planning(if measuring { 200_000 } else { 1_000 })?;
+    }
+    if scrape {
+        scraping(if measuring { 5_000 } else { 20 })?;
+    }
+    Ok(())
+}
+
+/// What reading one scrape of the server's metrics costs the client: the
+/// built-in endpoint's vLLM-style `/metrics` after a few requests (its
+/// histograms filled), read, numbered, tracked and summed into the known
+/// roles, as the scraper does each round (its HTTP request aside).
+fn scraping(rounds: u32) -> Result<(), String> {
+    use llmperf::metrics::server::{Exposition, Tracker};
+    let server = llmperf::builtin::Server::start(script("events").output_tokens(16))
+        .map_err(|e| format!("cannot start the endpoint: {e}"))?;
+    let bench = Benchmark::new()
+        .endpoint(support::child_endpoint(&server.base_url()))
+        .workload(Workload::token_lengths(64, 0, 16, 0))
+        .load(Load::closed(4).requests(8))
+        .server_metrics(llmperf::spec::ServerMetrics::off());
+    run_benchmark("client_cost", &bench, &RunOptions::default())
+        .map_err(|e| format!("the warm-up run failed: {e}"))?;
+    let text = support::get(&server.base_url(), "/metrics")
+        .ok_or("cannot read the endpoint's /metrics")?;
+    let mut tracker = Tracker::new(1);
+    let (mut samples, started) = (0, Instant::now());
+    for round in 0..rounds {
+        let exposition = Exposition::parse(&text);
+        samples = exposition.samples.len();
+        let (values, _) = tracker.number(0, &exposition);
+        tracker.observe(0, &values);
+        std::hint::black_box(tracker.point(u64::from(round)));
+    }
+    let per_scrape = started.elapsed() / rounds.max(1);
+    let default = llmperf::spec::DEFAULT_SCRAPE_INTERVAL;
+    println!(
+        "\nreading a scrape of {} bytes, {samples} samples (vLLM names): {:.1} µs each, \
+         {:.3}% of a core at one scrape every {} ms ({rounds} rounds, wall time on this thread)",
+        text.len(),
+        per_scrape.as_secs_f64() * 1e6,
+        per_scrape.as_secs_f64() / default.as_secs_f64() * 100.0,
+        default.as_millis(),
+    );
+    if samples == 0 {
+        return Err("the endpoint's /metrics held no samples".to_string());
     }
     Ok(())
 }

@@ -82,17 +82,18 @@ fn server_percentiles(base_url: &str, name: &str) -> Option<(u64, u64)> {
 /// The endpoint's `/v1/builtin/stats`, read over a plain socket.
 #[allow(dead_code)] // not every bench reads the endpoint's counters
 fn server_stats(base_url: &str) -> Option<serde_json::Value> {
+    serde_json::from_str(&get(base_url, "/v1/builtin/stats")?).ok()
+}
+
+/// The body of `GET path` at the origin of `base_url`, over a plain socket.
+#[allow(dead_code)] // not every bench reads the endpoint's pages
+pub fn get(base_url: &str, path: &str) -> Option<String> {
     let authority = base_url.strip_prefix("http://")?.split('/').next()?;
     let mut stream = TcpStream::connect(authority).ok()?;
-    write!(
-        stream,
-        "GET /v1/builtin/stats HTTP/1.0\r\nHost: {authority}\r\n\r\n"
-    )
-    .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
-    let body = response.split_once("\r\n\r\n")?.1;
-    serde_json::from_str(body).ok()
+    Some(response.split_once("\r\n\r\n")?.1.to_string())
 }
 
 /// CPU time (user + system) of this process so far, from getrusage.
