@@ -601,6 +601,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
         None => {}
     }
+    if !outcome.any_ok {
+        // Why, in the words that name the fix (a `tls` error names the flag).
+        if let Some(error) = &outcome.first_failure {
+            eprintln!("the first failure ({}): {}", error.kind, error.message);
+        }
+    }
     Ok(verdict(
         &outcome.summary,
         outcome.any_ok,

@@ -156,9 +156,9 @@ fn a_ca_file_with_no_certificate_stops_the_run_before_anything_is_sent() {
         )
         .load(Load::closed(1).requests(1))
         .server_metrics(ServerMetrics::off());
-    let error = run_benchmark("tls", &bench, &RunOptions::default())
-        .err()
-        .expect("refused");
+    let Err(error) = run_benchmark("tls", &bench, &RunOptions::default()) else {
+        panic!("a CA file without a certificate must stop the run");
+    };
     let message = error.to_string();
     assert!(message.contains("client-key.pem"), "{message}");
     assert!(message.contains("holds no certificate"), "{message}");
