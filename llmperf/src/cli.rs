@@ -446,3 +446,34 @@ impl CompareArgs {
         self.fail_on_regression || policy.fail_on_regression
     }
 }
+
+/// TLS flags of `llmperf run`: extra trust, a client certificate,
+/// `--insecure` (see [`crate::spec::Tls`]).
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Also trust the certificate authorities in this PEM file (repeatable; one file may hold a bundle). Trusted by default: the web PKI roots and the platform's store (or SSL_CERT_FILE / SSL_CERT_DIR when set).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_certs: Vec<std::path::PathBuf>,
+    /// Present this client certificate (PEM chain, leaf first) to servers that ask for one (mutual TLS); needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1); only its path is ever recorded.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    pub client_key: Option<std::path::PathBuf>,
+    /// Do not verify the server's certificate (self-signed test servers only); the run is marked insecure in the output and in summary.json.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+impl TlsArgs {
+    /// `endpoint` with these settings.
+    pub fn apply(&self, mut endpoint: crate::Endpoint) -> crate::Endpoint {
+        for path in &self.ca_certs {
+            endpoint = endpoint.ca_cert(path);
+        }
+        if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
+            endpoint = endpoint.client_cert(cert, key);
+        }
+        endpoint.insecure(self.insecure)
+    }
+}

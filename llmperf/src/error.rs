@@ -12,6 +12,10 @@ pub enum ErrorKind {
     Connect,
     /// The host name did not resolve.
     Dns,
+    /// TLS failed: the server's certificate is not trusted (the message
+    /// names `--ca-cert`), or the server refused or demanded a client
+    /// certificate (`--client-cert`/`--client-key`).
+    Tls,
     /// HTTP 401 or 403: a missing, wrong or expired key.
     Unauthorized,
     /// HTTP 429.
@@ -57,6 +61,7 @@ impl ErrorKind {
         match self {
             ErrorKind::Connect => "connect",
             ErrorKind::Dns => "dns",
+            ErrorKind::Tls => "tls",
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::ClientError => "client_error",

@@ -234,6 +234,8 @@ struct RunArgs {
     /// Threads that send the requests and read their streams (default: one per two cores, at least one; one thread reads tens of thousands of events per second).
     #[arg(long, value_name = "N", env = "LLMPERF_CLIENT_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     client_threads: Option<u16>,
+    #[command(flatten)]
+    tls: llmperf::cli::TlsArgs,
     /// Print one line.
     #[arg(long, short)]
     quiet: bool,
@@ -495,6 +497,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(model) = &args.model {
         endpoint = endpoint.model(model);
     }
+    endpoint = args.tls.apply(endpoint);
     let lines = args.min_lines.is_some() || args.max_lines.is_some() || args.req_lines.is_some();
     let mut workload = if args.validate_only {
         Workload::validation_only()
@@ -597,6 +600,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             eprintln!("(pass --results-dir DIR to keep summary.json and requests.jsonl)")
         }
         None => {}
+    }
+    if !outcome.any_ok {
+        // Why, in the words that name the fix (a `tls` error names the flag).
+        if let Some(error) = &outcome.first_failure {
+            eprintln!("the first failure ({}): {}", error.kind, error.message);
+        }
     }
     Ok(verdict(
         &outcome.summary,

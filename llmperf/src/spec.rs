@@ -13,6 +13,7 @@ mod regression;
 pub(crate) mod script;
 mod server_metrics;
 mod slo;
+mod tls;
 mod workload;
 
 pub use endpoint::{Endpoint, Secret};
@@ -25,6 +26,7 @@ pub use regression::RegressionPolicy;
 pub use script::{Connections, Fault, FaultSchedule, MetricsStyle, Script};
 pub use server_metrics::{ServerMetrics, DEFAULT_SCRAPE_INTERVAL, MIN_SCRAPE_INTERVAL};
 pub use slo::{Slo, SloMetric};
+pub use tls::{ClientCert, Tls};
 pub use workload::{Dataset, DatasetFormat, PromptScheme, Sampling, Workload};
 
 /// The fixed default seed: the same seed gives the same prompts and lengths.
@@ -501,6 +503,10 @@ pub struct BenchmarkConfig {
     /// results written before llmperf scraped them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_metrics: Option<ServerMetrics>,
+    /// The TLS settings (file paths, and `insecure` when the server's
+    /// certificate was not verified); left out when all are the defaults.
+    #[serde(default, skip_serializing_if = "Tls::is_default")]
+    pub tls: Tls,
 }
 
 /// Serde for a [`Duration`] as fractional milliseconds.

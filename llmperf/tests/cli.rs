@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod tls_server;
+
 fn llmperf() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_llmperf"));
     // Keep the user's endpoint settings out of these runs.
@@ -351,4 +353,83 @@ fn the_open_files_limit_is_raised_and_a_load_that_cannot_fit_is_named() {
         stderr.contains("200 connections need about 264 open files, but this process may open 150"),
         "{stderr}"
     );
+}
+
+/// `llmperf run` against a test HTTPS server, with `extra` flags and
+/// environment; the output (stdout then stderr) and whether it exited 0.
+fn run_over_tls(
+    base_url: &str,
+    extra: &[&str],
+    env: &[(&str, &std::path::Path)],
+) -> (String, bool) {
+    let mut command = llmperf();
+    command
+        .args(["run", "--base-url", base_url, "-m", "m", "-r", "2"])
+        .args(["--no-validate", "--no-server-metrics", "--color", "always"])
+        .args(["--mean-output-tokens", "8", "--stddev-output-tokens", "0"])
+        .args(extra);
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        command.env_remove(var);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (text, output.status.success())
+}
+
+#[test]
+fn tls_flags_and_ssl_cert_file_reach_the_connection_and_insecure_is_marked_yellow() {
+    let pki = tls_server::TestPki::new();
+    let server = tls_server::serve(&pki, true);
+    let ca = pki.ca_pem.to_str().unwrap();
+    let cert = pki.client_cert_pem.to_str().unwrap();
+    let key = pki.client_key_pem.to_str().unwrap();
+    let client = ["--client-cert", cert, "--client-key", key];
+
+    let (text, ok) = run_over_tls(
+        &server.base_url,
+        &[&["--ca-cert", ca][..], &client].concat(),
+        &[],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("TLS 1.3 (http/1.1)"), "{text}");
+    assert!(!text.contains("insecure"), "{text}");
+
+    // SSL_CERT_FILE, as OpenSSL-based tools read it, instead of --ca-cert.
+    let (text, ok) = run_over_tls(&server.base_url, &client, &[("SSL_CERT_FILE", &pki.ca_pem)]);
+    assert!(ok, "{text}");
+
+    // Without any of them: a tls error naming the flag.
+    let (text, ok) = run_over_tls(&server.base_url, &client, &[]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("--ca-cert FILE"), "{text}");
+
+    let (text, ok) = run_over_tls(
+        &server.base_url,
+        &[&["--insecure"][..], &client].concat(),
+        &[],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("\u{1b}[33minsecure: the server's certificate was NOT verified"),
+        "{text}"
+    );
+
+    // A key without its certificate is a flag error; a CA file holding
+    // none is an error naming it, before anything is sent.
+    let (text, ok) = run_over_tls(&server.base_url, &["--client-key", key], &[]);
+    assert!(!ok && text.contains("--client-cert"), "{text}");
+    let (text, ok) = run_over_tls(
+        &server.base_url,
+        &[&["--ca-cert", key][..], &client].concat(),
+        &[],
+    );
+    assert!(!ok && text.contains("holds no certificate"), "{text}");
+    assert!(!text.contains("BEGIN PRIVATE KEY"), "{text}");
 }

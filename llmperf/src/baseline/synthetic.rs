@@ -166,5 +166,6 @@ pub fn config() -> BenchmarkConfig {
         slos: Vec::new(),
         regression: Default::default(),
         server_metrics: None,
+        tls: Default::default(),
     }
 }

@@ -2,6 +2,8 @@
 //! connecting took, how many were re-sent after a kept connection turned out
 //! closed (see [`crate::transport`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::column::Column;
@@ -25,6 +27,14 @@ pub struct ConnectionStats {
     pub connect_ms: Option<Stats>,
     /// TLS handshakes of new HTTPS connections, ms.
     pub tls_ms: Option<Stats>,
+    /// New HTTPS connections by the protocol version negotiated
+    /// (`{"TLS 1.3": 12}`); empty without HTTPS.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tls_versions: BTreeMap<String, u64>,
+    /// New HTTPS connections by the application protocol the server chose
+    /// by ALPN (`{"http/1.1": 12}`); empty when none chose one.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alpn: BTreeMap<String, u64>,
 }
 
 impl ConnectionStats {
@@ -46,6 +56,8 @@ pub(crate) struct ConnectionBuilder {
     resent: u64,
     connect_ms: Column,
     tls_ms: Column,
+    tls_versions: BTreeMap<String, u64>,
+    alpn: BTreeMap<String, u64>,
 }
 
 impl ConnectionBuilder {
@@ -63,6 +75,12 @@ impl ConnectionBuilder {
         if let Some(us) = connection.tls_us {
             self.tls_ms.push(ms(us));
         }
+        if let Some(version) = &connection.tls_version {
+            *self.tls_versions.entry(version.clone()).or_default() += 1;
+        }
+        if let Some(alpn) = &connection.alpn {
+            *self.alpn.entry(alpn.clone()).or_default() += 1;
+        }
     }
 
     pub(crate) fn finish(&self) -> ConnectionStats {
@@ -77,6 +95,8 @@ impl ConnectionBuilder {
             resent: self.resent,
             connect_ms: self.connect_ms.stats(),
             tls_ms: self.tls_ms.stats(),
+            tls_versions: self.tls_versions.clone(),
+            alpn: self.alpn.clone(),
         }
     }
 }

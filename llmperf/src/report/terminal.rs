@@ -234,6 +234,15 @@ pub fn render(file: &SummaryFile, palette: Palette) -> String {
     for line in shard_lines(file) {
         let _ = writeln!(out, "  {}", palette.yellow(&line));
     }
+    if config.tls.insecure {
+        let _ = writeln!(
+            out,
+            "  {}",
+            palette.yellow(
+                "insecure: the server's certificate was NOT verified (--insecure); anyone on the path could read and change this traffic"
+            )
+        );
+    }
     let headline = file.levels.iter().find(|l| l.index == file.headline_level);
     if let Some(sweep) = &file.sweep {
         render_curve(&mut out, sweep, palette);
@@ -313,6 +322,22 @@ pub fn connections_text(c: &crate::metrics::ConnectionStats) -> Option<String> {
             format_ms(tls.p50),
             format_ms(tls.p99)
         ));
+    }
+    // What was negotiated: `TLS 1.3 (http/1.1)`; each version's count when
+    // connections differ.
+    let counted = |counts: &std::collections::BTreeMap<String, u64>| {
+        let mut names = counts.iter().map(|(name, n)| match counts.len() {
+            1 => name.clone(),
+            _ => format!("{name} ×{n}"),
+        });
+        let first = names.next();
+        first.map(|first| names.fold(first, |all, next| format!("{all}, {next}")))
+    };
+    if let Some(versions) = counted(&c.tls_versions) {
+        line.push_str(&format!(" · {versions}"));
+        if let Some(alpn) = counted(&c.alpn) {
+            line.push_str(&format!(" ({alpn})"));
+        }
     }
     if c.resent > 0 {
         line.push_str(&format!(

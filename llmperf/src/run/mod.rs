@@ -243,14 +243,17 @@ pub fn run_benchmark(
                 .collect(),
             ..bench.server_metrics.clone()
         }),
+        tls: bench.endpoint.tls.clone(),
     };
+    // First, so a CA or client certificate file that cannot be used stops
+    // the run before anything is written or sent.
+    let transport = build_transport(&load, resolved.builtin.is_some(), &bench.endpoint)?;
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
     };
     let t0 = Instant::now();
-    let scraper = start_scraper(bench, &resolved, options, t0)?;
-    let transport = build_transport(&load, resolved.builtin.is_some())?;
+    let scraper = start_scraper(bench, &resolved, options, t0, &transport)?;
     let workers = load::Workers::start(
         options
             .client_threads
@@ -449,6 +452,7 @@ fn start_scraper(
     resolved: &Resolved,
     options: &RunOptions,
     t0: Instant,
+    transport: &Transport,
 ) -> Result<Option<Scraper>, RunError> {
     let spec = &bench.server_metrics;
     if !spec.enabled {
@@ -496,6 +500,7 @@ fn start_scraper(
         t0,
         writer,
         resolved.builtin.is_none(),
+        transport.tls_config(),
     )
     .map(Some)
     .map_err(|source| RunError::Start {
@@ -504,7 +509,11 @@ fn start_scraper(
     })
 }
 
-fn build_transport(load: &Load, builtin: bool) -> Result<Transport, RunError> {
+fn build_transport(
+    load: &Load,
+    builtin: bool,
+    endpoint: &crate::spec::Endpoint,
+) -> Result<Transport, RunError> {
     // One connection per request in flight: keep as many idle ones (an
     // open loop without a cap keeps what its peak needed).
     let capped = load
@@ -534,6 +543,7 @@ fn build_transport(load: &Load, builtin: bool) -> Result<Transport, RunError> {
         // Loopback traffic to the built-in endpoint never goes through a proxy.
         env_proxies: !builtin,
         proxy: None,
+        tls: endpoint.tls().clone(),
     })
     .map_err(RunError::Client)
 }

@@ -16,6 +16,7 @@
 //! in the digest's `failed_scrapes`.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -77,19 +78,21 @@ pub(crate) struct Scraper {
 impl Scraper {
     /// Starts scraping `sources` every `interval`, on the clock that
     /// starts at `t0`, writing every scrape with `writer`. The first round
-    /// runs at once.
+    /// runs at once. `tls` is the benchmark's own TLS configuration (the
+    /// same trust and client certificate).
     pub(crate) fn start(
         sources: Vec<Source>,
         interval: Duration,
         t0: Instant,
         writer: Option<ScrapeWriter>,
         proxy: bool,
+        tls: Arc<rustls::ClientConfig>,
     ) -> std::io::Result<Scraper> {
         let (commands, received) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("llmperf-scraper".into())
             .spawn(move || {
-                let mut state = match State::new(sources, t0, writer, proxy) {
+                let mut state = match State::new(sources, t0, writer, proxy, &tls) {
                     Ok(state) => state,
                     Err(note) => return Scraped { notes: vec![note] },
                 };
@@ -174,12 +177,14 @@ impl State {
         t0: Instant,
         writer: Option<ScrapeWriter>,
         proxy: bool,
+        tls: &rustls::ClientConfig,
     ) -> Result<State, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("server metrics not scraped: cannot start a runtime: {e}"))?;
         let mut client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.clone())
             .timeout(SCRAPE_TIMEOUT)
             .connect_timeout(SCRAPE_TIMEOUT)
             .pool_max_idle_per_host(1)

@@ -49,6 +49,8 @@ pub struct Endpoint {
     pub(crate) env_prefix: Option<String>,
     pub(crate) builtin: bool,
     pub(crate) options: std::collections::BTreeMap<String, String>,
+    /// Trust, client certificate, verification (see `spec/tls.rs`).
+    pub(crate) tls: super::Tls,
 }
 
 impl Endpoint {
@@ -62,6 +64,7 @@ impl Endpoint {
             env_prefix: None,
             builtin: false,
             options: std::collections::BTreeMap::new(),
+            tls: super::Tls::default(),
         }
     }
 

@@ -18,6 +18,7 @@ use super::proxy::{Proxies, ProxyServer};
 use super::stamped::StampedTcp;
 use super::Origin;
 use crate::error::ErrorKind;
+use crate::spec::{ClientCert, Tls};
 
 /// Longest response head a proxy may send to `CONNECT`.
 const MAX_PROXY_RESPONSE_BYTES: usize = 16 * 1024;
@@ -45,6 +46,10 @@ pub(crate) struct Opened {
     pub(crate) connect: Duration,
     /// The TLS handshake (HTTPS only).
     pub(crate) tls: Option<Duration>,
+    /// The negotiated protocol version, `TLS 1.3` (HTTPS only).
+    pub(crate) tls_version: Option<String>,
+    /// The protocol the server chose by ALPN, if it chose one.
+    pub(crate) alpn: Option<String>,
     /// Requests on it go to an HTTP proxy, in absolute form.
     pub(crate) proxy: Option<ProxyServer>,
 }
@@ -52,26 +57,39 @@ pub(crate) struct Opened {
 /// Opens connections for the transport.
 pub(crate) struct Connector {
     tls: TlsConnector,
+    /// Named in errors when a server refuses it.
+    client_cert: Option<ClientCert>,
     proxies: Proxies,
     timeout: Duration,
 }
 
 impl Connector {
-    pub(crate) fn new(proxies: Proxies, timeout: Duration) -> Result<Connector, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    /// `Err` names a TLS file or variable that cannot be used.
+    pub(crate) fn new(proxies: Proxies, timeout: Duration, tls: &Tls) -> Result<Connector, String> {
+        let config = super::tls::client_config(tls)?;
         Ok(Connector {
             tls: TlsConnector::from(Arc::new(config)),
+            client_cert: tls.client_cert.clone(),
             proxies,
             timeout,
         })
+    }
+
+    /// The TLS client configuration (for side requests that must trust
+    /// what the benchmark's requests trust).
+    pub(crate) fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(self.tls.config())
+    }
+
+    /// A `tls` error for a TLS failure of a connection to `host` that
+    /// surfaced as `error` (an alert after the handshake, when a server
+    /// refuses the client's certificate); `None` when it is not one.
+    pub(crate) fn tls_failure(&self, host: &str, error: &io::Error) -> Option<ConnectError> {
+        let tls_error = super::tls::rustls_error(error)?;
+        Some(ConnectError::new(
+            ErrorKind::Tls,
+            super::tls::explain(tls_error, host, self.client_cert.as_ref()),
+        ))
     }
 
     /// Opens a connection to `origin`, through its proxy if one applies,
@@ -106,6 +124,8 @@ impl Connector {
                 stream: CountingStream::new(Stream::Plain(tcp)),
                 connect,
                 tls: None,
+                tls_version: None,
+                alpn: None,
                 proxy,
             });
         }
@@ -122,13 +142,25 @@ impl Connector {
                     ),
                 )
             })?
-            .map_err(|e| {
-                ConnectError::new(ErrorKind::Connect, format!("TLS handshake failed: {e}"))
+            .map_err(|e| match self.tls_failure(&origin.host, &e) {
+                Some(failure) => ConnectError::new(
+                    failure.kind,
+                    format!("TLS handshake failed: {}", failure.message),
+                ),
+                None => ConnectError::new(ErrorKind::Connect, format!("TLS handshake failed: {e}")),
             })?;
+        let handshake = handshake_started.elapsed();
+        let session = tls.get_ref().1;
+        let tls_version = session.protocol_version().map(super::tls::version_name);
+        let alpn = session
+            .alpn_protocol()
+            .map(|p| String::from_utf8_lossy(p).into_owned());
         Ok(Opened {
             stream: CountingStream::new(Stream::Tls(Box::new(tls))),
             connect,
-            tls: Some(handshake_started.elapsed()),
+            tls: Some(handshake),
+            tls_version,
+            alpn,
             // Through a tunnel, requests go in origin form.
             proxy: None,
         })

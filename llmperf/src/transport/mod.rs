@@ -29,6 +29,7 @@ pub mod open_files;
 mod pool;
 mod proxy;
 mod stamped;
+mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -59,6 +60,14 @@ pub struct ConnectionRecord {
     /// A new HTTPS connection: the TLS handshake, µs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_us: Option<u64>,
+    /// A new HTTPS connection: the protocol version negotiated, `TLS 1.3`
+    /// or `TLS 1.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_version: Option<String>,
+    /// A new HTTPS connection: the application protocol the server chose by
+    /// ALPN (`http/1.1`), when it chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
     /// The first attempt failed on a reused connection before any byte of
     /// its response arrived, and the request was sent again on a new
     /// connection (this record describes that one).
@@ -86,6 +95,8 @@ pub struct TransportOptions {
     pub env_proxies: bool,
     /// One `http://` proxy for every request, whatever the environment says.
     pub proxy: Option<String>,
+    /// Which servers are trusted, the client certificate, `insecure`.
+    pub tls: crate::spec::Tls,
 }
 
 impl Default for TransportOptions {
@@ -95,6 +106,7 @@ impl Default for TransportOptions {
             connect_timeout: Duration::from_secs(10),
             env_proxies: true,
             proxy: None,
+            tls: crate::spec::Tls::default(),
         }
     }
 }
@@ -213,7 +225,8 @@ impl Body {
 
 impl Transport {
     /// A transport with these options; `Err` names what could not be set up
-    /// (a malformed proxy variable, the TLS configuration).
+    /// (a malformed proxy variable, a CA or client certificate file that
+    /// cannot be used).
     pub fn new(options: TransportOptions) -> Result<Transport, String> {
         let proxies = match (&options.proxy, options.env_proxies) {
             (Some(url), _) => Proxies::explicit(url)?,
@@ -227,7 +240,7 @@ impl Transport {
         Ok(Transport {
             inner: Arc::new(Inner {
                 pool: Pool::new(options.max_idle_per_origin.max(1)),
-                connector: Connector::new(proxies, options.connect_timeout)?,
+                connector: Connector::new(proxies, options.connect_timeout, &options.tls)?,
                 builder,
                 next_id: AtomicU64::new(1),
                 user_agent: HeaderValue::from_static(concat!(
@@ -236,6 +249,13 @@ impl Transport {
                 )),
             }),
         })
+    }
+
+    /// The TLS client configuration the transport's connections use, for
+    /// side requests (server-metrics scrapes) that must trust the same
+    /// servers and present the same client certificate.
+    pub(crate) fn tls_config(&self) -> Arc<rustls::ClientConfig> {
+        self.inner.connector.tls_config()
     }
 
     /// The request builder handed to [`EndpointKind::build_request`](crate::endpoint::EndpointKind::build_request)
@@ -269,7 +289,7 @@ impl Transport {
             && !matches!(error, WireError::Malformed(_))
             && connection.wire.bytes_read() == read_before;
         if !closed_unanswered {
-            return Err(send_error(&error));
+            return Err(self.send_error(&prepared.origin, &error));
         }
         // The server had closed the kept connection: once more, on a new one.
         drop(connection);
@@ -285,8 +305,20 @@ impl Transport {
         *record = Some(second);
         match self.attempt(prepared, &mut fresh).await {
             Ok((at, head)) => self.answered(prepared, fresh, at, head),
-            Err(error) => Err(send_error(&error)),
+            Err(error) => Err(self.send_error(&prepared.origin, &error)),
         }
+    }
+
+    /// A failure to send or to read the head: a `tls` error when TLS
+    /// failed after the handshake (a TLS 1.3 server refuses a missing or
+    /// unknown client certificate only then), else a `request` error.
+    fn send_error(&self, origin: &Origin, error: &WireError) -> RequestError {
+        if let WireError::Io(io) = error {
+            if let Some(failure) = self.inner.connector.tls_failure(&origin.host, io) {
+                return RequestError::new(failure.kind, failure.message);
+            }
+        }
+        send_error(error)
     }
 
     fn answered(
@@ -340,6 +372,8 @@ impl Transport {
             reused: false,
             connect_us: Some(opened.connect.as_micros() as u64),
             tls_us: opened.tls.map(|t| t.as_micros() as u64),
+            tls_version: opened.tls_version,
+            alpn: opened.alpn,
             ..ConnectionRecord::default()
         };
         let connection = Connection {
