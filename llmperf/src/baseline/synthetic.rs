@@ -166,5 +166,8 @@ pub fn config() -> BenchmarkConfig {
         slos: Vec::new(),
         regression: Default::default(),
         server_metrics: None,
+        headers: Default::default(),
+        query: Default::default(),
+        proxy: None,
     }
 }
