@@ -30,8 +30,9 @@ pub(crate) fn expand(
             })?;
             let name = &tail[..end];
             if !is_variable_name(name) {
+                // Not quoted: text between the braces may be a key typed there.
                 return Err(SpecError::new(format!(
-                    "{what}: `${{{name}}}` is not an environment variable's name (letters, digits and _, not starting with a digit); write $${{ for a literal ${{"
+                    "{what}: a `${{…}}` does not hold an environment variable's name (letters, digits and _, not starting with a digit); write $${{ for a literal ${{"
                 )));
             }
             let value = lookup(name).ok_or_else(|| {
@@ -123,8 +124,12 @@ mod tests {
         let error = check("header X", "secret ${TEAM").unwrap_err();
         assert!(error.to_string().contains("closing `}`"), "{error}");
         assert!(!error.to_string().contains("secret"), "{error}");
-        let error = check("header X", "${1A}").unwrap_err();
-        assert!(error.to_string().contains("`${1A}`"), "{error}");
+        let error = check("header X", "${sk-1A}").unwrap_err();
+        assert!(
+            error.to_string().contains("environment variable's name"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("sk-1A"), "{error}");
         assert!(check("header X", "${}").is_err());
         assert!(check("header X", "ok ${A_1} $${").is_ok());
     }
