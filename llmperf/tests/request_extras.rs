@@ -3,11 +3,8 @@
 //! arrives is asserted byte for byte, and the results directory is searched
 //! for every secret sent.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use llmperf::run::{run_benchmark, RunError, RunOptions};
@@ -15,7 +12,7 @@ use llmperf::spec::ServerMetrics;
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod raw_server;
-use raw_server::{chat_answer, read_request};
+use raw_server::{chat_answer, forward_proxy, header_values, recording_server};
 
 /// Variables only these tests set.
 const KEY_VAR: &str = "LLMPERF_TEST_I15_GATEWAY_KEY";
@@ -43,23 +40,6 @@ fn tgi_answer() -> String {
     )
 }
 
-/// A server answering each of `requests` connections' one request with
-/// `answer`; the request heads and bodies, in order.
-fn recording_server(
-    requests: usize,
-    answer: String,
-) -> (String, Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    let (url, handle) = raw_server::spawn(requests, move |mut socket| {
-        if let Some(request) = read_request(&mut socket) {
-            log.lock().unwrap().push(request);
-            let _ = socket.write_all(answer.as_bytes());
-        }
-    });
-    (url, seen, handle)
-}
-
 /// A benchmark of `endpoint` (no metrics scraper: it would send GET
 /// /metrics to the raw server), `requests` one at a time.
 fn bench(endpoint: Endpoint, requests: u64) -> Benchmark {
@@ -81,17 +61,6 @@ fn run_into(bench: &Benchmark, dir: &Path) -> llmperf::run::RunOutcome {
         ..RunOptions::default()
     };
     run_benchmark("extras", bench, &options).expect("the run itself must succeed")
-}
-
-/// The value of header `name` in a request head, each occurrence.
-fn header_values(request: &str, name: &str) -> Vec<String> {
-    let head = request.split("\r\n\r\n").next().unwrap_or("");
-    head.lines()
-        .skip(1)
-        .filter_map(|line| line.split_once(':'))
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_string())
-        .collect()
 }
 
 /// Every file under `dir`, as text.
@@ -269,51 +238,6 @@ fn bad_header_names_values_and_references_are_refused_before_a_run() {
     let error = run_benchmark("splits", &bench(splits, 1), &RunOptions::default()).unwrap_err();
     assert!(error.to_string().contains("line break"), "{error}");
     assert!(!error.to_string().contains("X-Evil"), "{error}");
-}
-
-/// A forward proxy on loopback for `connections` connections, one request
-/// each: a plain request (absolute form) is forwarded to its origin and
-/// the answer copied back; a `CONNECT` is answered `200` and then closed
-/// (no TLS server behind it). Every head it received, in order.
-fn forward_proxy(connections: usize) -> (String, Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    let handle = thread::spawn(move || {
-        for _ in 0..connections {
-            let Ok((mut client, _)) = listener.accept() else {
-                return;
-            };
-            client
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            let Some(request) = read_request(&mut client) else {
-                continue;
-            };
-            log.lock().unwrap().push(request.clone());
-            let line = request.lines().next().unwrap_or("").to_string();
-            if line.starts_with("CONNECT ") {
-                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
-                continue;
-            }
-            // `POST http://host:port/path HTTP/1.1` → origin form to host:port.
-            let target = line.split(' ').nth(1).unwrap_or("");
-            let rest = target.strip_prefix("http://").unwrap_or(target);
-            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-            let mut origin = TcpStream::connect(authority).unwrap();
-            let forwarded = request.replacen(target, path, 1);
-            let forwarded: String = forwarded
-                .split_inclusive("\r\n")
-                .filter(|l| !l.to_ascii_lowercase().starts_with("proxy-authorization:"))
-                .collect();
-            origin.write_all(forwarded.as_bytes()).unwrap();
-            let mut answer = Vec::new();
-            let _ = origin.read_to_end(&mut answer);
-            let _ = client.write_all(&answer);
-        }
-    });
-    (format!("http://{address}"), seen, handle)
 }
 
 #[test]
