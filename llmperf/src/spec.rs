@@ -8,15 +8,19 @@
 use serde::{Deserialize, Serialize};
 
 mod endpoint;
+mod extras;
 mod load;
 mod regression;
 pub(crate) mod script;
 mod server_metrics;
 mod slo;
+pub(crate) mod template;
 mod tls;
 mod workload;
 
 pub use endpoint::{Endpoint, Secret};
+pub(crate) use extras::check_header_value;
+pub use extras::{check_header, check_query};
 pub(crate) use load::trim_float;
 pub use load::{
     Arrival, Level, Load, Rate, Sweep, Warmup, DEFAULT_MAX_EVENT_BYTES, DURATION_REQUEST_CAP,
@@ -282,6 +286,7 @@ impl Benchmark {
 
     /// Checks values that can never work, with a message naming the fix.
     pub fn check(&self) -> Result<(), SpecError> {
+        self.endpoint.check()?;
         self.load.check()?;
         if self.load.planned_requests() > MAX_REQUESTS {
             return Err(SpecError::new(format!(
@@ -507,6 +512,21 @@ pub struct BenchmarkConfig {
     /// certificate was not verified); left out when all are the defaults.
     #[serde(default, skip_serializing_if = "Tls::is_default")]
     pub tls: Tls,
+    /// Extra headers sent with every request ([`Endpoint::header`]), by
+    /// lower-cased name: the value as given (a `${NAME}` template, not its
+    /// expansion), or `***` for a name that suggests a secret.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Extra query parameters added to every request URL
+    /// ([`Endpoint::query`]), by name; every value is `***`, as in
+    /// [`display_url`].
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub query: std::collections::BTreeMap<String, String>,
+    /// The explicit proxy requests went through ([`Endpoint::proxy`]), as
+    /// [`display_url`] shows it (no user or password); `None` with none,
+    /// and for the built-in endpoint, which is never proxied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
 }
 
 /// Serde for a [`Duration`] as fractional milliseconds.

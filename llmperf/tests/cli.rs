@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+mod raw_server;
 mod tls_server;
 
 fn llmperf() -> Command {
@@ -432,4 +433,113 @@ fn tls_flags_and_ssl_cert_file_reach_the_connection_and_insecure_is_marked_yello
     );
     assert!(!ok && text.contains("holds no certificate"), "{text}");
     assert!(!text.contains("BEGIN PRIVATE KEY"), "{text}");
+}
+
+#[test]
+fn header_query_and_proxy_flags_reach_every_request_and_results_keep_no_secret() {
+    let (origin, at_origin, origin_thread) =
+        raw_server::recording_server(2, raw_server::chat_answer("1 one", "stop"));
+    let (proxy, at_proxy, proxy_thread) = raw_server::forward_proxy(2);
+    let dir = tempfile::tempdir().unwrap();
+    let output = llmperf()
+        .current_dir(dir.path())
+        .env("LLMPERF_TEST_CLI_KEY", "cli-secret-4c1d")
+        // --proxy wins over the environment, NO_PROXY included.
+        .env("HTTP_PROXY", "http://127.0.0.1:1")
+        .env("NO_PROXY", "127.0.0.1")
+        .args([
+            "run",
+            "--base-url",
+            &origin,
+            "-m",
+            "m",
+            "-r",
+            "2",
+            "-c",
+            "1",
+        ])
+        .args([
+            "--no-validate",
+            "--no-server-metrics",
+            "--results-dir",
+            "out",
+        ])
+        .args(["-H", "Authorization: Bearer ${LLMPERF_TEST_CLI_KEY}"])
+        .args(["--header", "X-Team:blue"])
+        .args(["--query", "api-version=2024-10-21", "--proxy", &proxy])
+        .args(["--color", "never"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    origin_thread.join().unwrap();
+    proxy_thread.join().unwrap();
+    assert_eq!(
+        at_proxy.lock().unwrap().len(),
+        2,
+        "both requests went through --proxy"
+    );
+    for request in at_origin.lock().unwrap().iter() {
+        assert!(
+            request.starts_with("POST /v1/chat/completions?api-version=2024-10-21 HTTP/1.1"),
+            "{request}"
+        );
+        assert_eq!(
+            raw_server::header_values(request, "authorization"),
+            ["Bearer cli-secret-4c1d"]
+        );
+        assert_eq!(raw_server::header_values(request, "x-team"), ["blue"]);
+    }
+    let summary = llmperf::results::read_summary(&dir.path().join("out/summary.json")).unwrap();
+    assert_eq!(summary.config.headers["authorization"], "***");
+    assert_eq!(summary.config.headers["x-team"], "blue");
+    assert_eq!(summary.config.query["api-version"], "***");
+    assert_eq!(summary.config.proxy, Some(format!("{proxy}/")));
+    let text = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap()
+        + &std::fs::read_to_string(dir.path().join("out/requests.jsonl")).unwrap()
+        + &String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains("cli-secret-4c1d") && !text.contains("2024-10-21"));
+}
+
+#[test]
+fn malformed_header_and_query_flags_are_one_line_errors_that_never_show_the_value() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["-H", "X-Key sk-typed-4411"], "--header takes NAME: VALUE"),
+        (&["-H", "X Key: sk-typed-4411"], "not a header name"),
+        (&["-H", "X-Key: sk-typed-4411\r\nX-Evil: 1"], "line break"),
+        (&["--query", "sk-typed-4411"], "--query takes NAME=VALUE"),
+    ];
+    for (flags, expected) in cases {
+        let output = llmperf()
+            .args(["run", "--builtin", "-r", "1"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("sk-typed-4411"), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_built_in_endpoint_ignores_proxy_flags_and_variables() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let output = llmperf()
+        .env("HTTP_PROXY", &proxy)
+        .env("ALL_PROXY", &proxy)
+        .args(["run", "--builtin", "-r", "2", "--proxy", &proxy, "-q"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(listener.accept().is_err(), "the proxy was used");
 }

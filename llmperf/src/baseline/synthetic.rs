@@ -167,5 +167,8 @@ pub fn config() -> BenchmarkConfig {
         regression: Default::default(),
         server_metrics: None,
         tls: Default::default(),
+        headers: Default::default(),
+        query: Default::default(),
+        proxy: None,
     }
 }

@@ -32,8 +32,13 @@
 //! Kind-specific settings are `--option KEY=VALUE` /
 //! `Endpoint::option(key, value)`, else `{PREFIX}_{KEY}` in the environment
 //! ([`Target::setting`]); settings whose name holds `key`, `token`,
-//! `secret`, `password`, `credential` or `signature` are written to
-//! results as `***` ([`is_secret_setting`]).
+//! `secret`, `password`, `credential`, `signature`, `auth` or `cookie` are
+//! written to results as `***` ([`is_secret_setting`]).
+//!
+//! Every kind's requests also carry the spec's extra headers and query
+//! parameters (`--header 'Name: value'` / `Endpoint::header`, `--query
+//! NAME=VALUE` / `Endpoint::query`), added once after the kind built the
+//! request and replacing what it set of the same name ([`RequestExtras`]).
 //!
 //! What several kinds share is kept once: the framings ([`framing`]: SSE,
 //! AWS's event stream, a streamed JSON array) and wire formats spoken by
@@ -58,6 +63,7 @@
 
 pub mod anthropic;
 pub mod azure;
+mod extras;
 pub mod framing;
 pub mod openai;
 pub mod presets;
@@ -70,7 +76,8 @@ pub mod vertex;
 pub mod wire;
 
 pub use crate::error::{excerpt, ErrorKind, RequestError};
-pub(crate) use resolve::{configured_base_url, target};
+pub use extras::RequestExtras;
+pub(crate) use resolve::{configured_base_url, explicit_proxy, target};
 pub use resolve::{
     configured_endpoint, discovered_metrics_url, env_prefix, find_kind, BUILTIN_MODEL,
 };
@@ -388,24 +395,34 @@ pub(crate) fn with_key_header(
 /// Characters of a server's text quoted in an error message.
 pub(crate) const QUOTED_CHARS: usize = 200;
 
-/// Whether a kind-specific setting holds a credential (`aws_secret_access_key`,
-/// `aws_session_token`, `…_api_key`, a password): such a setting's value is
-/// never written to results.
+/// Whether a kind-specific setting or an extra header holds a credential
+/// (`aws_secret_access_key`, `aws_session_token`, `…_api_key`, a password,
+/// `Authorization`, `Proxy-Authorization`, `X-Api-Key`, `Cookie`): such a
+/// setting's or header's value is never written to results. The one rule
+/// for both: the name holds `key`, `token`, `secret`, `password`,
+/// `credential`, `signature`, `auth` or `cookie` (any case), and does not
+/// end in `_command` (a command line that fetches a token, kept).
 ///
 /// ```
 /// use llmperf::endpoint::is_secret_setting;
 /// assert!(is_secret_setting("aws_secret_access_key"));
 /// assert!(is_secret_setting("AWS_SESSION_TOKEN"));
+/// assert!(is_secret_setting("Authorization"));
+/// assert!(is_secret_setting("x-api-key"));
+/// assert!(is_secret_setting("Cookie"));
 /// assert!(!is_secret_setting("region"));
+/// assert!(!is_secret_setting("X-Team"));
 /// ```
 pub fn is_secret_setting(key: &str) -> bool {
-    const SECRET: [&str; 6] = [
+    const SECRET: [&str; 8] = [
         "token",
         "key",
         "secret",
         "password",
         "credential",
         "signature",
+        "auth",
+        "cookie",
     ];
     let key = key.to_ascii_lowercase();
     // `token_command` and the like are command lines, not secrets.

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use super::QUOTED_CHARS;
 use super::{
-    excerpt, EndpointKind, ErrorKind, RequestError, StreamEvent, Target, TimedEvent, Usage,
+    excerpt, EndpointKind, ErrorKind, RequestError, RequestExtras, StreamEvent, Target, TimedEvent,
+    Usage,
 };
 use crate::transport::{Body, ConnectionRecord, Prepared, Step, Transport};
 use crate::workload::RequestPlan;
@@ -235,11 +236,14 @@ const DRAIN_AFTER_DONE: Duration = Duration::from_millis(200);
 /// Most bytes of an error response kept for its message.
 const ERROR_BODY_BYTES: usize = 4096;
 
-/// Sends `plan` to `target` and reads the whole stream.
+/// Sends `plan` to `target` with the spec's `extras` (extra headers and
+/// query parameters, added after the kind built the request, replacing
+/// what it set of the same name) and reads the whole stream.
 pub async fn exchange(
     transport: &Transport,
     kind: &dyn EndpointKind,
     target: &Target,
+    extras: &RequestExtras,
     plan: &RequestPlan,
     limits: Limits,
 ) -> Exchange {
@@ -256,13 +260,16 @@ pub async fn exchange(
                 )
             })
         })
-        .and_then(|request| Prepared::of(&request));
+        .and_then(|mut request| {
+            extras.apply(&mut request);
+            Prepared::of(&request)
+        });
     let bounds = Bounds::for_max_tokens(plan.max_tokens);
     let mut exchange = Exchange::new(Instant::now());
     let request = match request {
         Ok(request) => request,
         Err(mut error) => {
-            error.message = redact(&error.message, target);
+            error.message = extras.redact(&redact(&error.message, target));
             exchange.error = Some(error);
             return exchange;
         }
@@ -291,7 +298,7 @@ pub async fn exchange(
         })
     });
     if let Some(error) = exchange.error.as_mut() {
-        error.message = redact(&error.message, target);
+        error.message = extras.redact(&redact(&error.message, target));
     }
     exchange
 }

@@ -111,6 +111,21 @@ pub(crate) fn target(
     })
 }
 
+/// The proxy `spec` names ([`Endpoint::proxy`]), `${NAME}` read from the
+/// environment.
+pub(crate) fn explicit_proxy(spec: &Endpoint) -> Result<Option<String>, SpecError> {
+    spec.proxy
+        .as_deref()
+        .map(|url| {
+            crate::spec::template::expand(
+                "the proxy (--proxy)",
+                url,
+                crate::spec::template::env_lookup,
+            )
+        })
+        .transpose()
+}
+
 /// Hosts of managed services, which publish no Prometheus metrics of
 /// their own: the clouds' API domains (by suffix).
 const MANAGED_HOST_SUFFIXES: &[&str] = &[

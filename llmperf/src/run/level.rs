@@ -157,6 +157,7 @@ pub(super) fn run_level(
     let issue = {
         let feed = Arc::clone(&feed);
         let target = Arc::clone(&context.target);
+        let extras = Arc::clone(&context.extras);
         let transport = context.transport.clone();
         let (kind, tokenizer) = (context.kind, context.tokenizer);
         let stop = Arc::clone(&context.stop);
@@ -166,6 +167,7 @@ pub(super) fn run_level(
             let taken = open.then(|| feed.take_blocking());
             let feed = Arc::clone(&feed);
             let target = Arc::clone(&target);
+            let extras = Arc::clone(&extras);
             let transport = transport.clone();
             let sender = sender.clone();
             let stop = Arc::clone(&stop);
@@ -192,7 +194,8 @@ pub(super) fn run_level(
                         ),
                         None => planned,
                     };
-                    let exchange = reader::exchange(&transport, kind, &target, &plan, limits).await;
+                    let exchange =
+                        reader::exchange(&transport, kind, &target, &extras, &plan, limits).await;
                     if turn + 1 < turns {
                         previous = Some((plan.clone(), answer_text(&exchange)));
                     }

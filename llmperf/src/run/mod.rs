@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::builtin::{Server, ServerStats};
-use crate::endpoint::{self, EndpointKind, Target};
+use crate::endpoint::{self, EndpointKind, RequestExtras, Target};
 use crate::load::{self, Stop};
 use crate::metrics::{LevelResult, Summary};
 use crate::record::RequestRecord;
@@ -127,6 +127,10 @@ pub enum RunError {
 struct Resolved {
     kind: &'static dyn EndpointKind,
     target: Target,
+    /// The spec's extra headers and query parameters, variables read.
+    extras: RequestExtras,
+    /// The explicit proxy, variables read (never for the built-in endpoint).
+    proxy: Option<String>,
     builtin: Option<Server>,
 }
 
@@ -156,16 +160,27 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
         builtin.is_some(),
         bench.extra_body.clone(),
     )?;
+    let extras = RequestExtras::resolve(spec)?;
+    // Loopback traffic to the built-in endpoint never goes through a proxy.
+    let proxy = match builtin {
+        Some(_) => None,
+        None => endpoint::explicit_proxy(spec)?,
+    };
     Ok(Resolved {
         kind,
         target,
+        extras,
+        proxy,
         builtin,
     })
 }
 
-/// The spec's options as written into results: values of options whose
-/// name says they are secret (`access_token`, `api_key`, …) are replaced
-/// by `***`; a `*_command` option is a command line, kept.
+/// The spec's options, or its extra headers, as written into results:
+/// values of those whose name says they are secret (`access_token`,
+/// `api_key`, `authorization`, …; [`endpoint::is_secret_setting`]) are
+/// replaced by `***`; a `*_command` option is a command line, kept. Any
+/// other value is kept as given: for a header, the `${NAME}` template, not
+/// its expansion, which may be a secret the name does not reveal.
 fn recorded_options(options: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     options
         .iter()
@@ -180,6 +195,16 @@ fn recorded_options(options: &BTreeMap<String, String>) -> BTreeMap<String, Stri
         .collect()
 }
 
+/// The spec's extra query parameters as written into results: names,
+/// every value `***` (as [`crate::spec::display_url`] masks the base
+/// URL's).
+fn recorded_query(query: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    query
+        .keys()
+        .map(|name| (name.clone(), "***".to_string()))
+        .collect()
+}
+
 /// What every level of a run shares.
 struct RunContext<'a> {
     id: &'a str,
@@ -188,6 +213,7 @@ struct RunContext<'a> {
     tokenizer: &'static Tokenizer,
     kind: &'static dyn EndpointKind,
     target: Arc<Target>,
+    extras: Arc<RequestExtras>,
     transport: Transport,
     workers: &'a load::Workers,
     t0: Instant,
@@ -244,10 +270,18 @@ pub fn run_benchmark(
             ..bench.server_metrics.clone()
         }),
         tls: bench.endpoint.tls.clone(),
+        headers: recorded_options(&bench.endpoint.headers),
+        query: recorded_query(&bench.endpoint.query),
+        proxy: resolved.proxy.as_deref().map(crate::spec::display_url),
     };
     // First, so a CA or client certificate file that cannot be used stops
     // the run before anything is written or sent.
-    let transport = build_transport(&load, resolved.builtin.is_some(), &bench.endpoint)?;
+    let transport = build_transport(
+        &load,
+        resolved.builtin.is_some(),
+        &bench.endpoint,
+        resolved.proxy.clone(),
+    )?;
     let mut writer = match &options.results_dir {
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
@@ -270,6 +304,7 @@ pub fn run_benchmark(
         tokenizer,
         kind: resolved.kind,
         target: Arc::new(resolved.target),
+        extras: Arc::new(resolved.extras),
         transport,
         workers: &workers,
         t0,
@@ -499,7 +534,11 @@ fn start_scraper(
         spec.interval,
         t0,
         writer,
-        resolved.builtin.is_none(),
+        match (&resolved.builtin, &resolved.proxy) {
+            (Some(_), _) => scrape::ScrapeProxy::None,
+            (None, Some(url)) => scrape::ScrapeProxy::Explicit(url.clone()),
+            (None, None) => scrape::ScrapeProxy::Environment,
+        },
         transport.tls_config(),
     )
     .map(Some)
@@ -513,6 +552,7 @@ fn build_transport(
     load: &Load,
     builtin: bool,
     endpoint: &crate::spec::Endpoint,
+    proxy: Option<String>,
 ) -> Result<Transport, RunError> {
     // One connection per request in flight: keep as many idle ones (an
     // open loop without a cap keeps what its peak needed).
@@ -542,7 +582,7 @@ fn build_transport(
         connect_timeout: Duration::from_secs(10),
         // Loopback traffic to the built-in endpoint never goes through a proxy.
         env_proxies: !builtin,
-        proxy: None,
+        proxy,
         tls: endpoint.tls().clone(),
     })
     .map_err(RunError::Client)

@@ -43,6 +43,16 @@ enum Command {
     },
 }
 
+/// Which proxy the scraper goes through: the benchmark's own.
+pub(crate) enum ScrapeProxy {
+    /// None (the built-in endpoint is never proxied).
+    None,
+    /// What the environment configures (`HTTPS_PROXY`, `NO_PROXY`, …).
+    Environment,
+    /// The endpoint's explicit proxy (`--proxy`), whatever the environment says.
+    Explicit(String),
+}
+
 /// One metrics endpoint.
 pub(crate) struct Source {
     /// Where it is (credentials and all).
@@ -78,14 +88,14 @@ pub(crate) struct Scraper {
 impl Scraper {
     /// Starts scraping `sources` every `interval`, on the clock that
     /// starts at `t0`, writing every scrape with `writer`. The first round
-    /// runs at once. `tls` is the benchmark's own TLS configuration (the
-    /// same trust and client certificate).
+    /// runs at once. `proxy` and `tls` are the benchmark's own (the same
+    /// proxy, trust and client certificate).
     pub(crate) fn start(
         sources: Vec<Source>,
         interval: Duration,
         t0: Instant,
         writer: Option<ScrapeWriter>,
-        proxy: bool,
+        proxy: ScrapeProxy,
         tls: Arc<rustls::ClientConfig>,
     ) -> std::io::Result<Scraper> {
         let (commands, received) = mpsc::channel();
@@ -176,7 +186,7 @@ impl State {
         sources: Vec<Source>,
         t0: Instant,
         writer: Option<ScrapeWriter>,
-        proxy: bool,
+        proxy: ScrapeProxy,
         tls: &rustls::ClientConfig,
     ) -> Result<State, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -193,9 +203,13 @@ impl State {
                 env!("CARGO_PKG_VERSION"),
                 " (server metrics)"
             ));
-        if !proxy {
-            client = client.no_proxy();
-        }
+        client = match proxy {
+            ScrapeProxy::None => client.no_proxy(),
+            ScrapeProxy::Environment => client,
+            ScrapeProxy::Explicit(url) => client.proxy(reqwest::Proxy::all(url).map_err(|_| {
+                "server metrics not scraped: the proxy URL is not one reqwest can use".to_string()
+            })?),
+        };
         let client = client
             .build()
             .map_err(|e| format!("server metrics not scraped: cannot build a client: {e}"))?;

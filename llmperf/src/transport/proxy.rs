@@ -176,7 +176,7 @@ impl Proxies {
 
     /// `url` for every request.
     pub(crate) fn explicit(url: &str) -> Result<Proxies, String> {
-        let proxy = ProxyServer::parse("the proxy", url)?;
+        let proxy = ProxyServer::parse("the proxy (--proxy)", url)?;
         Ok(Proxies {
             http: Some(Ok(proxy.clone())),
             https: Some(Ok(proxy)),
@@ -200,7 +200,7 @@ impl Proxies {
         let parse = |found: Option<(&str, String)>| {
             found.map(|(name, value)| ProxyServer::parse(name, &value))
         };
-        let all = first(&["ALL_PROXY", "all_proxy"]);
+        let all = first(&["all_proxy", "ALL_PROXY"]);
         // Under CGI, HTTP_PROXY can be set by a request header (httpoxy):
         // only the lower-case name is trusted there, as curl does.
         let http_names: &[&'static str] = if lookup("REQUEST_METHOD").is_some() {

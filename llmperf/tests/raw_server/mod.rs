@@ -1,13 +1,15 @@
 //! A minimal raw HTTP/1.1 server on loopback, for server behaviours the
 //! built-in endpoint does not script (a stream held open after `[DONE]`, a
-//! server that echoes or cuts, half a status line then a close).
+//! server that echoes or cuts, half a status line then a close), one that
+//! records every request head, and a small forward proxy.
 //!
 //! Included by test files with `mod raw_server;`.
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -83,4 +85,79 @@ pub fn chat_answer(text: &str, finish_reason: &str) -> String {
         serde_json::json!({"choices": [{"delta": {"content": text}}]}),
         serde_json::json!({"choices": [{"delta": {}, "finish_reason": finish_reason}]}),
     ])
+}
+
+/// The value of header `name` in a request head, each occurrence.
+pub fn header_values(request: &str, name: &str) -> Vec<String> {
+    let head = request.split("\r\n\r\n").next().unwrap_or("");
+    head.lines()
+        .skip(1)
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+/// A server answering each of `requests` connections' one request with
+/// `answer`; the request heads and bodies, in order.
+pub fn recording_server(
+    requests: usize,
+    answer: String,
+) -> (String, Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let (url, handle) = spawn(requests, move |mut socket| {
+        if let Some(request) = read_request(&mut socket) {
+            log.lock().unwrap().push(request);
+            let _ = socket.write_all(answer.as_bytes());
+        }
+    });
+    (url, seen, handle)
+}
+
+/// A forward proxy on loopback for `connections` connections, one request
+/// each: a plain request (absolute form) is forwarded to its origin and
+/// the answer copied back; a `CONNECT` is answered `200` and then closed
+/// (no TLS server behind it). Every head it received, in order.
+pub fn forward_proxy(
+    connections: usize,
+) -> (String, Arc<Mutex<Vec<String>>>, thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let handle = thread::spawn(move || {
+        for _ in 0..connections {
+            let Ok((mut client, _)) = listener.accept() else {
+                return;
+            };
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            let Some(request) = read_request(&mut client) else {
+                continue;
+            };
+            log.lock().unwrap().push(request.clone());
+            let line = request.lines().next().unwrap_or("").to_string();
+            if line.starts_with("CONNECT ") {
+                let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                continue;
+            }
+            // `POST http://host:port/path HTTP/1.1` → origin form to host:port.
+            let target = line.split(' ').nth(1).unwrap_or("");
+            let rest = target.strip_prefix("http://").unwrap_or(target);
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let mut origin = TcpStream::connect(authority).unwrap();
+            let forwarded = request.replacen(target, path, 1);
+            let forwarded: String = forwarded
+                .split_inclusive("\r\n")
+                .filter(|l| !l.to_ascii_lowercase().starts_with("proxy-authorization:"))
+                .collect();
+            origin.write_all(forwarded.as_bytes()).unwrap();
+            let mut answer = Vec::new();
+            let _ = origin.read_to_end(&mut answer);
+            let _ = client.write_all(&answer);
+        }
+    });
+    (format!("http://{address}"), seen, handle)
 }
