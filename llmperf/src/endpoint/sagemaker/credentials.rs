@@ -7,7 +7,7 @@
 //!    source pointed at (no `profile` setting, `AWS_PROFILE`,
 //!    `AWS_ACCESS_KEY_ID`, `AWS_WEB_IDENTITY_TOKEN_FILE` or
 //!    `AWS_CONTAINER_CREDENTIALS_*`), the built-in endpoint's published
-//!    test pair ([`TEST_ACCESS_KEY_ID`](super::TEST_ACCESS_KEY_ID)).
+//!    test pair ([`TEST_ACCESS_KEY_ID`]).
 //! 3. Otherwise the AWS SDK's default credential chain for the `profile`
 //!    setting ([`chain`](super::chain)): environment, shared files and
 //!    profiles (with SSO, assume role, `credential_process`), web identity,

@@ -9,7 +9,7 @@
 //! 2. the setting `access_token` (`VERTEXAI_ACCESS_TOKEN`);
 //! 3. the spec's API key (`VERTEXAI_API_KEY` or `.api_key(…)`);
 //! 4. `GCLOUD_ACCESS_TOKEN`;
-//! 5. Application Default Credentials ([`adc`](super::adc)): the key file
+//! 5. Application Default Credentials ([`adc`]): the key file
 //!    in `GOOGLE_APPLICATION_CREDENTIALS`, the gcloud user credentials, the
 //!    metadata server — for a Google base URL, or any base URL when
 //!    `GOOGLE_APPLICATION_CREDENTIALS` or `GCE_METADATA_HOST` is set; their
