@@ -1,7 +1,11 @@
 //! Azure OpenAI chat completions.
 //!
 //! `POST {base}/openai/deployments/{deployment}/chat/completions?api-version={version}`
-//! with the key in an `api-key` header (not Bearer). The base URL is the
+//! with the key in an `api-key` header (not Bearer), or, with no key, a
+//! Microsoft Entra ID token as `Authorization: Bearer` ([`entra`]: a
+//! service principal, workload identity, a managed identity or the Azure
+//! CLI, through `azure_identity`; against a loopback base URL only when a
+//! source is pointed at). The base URL is the
 //! resource endpoint, e.g. `https://NAME.openai.azure.com`; the deployment
 //! defaults to the model name and the API version to
 //! [`DEFAULT_API_VERSION`]. The body and the stream are OpenAI's.
@@ -17,7 +21,8 @@
 //! | setting | spec / `--option` | environment | default |
 //! | --- | --- | --- | --- |
 //! | resource endpoint | `.base_url(…)` / `--base-url` | `AZURE_OPENAI_API_BASE` | none (built-in endpoint) |
-//! | key | `.api_key(…)` | `AZURE_OPENAI_API_KEY` | none |
+//! | key | `.api_key(…)` | `AZURE_OPENAI_API_KEY` | none: a Microsoft Entra ID token ([`entra`]) |
+//! | Entra source | `entra` (`managed`, `cli`) | `AZURE_OPENAI_ENTRA` | the first the environment points at, else the Azure CLI |
 //! | deployment | `deployment` | `AZURE_OPENAI_DEPLOYMENT` | the model name |
 //! | API version | `api_version` | `AZURE_OPENAI_API_VERSION` | `2024-10-21` |
 //!
@@ -30,6 +35,8 @@
 //! let azure = llmperf::endpoint::find("azure-openai").unwrap();
 //! assert_eq!(azure.about().env_prefix, "AZURE_OPENAI");
 //! ```
+
+pub mod entra;
 
 use serde_json::json;
 
@@ -99,11 +106,50 @@ impl EndpointKind for AzureOpenAi {
             .extend(["openai", "deployments", &deployment, "chat", "completions"]);
         url.query_pairs_mut()
             .append_pair("api-version", &api_version);
+        let loopback = url
+            .host_str()
+            .is_some_and(|host| host == "localhost" || host.starts_with("127.") || host == "[::1]");
         let request = client
             .post(url)
             .header(reqwest::header::ACCEPT, "text/event-stream")
             .json(&body);
-        super::with_key_header(request, target, "api-key")
+        if target.api_key.is_some() {
+            return super::with_key_header(request, target, "api-key");
+        }
+        match entra::token(target, loopback)? {
+            Some(token) => {
+                let mut value =
+                    reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                        .map_err(|_| {
+                        RequestError::new(
+                            ErrorKind::Unauthorized,
+                            "the Microsoft Entra ID token is not a valid header value",
+                        )
+                    })?;
+                value.set_sensitive(true);
+                Ok(request.header(reqwest::header::AUTHORIZATION, value))
+            }
+            None => Ok(request),
+        }
+    }
+
+    fn credentials(
+        &self,
+        options: &std::collections::BTreeMap<String, String>,
+        env_prefix: &str,
+    ) -> super::Credentials {
+        let key = format!("{env_prefix}_API_KEY");
+        super::Credentials {
+            configured: super::env_var(&key).is_some()
+                || entra::Source::pointed_at(
+                    super::setting(options, env_prefix, "entra").as_deref(),
+                )
+                .is_some(),
+            source: format!(
+                "{key}, or a Microsoft Entra ID token (AZURE_TENANT_ID / AZURE_CLIENT_ID / \
+                 AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, a managed identity, `az login`)"
+            ),
+        }
     }
 
     fn decoder(&self) -> Box<dyn StreamDecoder> {

@@ -2,9 +2,12 @@
 //! (`sagemaker`).
 //!
 //! ```sh
-//! # A TGI (or LMI) container on a SageMaker real-time endpoint; AWS_* from the environment or .env
-//! llmperf run --api sagemaker --base-url https://runtime.sagemaker.us-east-1.amazonaws.com \
+//! # A TGI (or LMI) container on a SageMaker real-time endpoint, with the
+//! # credentials the AWS CLI uses (environment, ~/.aws profiles, SSO, roles)
+//! llmperf run --api sagemaker --option region=us-east-1 \
 //!     --option endpoint_name=my-llama-endpoint -m my-llama-endpoint -r 100 -c 8
+//! # A named profile (its region too), e.g. after `aws sso login --profile bench`
+//! llmperf run --api sagemaker --option profile=bench -m my-llama-endpoint -r 100 -c 8
 //! llmperf run --api sagemaker --builtin -r 20 -c 4 --validate        # against the built-in endpoint
 //! ```
 //!
@@ -15,7 +18,8 @@
 //! `aws-sigv4` crate; see [`sigv4`]). The base URL comes from `--base-url`
 //! or `SAGEMAKER_API_BASE` (default
 //! `https://runtime.sagemaker.{region}.amazonaws.com`, used when credentials
-//! are configured) and may contain `{region}`, replaced by the region. The
+//! or a region are configured: see [`credentials`]) and may contain
+//! `{region}`, replaced by the region. The
 //! body is the container's own request, which both Hugging Face TGI and the
 //! LMI (DJL Serving) containers take (the inputs being the workload's
 //! messages flattened into one prompt): `{"inputs", "parameters":
@@ -33,22 +37,39 @@
 //! | key | default |
 //! | --- | --- |
 //! | `endpoint_name` | the model name (`-m`) |
-//! | `region` | `AWS_REGION`, `AWS_DEFAULT_REGION`, the region in a `runtime.sagemaker.{region}.amazonaws.com` base URL, `us-east-1` for a loopback base URL |
+//! | `profile` | `AWS_PROFILE`, else `default`: the profile of the shared config and credentials files the credential chain reads |
+//! | `region` | `AWS_REGION`, `AWS_DEFAULT_REGION`, the region in a `runtime.sagemaker.{region}.amazonaws.com` base URL, the profile's `region`, `us-east-1` for a loopback base URL |
 //! | `format` | `tgi`; `lmi` asks the container for JSON lines (`X-Amzn-SageMaker-Accept: application/jsonlines`) |
 //! | `custom_attributes` | none; sent as `X-Amzn-SageMaker-Custom-Attributes` (e.g. `accept_eula=true`) |
 //! | `target_variant`, `inference_component` | none; sent as `X-Amzn-SageMaker-Target-Variant` / `-Inference-Component` |
-//! | `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token` | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` |
+//! | `aws_access_key_id`, `aws_secret_access_key`, `aws_session_token` | none: keys given this way sign as given, before the credential chain |
 //!
-//! Credentials are read when each request is built (so refreshed temporary
-//! credentials in a `.env` are not picked up mid-run; environment and
-//! options only: no `~/.aws` profiles or instance roles). None configured
-//! is a per-request [`ErrorKind::Unauthorized`] naming the variables, except
-//! against a loopback base URL (the built-in endpoint), which is signed with
-//! the built-in endpoint's published test key pair ([`TEST_ACCESS_KEY_ID`] /
-//! [`TEST_SECRET_ACCESS_KEY`], `AKIDLLMPERFTEST` / `llmperf-test-secret`).
-//! A refused signature (HTTP 403) is the same kind of error, with AWS's
-//! message (cut before any canonical request it quotes) and the variables
-//! to check. Credential settings are written to results as `***`.
+//! # Credentials
+//!
+//! Keys given as options sign as given. Otherwise the AWS SDK's own
+//! default credential chain (`aws-config`, [`chain`]) finds them, as the
+//! AWS CLI does: the `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+//! `AWS_SESSION_TOKEN` variables; the shared config and credentials files
+//! with profiles (`profile` setting or `AWS_PROFILE`; assume role, SSO,
+//! `credential_process`); web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` and
+//! `AWS_ROLE_ARN`, as Kubernetes service accounts get); container
+//! credentials (ECS, EKS Pod Identity); EC2 instance metadata. The chain
+//! runs on a thread of its own and renews temporary credentials before
+//! they expire, so long runs keep signing with valid ones; requests never
+//! wait on it except the first of a process, for the first resolution.
+//! Against a loopback base URL (the built-in endpoint) with no AWS source
+//! pointed at, requests are signed with the built-in endpoint's published
+//! test key pair ([`TEST_ACCESS_KEY_ID`] / [`TEST_SECRET_ACCESS_KEY`],
+//! `AKIDLLMPERFTEST` / `llmperf-test-secret`). The order, and when the
+//! default base URL counts as configured, are in [`credentials`].
+//!
+//! No credentials is a per-request [`ErrorKind::Unauthorized`] with the
+//! chain's reason (which names sources and files, never values); so are
+//! expired credentials the chain could not renew. A refused signature
+//! (HTTP 403) is the same kind of error, with AWS's message (cut before any
+//! canonical request it quotes) and the sources to check. Credential
+//! settings are written to results as `***`; credentials, tokens and
+//! signatures never appear in results, logs or errors.
 //!
 //! # The stream
 //!
@@ -80,6 +101,8 @@
 //! frame with a corrupted CRC (reported as `framing`), `missing_done` a
 //! last event without `generated_text`.
 
+pub mod chain;
+pub mod credentials;
 pub mod sigv4;
 pub mod stream;
 
@@ -153,7 +176,24 @@ impl EndpointKind for SageMaker {
             .setting("endpoint_name")
             .unwrap_or_else(|| target.model.clone());
         check_endpoint_name(&endpoint)?;
-        let region = region(target)?;
+        let explicit_region = explicit_region(target)?;
+        // The host decides between the test pair and the chain; it does
+        // not depend on the region.
+        let host = reqwest::Url::parse(&target.base_url.replace("{region}", "x"))
+            .ok()
+            .and_then(|url| url.host_str().map(str::to_string))
+            .unwrap_or_default();
+        let signing = credentials::for_request(target, &host, explicit_region.as_deref())?;
+        let region = explicit_region
+            .or(signing.profile_region)
+            .or_else(|| is_loopback_host(&host).then(|| "us-east-1".to_string()))
+            .ok_or_else(|| {
+                RequestError::new(
+                    ErrorKind::Request,
+                    "no AWS region for SageMaker: set AWS_REGION, SAGEMAKER_REGION, the region \
+                     option or a region in the AWS profile",
+                )
+            })?;
         let base = target.base_url.replace("{region}", &region);
         let url = format!("{base}/endpoints/{endpoint}/invocations-response-stream");
         let parsed = reqwest::Url::parse(&url)
@@ -168,7 +208,7 @@ impl EndpointKind for SageMaker {
                     ),
                 )
             })?;
-        let credentials = sigv4::credentials(target, &parsed)?;
+        let credentials = signing.credentials;
         let body = serde_json::to_vec(&wire::request_body(target, plan, Route::Invocations))
             .map_err(|error| {
                 RequestError::new(
@@ -237,17 +277,7 @@ impl EndpointKind for SageMaker {
     }
 
     fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
-        let set = |option: &str, variable: &str| {
-            options.contains_key(option)
-                || [format!("{env_prefix}_{variable}"), variable.to_string()]
-                    .iter()
-                    .any(|name| env_var(name).is_some())
-        };
-        Credentials {
-            source: sigv4::CREDENTIAL_SOURCE.to_string(),
-            configured: set("aws_access_key_id", "AWS_ACCESS_KEY_ID")
-                && set("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
-        }
+        credentials::describe(options, env_prefix)
     }
 }
 
@@ -270,8 +300,11 @@ fn check_endpoint_name(name: &str) -> Result<(), RequestError> {
     }
 }
 
-/// The signing region (see the module docs for the order).
-fn region(target: &Target) -> Result<String, RequestError> {
+/// The signing region named before any profile's: the `region` setting,
+/// `AWS_REGION`, `AWS_DEFAULT_REGION`, the region in a
+/// `runtime.sagemaker.{region}.amazonaws.com` base URL (see the module
+/// docs for the whole order).
+fn explicit_region(target: &Target) -> Result<Option<String>, RequestError> {
     let configured = target
         .setting("region")
         .or_else(|| env_var("AWS_REGION"))
@@ -283,7 +316,7 @@ fn region(target: &Target) -> Result<String, RequestError> {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         return if valid {
-            Ok(region)
+            Ok(Some(region))
         } else {
             Err(RequestError::new(
                 ErrorKind::Request,
@@ -295,20 +328,11 @@ fn region(target: &Target) -> Result<String, RequestError> {
         .ok()
         .and_then(|url| url.host_str().map(str::to_string))
         .unwrap_or_default();
-    if let Some(region) = host
+    Ok(host
         .strip_prefix("runtime.sagemaker.")
         .and_then(|rest| rest.split('.').next())
         .filter(|region| !region.is_empty() && *region != "x")
-    {
-        return Ok(region.to_string());
-    }
-    if is_loopback_host(&host) {
-        return Ok("us-east-1".to_string());
-    }
-    Err(RequestError::new(
-        ErrorKind::Request,
-        "no AWS region for SageMaker: set AWS_REGION, SAGEMAKER_REGION or the region option",
-    ))
+        .map(str::to_string))
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -372,17 +396,21 @@ mod tests {
             options: [("region".to_string(), "ap-south-1".to_string())].into(),
             env_prefix: "LLMPERF_SAGEMAKER_TEST".into(),
         };
-        assert_eq!(region(&target("http://x")).unwrap(), "ap-south-1");
+        assert_eq!(
+            explicit_region(&target("http://x")).unwrap().as_deref(),
+            Some("ap-south-1")
+        );
         if std::env::var_os("AWS_REGION").is_none()
             && std::env::var_os("AWS_DEFAULT_REGION").is_none()
         {
             let mut t = target("https://runtime.sagemaker.eu-central-1.amazonaws.com");
             t.options.clear();
-            assert_eq!(region(&t).unwrap(), "eu-central-1");
-            t.base_url = "http://[::1]:9".into();
-            assert_eq!(region(&t).unwrap(), "us-east-1");
+            assert_eq!(
+                explicit_region(&t).unwrap().as_deref(),
+                Some("eu-central-1")
+            );
             t.base_url = "https://proxy.example".into();
-            assert_eq!(region(&t).unwrap_err().kind, ErrorKind::Request);
+            assert_eq!(explicit_region(&t).unwrap(), None);
         }
     }
 

@@ -1,13 +1,7 @@
-//! AWS credentials and Signature Version 4 for SageMaker requests.
+//! Signature Version 4 for SageMaker requests, and the built-in endpoint's
+//! test key pair.
 //!
-//! Credentials come from the spec's options (`aws_access_key_id`,
-//! `aws_secret_access_key`, `aws_session_token`), else `SAGEMAKER_AWS_*`,
-//! else the standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
-//! `AWS_SESSION_TOKEN`, read when each request is built (environment and
-//! options only: no `~/.aws` profiles or instance roles). With none at all,
-//! a loopback base URL (the built-in endpoint) is signed with the published
-//! test key pair ([`TEST_ACCESS_KEY_ID`], [`TEST_SECRET_ACCESS_KEY`]); any
-//! other is a per-request [`ErrorKind::Unauthorized`] naming the variables.
+//! Which credentials sign is [`credentials`](super::credentials)' choice.
 //!
 //! [`sign`] signs with the `aws-sigv4` crate (service
 //! [`SIGNING_SERVICE`]); the built-in endpoint verifies with the same
@@ -15,8 +9,6 @@
 
 use std::time::SystemTime;
 
-use super::{env_var, is_loopback_host};
-use crate::endpoint::{ErrorKind, RequestError, Target};
 use crate::spec::Secret;
 
 /// The access key id the built-in endpoint accepts (a public test value).
@@ -27,11 +19,6 @@ pub const TEST_SECRET_ACCESS_KEY: &str = "llmperf-test-secret";
 /// The SigV4 service name.
 pub const SIGNING_SERVICE: &str = "sagemaker";
 
-/// Where to look when AWS refuses the credentials.
-pub(super) const CREDENTIAL_SOURCE: &str =
-    "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN \
-     (or the aws_access_key_id / aws_secret_access_key / aws_session_token options)";
-
 /// AWS credentials; the secret parts are never shown.
 #[derive(Debug, Clone)]
 pub struct AwsCredentials {
@@ -41,42 +28,6 @@ pub struct AwsCredentials {
     pub secret_access_key: Secret,
     /// The session token of temporary credentials.
     pub session_token: Option<Secret>,
-}
-
-/// The credentials for `target`: the spec's options, `SAGEMAKER_AWS_*`, then
-/// the standard `AWS_*` variables; the test pair for a loopback URL when
-/// nothing is configured.
-pub(super) fn credentials(
-    target: &Target,
-    url: &reqwest::Url,
-) -> Result<AwsCredentials, RequestError> {
-    let get = |key: &str, env: &str| target.setting(key).or_else(|| env_var(env));
-    let id = get("aws_access_key_id", "AWS_ACCESS_KEY_ID");
-    let secret = get("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY");
-    let token = get("aws_session_token", "AWS_SESSION_TOKEN");
-    match (id, secret) {
-        (Some(id), Some(secret)) => Ok(AwsCredentials {
-            access_key_id: Secret::new(id.trim()),
-            secret_access_key: Secret::new(secret.trim()),
-            session_token: token.map(|t| Secret::new(t.trim())),
-        }),
-        (None, None) if url.host_str().is_some_and(is_loopback_host) => Ok(AwsCredentials {
-            access_key_id: Secret::new(TEST_ACCESS_KEY_ID),
-            secret_access_key: Secret::new(TEST_SECRET_ACCESS_KEY),
-            session_token: None,
-        }),
-        (id, _) => Err(RequestError::new(
-            ErrorKind::Unauthorized,
-            format!(
-                "no AWS {} for SageMaker: set {CREDENTIAL_SOURCE}",
-                if id.is_some() {
-                    "secret access key"
-                } else {
-                    "credentials"
-                }
-            ),
-        )),
-    }
 }
 
 /// Signs a request with SigV4 (service `sagemaker`) and returns the headers
@@ -134,35 +85,6 @@ pub fn sign(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_credentials_name_the_variables_for_a_remote_endpoint() {
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
-            || std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some()
-        {
-            return;
-        }
-        let target = Target {
-            base_url: "https://runtime.sagemaker.us-east-1.amazonaws.com".into(),
-            model: "m".into(),
-            api_key: None,
-            api_key_source: String::new(),
-            extra_body: Default::default(),
-            options: Default::default(),
-            env_prefix: "LLMPERF_SAGEMAKER_TEST".into(),
-        };
-        let url = reqwest::Url::parse(&target.base_url).unwrap();
-        let error = credentials(&target, &url).unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Unauthorized);
-        assert!(
-            error.message.contains("AWS_ACCESS_KEY_ID"),
-            "{}",
-            error.message
-        );
-        let local = reqwest::Url::parse("http://127.0.0.1:1").unwrap();
-        let pair = credentials(&target, &local).unwrap();
-        assert_eq!(pair.access_key_id.expose(), TEST_ACCESS_KEY_ID);
-    }
 
     #[test]
     fn signing_matches_aws_and_keeps_secrets_out_of_errors() {

@@ -8,17 +8,25 @@
 //!    minutes and fetched afresh after 55 (Google's tokens live 60);
 //! 2. the setting `access_token` (`VERTEXAI_ACCESS_TOKEN`);
 //! 3. the spec's API key (`VERTEXAI_API_KEY` or `.api_key(…)`);
-//! 4. `GCLOUD_ACCESS_TOKEN`.
+//! 4. `GCLOUD_ACCESS_TOKEN`;
+//! 5. Application Default Credentials ([`adc`]): the key file
+//!    in `GOOGLE_APPLICATION_CREDENTIALS`, the gcloud user credentials, the
+//!    metadata server — for a Google base URL, or any base URL when
+//!    `GOOGLE_APPLICATION_CREDENTIALS` or `GCE_METADATA_HOST` is set; their
+//!    tokens are renewed before they expire.
 //!
-//! Any of them makes the default base URL count as configured. No token at
-//! all is an `unauthorized` error for a Google base URL and no header
-//! otherwise. A failing command is an `unauthorized` error naming the
-//! command, never its output.
+//! Any of 1–4, `GOOGLE_APPLICATION_CREDENTIALS` or `GCE_METADATA_HOST`
+//! makes the default base URL count as configured (with only gcloud's user
+//! credentials or a real metadata server, give the base URL). No token at
+//! all is an `unauthorized` error with the reason for a Google base URL,
+//! and no header otherwise (the built-in endpoint). A failing command is an
+//! `unauthorized` error naming the command, never its output.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use super::adc::{self, DefaultCredentials};
 use super::env_var;
 use super::url::Location;
 use crate::endpoint::{setting, Credentials, ErrorKind, RequestError, Target};
@@ -36,11 +44,14 @@ pub(crate) fn credentials(options: &BTreeMap<String, String>, env_prefix: &str) 
     let configured = options.contains_key("access_token")
         || [token_env.as_str(), key_env.as_str(), "GCLOUD_ACCESS_TOKEN"]
             .iter()
-            .any(|name| env_var(name).is_some());
+            .any(|name| env_var(name).is_some())
+        || adc::pointed_at();
     Credentials {
         source: format!(
             "the Vertex AI access token in {token_env}, {key_env} or GCLOUD_ACCESS_TOKEN, \
-             or set token_command (e.g. `gcloud auth print-access-token`)"
+             token_command (e.g. `gcloud auth print-access-token`), or Application Default \
+             Credentials (GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default \
+             login`, the metadata server)"
         ),
         configured,
     }
@@ -59,15 +70,10 @@ pub(crate) fn access_token(
         .map(|token| Secret::new(token.trim()))
         .or_else(|| target.api_key.clone())
         .or_else(|| env_var("GCLOUD_ACCESS_TOKEN").map(|token| Secret::new(token.trim())));
-    if token.is_none() && location.google {
-        return Err(RequestError::new(
-            ErrorKind::Unauthorized,
-            format!(
-                "no Vertex AI access token: set {}_ACCESS_TOKEN or GCLOUD_ACCESS_TOKEN, \
-                 or token_command (e.g. `gcloud auth print-access-token`)",
-                location.env_prefix
-            ),
-        ));
+    if token.is_none() && (location.google || adc::pointed_at()) {
+        return DefaultCredentials::shared()
+            .token(adc::FIRST_TOKEN_WAIT)
+            .map(Some);
     }
     Ok(token)
 }
@@ -211,14 +217,11 @@ mod tests {
     use crate::endpoint::vertex::{target, DEFAULT_BASE_URL};
 
     #[test]
-    fn a_google_base_without_a_token_is_unauthorized_before_sending() {
+    fn a_given_token_is_used_as_given() {
+        // Without one, a Google base URL asks Application Default
+        // Credentials: tests/google_credentials.rs, against local fakes.
         let t = target(DEFAULT_BASE_URL, &[("project", "p")]);
         let location = Location::of(&t).unwrap();
-        if env_var("GCLOUD_ACCESS_TOKEN").is_none() {
-            let error = access_token(&t, &location).unwrap_err();
-            assert_eq!(error.kind, ErrorKind::Unauthorized);
-            assert!(error.message.contains("GCLOUD_ACCESS_TOKEN"));
-        }
         let given = target(
             DEFAULT_BASE_URL,
             &[("project", "p"), ("access_token", " ya29.x \n")],

@@ -14,7 +14,9 @@
 //!
 //! ```sh
 //! export VERTEXAI_PROJECT=my-project VERTEXAI_REGION=us-central1
-//! export VERTEXAI_TOKEN_COMMAND="gcloud auth print-access-token"   # or VERTEXAI_ACCESS_TOKEN=$(gcloud auth print-access-token)
+//! # Application Default Credentials: a key file in GOOGLE_APPLICATION_CREDENTIALS,
+//! # `gcloud auth application-default login`, or the metadata server (GCE, GKE, Cloud Run);
+//! # or a token: VERTEXAI_TOKEN_COMMAND="gcloud auth print-access-token" / VERTEXAI_ACCESS_TOKEN
 //! llmperf run --api vertex-gemini -m gemini-2.5-flash -r 50 -c 8
 //! llmperf run --api vertex-gemini-json -m gemini-2.5-flash -r 50 -c 8
 //! llmperf run --api vertex-raw --option endpoint_id=1234567890 -m meta-llama/Llama-3.1-8B-Instruct -r 50 -c 8
@@ -32,11 +34,13 @@
 //! | `project` | the Google Cloud project (also `GOOGLE_CLOUD_PROJECT`) |
 //! | `region` | the location (also `GOOGLE_CLOUD_LOCATION`; default `us-central1`; `global` uses `https://aiplatform.googleapis.com`) |
 //! | `endpoint_id` | the endpoint (`vertex-raw` only) |
-//! | `access_token`, `token_command` | the bearer token, or the command that prints it ([`credentials`]) |
+//! | `access_token`, `token_command` | the bearer token, or the command that prints it; without either, Application Default Credentials ([`credentials`], [`adc`]) |
 //!
 //! The base URL (`VERTEXAI_API_BASE`, `--base-url`) and how the path is
 //! built from these are in [`url`]; the token's sources, order and cache
-//! in [`credentials`]; the Gemini body and chunks in [`gemini`].
+//! in [`credentials`] (a given token or token command first, then Google's
+//! Application Default Credentials through `google-cloud-auth`, renewed
+//! before they expire: [`adc`]); the Gemini body and chunks in [`gemini`].
 //! Secret-looking options (`access_token`, …) are written as `***` in
 //! results.
 //!
@@ -45,6 +49,7 @@
 //! `message (STATUS)` to the request's error; a 401/403 names the token
 //! variables (or the command).
 
+pub mod adc;
 pub mod credentials;
 pub mod gemini;
 pub mod url;

@@ -1,0 +1,284 @@
+//! Vertex AI bearer tokens from Application Default Credentials
+//! (`google-cloud-auth`), against local fakes only: an `authorized_user`
+//! file in `GOOGLE_APPLICATION_CREDENTIALS` whose `token_uri` is a fake
+//! OAuth token server on loopback, and a fake metadata server
+//! (`GCE_METADATA_HOST`). The built-in endpoint requires the one token the
+//! fake hands out, so a run that completes sent it. A token given to
+//! llmperf itself wins and leaves the fakes untouched.
+//!
+//! The credentials are found from process-wide environment variables, so
+//! these tests live in their own binary and hold one lock while they run.
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::{Benchmark, Endpoint, Load, Workload};
+
+mod fault_matrix;
+use fault_matrix::{fast_script, quiet};
+
+const GOOGLE_VARIABLES: &[&str] = &[
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GCE_METADATA_HOST",
+    "GCE_METADATA_ROOT",
+    "HOME",
+    "GCLOUD_ACCESS_TOKEN",
+    "VERTEXAI_ACCESS_TOKEN",
+    "VERTEXAI_API_KEY",
+    "VERTEXAI_TOKEN_COMMAND",
+    "GOOGLE_CLOUD_QUOTA_PROJECT",
+];
+
+/// The Google environment of one test: set on creation, restored on drop,
+/// under a lock. `HOME` is an empty directory (no gcloud user file).
+struct GoogleEnvironment {
+    saved: Vec<(&'static str, Option<OsString>)>,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl GoogleEnvironment {
+    fn new(home: &Path, vars: &[(&str, String)]) -> GoogleEnvironment {
+        static LOCK: Mutex<()> = Mutex::new(());
+        let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let saved = GOOGLE_VARIABLES
+            .iter()
+            .map(|name| (*name, std::env::var_os(name)))
+            .collect();
+        for name in GOOGLE_VARIABLES {
+            std::env::remove_var(name);
+        }
+        std::env::set_var("HOME", home);
+        for (name, value) in vars {
+            std::env::set_var(name, value);
+        }
+        GoogleEnvironment { saved, _lock: lock }
+    }
+}
+
+impl Drop for GoogleEnvironment {
+    fn drop(&mut self) {
+        for (name, value) in &self.saved {
+            match value {
+                Some(value) => std::env::set_var(name, value),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
+/// A fake token server on loopback: answers `token` as an hour's access
+/// token to requests for `path` that hold `must_contain` (in the head or
+/// the body), 401 otherwise. Counts the tokens it gave.
+fn token_server(
+    path: &'static str,
+    must_contain: &'static str,
+    token: &'static str,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let request = format!("{head}{}", String::from_utf8_lossy(&body));
+            let path_ok = head
+                .lines()
+                .next()
+                .is_some_and(|line| line.split(' ').nth(1).unwrap_or("").starts_with(path));
+            if !path_ok
+                || !request
+                    .to_ascii_lowercase()
+                    .contains(&must_contain.to_ascii_lowercase())
+            {
+                let _ = stream.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                continue;
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let body =
+                format!(r#"{{"access_token":"{token}","expires_in":3600,"token_type":"Bearer"}}"#);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (address, served)
+}
+
+fn bench(endpoint: Endpoint, token: &str) -> Benchmark {
+    Benchmark::new()
+        .endpoint(endpoint)
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(2).requests(4))
+        .builtin_script(fast_script().require_api_key(token))
+}
+
+fn vertex() -> Endpoint {
+    Endpoint::kind("vertex-gemini")
+        .builtin()
+        .option("project", "llmperf-test")
+}
+
+fn run_into(dir: &Path, bench: &Benchmark) -> RunOutcome {
+    let options = RunOptions {
+        results_dir: Some(dir.to_path_buf()),
+        ..quiet()
+    };
+    run_benchmark("google", bench, &options).expect("the run itself must succeed")
+}
+
+/// Asserts that none of `secrets` is in the files of `dir` or the
+/// outcome's records (the outcome's configuration holds the built-in
+/// endpoint's script, which the test gave the token).
+fn assert_nothing_leaks(dir: &Path, outcome: &RunOutcome, secrets: &[&str]) {
+    let mut texts = vec![("the records".to_string(), format!("{:?}", outcome.records))];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            texts.push((path.display().to_string(), text));
+        }
+    }
+    assert!(texts.len() > 1, "the run wrote no results");
+    for (what, text) in &texts {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{what} leaks `{secret}`");
+        }
+    }
+}
+
+#[test]
+fn an_authorized_user_file_gets_its_token_from_its_token_uri() {
+    let token = "ya29.from-the-fake-token-server";
+    let (address, served) = token_server("/token", "refresh-token-0123", token);
+    let home = tempfile::tempdir().unwrap();
+    let key_file = home.path().join("adc.json");
+    std::fs::write(
+        &key_file,
+        format!(
+            r#"{{"type":"authorized_user","client_id":"llmperf-client","client_secret":"client-secret-4567","refresh_token":"refresh-token-0123","token_uri":"http://{address}/token"}}"#
+        ),
+    )
+    .unwrap();
+    let _env = GoogleEnvironment::new(
+        home.path(),
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            key_file.display().to_string(),
+        )],
+    );
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), token));
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        4,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    assert!(served.load(Ordering::SeqCst) >= 1);
+    assert_nothing_leaks(
+        results.path(),
+        &outcome,
+        &[token, "refresh-token-0123", "client-secret-4567"],
+    );
+}
+
+#[test]
+fn the_metadata_server_gives_the_token_when_no_file_does() {
+    let token = "ya29.from-the-fake-metadata-server";
+    let (address, served) = token_server(
+        "/computeMetadata/v1/instance/service-accounts/default/token",
+        "Metadata-Flavor: Google",
+        token,
+    );
+    let home = tempfile::tempdir().unwrap();
+    let _env = GoogleEnvironment::new(home.path(), &[("GCE_METADATA_HOST", address)]);
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), token));
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        4,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    assert!(served.load(Ordering::SeqCst) >= 1);
+    assert_nothing_leaks(results.path(), &outcome, &[token]);
+}
+
+#[test]
+fn a_token_given_to_llmperf_wins_over_application_default_credentials() {
+    let (address, served) = token_server("/", "", "ya29.never-asked-for");
+    let home = tempfile::tempdir().unwrap();
+    let _env = GoogleEnvironment::new(home.path(), &[("GCE_METADATA_HOST", address)]);
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(
+        results.path(),
+        &bench(vertex().option("access_token", "ya29.given"), "ya29.given"),
+    );
+    assert_eq!(outcome.summary.summary.requests.completed, 4);
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_refused_refresh_token_is_one_clear_unauthorized_error_without_secrets() {
+    // The fake answers only a refresh token this file does not hold.
+    let (address, served) = token_server("/token", "some-other-refresh-token", "ya29.x");
+    let home = tempfile::tempdir().unwrap();
+    let key_file = home.path().join("adc.json");
+    std::fs::write(
+        &key_file,
+        format!(
+            r#"{{"type":"authorized_user","client_id":"llmperf-client","client_secret":"client-secret-89ab","refresh_token":"revoked-refresh-token-cdef","token_uri":"http://{address}/token"}}"#
+        ),
+    )
+    .unwrap();
+    let _env = GoogleEnvironment::new(
+        home.path(),
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            key_file.display().to_string(),
+        )],
+    );
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), "ya29.x"));
+    assert_eq!(fault_matrix::errors(&outcome, "unauthorized"), 4);
+    assert_eq!(served.load(Ordering::SeqCst), 0);
+    let message = &outcome.records[0].error.as_ref().unwrap().message;
+    assert!(
+        message.contains("Application Default Credentials gave no token"),
+        "{message}"
+    );
+    assert!(
+        message.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{message}"
+    );
+    assert_nothing_leaks(
+        results.path(),
+        &outcome,
+        &["revoked-refresh-token-cdef", "client-secret-89ab"],
+    );
+}
