@@ -68,6 +68,7 @@ pub mod framing;
 pub mod openai;
 pub mod presets;
 pub mod reader;
+pub mod refreshed;
 pub mod resolve;
 pub mod sagemaker;
 pub mod tgi;

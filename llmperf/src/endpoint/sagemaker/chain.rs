@@ -15,18 +15,9 @@
 //! ECS tasks, EKS Pod Identity); the EC2 instance metadata service (IMDSv2,
 //! off with `AWS_EC2_METADATA_DISABLED=true`).
 //!
-//! # Why a thread of its own
-//!
-//! Requests are built synchronously on the client threads
-//! ([`EndpointKind::build_request`](crate::endpoint::EndpointKind::build_request)),
-//! inside their event loops, while the chain is asynchronous and may call
-//! STS, SSO, a container agent or the instance metadata service. So one
-//! thread per chain (per profile and region), with its own single-threaded
-//! tokio runtime, resolves the credentials and keeps the latest in a
-//! [`CredentialChain`]; a request only copies them out of a mutex. Only
-//! the first requests of a process wait, at most [`FIRST_RESOLUTION_WAIT`],
-//! for the first resolution (before their clock starts: a request's timing
-//! begins once it is built).
+//! The chain runs on a thread of its own
+//! ([`refreshed`](crate::endpoint::refreshed) says why), one per profile
+//! and region; requests copy its latest credentials.
 //!
 //! Temporary credentials (those with an expiry: SSO, assumed roles, web
 //! identity, container and instance credentials) are fetched again before
@@ -41,9 +32,7 @@
 //! errors are the chain's own, which name sources, profiles and files,
 //! never values.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::meta::region::ProvideRegion;
@@ -54,20 +43,15 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::sigv4::AwsCredentials;
+use crate::endpoint::refreshed::{self, Keeper, Refreshed, Registry, Unavailable};
 use crate::endpoint::{ErrorKind, RequestError};
 use crate::spec::Secret;
 
-/// The longest a request waits for a chain's first resolution.
-pub const FIRST_RESOLUTION_WAIT: Duration = Duration::from_secs(30);
-/// The longest one resolution may take before it counts as failed.
-const RESOLUTION_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long before their expiry temporary credentials are renewed (at
 /// most: half their life when that is shorter).
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// The shortest pause between two resolutions.
 const MIN_PAUSE: Duration = Duration::from_secs(1);
-/// The longest pause between retries of a failing refresh.
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
 /// Which chain: the profile asked for (`None`: `AWS_PROFILE`, else
 /// `default`) and the region its STS or SSO calls use (`None`: the
@@ -80,37 +64,9 @@ pub struct ChainKey {
     pub region: Option<String>,
 }
 
-/// The latest credentials of one default chain, kept fresh by its own
-/// thread (see the module docs). Cloning shares it.
-#[derive(Clone)]
-pub struct CredentialChain(Arc<Shared>);
-
-struct Shared {
-    key: ChainKey,
-    state: Mutex<State>,
-    resolved: Condvar,
-}
-
-#[derive(Default)]
-struct State {
-    /// Whether the first resolution has ended (either way).
-    first_done: bool,
-    credentials: Option<Current>,
-    /// The region in the profile, once read.
-    profile_region: Option<String>,
-    /// Why the last resolution failed (kept until one succeeds).
-    last_error: Option<String>,
-    /// Resolutions that succeeded.
-    resolutions: u64,
-}
-
-struct Current {
-    credentials: AwsCredentials,
-    expiry: Option<SystemTime>,
-}
-
 /// What a request signs with: the chain's current credentials and the
 /// region the profile names, if any.
+#[derive(Clone)]
 pub struct ChainCredentials {
     /// The credentials.
     pub credentials: AwsCredentials,
@@ -118,98 +74,47 @@ pub struct ChainCredentials {
     pub profile_region: Option<String>,
 }
 
+/// The latest credentials of one default chain, kept fresh by its own
+/// thread. Cloning shares it.
+#[derive(Clone)]
+pub struct CredentialChain {
+    key: ChainKey,
+    latest: Refreshed<ChainCredentials>,
+}
+
 impl CredentialChain {
     /// The process-wide chain for `key`, started (its thread spawned) on
     /// first use.
     pub fn shared(key: ChainKey) -> CredentialChain {
-        static CHAINS: OnceLock<Mutex<HashMap<ChainKey, CredentialChain>>> = OnceLock::new();
-        let mut chains = lock(CHAINS.get_or_init(Default::default));
-        chains
-            .entry(key.clone())
-            .or_insert_with(|| CredentialChain::start(key))
-            .clone()
+        static CHAINS: Registry<ChainKey, ChainCredentials> = Registry::new();
+        let latest = CHAINS.get(key.clone(), || start(key.clone()));
+        CredentialChain { key, latest }
     }
 
-    /// A new chain for `key`, its thread started.
-    pub fn start(key: ChainKey) -> CredentialChain {
-        let chain = CredentialChain(Arc::new(Shared {
-            key,
-            state: Mutex::new(State::default()),
-            resolved: Condvar::new(),
-        }));
-        let shared = Arc::clone(&chain.0);
-        let spawned = std::thread::Builder::new()
-            .name("llmperf-aws-credentials".to_string())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(keep_fresh(&shared)),
-                    Err(error) => shared.failed(format!("cannot start its runtime: {error}")),
-                }
-            });
-        if let Err(error) = spawned {
-            chain.0.failed(format!("cannot start its thread: {error}"));
-        }
-        chain
-    }
-
-    /// The current credentials, waiting at most `wait` for the first
-    /// resolution. An `unauthorized` error when the chain found none, or
-    /// only expired ones.
-    pub fn current(&self, wait: Duration) -> Result<ChainCredentials, RequestError> {
-        let deadline = Instant::now() + wait;
-        let mut state = lock(&self.0.state);
-        while !state.first_done {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(self.error(format!(
-                    "no answer from the AWS credential chain within {}s",
-                    wait.as_secs()
-                )));
-            }
-            state = self
-                .0
-                .resolved
-                .wait_timeout(state, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-        let fresh = state.credentials.as_ref().filter(|current| {
-            current
-                .expiry
-                .is_none_or(|expiry| expiry > SystemTime::now())
-        });
-        match fresh {
-            Some(current) => Ok(ChainCredentials {
-                credentials: current.credentials.clone(),
-                profile_region: state.profile_region.clone(),
-            }),
-            None => {
-                let why = match (&state.credentials, &state.last_error) {
-                    (Some(_), Some(error)) => {
-                        format!("the AWS credentials expired and could not be renewed: {error}")
-                    }
-                    (Some(_), None) => "the AWS credentials expired".to_string(),
-                    (None, error) => format!(
-                        "the AWS credential chain found no credentials: {}",
-                        error.as_deref().unwrap_or("no source answered")
-                    ),
-                };
-                Err(self.error(why))
-            }
-        }
+    /// The current credentials, waiting at most
+    /// [`FIRST_WAIT`](refreshed::FIRST_WAIT) for the first resolution. An
+    /// `unauthorized` error when the chain found none, or only expired ones.
+    pub fn current(&self) -> Result<ChainCredentials, RequestError> {
+        self.latest
+            .current(refreshed::FIRST_WAIT)
+            .map_err(|unavailable| self.error(&unavailable))
     }
 
     /// How many resolutions have succeeded so far (the first, then each
     /// renewal).
     pub fn resolutions(&self) -> u64 {
-        lock(&self.0.state).resolutions
+        self.latest.successes()
     }
 
-    fn error(&self, why: String) -> RequestError {
-        let profile = match &self.0.key.profile {
+    fn error(&self, unavailable: &Unavailable) -> RequestError {
+        let why = match unavailable {
+            Unavailable::NoAnswer(_) => format!("the AWS credential chain: {unavailable}"),
+            Unavailable::Expired(_) => format!("the AWS credentials {unavailable}"),
+            Unavailable::Missing(_) => {
+                format!("the AWS credential chain found no credentials: {unavailable}")
+            }
+        };
+        let profile = match &self.key.profile {
             Some(profile) => format!("profile `{profile}`"),
             None => "AWS_PROFILE or the default profile".to_string(),
         };
@@ -224,51 +129,30 @@ impl CredentialChain {
     }
 }
 
-impl Shared {
-    fn failed(&self, error: String) {
-        let mut state = lock(&self.state);
-        state.last_error = Some(error);
-        state.first_done = true;
-        self.resolved.notify_all();
-    }
-
-    fn succeeded(&self, credentials: &aws_credential_types::Credentials) {
-        let mut state = lock(&self.state);
-        state.credentials = Some(Current {
-            credentials: AwsCredentials {
-                access_key_id: Secret::new(credentials.access_key_id()),
-                secret_access_key: Secret::new(credentials.secret_access_key()),
-                session_token: credentials.session_token().map(Secret::new),
-            },
-            expiry: credentials.expiry(),
-        });
-        state.last_error = None;
-        state.resolutions += 1;
-        state.first_done = true;
-        self.resolved.notify_all();
-    }
+fn start(key: ChainKey) -> Refreshed<ChainCredentials> {
+    Refreshed::start("llmperf-aws-credentials", move |keeper| async move {
+        keep_fresh(&key, keeper).await
+    })
 }
 
 /// The chain's thread: reads the profile's region, builds the chain,
 /// resolves, and resolves again before each expiry.
-async fn keep_fresh(shared: &Shared) {
+async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
     let config = ProviderConfig::without_region().with_http_client(http);
-    let key = &shared.key;
     let mut region = ProfileFileRegionProvider::builder().configure(&config);
     if let Some(profile) = &key.profile {
         region = region.profile_name(profile);
     }
     let profile_region = region.build().region().await.map(|r| r.to_string());
-    lock(&shared.state).profile_region = profile_region.clone();
     let sts_region = key
         .region
         .clone()
-        .or(profile_region)
+        .or(profile_region.clone())
         .unwrap_or_else(|| "us-east-1".to_string());
     let mut builder = DefaultCredentialsChain::builder()
         .configure(config)
@@ -280,12 +164,24 @@ async fn keep_fresh(shared: &Shared) {
 
     let mut failures = 0u32;
     loop {
-        let outcome = tokio::time::timeout(RESOLUTION_TIMEOUT, chain.provide_credentials()).await;
+        let outcome =
+            tokio::time::timeout(refreshed::FETCH_TIMEOUT, chain.provide_credentials()).await;
         let pause = match outcome {
             Ok(Ok(credentials)) => {
                 failures = 0;
-                shared.succeeded(&credentials);
-                match credentials.expiry() {
+                let expiry = credentials.expiry();
+                keeper.fresh(
+                    ChainCredentials {
+                        credentials: AwsCredentials {
+                            access_key_id: Secret::new(credentials.access_key_id()),
+                            secret_access_key: Secret::new(credentials.secret_access_key()),
+                            session_token: credentials.session_token().map(Secret::new),
+                        },
+                        profile_region: profile_region.clone(),
+                    },
+                    expiry,
+                );
+                match expiry {
                     Some(expiry) => renewal_pause(SystemTime::now(), expiry),
                     // Long-term keys: nothing to renew.
                     None => return,
@@ -293,16 +189,13 @@ async fn keep_fresh(shared: &Shared) {
             }
             Ok(Err(error)) => {
                 failures += 1;
-                shared.failed(DisplayErrorContext(&error).to_string());
-                retry_pause(failures)
+                keeper.failed(DisplayErrorContext(&error).to_string());
+                refreshed::retry_pause(failures)
             }
             Err(_) => {
                 failures += 1;
-                shared.failed(format!(
-                    "the credential chain gave no answer within {}s",
-                    RESOLUTION_TIMEOUT.as_secs()
-                ));
-                retry_pause(failures)
+                keeper.failed(refreshed::no_answer());
+                refreshed::retry_pause(failures)
             }
         };
         tokio::time::sleep(pause).await;
@@ -316,19 +209,6 @@ fn renewal_pause(now: SystemTime, expiry: SystemTime) -> Duration {
     let life = expiry.duration_since(now).unwrap_or_default();
     let margin = REFRESH_BEFORE_EXPIRY.min(life / 2);
     (life - margin).max(MIN_PAUSE)
-}
-
-/// The pause before retry number `failures` (1, 2, 4, … 30 s).
-fn retry_pause(failures: u32) -> Duration {
-    MIN_PAUSE
-        .saturating_mul(1 << failures.saturating_sub(1).min(5))
-        .min(MAX_RETRY_PAUSE)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -350,7 +230,5 @@ mod tests {
         // Already expired or about to: a second, never a busy loop.
         assert_eq!(renewal_pause(now, now), MIN_PAUSE);
         assert_eq!(renewal_pause(now, now - minutes(1)), MIN_PAUSE);
-        let pauses: Vec<u64> = (1..=8).map(|n| retry_pause(n).as_secs()).collect();
-        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
     }
 }

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use super::chain::{ChainCredentials, ChainKey, CredentialChain, FIRST_RESOLUTION_WAIT};
+use super::chain::{ChainCredentials, ChainKey, CredentialChain};
 use super::sigv4::{AwsCredentials, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use super::{env_var, is_loopback_host};
 use crate::endpoint::{setting, Credentials, ErrorKind, RequestError, Target};
@@ -116,7 +116,7 @@ pub(super) fn for_request(
     let ChainCredentials {
         credentials,
         profile_region,
-    } = chain.current(FIRST_RESOLUTION_WAIT)?;
+    } = chain.current()?;
     Ok(Signing {
         credentials,
         profile_region,

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::adc::{self, DefaultCredentials};
+use super::adc;
 use super::env_var;
 use super::url::Location;
 use crate::endpoint::{setting, Credentials, ErrorKind, RequestError, Target};
@@ -71,9 +71,7 @@ pub(crate) fn access_token(
         .or_else(|| target.api_key.clone())
         .or_else(|| env_var("GCLOUD_ACCESS_TOKEN").map(|token| Secret::new(token.trim())));
     if token.is_none() && (location.google || adc::pointed_at()) {
-        return DefaultCredentials::shared()
-            .token(adc::FIRST_TOKEN_WAIT)
-            .map(Some);
+        return adc::token().map(Some);
     }
     Ok(token)
 }
