@@ -15,7 +15,7 @@
 //!
 //! The scope is `https://cognitiveservices.azure.com/.default`. The
 //! credential lives on a thread of its own
-//! ([`refreshed`](crate::endpoint::refreshed) says why), whose cache renews
+//! ([`refreshed`] says why), whose cache renews
 //! the token before it expires; the thread copies the current one every
 //! [`POLL_EVERY`](refreshed::POLL_EVERY) for requests to take, and a token
 //! past its expiry is never sent. Errors are the SDK's, which never hold a

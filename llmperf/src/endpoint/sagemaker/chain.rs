@@ -16,7 +16,7 @@
 //! off with `AWS_EC2_METADATA_DISABLED=true`).
 //!
 //! The chain runs on a thread of its own
-//! ([`refreshed`](crate::endpoint::refreshed) says why), one per profile
+//! ([`refreshed`] says why), one per profile
 //! and region; requests copy its latest credentials.
 //!
 //! Temporary credentials (those with an expiry: SSO, assumed roles, web

@@ -11,7 +11,7 @@
 //! `GCE_METADATA_HOST` moves it). Scope: `cloud-platform`.
 //!
 //! The credentials live on a thread of their own
-//! ([`refreshed`](crate::endpoint::refreshed) says why): the library caches
+//! ([`refreshed`] says why): the library caches
 //! the token and renews it in the background four minutes before it
 //! expires (every ten seconds when a token's life is shorter), and the
 //! thread copies the current one every
