@@ -3,8 +3,10 @@
 //! file in `GOOGLE_APPLICATION_CREDENTIALS` whose `token_uri` is a fake
 //! OAuth token server on loopback, and a fake metadata server
 //! (`GCE_METADATA_HOST`). The built-in endpoint requires the one token the
-//! fake hands out, so a run that completes sent it. A token given to
-//! llmperf itself wins and leaves the fakes untouched.
+//! fake hands out, so a run that completes sent it. A token the library
+//! renews mid-run reaches the requests that follow (seen by a recording
+//! server). A token given to llmperf itself wins and leaves the fakes
+//! untouched.
 //!
 //! The credentials are found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
@@ -20,6 +22,7 @@ use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod fault_matrix;
+mod raw_server;
 use fault_matrix::{fast_script, quiet};
 
 const GOOGLE_VARIABLES: &[&str] = &[
@@ -79,6 +82,16 @@ fn token_server(
     must_contain: &'static str,
     token: &'static str,
 ) -> (String, Arc<AtomicUsize>) {
+    token_series(path, must_contain, vec![(token, 3600)])
+}
+
+/// [`token_server`] giving `tokens` in turn, each `(token, expires_in)`;
+/// the last one again once they are all given.
+fn token_series(
+    path: &'static str,
+    must_contain: &'static str,
+    tokens: Vec<(&'static str, u64)>,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap().to_string();
     let served = Arc::new(AtomicUsize::new(0));
@@ -116,9 +129,11 @@ fn token_server(
                 );
                 continue;
             }
-            count.fetch_add(1, Ordering::SeqCst);
-            let body =
-                format!(r#"{{"access_token":"{token}","expires_in":3600,"token_type":"Bearer"}}"#);
+            let given = count.fetch_add(1, Ordering::SeqCst);
+            let (token, expires_in) = tokens[given.min(tokens.len() - 1)];
+            let body = format!(
+                r#"{{"access_token":"{token}","expires_in":{expires_in},"token_type":"Bearer"}}"#
+            );
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -227,6 +242,66 @@ fn the_metadata_server_gives_the_token_when_no_file_does() {
     );
     assert!(served.load(Ordering::SeqCst) >= 1);
     assert_nothing_leaks(results.path(), &outcome, &[token]);
+}
+
+/// The library renews a token that has less than four minutes left every
+/// ten seconds (google-cloud-auth's `token_cache.rs`), and llmperf copies
+/// the current one every second: a run of fourteen seconds starts with the
+/// metadata server's first token (a minute's) and ends with its second.
+#[test]
+fn a_token_renewed_by_the_library_reaches_the_requests_of_a_running_benchmark() {
+    let (first, second) = ("ya29.first-token-a-minute", "ya29.second-token-an-hour");
+    let (address, served) = token_series(
+        "/computeMetadata/v1/instance/service-accounts/default/token",
+        "Metadata-Flavor: Google",
+        vec![(first, 60), (second, 3600)],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let _env = GoogleEnvironment::new(home.path(), &[("GCE_METADATA_HOST", address)]);
+    let (base, seen, _server) =
+        raw_server::recording_server(usize::MAX, raw_server::chat_answer("renewed", "stop"));
+    let bench = Benchmark::new()
+        .endpoint(
+            Endpoint::kind("vertex-openai")
+                .base_url(base)
+                .model("google/gemini-2.0-flash")
+                .option("project", "llmperf-test"),
+        )
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(
+            Load::rate(4.0)
+                .arrival(llmperf::spec::Arrival::Constant)
+                .duration(std::time::Duration::from_secs(14)),
+        )
+        // The recording server would answer a scrape of /metrics too.
+        .server_metrics(llmperf::spec::ServerMetrics::off());
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench);
+    let requests = seen.lock().unwrap().clone();
+    let bearers: Vec<String> = requests
+        .iter()
+        .flat_map(|request| raw_server::header_values(request, "authorization"))
+        .collect();
+    assert_eq!(bearers.len(), requests.len(), "every request has a token");
+    assert!(requests.len() >= 40, "{} requests", requests.len());
+    assert_eq!(
+        outcome.summary.summary.requests.completed as usize,
+        requests.len()
+    );
+    let tokens: Vec<&str> = bearers
+        .iter()
+        .map(|bearer| bearer.strip_prefix("Bearer ").unwrap_or(bearer))
+        .collect();
+    assert!(
+        tokens.iter().all(|t| *t == first || *t == second),
+        "{tokens:?}"
+    );
+    // In order: the first token, then only the second.
+    let switched = tokens.iter().position(|t| *t == second).expect("renewed");
+    assert!(switched > 0 && tokens[..switched].iter().all(|t| *t == first));
+    assert!(tokens[switched..].iter().all(|t| *t == second));
+    assert!(served.load(Ordering::SeqCst) >= 2);
+    assert_nothing_leaks(results.path(), &outcome, &[first, second]);
 }
 
 #[test]
