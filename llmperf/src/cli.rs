@@ -447,8 +447,73 @@ impl CompareArgs {
     }
 }
 
-/// TLS flags of `llmperf run`: extra trust, a client certificate,
-/// `--insecure` (see [`crate::spec::Tls`]).
+/// How requests reach the endpoint, beyond its kind and URL: extra
+/// headers and query parameters, a proxy, TLS trust and identity. Shared
+/// by `llmperf run` and `cargo bench --` (where they apply to every
+/// benchmark's endpoint).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectArgs {
+    /// An extra header on every request, 'NAME: VALUE' (repeatable), replacing one the kind sets (Authorization included). ${VAR} in the value reads the environment variable VAR when the run starts ($${ for a literal ${), so keys stay out of shell history; results record the value as given, or *** for a name that suggests a secret (authorization, *key*, *token*, *secret*, *auth*, cookie).
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// An extra query parameter on every request URL, NAME=VALUE (repeatable), e.g. api-version=2024-10-21, replacing one of the same name; ${VAR} as in --header; results record the name, the value as ***.
+    #[arg(long = "query", value_name = "NAME=VALUE")]
+    pub query: Vec<String>,
+    /// Send every request through this http:// proxy, http://[USER:PASSWORD@]HOST:PORT, instead of what HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY say (HTTPS through a CONNECT tunnel); ${VAR} as in --header. Never used for the built-in endpoint.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub tls: TlsArgs,
+}
+
+impl ConnectArgs {
+    /// `endpoint` with these settings added (a header or query parameter
+    /// of the same name replaces the endpoint's; a proxy replaces its
+    /// proxy). Errors name the flag and never show a value.
+    pub fn apply(&self, mut endpoint: crate::Endpoint) -> Result<crate::Endpoint, SpecError> {
+        for header in &self.headers {
+            let (name, value) = parse_header(header)?;
+            endpoint = endpoint.header(name, value);
+        }
+        for pair in &self.query {
+            let (name, value) = parse_query(pair)?;
+            endpoint = endpoint.query(name, value);
+        }
+        if let Some(url) = &self.proxy {
+            endpoint = endpoint.proxy(url);
+        }
+        Ok(self.tls.apply(endpoint))
+    }
+}
+
+/// `--header 'Name: value'`: split at the first colon, the value trimmed.
+/// Parsed here rather than by clap, whose errors quote the whole argument:
+/// these errors never show a value, which may be a key.
+pub fn parse_header(text: &str) -> Result<(String, String), SpecError> {
+    let Some((name, value)) = text.split_once(':') else {
+        return Err(SpecError::new(
+            "--header takes NAME: VALUE, e.g. 'X-Team: blue' or 'Authorization: Bearer ${GATEWAY_KEY}' (no colon found)",
+        ));
+    };
+    let (name, value) = (name.trim(), value.trim());
+    crate::spec::check_header(name, value).map_err(|e| SpecError::new(format!("--header: {e}")))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `--query NAME=VALUE` (errors never show the value).
+pub fn parse_query(text: &str) -> Result<(String, String), SpecError> {
+    let Some((name, value)) = text.split_once('=') else {
+        return Err(SpecError::new(
+            "--query takes NAME=VALUE, e.g. api-version=2024-10-21 (no = found)",
+        ));
+    };
+    crate::spec::check_query(name, value).map_err(|e| SpecError::new(format!("--query: {e}")))?;
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// TLS flags of `llmperf run` and `cargo bench --`: extra trust, a client
+/// certificate, `--insecure` (see [`crate::spec::Tls`]).
 #[derive(Debug, Clone, Default, Args)]
 pub struct TlsArgs {
     /// Also trust the certificate authorities in this PEM file (repeatable; one file may hold a bundle). Trusted by default: the web PKI roots and the platform's store (or SSL_CERT_FILE / SSL_CERT_DIR when set).
@@ -466,7 +531,9 @@ pub struct TlsArgs {
 }
 
 impl TlsArgs {
-    /// `endpoint` with these settings.
+    /// `endpoint` with these settings added: the CA files beside its own,
+    /// the client certificate instead of its own; `--insecure` turns
+    /// verification off, its absence leaves the endpoint's choice.
     pub fn apply(&self, mut endpoint: crate::Endpoint) -> crate::Endpoint {
         for path in &self.ca_certs {
             endpoint = endpoint.ca_cert(path);
@@ -474,6 +541,9 @@ impl TlsArgs {
         if let (Some(cert), Some(key)) = (&self.client_cert, &self.client_key) {
             endpoint = endpoint.client_cert(cert, key);
         }
-        endpoint.insecure(self.insecure)
+        if self.insecure {
+            endpoint = endpoint.insecure(true);
+        }
+        endpoint
     }
 }

@@ -123,15 +123,6 @@ struct RunArgs {
     /// A kind-specific setting, KEY=VALUE (repeatable), e.g. project=my-project for Vertex AI.
     #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
     options: Vec<(String, String)>,
-    /// An extra header on every request, 'NAME: VALUE' (repeatable), replacing one the kind sets (Authorization included). ${VAR} in the value reads the environment variable VAR when the run starts ($${ for a literal ${), so keys stay out of shell history; results record the value as given, or *** for a name that suggests a secret (authorization, *key*, *token*, *secret*, *auth*, cookie).
-    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
-    headers: Vec<String>,
-    /// An extra query parameter on every request URL, NAME=VALUE (repeatable), e.g. api-version=2024-10-21, replacing one of the same name; ${VAR} as in --header; results record the name, the value as ***.
-    #[arg(long = "query", value_name = "NAME=VALUE")]
-    query: Vec<String>,
-    /// Send every request through this http:// proxy, http://[USER:PASSWORD@]HOST:PORT, instead of what HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY say (HTTPS through a CONNECT tunnel); ${VAR} as in --header. Never used for the built-in endpoint.
-    #[arg(long, value_name = "URL")]
-    proxy: Option<String>,
     /// Run against a built-in endpoint started for this run (default script: TTFT 100 ms, 10 ms per token).
     #[arg(long, alias = "builtin", conflicts_with = "base_url")]
     builtin: bool,
@@ -244,7 +235,7 @@ struct RunArgs {
     #[arg(long, value_name = "N", env = "LLMPERF_CLIENT_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     client_threads: Option<u16>,
     #[command(flatten)]
-    tls: llmperf::cli::TlsArgs,
+    connect: llmperf::cli::ConnectArgs,
     /// Print one line.
     #[arg(long, short)]
     quiet: bool,
@@ -372,27 +363,6 @@ fn parse_option(text: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `--header 'Name: value'`: split at the first colon, the value trimmed.
-/// Parsed here rather than by clap, whose errors quote the whole argument:
-/// these errors never show a value, which may be a key.
-fn parse_header(text: &str) -> Result<(String, String)> {
-    let Some((name, value)) = text.split_once(':') else {
-        bail!("--header takes NAME: VALUE, e.g. 'X-Team: blue' or 'Authorization: Bearer ${{GATEWAY_KEY}}' (no colon found)");
-    };
-    let (name, value) = (name.trim(), value.trim());
-    llmperf::spec::check_header(name, value).map_err(|e| anyhow::anyhow!("--header: {e}"))?;
-    Ok((name.to_string(), value.to_string()))
-}
-
-/// `--query NAME=VALUE` (errors never show the value).
-fn parse_query(text: &str) -> Result<(String, String)> {
-    let Some((name, value)) = text.split_once('=') else {
-        bail!("--query takes NAME=VALUE, e.g. api-version=2024-10-21 (no = found)");
-    };
-    llmperf::spec::check_query(name, value).map_err(|e| anyhow::anyhow!("--query: {e}"))?;
-    Ok((name.to_string(), value.to_string()))
-}
-
 fn parse_connections(text: &str) -> Result<llmperf::builtin::Connections, String> {
     use llmperf::builtin::Connections;
     let usage = "write keep-alive, close-after-response, close-on-reuse, announce-close or limited:max=N,timeout=S";
@@ -512,17 +482,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     for (key, value) in &args.options {
         endpoint = endpoint.option(key, value);
     }
-    for header in &args.headers {
-        let (name, value) = parse_header(header)?;
-        endpoint = endpoint.header(name, value);
-    }
-    for pair in &args.query {
-        let (name, value) = parse_query(pair)?;
-        endpoint = endpoint.query(name, value);
-    }
-    if let Some(url) = &args.proxy {
-        endpoint = endpoint.proxy(url);
-    }
+    endpoint = args.connect.apply(endpoint)?;
     if let Some(url) = &args.base_url {
         endpoint = endpoint.base_url(url);
     }
@@ -538,7 +498,6 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(model) = &args.model {
         endpoint = endpoint.model(model);
     }
-    endpoint = args.tls.apply(endpoint);
     let lines = args.min_lines.is_some() || args.max_lines.is_some() || args.req_lines.is_some();
     let mut workload = if args.validate_only {
         Workload::validation_only()

@@ -7,6 +7,8 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
+use clap::Parser;
+use llmperf::harness::{self, BenchArgs};
 use llmperf::run::{run_benchmark, RunError, RunOptions};
 use llmperf::spec::ServerMetrics;
 use llmperf::{Benchmark, Endpoint, Load, Workload};
@@ -153,6 +155,77 @@ fn extra_headers_and_query_parameters_arrive_on_every_request_of_two_kinds_and_r
             );
         }
     }
+}
+
+/// The base URL of the benchmark below (its kind's environment prefix).
+const HARNESS_PREFIX: &str = "LLMPERF_TEST_I15_HARNESS";
+
+/// A benchmark as a user declares it, with a header of its own; the test
+/// below adds headers and a query parameter from `cargo bench --` flags.
+#[llmperf::bench(requests = 2, concurrency = 1)]
+fn gateway() -> Benchmark {
+    bench(
+        Endpoint::kind("openai-chat")
+            .env_prefix(HARNESS_PREFIX)
+            .model("m")
+            .header("X-Team", "from-the-code")
+            .header("X-Kept", "kept"),
+        2,
+    )
+}
+
+fn harness_run(flags: &[&str]) -> std::process::ExitCode {
+    let argv = [&["bench", "gateway", "--color", "never"][..], flags].concat();
+    let args = BenchArgs::try_parse_from(argv).expect("valid flags");
+    harness::run(&args, harness::registered())
+}
+
+#[test]
+fn cargo_bench_flags_add_headers_and_query_parameters_to_every_benchmark() {
+    set_variables();
+    let (url, seen, server) = recording_server(2, chat_answer("1 one", "stop"));
+    std::env::set_var(format!("{HARNESS_PREFIX}_API_BASE"), &url);
+    let authorization = format!("Authorization: Bearer ${{{KEY_VAR}}}");
+    let route = format!("route=${{{ROUTE_VAR}}}");
+    let code = harness_run(&[
+        "-H",
+        "X-Team: from-the-flag",
+        "-H",
+        &authorization,
+        "--query",
+        &route,
+    ]);
+    server.join().unwrap();
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::SUCCESS)
+    );
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 2);
+    for request in seen.iter() {
+        assert_eq!(
+            request.lines().next().unwrap(),
+            format!("POST /v1/chat/completions?route={ROUTE} HTTP/1.1")
+        );
+        // A flag's header replaces the benchmark's own of the same name.
+        assert_eq!(header_values(request, "x-team"), ["from-the-flag"]);
+        assert_eq!(header_values(request, "x-kept"), ["kept"]);
+        assert_eq!(
+            header_values(request, "authorization"),
+            [format!("Bearer {GATEWAY_KEY}")]
+        );
+    }
+    drop(seen);
+    // A malformed flag stops the harness before anything is sent, without
+    // showing the value.
+    let (url, seen, _server) = recording_server(1, chat_answer("1 one", "stop"));
+    std::env::set_var(format!("{HARNESS_PREFIX}_API_BASE"), &url);
+    let code = harness_run(&["-H", "X-Key sk-typed-in-a-flag"]);
+    assert_eq!(
+        format!("{code:?}"),
+        format!("{:?}", std::process::ExitCode::from(2))
+    );
+    assert!(seen.lock().unwrap().is_empty());
 }
 
 #[test]

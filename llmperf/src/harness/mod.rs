@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// reads /metrics at the endpoint's origin, or what the benchmark names).
     #[arg(long)]
     pub no_server_metrics: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub connect: crate::cli::ConnectArgs,
     /// Threads that send the requests and read their streams (default: one
     /// per two cores, at least one).
     #[arg(long, value_name = "N", env = "LLMPERF_CLIENT_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -287,6 +290,13 @@ pub fn run(args: &BenchArgs, entries: Vec<&'static BenchEntry>) -> ExitCode {
         }
         if args.no_server_metrics {
             bench = bench.server_metrics(crate::spec::ServerMetrics::off());
+        }
+        match args.connect.apply(bench.endpoint_spec().clone()) {
+            Ok(endpoint) => bench = bench.endpoint(endpoint),
+            Err(error) => {
+                eprintln!("{} {error}", palette.red("error:"));
+                return ExitCode::from(2);
+            }
         }
         match args.concurrency[..] {
             [] => {}
