@@ -36,13 +36,15 @@ pub fn spawn(
     (url, thread)
 }
 
-/// Reads one request, its head and its `Content-Length` body, as text;
-/// `None` at the end of the connection or after 10 s of silence.
-pub fn read_request(socket: &mut TcpStream) -> Option<String> {
+/// Reads one request, its head and its `Content-Length` body, as text, from
+/// a socket or anything read like one (a TLS stream); `None` at the end of
+/// the connection or when a read fails (after 10 s of silence on a socket
+/// from [`spawn`], or a refused TLS handshake).
+pub fn read_request(stream: &mut impl Read) -> Option<String> {
     let mut request = Vec::new();
     let mut byte = [0u8; 1];
     while !request.ends_with(b"\r\n\r\n") {
-        if socket.read(&mut byte).ok()? == 0 {
+        if stream.read(&mut byte).ok()? == 0 {
             return None;
         }
         request.push(byte[0]);
@@ -54,7 +56,7 @@ pub fn read_request(socket: &mut TcpStream) -> Option<String> {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; length];
-    socket.read_exact(&mut body).ok()?;
+    stream.read_exact(&mut body).ok()?;
     request.extend_from_slice(&body);
     Some(String::from_utf8_lossy(&request).into_owned())
 }

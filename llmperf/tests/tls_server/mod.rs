@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,12 @@ use std::time::Duration;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
+
+// Its own copy of raw_server, so a test file can include this module alone;
+// one that includes both compiles raw_server twice, on purpose.
+#[allow(clippy::duplicate_mod)]
+#[path = "../raw_server/mod.rs"]
+mod raw_server;
 
 /// A test CA and the certificates it signed, written as PEM files.
 pub struct TestPki {
@@ -136,10 +142,10 @@ pub fn serve(pki: &TestPki, require_client_cert: bool) -> TlsServer {
                 let connection = rustls::ServerConnection::new(config).unwrap();
                 let mut tls = rustls::StreamOwned::new(connection, socket);
                 // A refused handshake ends here (rustls has sent its alert).
-                if read_request(&mut tls).is_none() {
+                if raw_server::read_request(&mut tls).is_none() {
                     return;
                 }
-                let answer = chat_answer("Hello over TLS");
+                let answer = raw_server::chat_answer("Hello over TLS", "stop");
                 if tls.write_all(answer.as_bytes()).is_ok() {
                     counter.fetch_add(1, Ordering::Relaxed);
                 }
@@ -149,43 +155,4 @@ pub fn serve(pki: &TestPki, require_client_cert: bool) -> TlsServer {
         }
     });
     TlsServer { base_url, answered }
-}
-
-/// Reads one request (head and `Content-Length` body); `None` when the
-/// connection or its handshake failed first.
-fn read_request(stream: &mut impl Read) -> Option<String> {
-    let mut request = Vec::new();
-    let mut byte = [0u8; 1];
-    while !request.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        request.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    request.extend_from_slice(&body);
-    Some(String::from_utf8_lossy(&request).into_owned())
-}
-
-/// A streamed OpenAI chat answer: `text` in one delta, then `stop`.
-fn chat_answer(text: &str) -> String {
-    let mut body = String::new();
-    for chunk in [
-        serde_json::json!({"choices": [{"delta": {"content": text}}]}),
-        serde_json::json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
-    ] {
-        body.push_str(&format!("data: {chunk}\n\n"));
-    }
-    body.push_str("data: [DONE]\n\n");
-    format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
 }
