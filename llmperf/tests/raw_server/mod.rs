@@ -1,14 +1,14 @@
 //! A minimal raw HTTP/1.1 server on loopback, for server behaviours the
 //! built-in endpoint does not script (a stream held open after `[DONE]`, a
 //! server that echoes or cuts, half a status line then a close), one that
-//! records every request head, and a small forward proxy.
+//! records every request head, a small forward proxy and a tunnelling one.
 //!
 //! Included by test files with `mod raw_server;`.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -162,4 +162,62 @@ pub fn forward_proxy(
         }
     });
     (format!("http://{address}"), seen, handle)
+}
+
+/// A tunnelling proxy on loopback, serving until the test process ends:
+/// each connection's `CONNECT host:port` is answered `200` and its bytes
+/// piped both ways to `host:port` until both sides have closed (a request
+/// of any other method, or a target that cannot be reached, gets `502`).
+/// Every head it received, in order.
+pub fn tunnel_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let log = Arc::clone(&log);
+            thread::spawn(move || tunnel(client, &log));
+        }
+    });
+    (url, seen)
+}
+
+/// One connection of [`tunnel_proxy`].
+fn tunnel(mut client: TcpStream, log: &Mutex<Vec<String>>) {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let Some(request) = read_request(&mut client) else {
+        return;
+    };
+    log.lock().unwrap().push(request.clone());
+    let target = request
+        .strip_prefix("CONNECT ")
+        .and_then(|rest| rest.split(' ').next());
+    let Some(mut origin) = target.and_then(|target| TcpStream::connect(target).ok()) else {
+        let _ = client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (Ok(mut from_client), Ok(mut to_origin)) = (client.try_clone(), origin.try_clone()) else {
+        return;
+    };
+    // Client to origin on a thread of its own, origin to client here; each
+    // direction passes its end on.
+    let upstream = thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_origin);
+        let _ = to_origin.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut origin, &mut client);
+    let _ = client.shutdown(Shutdown::Write);
+    let _ = upstream.join();
 }
