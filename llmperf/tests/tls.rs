@@ -1,9 +1,10 @@
 //! HTTPS over real sockets: a test CA made at test time, a server it
 //! signed, and runs that trust it, do not, skip verification, or must
-//! present a client certificate; a server that speaks only TLS 1.2; a run
-//! through a `CONNECT` proxy; and a metrics endpoint scraped over HTTPS. (`SSL_CERT_FILE`
-//! is tested through the binary in `cli.rs`: the environment is
-//! process-wide.)
+//! present a client certificate; a server that speaks only TLS 1.2, one
+//! whose certificate names another host or has expired; a run through a
+//! `CONNECT` proxy; and a metrics endpoint scraped over HTTPS.
+//! (`SSL_CERT_FILE` is tested through the binary in `cli.rs`: the
+//! environment is process-wide.)
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -17,7 +18,7 @@ use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod raw_server;
 mod tls_server;
-use tls_server::{serve, serve_with, Setup, TestPki};
+use tls_server::{serve, serve_with, ServerCertificate, Setup, TestPki};
 
 /// Four requests, one at a time, to `endpoint`; the test server's
 /// answers carry no validation line, and the scraper (a client of its
@@ -228,6 +229,59 @@ fn a_server_offering_only_tls_1_2_is_reached_with_it_and_every_record_and_the_te
     assert_eq!(level.tls_versions.get("TLS 1.2"), Some(&4));
     let terminal = render(&outcome.summary, Palette::new(false));
     assert!(terminal.contains("TLS 1.2 (http/1.1)"), "{terminal}");
+}
+
+#[test]
+fn a_certificate_for_another_name_fails_every_request_with_a_tls_error_naming_both_names() {
+    let pki = TestPki::new();
+    let server = serve_with(
+        &pki,
+        Setup {
+            certificate: ServerCertificate::OtherName,
+            ..Setup::default()
+        },
+    );
+    // By address and by name: the certificate names neither.
+    let by_name = server.base_url.replace("127.0.0.1", "localhost");
+    for (url, host) in [(&server.base_url, "127.0.0.1"), (&by_name, "localhost")] {
+        let outcome = run(Endpoint::openai_chat().base_url(url).ca_cert(&pki.ca_pem));
+        assert_eq!(failed(&outcome, "tls"), 4, "{:?}", outcome.first_failure);
+        let message = outcome.first_failure.unwrap().message;
+        assert!(
+            message.contains(&format!(
+                "the certificate of {host} was issued for other.example, not for {host}"
+            )),
+            "{message}"
+        );
+        assert!(message.contains("--insecure"), "{message}");
+    }
+    assert_eq!(server.answered.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn an_expired_certificate_fails_every_request_with_a_tls_error_saying_when_it_expired() {
+    let pki = TestPki::new();
+    let server = serve_with(
+        &pki,
+        Setup {
+            certificate: ServerCertificate::Expired,
+            ..Setup::default()
+        },
+    );
+    let outcome = run(Endpoint::openai_chat()
+        .base_url(&server.base_url)
+        .ca_cert(&pki.ca_pem));
+    assert_eq!(failed(&outcome, "tls"), 4, "{:?}", outcome.first_failure);
+    let message = outcome.first_failure.unwrap().message;
+    assert!(
+        message.contains("the certificate of 127.0.0.1 expired at 2021-01-01T00:00:00Z"),
+        "{message}"
+    );
+    // The fix first; skipping verification last.
+    let renew = message.find("renewed certificate").expect(&message);
+    let insecure = message.find("--insecure").expect(&message);
+    assert!(renew < insecure, "{message}");
+    assert_eq!(server.answered.load(Ordering::SeqCst), 0);
 }
 
 #[test]
