@@ -18,7 +18,7 @@ use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod raw_server;
 mod tls_server;
-use tls_server::{serve, serve_with, ServerCertificate, Setup, TestPki};
+use tls_server::{serve, serve_with, ServerCertificate, Setup, TestPki, TlsServer};
 
 /// Four requests, one at a time, to `endpoint`; the test server's
 /// answers carry no validation line, and the scraper (a client of its
@@ -51,18 +51,29 @@ fn failed(outcome: &RunOutcome, kind: &str) -> u64 {
     requests.errors_by_kind.get(kind).copied().unwrap_or(0)
 }
 
-/// Every file under `dir`, as text.
-fn all_text(dir: &Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            text.push_str(&all_text(&path));
-        } else {
-            text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
-        }
+/// Asserts that all four requests of `outcome` completed, each on a
+/// connection of its own (the server closes each) with a handshake that
+/// negotiated `version` and HTTP/1.1, and that the summary counts them so.
+fn assert_four_handshakes(outcome: &RunOutcome, server: &TlsServer, version: &str) {
+    let summary = &outcome.summary.summary;
+    assert_eq!(
+        (summary.requests.completed, summary.requests.failed),
+        (4, 0),
+        "{:?}",
+        outcome.first_failure
+    );
+    assert_eq!(server.answered.load(Ordering::SeqCst), 4);
+    for record in &outcome.records {
+        let connection = record.connection.as_ref().unwrap();
+        assert!(connection.tls_us.unwrap() > 0, "{connection:?}");
+        assert_eq!(connection.tls_version.as_deref(), Some(version));
+        assert_eq!(connection.alpn.as_deref(), Some("http/1.1"));
     }
-    text
+    let connections = &summary.connections;
+    assert_eq!(connections.tls_ms.as_ref().unwrap().count, 4);
+    assert_eq!(connections.tls_versions.len(), 1, "{connections:?}");
+    assert_eq!(connections.tls_versions.get(version), Some(&4));
+    assert_eq!(connections.alpn.get("http/1.1"), Some(&4));
 }
 
 #[test]
@@ -72,25 +83,8 @@ fn a_run_that_trusts_the_test_ca_succeeds_and_records_tls_1_3_and_each_handshake
     let outcome = run(Endpoint::openai_chat()
         .base_url(&server.base_url)
         .ca_cert(&pki.ca_pem));
-    let summary = &outcome.summary.summary;
-    assert_eq!(
-        (summary.requests.completed, summary.requests.failed),
-        (4, 0),
-        "{:?}",
-        outcome.first_failure
-    );
-    assert_eq!(server.answered.load(Ordering::Relaxed), 4);
-    // One connection per request (the server closes each): four handshakes.
-    for record in &outcome.records {
-        let connection = record.connection.as_ref().unwrap();
-        assert!(connection.tls_us.unwrap() > 0, "{connection:?}");
-        assert_eq!(connection.tls_version.as_deref(), Some("TLS 1.3"));
-        assert_eq!(connection.alpn.as_deref(), Some("http/1.1"));
-    }
-    let connections = &summary.connections;
-    assert_eq!(connections.tls_ms.as_ref().unwrap().count, 4);
-    assert_eq!(connections.tls_versions.get("TLS 1.3"), Some(&4));
-    assert_eq!(connections.alpn.get("http/1.1"), Some(&4));
+    assert_four_handshakes(&outcome, &server, "TLS 1.3");
+    let connections = &outcome.summary.summary.connections;
     let line = llmperf::report::terminal::connections_text(connections).unwrap();
     assert!(line.contains("TLS 1.3 (http/1.1)"), "{line}");
     // The CA file is recorded by path; nothing says insecure.
@@ -209,22 +203,7 @@ fn a_server_offering_only_tls_1_2_is_reached_with_it_and_every_record_and_the_te
     let outcome = run(Endpoint::openai_chat()
         .base_url(&server.base_url)
         .ca_cert(&pki.ca_pem));
-    let summary = &outcome.summary.summary;
-    assert_eq!(
-        (summary.requests.completed, summary.requests.failed),
-        (4, 0),
-        "{:?}",
-        outcome.first_failure
-    );
-    assert_eq!(server.answered.load(Ordering::SeqCst), 4);
-    for record in &outcome.records {
-        let connection = record.connection.as_ref().unwrap();
-        assert_eq!(connection.tls_version.as_deref(), Some("TLS 1.2"));
-        assert_eq!(connection.alpn.as_deref(), Some("http/1.1"));
-    }
-    let connections = &summary.connections;
-    assert_eq!(connections.tls_versions.len(), 1, "{connections:?}");
-    assert_eq!(connections.tls_versions.get("TLS 1.2"), Some(&4));
+    assert_four_handshakes(&outcome, &server, "TLS 1.2");
     let level = &outcome.summary.levels[0].summary.connections;
     assert_eq!(level.tls_versions.get("TLS 1.2"), Some(&4));
     let terminal = render(&outcome.summary, Palette::new(false));
@@ -304,14 +283,10 @@ fn https_through_a_connect_proxy_verifies_the_origin_and_keeps_the_proxy_passwor
             .proxy(&with_password),
     );
     let outcome = run_bench(&trusted, Some(dir.path()));
-    assert_eq!(
-        outcome.summary.summary.requests.completed, 4,
-        "{:?}",
-        outcome.first_failure
-    );
-    assert_eq!(server.answered.load(Ordering::SeqCst), 4);
+    // TLS inside the tunnels, end to end with the origin.
+    assert_four_handshakes(&outcome, &server, "TLS 1.3");
     // One tunnel per connection, each to the origin, with the proxy's
-    // credentials; TLS inside it, end to end with the origin.
+    // credentials.
     {
         let at_proxy = at_proxy.lock().unwrap();
         assert_eq!(at_proxy.len(), 4, "{at_proxy:?}");
@@ -326,11 +301,7 @@ fn https_through_a_connect_proxy_verifies_the_origin_and_keeps_the_proxy_passwor
             );
         }
     }
-    for record in &outcome.records {
-        let connection = record.connection.as_ref().unwrap();
-        assert_eq!(connection.tls_version.as_deref(), Some("TLS 1.3"));
-    }
-    assert!(!all_text(dir.path()).contains("tunn3l-pass"));
+    assert!(!raw_server::all_text(dir.path()).contains("tunn3l-pass"));
 
     // Without the CA the tunnel still opens, and the origin's certificate
     // is still refused.

@@ -100,6 +100,21 @@ pub fn header_values(request: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every file under `dir` (a results directory), as text: to search it
+/// for a secret.
+pub fn all_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            text.push_str(&all_text(&path));
+        } else {
+            text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    text
+}
+
 /// A server answering each of `requests` connections' one request with
 /// `answer`; the request heads and bodies, in order.
 pub fn recording_server(
