@@ -14,7 +14,7 @@ use llmperf::spec::ServerMetrics;
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod raw_server;
-use raw_server::{chat_answer, forward_proxy, header_values, recording_server};
+use raw_server::{all_text, chat_answer, forward_proxy, header_values, recording_server};
 
 /// Variables only these tests set.
 const KEY_VAR: &str = "LLMPERF_TEST_I15_GATEWAY_KEY";
@@ -63,20 +63,6 @@ fn run_into(bench: &Benchmark, dir: &Path) -> llmperf::run::RunOutcome {
         ..RunOptions::default()
     };
     run_benchmark("extras", bench, &options).expect("the run itself must succeed")
-}
-
-/// Every file under `dir`, as text.
-fn all_text(dir: &Path) -> String {
-    let mut text = String::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            text.push_str(&all_text(&path));
-        } else {
-            text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
-        }
-    }
-    text
 }
 
 fn with_extras(endpoint: Endpoint) -> Endpoint {

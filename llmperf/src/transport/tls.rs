@@ -167,16 +167,36 @@ pub(crate) fn explain(error: &rustls::Error, host: &str, client: Option<&ClientC
             "the certificate of {host} is signed by a certificate authority that is not trusted here: \
              pass --ca-cert FILE (Endpoint::ca_cert) with that authority's PEM certificate, {insecure_hint}"
         ),
-        rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!(
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            presented,
+            ..
+        }) => format!(
+            "the certificate of {host} was issued for {}, not for {host}: \
+             use a name it was issued for in the URL, {insecure_hint}",
+            issued_for(presented)
+        ),
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => format!(
             "the certificate of {host} is not valid for that name: use a name it was issued for, {insecure_hint}"
         ),
+        rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { time, not_after }) => {
+            format!(
+                "the certificate of {host} expired at {} (the time here is {}): \
+                 give the server a renewed certificate (or set this machine's clock right), {insecure_hint}",
+                utc(*not_after),
+                utc(*time)
+            )
+        }
+        rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
+            time,
+            not_before,
+        }) => format!(
+            "the certificate of {host} is not valid before {} (the time here is {}): \
+             is this machine's clock right?",
+            utc(*not_before),
+            utc(*time)
+        ),
         rustls::Error::InvalidCertificate(
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. },
+            CertificateError::Expired | CertificateError::NotValidYet,
         ) => format!(
             "the certificate of {host} is expired or not yet valid ({error}); is this machine's clock right?"
         ),
@@ -207,6 +227,55 @@ pub(crate) fn explain(error: &rustls::Error, host: &str, client: Option<&ClientC
             _ => format!("{host} ended the TLS session: {error}"),
         },
         _ => format!("TLS with {host}: {error}"),
+    }
+}
+
+/// Names shown of a certificate that is not valid for the host asked for.
+const NAMES_SHOWN: usize = 4;
+
+/// The names a certificate was issued for, as a sentence (`a, b or c`);
+/// `presented` holds them as rustls writes them (`DnsName("a")`,
+/// `IpAddress(192.0.2.1)`). A certificate may name hundreds of hosts:
+/// the first few are shown, and how many more.
+fn issued_for(presented: &[String]) -> String {
+    let mut names: Vec<String> = presented
+        .iter()
+        .take(NAMES_SHOWN)
+        .map(|name| {
+            let bare = name
+                .strip_prefix("DnsName(\"")
+                .and_then(|n| n.strip_suffix("\")"))
+                .or_else(|| {
+                    name.strip_prefix("IpAddress(")
+                        .and_then(|n| n.strip_suffix(')'))
+                })
+                .unwrap_or(name);
+            // The server wrote these: no control character reaches a terminal.
+            let shown: String = bare
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            crate::error::excerpt(&shown, 80)
+        })
+        .collect();
+    if presented.len() > NAMES_SHOWN {
+        names.push(format!("{} more", presented.len() - NAMES_SHOWN));
+    }
+    match names.split_last() {
+        None => "no host name".to_string(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// A certificate's time as `2021-01-01T00:00:00Z` (seconds since 1970
+/// past the year 9999, which RFC 3339 cannot write).
+fn utc(time: UnixTime) -> String {
+    const YEAR_10000: u64 = 253_402_300_800;
+    let seconds = time.as_secs();
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(seconds)) {
+        Some(at) if seconds < YEAR_10000 => humantime::format_rfc3339_seconds(at).to_string(),
+        _ => format!("{seconds} s after 1970"),
     }
 }
 
@@ -308,6 +377,63 @@ mod tests {
         .unwrap();
         assert!(error.contains(&key.display().to_string()), "{error}");
         assert!(!error.contains("c2VjcmV0"), "{error}");
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_lists_a_few_of_them_without_control_characters() {
+        let names = |presented: &[&str]| {
+            let presented: Vec<String> = presented.iter().map(|n| n.to_string()).collect();
+            explain(
+                &rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                    expected: ServerName::try_from("llm.internal").unwrap().to_owned(),
+                    presented,
+                }),
+                "llm.internal",
+                None,
+            )
+        };
+        let one = names(&["DnsName(\"other.example\")"]);
+        assert!(
+            one.starts_with(
+                "the certificate of llm.internal was issued for other.example, not for llm.internal:"
+            ),
+            "{one}"
+        );
+        let many = names(&[
+            "DnsName(\"a.example\")",
+            "IpAddress(192.0.2.1)",
+            "DnsName(\"*.b.example\")",
+            "DnsName(\"c\u{1b}[31m.example\")",
+            "DnsName(\"d.example\")",
+            "DnsName(\"e.example\")",
+        ]);
+        assert!(
+            many.contains(
+                "issued for a.example, 192.0.2.1, *.b.example, c?[31m.example or 2 more,"
+            ),
+            "{many}"
+        );
+        assert!(names(&[]).contains("issued for no host name"));
+    }
+
+    #[test]
+    fn an_expired_certificate_says_when_and_a_time_past_9999_still_formats() {
+        let at = |seconds: u64| UnixTime::since_unix_epoch(std::time::Duration::from_secs(seconds));
+        let expired = explain(
+            &rustls::Error::InvalidCertificate(CertificateError::ExpiredContext {
+                time: at(1_767_225_600),
+                not_after: at(1_609_459_200),
+            }),
+            "llm.internal",
+            None,
+        );
+        assert!(
+            expired.starts_with(
+                "the certificate of llm.internal expired at 2021-01-01T00:00:00Z (the time here is 2026-01-01T00:00:00Z)"
+            ),
+            "{expired}"
+        );
+        assert_eq!(utc(at(u64::MAX)), format!("{} s after 1970", u64::MAX));
     }
 
     #[test]

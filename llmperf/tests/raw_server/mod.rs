@@ -1,14 +1,14 @@
 //! A minimal raw HTTP/1.1 server on loopback, for server behaviours the
 //! built-in endpoint does not script (a stream held open after `[DONE]`, a
 //! server that echoes or cuts, half a status line then a close), one that
-//! records every request head, and a small forward proxy.
+//! records every request head, a small forward proxy and a tunnelling one.
 //!
 //! Included by test files with `mod raw_server;`.
 
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -36,13 +36,15 @@ pub fn spawn(
     (url, thread)
 }
 
-/// Reads one request, its head and its `Content-Length` body, as text;
-/// `None` at the end of the connection or after 10 s of silence.
-pub fn read_request(socket: &mut TcpStream) -> Option<String> {
+/// Reads one request, its head and its `Content-Length` body, as text, from
+/// a socket or anything read like one (a TLS stream); `None` at the end of
+/// the connection or when a read fails (after 10 s of silence on a socket
+/// from [`spawn`], or a refused TLS handshake).
+pub fn read_request(stream: &mut impl Read) -> Option<String> {
     let mut request = Vec::new();
     let mut byte = [0u8; 1];
     while !request.ends_with(b"\r\n\r\n") {
-        if socket.read(&mut byte).ok()? == 0 {
+        if stream.read(&mut byte).ok()? == 0 {
             return None;
         }
         request.push(byte[0]);
@@ -54,7 +56,7 @@ pub fn read_request(socket: &mut TcpStream) -> Option<String> {
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or(0);
     let mut body = vec![0u8; length];
-    socket.read_exact(&mut body).ok()?;
+    stream.read_exact(&mut body).ok()?;
     request.extend_from_slice(&body);
     Some(String::from_utf8_lossy(&request).into_owned())
 }
@@ -96,6 +98,21 @@ pub fn header_values(request: &str, name: &str) -> Vec<String> {
         .filter(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.trim().to_string())
         .collect()
+}
+
+/// Every file under `dir` (a results directory), as text: to search it
+/// for a secret.
+pub fn all_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            text.push_str(&all_text(&path));
+        } else {
+            text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    text
 }
 
 /// A server answering each of `requests` connections' one request with
@@ -160,4 +177,62 @@ pub fn forward_proxy(
         }
     });
     (format!("http://{address}"), seen, handle)
+}
+
+/// A tunnelling proxy on loopback, serving until the test process ends:
+/// each connection's `CONNECT host:port` is answered `200` and its bytes
+/// piped both ways to `host:port` until both sides have closed (a request
+/// of any other method, or a target that cannot be reached, gets `502`).
+/// Every head it received, in order.
+pub fn tunnel_proxy() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let log = Arc::clone(&log);
+            thread::spawn(move || tunnel(client, &log));
+        }
+    });
+    (url, seen)
+}
+
+/// One connection of [`tunnel_proxy`].
+fn tunnel(mut client: TcpStream, log: &Mutex<Vec<String>>) {
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let Some(request) = read_request(&mut client) else {
+        return;
+    };
+    log.lock().unwrap().push(request.clone());
+    let target = request
+        .strip_prefix("CONNECT ")
+        .and_then(|rest| rest.split(' ').next());
+    let Some(mut origin) = target.and_then(|target| TcpStream::connect(target).ok()) else {
+        let _ = client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+        );
+        return;
+    };
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (Ok(mut from_client), Ok(mut to_origin)) = (client.try_clone(), origin.try_clone()) else {
+        return;
+    };
+    // Client to origin on a thread of its own, origin to client here; each
+    // direction passes its end on.
+    let upstream = thread::spawn(move || {
+        let _ = std::io::copy(&mut from_client, &mut to_origin);
+        let _ = to_origin.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut origin, &mut client);
+    let _ = client.shutdown(Shutdown::Write);
+    let _ = upstream.join();
 }

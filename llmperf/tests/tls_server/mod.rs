@@ -1,23 +1,34 @@
 //! An HTTPS server on loopback for the TLS tests: a test certificate
-//! authority made at test time (rcgen), a server certificate it signed for
-//! `127.0.0.1` and `localhost`, a client certificate for mutual TLS, and a
-//! rustls server answering every request with a streamed OpenAI chat answer
-//! (one request per connection, so every request shows a handshake).
+//! authority made at test time (rcgen), server certificates it signs (for
+//! `127.0.0.1` and `localhost`; or for another name; or expired), a client
+//! certificate for mutual TLS, and a rustls server answering every request
+//! with a streamed OpenAI chat answer (one request per connection, so every
+//! request shows a handshake) and, when asked, `GET /metrics` with a small
+//! Prometheus page.
 //!
 //! Included by test files with `mod tls_server;`.
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    SanType,
+};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
+
+// Its own copy of raw_server, so a test file can include this module alone;
+// one that includes both compiles raw_server twice, on purpose.
+#[allow(clippy::duplicate_mod)]
+#[path = "../raw_server/mod.rs"]
+mod raw_server;
 
 /// A test CA and the certificates it signed, written as PEM files.
 pub struct TestPki {
@@ -28,14 +39,39 @@ pub struct TestPki {
     /// A client certificate signed by the CA, and its key (PKCS#8).
     pub client_cert_pem: PathBuf,
     pub client_key_pem: PathBuf,
-    ca_der: CertificateDer<'static>,
-    server_der: CertificateDer<'static>,
-    server_key_der: Vec<u8>,
+    ca: Certificate,
+    ca_key: KeyPair,
+}
+
+/// The certificate a server presents; the CA signed each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ServerCertificate {
+    /// For `127.0.0.1` and `localhost`, valid now.
+    #[default]
+    Valid,
+    /// For `other.example` only, valid now.
+    OtherName,
+    /// For `127.0.0.1` and `localhost`, valid only during 2020.
+    Expired,
+}
+
+/// How a server differs from the plain one [`serve`] starts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setup {
+    /// Refuse a client without a certificate the CA signed.
+    pub require_client_cert: bool,
+    /// Offer TLS 1.2 only (otherwise 1.3 and 1.2).
+    pub tls12_only: bool,
+    /// The certificate presented.
+    pub certificate: ServerCertificate,
+    /// Answer `GET /metrics` with [`exposition`] (otherwise every request
+    /// gets a chat answer).
+    pub metrics: bool,
 }
 
 impl TestPki {
-    /// A new CA, a server certificate for 127.0.0.1/localhost and a client
-    /// certificate.
+    /// A new CA and a client certificate it signed; server certificates
+    /// are signed as servers start.
     pub fn new() -> TestPki {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -49,14 +85,6 @@ impl TestPki {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca = ca_params.self_signed(&ca_key).unwrap();
-
-        let server_key = KeyPair::generate().unwrap();
-        let mut server_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        server_params.subject_alt_names = vec![
-            SanType::DnsName("localhost".try_into().unwrap()),
-            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        ];
-        let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
 
         let client_key = KeyPair::generate().unwrap();
         let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -75,23 +103,50 @@ impl TestPki {
             ca_pem: write("ca.pem", ca.pem()),
             client_cert_pem: write("client.pem", client.pem()),
             client_key_pem: write("client-key.pem", client_key.serialize_pem()),
-            ca_der: ca.der().clone(),
-            server_der: server.der().clone(),
-            server_key_der: server_key.serialize_der(),
+            ca,
+            ca_key,
             dir,
         }
     }
 
-    /// The server's rustls configuration; with `require_client_cert`, a
-    /// client must present a certificate signed by the CA.
-    fn server_config(&self, require_client_cert: bool) -> rustls::ServerConfig {
+    /// A server certificate signed by the CA, and its key.
+    fn server_identity(
+        &self,
+        which: ServerCertificate,
+    ) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = match which {
+            ServerCertificate::OtherName => {
+                vec![SanType::DnsName("other.example".try_into().unwrap())]
+            }
+            ServerCertificate::Valid | ServerCertificate::Expired => vec![
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ],
+        };
+        if which == ServerCertificate::Expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        (cert.der().clone(), key)
+    }
+
+    /// The server's rustls configuration for `setup`.
+    fn server_config(&self, setup: Setup) -> rustls::ServerConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .unwrap();
-        let builder = if require_client_cert {
+        let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider));
+        let builder = if setup.tls12_only {
+            builder.with_protocol_versions(&[&rustls::version::TLS12])
+        } else {
+            builder.with_safe_default_protocol_versions()
+        }
+        .unwrap();
+        let builder = if setup.require_client_cert {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(self.ca_der.clone()).unwrap();
+            roots.add(self.ca.der().clone()).unwrap();
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .unwrap();
@@ -99,10 +154,8 @@ impl TestPki {
         } else {
             builder.with_no_client_auth()
         };
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.server_key_der.clone()));
-        let mut config = builder
-            .with_single_cert(vec![self.server_der.clone()], key)
-            .unwrap();
+        let (cert, key) = self.server_identity(setup.certificate);
+        let mut config = builder.with_single_cert(vec![cert], key).unwrap();
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         config
     }
@@ -112,23 +165,45 @@ impl TestPki {
 pub struct TlsServer {
     /// `https://127.0.0.1:PORT/v1`.
     pub base_url: String,
-    /// Requests answered (a refused handshake answers none).
+    /// Chat requests read in full and answered (a refused handshake
+    /// answers none); counted as the answer is sent, so a client holding
+    /// its answer finds it counted.
     pub answered: Arc<AtomicU64>,
+    /// `GET /metrics` requests answered (with [`Setup::metrics`]).
+    pub scrapes: Arc<AtomicU64>,
 }
 
 /// Serves HTTPS with `pki`'s server certificate until the test process
 /// ends: every connection gets its own thread and one streamed chat answer.
 pub fn serve(pki: &TestPki, require_client_cert: bool) -> TlsServer {
-    let config = Arc::new(pki.server_config(require_client_cert));
+    serve_with(
+        pki,
+        Setup {
+            require_client_cert,
+            ..Setup::default()
+        },
+    )
+}
+
+/// Serves HTTPS as `setup` says until the test process ends: every
+/// connection gets its own thread and one answer.
+pub fn serve_with(pki: &TestPki, setup: Setup) -> TlsServer {
+    let config = Arc::new(pki.server_config(setup));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base_url = format!("https://{}/v1", listener.local_addr().unwrap());
     let answered = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&answered);
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let server = TlsServer {
+        base_url,
+        answered: Arc::clone(&answered),
+        scrapes: Arc::clone(&scrapes),
+    };
     std::thread::spawn(move || {
         for socket in listener.incoming() {
             let Ok(socket) = socket else { return };
             let config = Arc::clone(&config);
-            let counter = Arc::clone(&counter);
+            let answered = Arc::clone(&answered);
+            let scrapes = Arc::clone(&scrapes);
             std::thread::spawn(move || {
                 socket
                     .set_read_timeout(Some(Duration::from_secs(10)))
@@ -136,56 +211,40 @@ pub fn serve(pki: &TestPki, require_client_cert: bool) -> TlsServer {
                 let connection = rustls::ServerConnection::new(config).unwrap();
                 let mut tls = rustls::StreamOwned::new(connection, socket);
                 // A refused handshake ends here (rustls has sent its alert).
-                if read_request(&mut tls).is_none() {
+                let Some(request) = raw_server::read_request(&mut tls) else {
                     return;
-                }
-                let answer = chat_answer("Hello over TLS");
-                if tls.write_all(answer.as_bytes()).is_ok() {
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
+                };
+                let answer = if setup.metrics && request.starts_with("GET /metrics ") {
+                    let n = answered.load(Ordering::SeqCst);
+                    scrapes.fetch_add(1, Ordering::SeqCst);
+                    metrics_answer(&exposition(n))
+                } else {
+                    answered.fetch_add(1, Ordering::SeqCst);
+                    raw_server::chat_answer("Hello over TLS", "stop")
+                };
+                let _ = tls.write_all(answer.as_bytes());
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
             });
         }
     });
-    TlsServer { base_url, answered }
+    server
 }
 
-/// Reads one request (head and `Content-Length` body); `None` when the
-/// connection or its handshake failed first.
-fn read_request(stream: &mut impl Read) -> Option<String> {
-    let mut request = Vec::new();
-    let mut byte = [0u8; 1];
-    while !request.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        request.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    request.extend_from_slice(&body);
-    Some(String::from_utf8_lossy(&request).into_owned())
-}
-
-/// A streamed OpenAI chat answer: `text` in one delta, then `stop`.
-fn chat_answer(text: &str) -> String {
-    let mut body = String::new();
-    for chunk in [
-        serde_json::json!({"choices": [{"delta": {"content": text}}]}),
-        serde_json::json!({"choices": [{"delta": {}, "finish_reason": "stop"}]}),
-    ] {
-        body.push_str(&format!("data: {chunk}\n\n"));
-    }
-    body.push_str("data: [DONE]\n\n");
+/// A vLLM-style Prometheus page: `finished` successful requests, none
+/// running.
+pub fn exposition(finished: u64) -> String {
     format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "# TYPE vllm:request_success_total counter\n\
+         vllm:request_success_total{{finished_reason=\"stop\",model_name=\"m\"}} {finished}.0\n\
+         # TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{model_name=\"m\"}} 0.0\n"
+    )
+}
+
+fn metrics_answer(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     )
 }
