@@ -13,6 +13,13 @@
 //!    of a VM when the `entra` setting is `managed`;
 //! 4. the Azure CLI (`az login`), otherwise.
 //!
+//! The SDK reads `AZURE_AUTHORITY_HOST` itself (service principal and
+//! workload identity) and refuses one that is not `https://`. Its HTTPS
+//! client (azure_core's reqwest) trusts the platform's certificate store,
+//! or `SSL_CERT_FILE` / `SSL_CERT_DIR` in its place, and follows the proxy
+//! variables (`HTTPS_PROXY`, `NO_PROXY`): `--ca-cert`, `--insecure` and
+//! `--proxy` are llmperf's transport's and do not reach it.
+//!
 //! The scope is `https://cognitiveservices.azure.com/.default`. As for AWS
 //! and Google, one thread with its own runtime owns the credential, whose
 //! cache renews the token before it expires; the thread takes the current
