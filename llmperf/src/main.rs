@@ -273,7 +273,7 @@ struct BuiltinArgs {
     /// Reasoning tokens streamed before the content.
     #[arg(long, default_value_t = 0)]
     reasoning_tokens: u32,
-    /// Require this Bearer key (401 otherwise).
+    /// Require this key (401 otherwise): as Bearer, or in the protocol's own header (Azure's api-key, Anthropic's x-api-key).
     #[arg(long)]
     api_key: Option<String>,
     /// Inject a fault: KIND:every=N or KIND:p=P; KIND is 500 (any status), disconnect, malformed, stall, cross-over, stream-error, missing-done, or a hostile one: endless-line, huge-event (50 MiB), event-flood (2,000,000 events). Repeatable.

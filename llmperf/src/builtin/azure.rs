@@ -1,7 +1,9 @@
 //! Azure OpenAI's route: `POST /openai/deployments/{deployment}/chat/completions?api-version=…`
-//! with the key in an `api-key` header. The body and the stream are the
-//! OpenAI chat format.
+//! with the key in an `api-key` header or, as Azure also accepts a
+//! Microsoft Entra ID token, in `Authorization: Bearer`. The body and the
+//! stream are the OpenAI chat format.
 
+use hyper::header::AUTHORIZATION;
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use serde_json::json;
@@ -18,7 +20,9 @@ pub(crate) fn is_chat_path(path: &str) -> bool {
 }
 
 /// What Azure checks before generating: the `api-version` query parameter,
-/// and the `api-key` header when the script requires a key.
+/// and, when the script requires a key, that key in the `api-key` header or
+/// as `Authorization: Bearer` (where a client with no key sends its Entra
+/// token: a script playing Azure with Entra ID requires the token).
 pub(crate) fn check(head: &Parts, state: &State) -> Option<Response<ResponseBody>> {
     let has_version = head.uri.query().is_some_and(|query| {
         query.split('&').any(|pair| {
@@ -33,11 +37,13 @@ pub(crate) fn check(head: &Parts, state: &State) -> Option<Response<ResponseBody
             "Missing required query parameter: api-version (the built-in endpoint serves Azure OpenAI's deployment path)",
         ));
     }
-    (!has_key(head, state, "api-key", "")).then(|| {
+    let authorized = has_key(head, state, "api-key", "")
+        || has_key(head, state, AUTHORIZATION.as_str(), "Bearer ");
+    (!authorized).then(|| {
         error(
             StatusCode::UNAUTHORIZED,
             "401",
-            "Access denied due to invalid subscription key or wrong API endpoint (the built-in endpoint requires the scripted key in the `api-key` header)",
+            "Access denied due to invalid subscription key or wrong API endpoint (the built-in endpoint requires the scripted key in the `api-key` header or as `Authorization: Bearer`)",
         )
     })
 }

@@ -36,7 +36,8 @@
 //!   (see `sagemaker.rs`).
 //! - Other protocols, on the same schedule and faults (each in its own
 //!   module): Azure OpenAI's `POST /openai/deployments/{name}/chat/completions?api-version=…`
-//!   (`api-key` header), Hugging Face TGI's `POST /generate_stream`,
+//!   (the key in an `api-key` header, or as `Authorization: Bearer`, where
+//!   an Entra ID token goes), Hugging Face TGI's `POST /generate_stream`,
 //!   Together's legacy `POST /inference` (`stream_tokens: true`) and
 //!   Anthropic's `POST /v1/messages` (`x-api-key` and `anthropic-version`
 //!   headers, named events, thinking blocks for the script's reasoning

@@ -42,7 +42,8 @@ pub(crate) static COMPLETIONS: OpenAi = OpenAi {
     chat: false,
     check: bearer_check,
 };
-/// Azure OpenAI's deployment path: chat, with its own key header.
+/// Azure OpenAI's deployment path: chat, with its own key check (`api-key`
+/// or Bearer).
 pub(crate) static AZURE_CHAT: OpenAi = OpenAi {
     chat: true,
     check: super::azure::check,

@@ -718,6 +718,52 @@ async fn api_key_is_required_when_scripted() {
 }
 
 #[tokio::test]
+async fn azure_takes_the_scripted_key_as_api_key_or_as_a_bearer_token() {
+    let server = Server::start(Script::new().ttft(MS).require_api_key("entra-token")).unwrap();
+    let client = reqwest::Client::new();
+    let url = format!(
+        "{}/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+        server.root_url()
+    );
+    let body = chat("hi", json!({"stream": false, "max_tokens": 1}));
+    let refused: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("api-key", "wrong")],
+        &[("authorization", "Bearer wrong")],
+        // The key without the scheme, or under OpenAI's scheme name only.
+        &[("authorization", "entra-token")],
+        &[("api-key", "Bearer entra-token")],
+    ];
+    for headers in refused {
+        let mut request = client.post(&url).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{headers:?}");
+        let json: Value = response.json().await.unwrap();
+        assert_eq!(json["error"]["code"], "401", "{headers:?}");
+    }
+    let accepted: [&[(&str, &str)]; 3] = [
+        &[("api-key", "entra-token")],
+        &[("authorization", "Bearer entra-token")],
+        // Either one right is enough, as on Azure.
+        &[
+            ("api-key", "stale"),
+            ("authorization", "Bearer entra-token"),
+        ],
+    ];
+    for headers in accepted {
+        let mut request = client.post(&url).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "{headers:?}");
+    }
+}
+
+#[tokio::test]
 async fn other_routes_and_bad_bodies() {
     let server = Server::start(Script::new().ttft(MS).output_tokens(1)).unwrap();
     let client = reqwest::Client::new();

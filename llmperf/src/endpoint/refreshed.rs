@@ -32,9 +32,15 @@ use crate::spec::Secret;
 pub const FIRST_WAIT: Duration = Duration::from_secs(30);
 /// The longest one fetch may take before it counts as failed.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
-/// How often [`poll_tokens`] copies the library's current (cached) token:
-/// a renewed token reaches requests at most this late.
+/// How often [`poll_tokens`] copies the current token of a library that
+/// keeps its expiry to itself (it renews and caches it): a renewed token
+/// reaches requests at most this late.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long before its expiry a credential is fetched again (at most:
+/// half its life when that is shorter).
+pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+/// The shortest pause between two fetches.
+const MIN_PAUSE: Duration = Duration::from_secs(1);
 /// The longest pause between retries of a failing source.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
@@ -114,12 +120,27 @@ impl<T: Clone + Send + 'static> Refreshed<T> {
         let spawned = std::thread::Builder::new()
             .name(thread.to_string())
             .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
+                let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(runtime) => runtime.block_on(keeper(keep)),
-                    Err(error) => keep.failed(format!("cannot start its runtime: {error}")),
+                    Ok(runtime) => runtime,
+                    Err(error) => return keep.failed(format!("cannot start its runtime: {error}")),
+                };
+                let report = Keeper(Arc::clone(&keep.0));
+                // A library that panics (one that finds no certificate
+                // store, say) is an error requests report, not a silent
+                // thread they wait for.
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    runtime.block_on(keeper(keep))
+                }));
+                if let Err(panic) = ran {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|text| text.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    report.failed(format!("the credential library failed: {what}"));
                 }
             });
         if let Err(error) = spawned {
@@ -205,9 +226,11 @@ impl<K: Eq + Hash, T: Clone + Send + 'static> Default for Registry<K, T> {
     }
 }
 
-/// A keeper for libraries that cache and renew their token themselves
-/// (Google's, Azure's): builds the credentials, then copies the current
-/// token every [`POLL_EVERY`]; after a failure builds them again (their
+/// A keeper for token libraries (Google's, Azure's): builds the
+/// credentials, then asks them for a token again — when the last one nears
+/// its expiry ([`renewal_pause`]), or every [`POLL_EVERY`] when the library
+/// keeps the expiry to itself (it then renews and caches the token, and
+/// asking is a cache read). After a failure it builds them again (their
 /// credentials may keep answering an error once they have met one) after
 /// 1, 2, 4 … 30 s, while the last token serves until its expiry.
 pub async fn poll_tokens<C, Fut>(
@@ -226,7 +249,11 @@ pub async fn poll_tokens<C, Fut>(
                     Ok(Ok((token, expiry))) => {
                         failures = 0;
                         keeper.fresh(Secret::new(token), expiry);
-                        tokio::time::sleep(POLL_EVERY).await;
+                        let pause = match expiry {
+                            Some(expiry) => renewal_pause(SystemTime::now(), expiry),
+                            None => POLL_EVERY,
+                        };
+                        tokio::time::sleep(pause).await;
                     }
                     Ok(Err(error)) => break keeper.failed(error),
                     Err(_) => break keeper.failed(no_answer()),
@@ -237,6 +264,16 @@ pub async fn poll_tokens<C, Fut>(
         failures += 1;
         tokio::time::sleep(retry_pause(failures)).await;
     }
+}
+
+/// How long to wait, at `now`, before fetching again a credential that
+/// expires at `expiry`: until [`REFRESH_BEFORE_EXPIRY`] before it, or
+/// halfway when the life left is shorter than twice that; never less than
+/// a second.
+pub fn renewal_pause(now: SystemTime, expiry: SystemTime) -> Duration {
+    let life = expiry.duration_since(now).unwrap_or_default();
+    let margin = REFRESH_BEFORE_EXPIRY.min(life / 2);
+    (life - margin).max(MIN_PAUSE)
 }
 
 /// A fetch's timeout, as an error.
@@ -274,6 +311,35 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_fetched_again_before_they_expire() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let minutes = |m: u64| Duration::from_secs(60 * m);
+        // An hour's session: renewed five minutes before its end.
+        assert_eq!(renewal_pause(now, now + minutes(60)), minutes(55));
+        // Short lives: halfway.
+        assert_eq!(renewal_pause(now, now + minutes(6)), minutes(3));
+        assert_eq!(
+            renewal_pause(now, now + Duration::from_secs(4)),
+            Duration::from_secs(2)
+        );
+        // Already expired or about to: a second, never a busy loop.
+        assert_eq!(renewal_pause(now, now), MIN_PAUSE);
+        assert_eq!(renewal_pause(now, now - minutes(1)), MIN_PAUSE);
+    }
+
+    #[test]
+    fn a_keeper_that_panics_is_an_error_not_a_wait() {
+        let refreshed: Refreshed<&str> = Refreshed::start("llmperf-test-keeper", |_keeper| async {
+            panic!("no CA certificates were loaded");
+        });
+        let error = refreshed.current(Duration::from_secs(30)).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the credential library failed: no CA certificates were loaded"
+        );
+    }
 
     #[test]
     fn retries_back_off_to_half_a_minute() {

@@ -192,8 +192,12 @@ impl Script {
         self
     }
 
-    /// Answer 401 with an OpenAI-style error body unless the request carries
-    /// `Authorization: Bearer <key>`.
+    /// Answer 401 (in the protocol's error shape) unless the request carries
+    /// `key` where its protocol puts it: `Authorization: Bearer <key>` on
+    /// the OpenAI, TGI, Together and Vertex paths, `x-api-key` on
+    /// Anthropic's, `api-key` or `Authorization: Bearer` (where an Entra ID
+    /// token goes) on Azure OpenAI's. SageMaker's path checks its SigV4
+    /// signature instead.
     pub fn require_api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
         self

@@ -13,13 +13,22 @@
 //!    of a VM when the `entra` setting is `managed`;
 //! 4. the Azure CLI (`az login`), otherwise.
 //!
+//! The SDK reads `AZURE_AUTHORITY_HOST` itself (service principal and
+//! workload identity) and refuses one that is not `https://`. Its HTTPS
+//! client (azure_core's reqwest) trusts the platform's certificate store,
+//! or `SSL_CERT_FILE` / `SSL_CERT_DIR` in its place, and follows the proxy
+//! variables (`HTTPS_PROXY`, `NO_PROXY`): `--ca-cert`, `--insecure` and
+//! `--proxy` are llmperf's transport's and do not reach it.
+//!
 //! The scope is `https://cognitiveservices.azure.com/.default`. The
-//! credential lives on a thread of its own
-//! ([`refreshed`] says why), whose cache renews
-//! the token before it expires; the thread copies the current one every
-//! [`POLL_EVERY`](refreshed::POLL_EVERY) for requests to take, and a token
-//! past its expiry is never sent. Errors are the SDK's, which never hold a
-//! token or a secret.
+//! credential lives on a thread of its own ([`refreshed`] says why), which
+//! asks it for a token again when the last one nears its expiry (see
+//! [`poll_tokens`](refreshed::poll_tokens)): the SDK's cache answers or
+//! renews it; the Azure CLI, which has no cache, runs `az` then, not more
+//! often. A token past its expiry is never sent. The SDK's own retries are
+//! capped ([`FETCH_RETRIES`]) so that its error, not a timeout, is what
+//! requests report. Errors are the SDK's, which never hold a token or a
+//! secret.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -33,7 +42,7 @@ use crate::spec::Secret;
 /// The Azure OpenAI (Cognitive Services) scope.
 pub const SCOPE: &str = "https://cognitiveservices.azure.com/.default";
 /// The variables the sources read: a change starts a new credential.
-const SOURCE_VARIABLES: [&str; 7] = [
+const SOURCE_VARIABLES: [&str; 8] = [
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_ID",
     "AZURE_CLIENT_SECRET",
@@ -41,6 +50,8 @@ const SOURCE_VARIABLES: [&str; 7] = [
     "AZURE_AUTHORITY_HOST",
     "IDENTITY_ENDPOINT",
     "IDENTITY_HEADER",
+    // Where `az` is found.
+    "PATH",
 ];
 
 /// Where the token comes from (see the module docs for the order).
@@ -120,10 +131,29 @@ fn shared_token(source: Source) -> Result<Secret, RequestError> {
         })
 }
 
+/// Retries the SDK makes within one token request (its default, 8 over a
+/// minute, outlasts [`FETCH_TIMEOUT`](refreshed::FETCH_TIMEOUT) and hides
+/// the error behind a timeout); the keeper retries after that.
+pub const FETCH_RETRIES: u32 = 2;
+
+fn client_options() -> azure_core::http::ClientOptions {
+    use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions};
+    use azure_core::time::Duration;
+    ClientOptions {
+        retry: RetryOptions::exponential(ExponentialRetryOptions {
+            max_retries: FETCH_RETRIES,
+            max_total_elapsed: Duration::seconds(10),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 fn credential(source: Source) -> azure_core::Result<Arc<dyn TokenCredential>> {
     use azure_identity::{
-        AzureCliCredential, ClientSecretCredential, ManagedIdentityCredential,
-        WorkloadIdentityCredential,
+        AzureCliCredential, ClientAssertionCredentialOptions, ClientSecretCredential,
+        ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions,
+        WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
     };
     let var = |name: &str| env_var(name).unwrap_or_default();
     Ok(match source {
@@ -131,10 +161,24 @@ fn credential(source: Source) -> azure_core::Result<Arc<dyn TokenCredential>> {
             &var("AZURE_TENANT_ID"),
             var("AZURE_CLIENT_ID"),
             var("AZURE_CLIENT_SECRET").into(),
-            None,
+            Some(ClientSecretCredentialOptions {
+                client_options: client_options(),
+            }),
         )?,
-        Source::WorkloadIdentity => WorkloadIdentityCredential::new(None)?,
-        Source::ManagedIdentity => ManagedIdentityCredential::new(None)?,
+        Source::WorkloadIdentity => {
+            WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                credential_options: ClientAssertionCredentialOptions {
+                    client_options: client_options(),
+                },
+                ..Default::default()
+            }))?
+        }
+        Source::ManagedIdentity => {
+            ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                client_options: client_options(),
+                ..Default::default()
+            }))?
+        }
         Source::AzureCli => AzureCliCredential::new(None)?,
     })
 }
@@ -144,7 +188,7 @@ async fn keep_fresh(source: Source, keeper: refreshed::Keeper<Secret>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     refreshed::poll_tokens(
         keeper,
-        || credential(source).map_err(|error| error.to_string()),
+        || credential(source).map_err(|error| refreshed::causes(&error)),
         |credential| async move {
             credential
                 .get_token(&[SCOPE], None)
@@ -153,7 +197,7 @@ async fn keep_fresh(source: Source, keeper: refreshed::Keeper<Secret>) {
                     let expiry = SystemTime::from(token.expires_on);
                     (token.token.secret().to_string(), Some(expiry))
                 })
-                .map_err(|error| error.to_string())
+                .map_err(|error| refreshed::causes(&error))
         },
     )
     .await

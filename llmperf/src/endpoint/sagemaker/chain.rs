@@ -32,7 +32,7 @@
 //! errors are the chain's own, which name sources, profiles and files,
 //! never values.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::meta::region::ProvideRegion;
@@ -46,12 +46,6 @@ use super::sigv4::AwsCredentials;
 use crate::endpoint::refreshed::{self, Keeper, Refreshed, Registry, Unavailable};
 use crate::endpoint::{ErrorKind, RequestError};
 use crate::spec::Secret;
-
-/// How long before their expiry temporary credentials are renewed (at
-/// most: half their life when that is shorter).
-const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
-/// The shortest pause between two resolutions.
-const MIN_PAUSE: Duration = Duration::from_secs(1);
 
 /// Which chain: the profile asked for (`None`: `AWS_PROFILE`, else
 /// `default`) and the region its STS or SSO calls use (`None`: the
@@ -182,7 +176,7 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
                     expiry,
                 );
                 match expiry {
-                    Some(expiry) => renewal_pause(SystemTime::now(), expiry),
+                    Some(expiry) => refreshed::renewal_pause(SystemTime::now(), expiry),
                     // Long-term keys: nothing to renew.
                     None => return,
                 }
@@ -199,36 +193,5 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
             }
         };
         tokio::time::sleep(pause).await;
-    }
-}
-
-/// How long to wait, at `now`, before renewing credentials that expire at
-/// `expiry`: until [`REFRESH_BEFORE_EXPIRY`] before it, or halfway when
-/// the life left is shorter than twice that; never less than a second.
-fn renewal_pause(now: SystemTime, expiry: SystemTime) -> Duration {
-    let life = expiry.duration_since(now).unwrap_or_default();
-    let margin = REFRESH_BEFORE_EXPIRY.min(life / 2);
-    (life - margin).max(MIN_PAUSE)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temporary_credentials_are_renewed_before_they_expire() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
-        let minutes = |m: u64| Duration::from_secs(60 * m);
-        // An hour's session: renewed five minutes before its end.
-        assert_eq!(renewal_pause(now, now + minutes(60)), minutes(55));
-        // Short lives: halfway.
-        assert_eq!(renewal_pause(now, now + minutes(6)), minutes(3));
-        assert_eq!(
-            renewal_pause(now, now + Duration::from_secs(4)),
-            Duration::from_secs(2)
-        );
-        // Already expired or about to: a second, never a busy loop.
-        assert_eq!(renewal_pause(now, now), MIN_PAUSE);
-        assert_eq!(renewal_pause(now, now - minutes(1)), MIN_PAUSE);
     }
 }
