@@ -33,6 +33,7 @@ use llmperf::{Benchmark, Endpoint, Load, Workload};
 mod entra_authority;
 mod fault_matrix;
 mod raw_server;
+mod tls_server;
 
 const AZURE_VARIABLES: &[&str] = &[
     "AZURE_TENANT_ID",

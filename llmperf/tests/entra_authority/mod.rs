@@ -8,18 +8,15 @@
 //! `POST /{tenant}/oauth2/v2.0/token` answers an hour's `token`; every
 //! request's path and form fields are kept for the test to check.
 //!
-//! Included by test files with `mod entra_authority;`.
+//! Included by test files with `mod entra_authority;` beside
+//! `mod tls_server;` (the HTTPS server and the test CA).
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use super::tls_server::{self, TestPki};
 
 /// One token request the authority received.
 #[derive(Debug, Clone)]
@@ -38,6 +35,17 @@ impl TokenRequest {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     }
+
+    /// The request's target and form, from its text (head and body).
+    fn parse(request: &str) -> TokenRequest {
+        let path = request.split(' ').nth(1).unwrap_or("").to_string();
+        let body = request.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        // A form body is a query string: let the URL parser decode it.
+        let mut decoder = reqwest::Url::parse("https://form.invalid/").unwrap();
+        decoder.set_query(Some(body));
+        let form = decoder.query_pairs().into_owned().collect();
+        TokenRequest { path, form }
+    }
 }
 
 /// A running fake authority.
@@ -48,7 +56,7 @@ pub struct FakeAuthority {
     pub ca_pem: PathBuf,
     /// Every token request, in order.
     pub requests: Arc<Mutex<Vec<TokenRequest>>>,
-    _dir: tempfile::TempDir,
+    _pki: TestPki,
 }
 
 impl FakeAuthority {
@@ -59,103 +67,25 @@ impl FakeAuthority {
 }
 
 /// Serves the token endpoint until the test process ends, one request per
-/// connection (`Connection: close`), each connection on its own thread.
+/// connection (`Connection: close`), answering each with an hour's `token`.
 pub fn serve(token: &'static str) -> FakeAuthority {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "llmperf test Entra authority CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let mut server_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    server_params.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST))];
-    let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
-
-    let dir = tempfile::tempdir().unwrap();
-    let ca_pem = dir.path().join("entra-ca.pem");
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![server.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
-        )
-        .unwrap();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let config = Arc::new(config);
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
+    let pki = TestPki::new();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&requests);
-    std::thread::spawn(move || {
-        for socket in listener.incoming() {
-            let Ok(socket) = socket else { return };
-            let config = Arc::clone(&config);
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || {
-                socket
-                    .set_read_timeout(Some(Duration::from_secs(10)))
-                    .unwrap();
-                let connection = rustls::ServerConnection::new(config).unwrap();
-                let mut tls = rustls::StreamOwned::new(connection, socket);
-                let Some(request) = read_request(&mut tls) else {
-                    return;
-                };
-                log.lock().unwrap().push(request);
-                let body = format!(
-                    r#"{{"token_type":"Bearer","expires_in":3600,"ext_expires_in":3600,"access_token":"{token}"}}"#
-                );
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                if tls.write_all(answer.as_bytes()).is_ok() {
-                    tls.conn.send_close_notify();
-                    let _ = tls.flush();
-                }
-            });
-        }
+    let url = tls_server::serve_requests(&pki, tls_server::Setup::default(), move |request| {
+        log.lock().unwrap().push(TokenRequest::parse(request));
+        let body = format!(
+            r#"{{"token_type":"Bearer","expires_in":3600,"ext_expires_in":3600,"access_token":"{token}"}}"#
+        );
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
     });
     FakeAuthority {
         url,
-        ca_pem,
+        ca_pem: pki.ca_pem.clone(),
         requests,
-        _dir: dir,
+        _pki: pki,
     }
-}
-
-/// Reads one request (head and `Content-Length` body); `None` when the
-/// connection or its handshake failed first.
-fn read_request(stream: &mut impl Read) -> Option<TokenRequest> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).ok()? == 0 {
-            return None;
-        }
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let path = head.split(' ').nth(1)?.to_string();
-    let length: usize = head
-        .lines()
-        .filter_map(|line| line.split_once(':'))
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).ok()?;
-    // A form body is a query string: let the URL parser decode it.
-    let mut decoder = reqwest::Url::parse("https://form.invalid/").unwrap();
-    decoder.set_query(Some(&String::from_utf8_lossy(&body)));
-    let form = decoder.query_pairs().into_owned().collect();
-    Some(TokenRequest { path, form })
 }

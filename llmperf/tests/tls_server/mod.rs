@@ -188,22 +188,44 @@ pub fn serve(pki: &TestPki, require_client_cert: bool) -> TlsServer {
 /// Serves HTTPS as `setup` says until the test process ends: every
 /// connection gets its own thread and one answer.
 pub fn serve_with(pki: &TestPki, setup: Setup) -> TlsServer {
-    let config = Arc::new(pki.server_config(setup));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base_url = format!("https://{}/v1", listener.local_addr().unwrap());
     let answered = Arc::new(AtomicU64::new(0));
     let scrapes = Arc::new(AtomicU64::new(0));
-    let server = TlsServer {
-        base_url,
-        answered: Arc::clone(&answered),
-        scrapes: Arc::clone(&scrapes),
-    };
+    let (chats, metrics) = (Arc::clone(&answered), Arc::clone(&scrapes));
+    let origin = serve_requests(pki, setup, move |request| {
+        if setup.metrics && request.starts_with("GET /metrics ") {
+            let n = chats.load(Ordering::SeqCst);
+            metrics.fetch_add(1, Ordering::SeqCst);
+            metrics_answer(&exposition(n))
+        } else {
+            chats.fetch_add(1, Ordering::SeqCst);
+            raw_server::chat_answer("Hello over TLS", "stop")
+        }
+    });
+    TlsServer {
+        base_url: format!("{origin}/v1"),
+        answered,
+        scrapes,
+    }
+}
+
+/// Serves HTTPS as `setup` says until the test process ends, answering
+/// each connection's one request (head and body, as text) with what
+/// `answer` makes of it; each connection on a thread of its own. Returns
+/// `https://127.0.0.1:PORT`.
+pub fn serve_requests(
+    pki: &TestPki,
+    setup: Setup,
+    answer: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> String {
+    let config = Arc::new(pki.server_config(setup));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("https://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
     std::thread::spawn(move || {
         for socket in listener.incoming() {
             let Ok(socket) = socket else { return };
             let config = Arc::clone(&config);
-            let answered = Arc::clone(&answered);
-            let scrapes = Arc::clone(&scrapes);
+            let answer = Arc::clone(&answer);
             std::thread::spawn(move || {
                 socket
                     .set_read_timeout(Some(Duration::from_secs(10)))
@@ -214,21 +236,13 @@ pub fn serve_with(pki: &TestPki, setup: Setup) -> TlsServer {
                 let Some(request) = raw_server::read_request(&mut tls) else {
                     return;
                 };
-                let answer = if setup.metrics && request.starts_with("GET /metrics ") {
-                    let n = answered.load(Ordering::SeqCst);
-                    scrapes.fetch_add(1, Ordering::SeqCst);
-                    metrics_answer(&exposition(n))
-                } else {
-                    answered.fetch_add(1, Ordering::SeqCst);
-                    raw_server::chat_answer("Hello over TLS", "stop")
-                };
-                let _ = tls.write_all(answer.as_bytes());
+                let _ = tls.write_all(answer(&request).as_bytes());
                 tls.conn.send_close_notify();
                 let _ = tls.flush();
             });
         }
     });
-    server
+    origin
 }
 
 /// A vLLM-style Prometheus page: `finished` successful requests, none
