@@ -1,15 +1,23 @@
 //! SageMaker requests signed with what the AWS SDK's default credential
 //! chain finds, against local fakes only: a profile chosen with `--option
 //! profile=` from shared files given by `AWS_SHARED_CREDENTIALS_FILE` /
-//! `AWS_CONFIG_FILE`, and container credentials from a fake agent on
-//! loopback (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) whose first credentials
-//! expire during the run and are renewed. The built-in endpoint verifies
-//! each SigV4 signature against its test key pair, so a run that completes
-//! was signed with the right keys. The instance metadata service is
-//! switched off (`AWS_EC2_METADATA_DISABLED`): nothing leaves the machine.
+//! `AWS_CONFIG_FILE`; container credentials from a fake agent on loopback
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) whose first credentials expire
+//! during the run and are renewed; web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
+//! and `AWS_ROLE_ARN`) exchanged at a fake STS (`AWS_ENDPOINT_URL_STS`),
+//! renewed too; IAM Identity Center profiles whose cached token (under
+//! `HOME`) a fake portal (`AWS_ENDPOINT_URL_SSO`) exchanges for role
+//! credentials, and an expired one. The built-in endpoint verifies each
+//! SigV4 signature against its test key pair, so a run that completes was
+//! signed with the right keys; where the session token matters, a relay in
+//! front of it shows which one each request carried. The instance metadata
+//! service is switched off (`AWS_EC2_METADATA_DISABLED`): nothing leaves
+//! the machine.
 //!
 //! The chain reads process-wide environment variables, so these tests live
-//! in their own binary and hold one lock while they run.
+//! in their own binary and hold one lock while they run. Chains are kept
+//! per profile and region for the life of the process, so each test uses
+//! a profile or region of its own.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
@@ -19,11 +27,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use llmperf::builtin::Server;
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
 use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
+mod aws_fakes;
 mod fault_matrix;
+mod raw_server;
+use aws_fakes::{sso_session_token, sts_session_token, Relay};
 use fault_matrix::{errors, fast_script, quiet};
 
 /// Every variable the chain reads; each test starts from none of them.
@@ -39,6 +51,13 @@ const AWS_VARIABLES: &[&str] = &[
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SSO",
+    "AWS_ENDPOINT_URL_SSO_OIDC",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "HOME",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
@@ -57,8 +76,9 @@ struct AwsEnvironment {
 
 impl AwsEnvironment {
     /// Clears every AWS variable, switches off the instance metadata
-    /// service and points the shared files into `dir` (absent unless the
-    /// test writes them), then sets `vars`.
+    /// service, points the shared files into `dir` (absent unless the test
+    /// writes them) and `HOME` at it (so the SSO token cache is
+    /// `dir/.aws/sso/cache`), then sets `vars`.
     fn new(dir: &Path, vars: &[(&str, String)]) -> AwsEnvironment {
         static LOCK: Mutex<()> = Mutex::new(());
         let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -72,6 +92,7 @@ impl AwsEnvironment {
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         std::env::set_var("AWS_CONFIG_FILE", dir.join("config"));
         std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"));
+        std::env::set_var("HOME", dir);
         for (name, value) in vars {
             std::env::set_var(name, value);
         }
@@ -291,4 +312,254 @@ fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signe
             TEST_SECRET_ACCESS_KEY,
         ],
     );
+}
+
+/// The built-in endpoint, reached through a [`Relay`] that shows how each
+/// request was signed, and the SageMaker endpoint pointing at it
+/// (credentials left to the chain).
+fn relayed_builtin(script: Script) -> (Server, Relay, Endpoint) {
+    let server = Server::start(script).unwrap();
+    let relay = Relay::start(server.addr());
+    let endpoint = Endpoint::kind("sagemaker")
+        .base_url(&relay.url)
+        .model("llmperf-tgi");
+    (server, relay, endpoint)
+}
+
+/// The session token of each request the relay saw, after checking that
+/// each was signed with the test access key id.
+fn session_tokens(relay: &Relay) -> Vec<String> {
+    relay
+        .signed()
+        .into_iter()
+        .map(|signed| {
+            assert_eq!(signed.access_key_id, TEST_ACCESS_KEY_ID);
+            signed.session_token.expect("a session token")
+        })
+        .collect()
+}
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/llmperf-bench";
+const ROLE_SESSION_NAME: &str = "llmperf-bench-pod";
+/// What a projected service account token file holds (no newline).
+const WEB_IDENTITY_TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YmVuY2gifQ.c2lnbmF0dXJl";
+
+#[test]
+fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run() {
+    // The first credentials live 2 s: renewed after 1 s, unusable after
+    // 2 s. The run lasts about 2.7 s.
+    let (sts_url, sts) = aws_fakes::sts(
+        ROLE_ARN,
+        ROLE_SESSION_NAME,
+        WEB_IDENTITY_TOKEN,
+        Duration::from_secs(2),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
+    let _env = AwsEnvironment::new(
+        dir.path(),
+        &[
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AWS_ROLE_ARN", ROLE_ARN.to_string()),
+            ("AWS_ROLE_SESSION_NAME", ROLE_SESSION_NAME.to_string()),
+            ("AWS_ENDPOINT_URL_STS", sts_url),
+            // A region no other test uses: a chain of its own.
+            ("AWS_REGION", "eu-west-3".to_string()),
+        ],
+    );
+    let (_server, relay, endpoint) = relayed_builtin(
+        Script::new()
+            .ttft(Duration::from_millis(300))
+            .inter_token(Duration::from_millis(1)),
+    );
+    let results = tempfile::tempdir().unwrap();
+    let bench = Benchmark::new()
+        .endpoint(endpoint)
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(9));
+    let outcome = run_into(results.path(), &bench);
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        9,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    assert_eq!(sts.refused(), Vec::<String>::new(), "STS refused a request");
+    assert_eq!(sts.issued(), 2, "once, then renewed before the expiry");
+    // One request after the other: the first credentials, then the renewed
+    // ones, never back.
+    let tokens = session_tokens(&relay);
+    assert_eq!(tokens.len(), 9);
+    let first = tokens
+        .iter()
+        .take_while(|t| **t == sts_session_token(1))
+        .count();
+    assert!((1..9).contains(&first), "{tokens:?}");
+    assert!(
+        tokens[first..].iter().all(|t| *t == sts_session_token(2)),
+        "{tokens:?}"
+    );
+    assert_nothing_leaks(
+        results.path(),
+        &outcome,
+        &[
+            WEB_IDENTITY_TOKEN,
+            &sts_session_token(1),
+            &sts_session_token(2),
+            TEST_SECRET_ACCESS_KEY,
+        ],
+    );
+}
+
+const SSO_ACCOUNT_ID: &str = "123456789012";
+const SSO_ROLE_NAME: &str = "BenchRole";
+const SSO_START_URL: &str = "https://llmperf-test.awsapps.com/start";
+/// The SSO cache file names: SHA-1 of the session name (`sso_session`
+/// profiles) or of the start URL (legacy profiles), as
+/// `printf %s NAME | sha1sum` prints it.
+const SSO_CACHE_SESSION: &str = "00464bc4af580b77830b40c917e94832e0b69395"; // llmperf-bench
+const SSO_CACHE_START_URL: &str = "3f80da170e31f237d86faf153ba296d3079c7a1d"; // SSO_START_URL
+
+/// Writes a config with two IAM Identity Center profiles for the same
+/// account and role: `{prefix}-session` through the `[sso-session
+/// llmperf-bench]` section, `{prefix}-legacy` with the `sso_*` keys of
+/// its own; and, as `aws sso login` leaves it, the cached `access_token`
+/// of each, expiring at `expires_at`.
+fn sso_profiles(dir: &Path, prefix: &str, access_token: &str, expires_at: SystemTime) {
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "[profile {prefix}-session]\nsso_session = llmperf-bench\nsso_account_id = {SSO_ACCOUNT_ID}\n\
+             sso_role_name = {SSO_ROLE_NAME}\nregion = eu-west-1\n\n\
+             [profile {prefix}-legacy]\nsso_start_url = {SSO_START_URL}\nsso_region = eu-west-1\n\
+             sso_account_id = {SSO_ACCOUNT_ID}\nsso_role_name = {SSO_ROLE_NAME}\nregion = eu-west-1\n\n\
+             [sso-session llmperf-bench]\nsso_start_url = {SSO_START_URL}\nsso_region = eu-west-1\n\
+             sso_registration_scopes = sso:account:access\n"
+        ),
+    )
+    .unwrap();
+    let cache = dir.join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let expires_at = humantime::format_rfc3339_seconds(expires_at);
+    let token = format!(
+        r#"{{"startUrl":"{SSO_START_URL}","region":"eu-west-1","accessToken":"{access_token}","expiresAt":"{expires_at}"}}"#
+    );
+    for name in [SSO_CACHE_SESSION, SSO_CACHE_START_URL] {
+        std::fs::write(cache.join(format!("{name}.json")), &token).unwrap();
+    }
+}
+
+#[test]
+fn sso_profiles_sign_with_the_role_credentials_the_portal_exchanges_for_the_cached_token() {
+    let access_token = "sso-access-token-from-aws-sso-login";
+    let (portal_url, portal) = aws_fakes::sso_portal(access_token, SSO_ACCOUNT_ID, SSO_ROLE_NAME);
+    let dir = tempfile::tempdir().unwrap();
+    sso_profiles(
+        dir.path(),
+        "sso",
+        access_token,
+        SystemTime::now() + Duration::from_secs(8 * 3600),
+    );
+    let _env = AwsEnvironment::new(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
+    let (_server, relay, endpoint) = relayed_builtin(fast_script());
+    let bench = Benchmark::new()
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(2).requests(4));
+
+    for (profile, n) in [("sso-session", 1), ("sso-legacy", 2)] {
+        let results = tempfile::tempdir().unwrap();
+        let outcome = run_into(
+            results.path(),
+            &bench
+                .clone()
+                .endpoint(endpoint.clone().option("profile", profile)),
+        );
+        assert_eq!(
+            outcome.summary.summary.requests.completed,
+            4,
+            "{profile}: {:?}",
+            outcome.records.iter().find_map(|r| r.error.as_ref())
+        );
+        // Each profile's chain called the portal once, with the cached
+        // token, and signed every request with what it answered.
+        assert_eq!(portal.refused(), Vec::<String>::new(), "{profile}");
+        assert_eq!(portal.issued(), n, "{profile}");
+        let tokens = session_tokens(&relay);
+        assert_eq!(tokens.len(), 4 * n, "{profile}");
+        assert!(
+            tokens[4 * (n - 1)..]
+                .iter()
+                .all(|t| *t == sso_session_token(n)),
+            "{profile}: {tokens:?}"
+        );
+        assert_nothing_leaks(
+            results.path(),
+            &outcome,
+            &[access_token, &sso_session_token(n), TEST_SECRET_ACCESS_KEY],
+        );
+    }
+}
+
+#[test]
+fn an_expired_sso_login_is_one_clear_unauthorized_error_that_says_to_log_in_again() {
+    let expired_token = "sso-access-token-expired-yesterday";
+    // The portal knows only a current token: it refuses the expired one.
+    let (portal_url, portal) =
+        aws_fakes::sso_portal("sso-access-token-current", SSO_ACCOUNT_ID, SSO_ROLE_NAME);
+    let dir = tempfile::tempdir().unwrap();
+    sso_profiles(
+        dir.path(),
+        "expired",
+        expired_token,
+        SystemTime::now() - Duration::from_secs(24 * 3600),
+    );
+    let _env = AwsEnvironment::new(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
+    let bench = Benchmark::new()
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(2))
+        .builtin_script(fast_script());
+
+    // An `sso_session` profile: the SDK sees the expiry itself and never
+    // calls the portal. A legacy profile: it sends the token, and the
+    // portal refuses it.
+    for (profile, why) in [
+        ("expired-session", "the SSO token has expired"),
+        ("expired-legacy", "Session token not found or invalid"),
+    ] {
+        let results = tempfile::tempdir().unwrap();
+        let outcome = run_into(
+            results.path(),
+            &bench
+                .clone()
+                .endpoint(sagemaker().option("profile", profile)),
+        );
+        assert_eq!(errors(&outcome, "unauthorized"), 2, "{profile}");
+        let messages: Vec<&str> = outcome
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().unwrap().message.as_str())
+            .collect();
+        assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
+        let message = messages[0];
+        assert!(message.contains(why), "{profile}: {message}");
+        assert!(message.contains("aws sso login"), "{message}");
+        assert!(
+            message.contains(&format!("profile `{profile}`")),
+            "{message}"
+        );
+        assert_nothing_leaks(results.path(), &outcome, &[expired_token]);
+        if profile == "expired-session" {
+            assert_eq!(portal.refused(), Vec::<String>::new());
+        }
+    }
+    assert!(
+        !portal.refused().is_empty(),
+        "the legacy profile's token was sent"
+    );
+    assert_eq!(portal.issued(), 0);
 }
