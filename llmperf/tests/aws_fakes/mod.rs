@@ -157,6 +157,29 @@ pub fn sts(
     (url, ledger)
 }
 
+/// A fake STS whose every answer is a `200` the SDK cannot read: real
+/// looking credentials (`secret` as the secret key, `session_token` as
+/// the session token) whose `Expiration` is no timestamp. Counts its
+/// answers as issued.
+pub fn garbled_sts(secret: &'static str, session_token: &'static str) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |_| {
+        seen.issued.fetch_add(1, Ordering::SeqCst);
+        let body = format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <AssumeRoleWithWebIdentityResult><Credentials>\
+             <AccessKeyId>{TEST_ACCESS_KEY_ID}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
+             <SessionToken>{session_token}</SessionToken><Expiration>in an hour</Expiration>\
+             </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        );
+        response("200 OK", "text/xml", "", &body)
+    });
+    (url, ledger)
+}
+
 /// A fake IAM Identity Center portal on loopback for `GetRoleCredentials`
 /// (`GET /federation/credentials?account_id=&role_name=`). It answers the
 /// test key pair with [`sso_session_token`]`(n)`, valid an hour, when the
