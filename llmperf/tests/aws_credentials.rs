@@ -2,8 +2,8 @@
 //! chain finds, against local fakes only: a profile chosen with `--option
 //! profile=` from shared files given by `AWS_SHARED_CREDENTIALS_FILE` /
 //! `AWS_CONFIG_FILE`; container credentials from a fake agent on loopback
-//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) whose first credentials expire
-//! during the run and are renewed; web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) whose credentials expire during
+//! the run and are renewed; web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
 //! and `AWS_ROLE_ARN`) exchanged at a fake STS (`AWS_ENDPOINT_URL_STS`),
 //! renewed too; IAM Identity Center profiles whose cached token (under
 //! `HOME`) a fake portal (`AWS_ENDPOINT_URL_SSO`) exchanges for role
@@ -20,11 +20,8 @@
 //! a profile or region of its own.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use llmperf::builtin::Server;
@@ -35,7 +32,7 @@ use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 mod aws_fakes;
 mod fault_matrix;
 mod raw_server;
-use aws_fakes::{sso_session_token, sts_session_token, Relay};
+use aws_fakes::{container_session_token, sso_session_token, sts_session_token, Relay};
 use fault_matrix::{errors, fast_script, quiet};
 
 /// Every variable the chain reads; each test starts from none of them.
@@ -151,6 +148,60 @@ fn assert_nothing_leaks(dir: &Path, outcome: &RunOutcome, secrets: &[&str]) {
     }
 }
 
+/// The built-in endpoint, reached through a [`Relay`] that shows how each
+/// request was signed, and the SageMaker endpoint pointing at it
+/// (credentials left to the chain).
+fn relayed_builtin(script: Script) -> (Server, Relay, Endpoint) {
+    let server = Server::start(script).unwrap();
+    let relay = Relay::start(server.addr());
+    let endpoint = Endpoint::kind("sagemaker")
+        .base_url(&relay.url)
+        .model("llmperf-tgi");
+    (server, relay, endpoint)
+}
+
+/// The session token of each request the relay saw, after checking that
+/// each was signed with the test access key id.
+fn session_tokens(relay: &Relay) -> Vec<String> {
+    relay
+        .signed()
+        .into_iter()
+        .map(|signed| {
+            assert_eq!(signed.access_key_id, TEST_ACCESS_KEY_ID);
+            signed.session_token.expect("a session token")
+        })
+        .collect()
+}
+
+/// The issue number `N` of each session token `{prefix}N`, checking that
+/// the fake issued it (`N` at most `issued`).
+fn issue_numbers(tokens: &[String], prefix: &str, issued: usize) -> Vec<usize> {
+    tokens
+        .iter()
+        .map(|token| {
+            token
+                .strip_prefix(prefix)
+                .and_then(|n| n.parse().ok())
+                .filter(|n| (1..=issued).contains(n))
+                .unwrap_or_else(|| panic!("`{token}` was not issued ({issued} were)"))
+        })
+        .collect()
+}
+
+/// Asserts that the credentials requests signed with, in the order they
+/// were sent, moved on at least once and never back: renewed during the
+/// run and used from then on.
+fn assert_renewed_mid_run(numbers: &[usize]) {
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{numbers:?}"
+    );
+    assert!(
+        numbers.first() < numbers.last(),
+        "never renewed: {numbers:?}"
+    );
+}
+
 #[test]
 fn the_profile_option_picks_which_keys_of_the_shared_files_sign() {
     let dir = tempfile::tempdir().unwrap();
@@ -212,64 +263,12 @@ fn a_profile_that_does_not_exist_is_a_clear_unauthorized_error() {
     assert!(message.contains("profile `nowhere`"), "{message}");
 }
 
-/// A fake container credentials agent (what ECS and EKS Pod Identity run)
-/// on loopback: checks the authorization token, answers the test key pair
-/// with a new session token each time, the first expiring after
-/// `first_life`, the next ones after an hour. Counts its answers.
-fn container_agent(auth: &'static str, first_life: Duration) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/v2/credentials/llmperf",
-        listener.local_addr().unwrap()
-    );
-    let served = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&served);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut authorized = false;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                authorized |=
-                    lower.starts_with("authorization:") && line.trim_end().ends_with(auth);
-            }
-            if !authorized {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                continue;
-            }
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            let life = if n == 1 {
-                first_life
-            } else {
-                Duration::from_secs(3600)
-            };
-            let expiration = humantime::format_rfc3339_seconds(SystemTime::now() + life);
-            let body = format!(
-                r#"{{"AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"container-session-token-{n}","Expiration":"{expiration}"}}"#
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, served)
-}
-
 #[test]
 fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signed() {
     let auth = "container-authorization-token-abcdef";
-    // The first credentials live 3 s: renewed after about 1.5 s, unusable
-    // after 3 s. The run lasts about 4.5 s.
-    let (url, served) = container_agent(auth, Duration::from_secs(3));
+    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The run
+    // lasts about 2.7 s.
+    let (url, agent) = aws_fakes::container_agent(auth, Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let _env = AwsEnvironment::new(
         dir.path(),
@@ -279,64 +278,34 @@ fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signe
             ("AWS_REGION", "ap-southeast-2".to_string()),
         ],
     );
+    let (_server, relay, endpoint) = relayed_builtin(
+        Script::new()
+            .ttft(Duration::from_millis(300))
+            .inter_token(Duration::from_millis(1)),
+    );
     let results = tempfile::tempdir().unwrap();
     let bench = Benchmark::new()
-        .endpoint(sagemaker())
+        .endpoint(endpoint)
         .workload(Workload::token_lengths(30, 0, 5, 0))
-        .load(Load::closed(1).requests(15))
-        .builtin_script(
-            Script::new()
-                .ttft(Duration::from_millis(300))
-                .inter_token(Duration::from_millis(1)),
-        );
+        .load(Load::closed(1).requests(9));
     let outcome = run_into(results.path(), &bench);
-    let requests = &outcome.summary.summary.requests;
     assert_eq!(
-        requests.completed,
-        15,
+        outcome.summary.summary.requests.completed,
+        9,
         "{:?}",
         outcome.records.iter().find_map(|r| r.error.as_ref())
     );
-    let fetched = served.load(Ordering::SeqCst);
-    assert!(
-        (2..=4).contains(&fetched),
-        "credentials fetched {fetched} times: once, then renewed before expiry"
+    assert_eq!(agent.refused(), Vec::<String>::new());
+    let numbers = issue_numbers(
+        &session_tokens(&relay),
+        "container-session-token-",
+        agent.issued(),
     );
-    assert_nothing_leaks(
-        results.path(),
-        &outcome,
-        &[
-            auth,
-            "container-session-token-1",
-            "container-session-token-2",
-            TEST_SECRET_ACCESS_KEY,
-        ],
-    );
-}
-
-/// The built-in endpoint, reached through a [`Relay`] that shows how each
-/// request was signed, and the SageMaker endpoint pointing at it
-/// (credentials left to the chain).
-fn relayed_builtin(script: Script) -> (Server, Relay, Endpoint) {
-    let server = Server::start(script).unwrap();
-    let relay = Relay::start(server.addr());
-    let endpoint = Endpoint::kind("sagemaker")
-        .base_url(&relay.url)
-        .model("llmperf-tgi");
-    (server, relay, endpoint)
-}
-
-/// The session token of each request the relay saw, after checking that
-/// each was signed with the test access key id.
-fn session_tokens(relay: &Relay) -> Vec<String> {
-    relay
-        .signed()
-        .into_iter()
-        .map(|signed| {
-            assert_eq!(signed.access_key_id, TEST_ACCESS_KEY_ID);
-            signed.session_token.expect("a session token")
-        })
-        .collect()
+    assert_renewed_mid_run(&numbers);
+    let tokens: Vec<String> = (1..=agent.issued()).map(container_session_token).collect();
+    let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    secrets.extend([auth, TEST_SECRET_ACCESS_KEY]);
+    assert_nothing_leaks(results.path(), &outcome, &secrets);
 }
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/llmperf-bench";
@@ -347,8 +316,8 @@ const WEB_IDENTITY_TOKEN: &str =
 
 #[test]
 fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run() {
-    // The first credentials live 2 s: renewed after 1 s, unusable after
-    // 2 s. The run lasts about 2.7 s.
+    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The
+    // run lasts about 2.7 s.
     let (sts_url, sts) = aws_fakes::sts(
         ROLE_ARN,
         ROLE_SESSION_NAME,
@@ -390,30 +359,13 @@ fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run(
         outcome.records.iter().find_map(|r| r.error.as_ref())
     );
     assert_eq!(sts.refused(), Vec::<String>::new(), "STS refused a request");
-    assert_eq!(sts.issued(), 2, "once, then renewed before the expiry");
-    // One request after the other: the first credentials, then the renewed
-    // ones, never back.
-    let tokens = session_tokens(&relay);
-    assert_eq!(tokens.len(), 9);
-    let first = tokens
-        .iter()
-        .take_while(|t| **t == sts_session_token(1))
-        .count();
-    assert!((1..9).contains(&first), "{tokens:?}");
-    assert!(
-        tokens[first..].iter().all(|t| *t == sts_session_token(2)),
-        "{tokens:?}"
-    );
-    assert_nothing_leaks(
-        results.path(),
-        &outcome,
-        &[
-            WEB_IDENTITY_TOKEN,
-            &sts_session_token(1),
-            &sts_session_token(2),
-            TEST_SECRET_ACCESS_KEY,
-        ],
-    );
+    let numbers = issue_numbers(&session_tokens(&relay), "sts-session-token-", sts.issued());
+    assert_eq!(numbers.len(), 9);
+    assert_renewed_mid_run(&numbers);
+    let tokens: Vec<String> = (1..=sts.issued()).map(sts_session_token).collect();
+    let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    secrets.extend([WEB_IDENTITY_TOKEN, TEST_SECRET_ACCESS_KEY]);
+    assert_nothing_leaks(results.path(), &outcome, &secrets);
 }
 
 #[test]
@@ -512,7 +464,11 @@ fn sso_profiles_sign_with_the_role_credentials_the_portal_exchanges_for_the_cach
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(2).requests(4));
 
-    for (profile, n) in [("sso-session", 1), ("sso-legacy", 2)] {
+    // Each profile's chain asks the portal, with the cached token, for
+    // credentials of its own, and signs every request of its run with them.
+    let mut used = Vec::new();
+    for profile in ["sso-session", "sso-legacy"] {
+        let before = relay.signed().len();
         let results = tempfile::tempdir().unwrap();
         let outcome = run_into(
             results.path(),
@@ -526,24 +482,24 @@ fn sso_profiles_sign_with_the_role_credentials_the_portal_exchanges_for_the_cach
             "{profile}: {:?}",
             outcome.records.iter().find_map(|r| r.error.as_ref())
         );
-        // Each profile's chain called the portal once, with the cached
-        // token, and signed every request with what it answered.
         assert_eq!(portal.refused(), Vec::<String>::new(), "{profile}");
-        assert_eq!(portal.issued(), n, "{profile}");
-        let tokens = session_tokens(&relay);
-        assert_eq!(tokens.len(), 4 * n, "{profile}");
-        assert!(
-            tokens[4 * (n - 1)..]
-                .iter()
-                .all(|t| *t == sso_session_token(n)),
-            "{profile}: {tokens:?}"
+        let numbers = issue_numbers(
+            &session_tokens(&relay)[before..],
+            "sso-session-token-",
+            portal.issued(),
         );
-        assert_nothing_leaks(
-            results.path(),
-            &outcome,
-            &[access_token, &sso_session_token(n), TEST_SECRET_ACCESS_KEY],
-        );
+        assert_eq!(numbers.len(), 4, "{profile}");
+        assert!(numbers.iter().all(|n| *n == numbers[0]), "{numbers:?}");
+        used.push(numbers[0]);
+        let tokens: Vec<String> = (1..=portal.issued()).map(sso_session_token).collect();
+        let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        secrets.extend([access_token, TEST_SECRET_ACCESS_KEY]);
+        assert_nothing_leaks(results.path(), &outcome, &secrets);
     }
+    assert_ne!(
+        used[0], used[1],
+        "the two profiles' chains shared credentials"
+    );
 }
 
 #[test]

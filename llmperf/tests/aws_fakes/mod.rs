@@ -1,6 +1,8 @@
 //! Fakes of the AWS services the default credential chain calls, on
 //! loopback, and a relay that shows what llmperf signed with.
 //!
+//! - [`container_agent`]: the container credentials agent ECS and EKS Pod
+//!   Identity run, reached through `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
 //! - [`sts`]: STS `AssumeRoleWithWebIdentity` (what Kubernetes service
 //!   accounts and EKS IRSA use), reached through `AWS_ENDPOINT_URL_STS`.
 //! - [`sso_portal`]: the IAM Identity Center portal's `GetRoleCredentials`,
@@ -12,7 +14,10 @@
 //!
 //! Each fake hands out the built-in endpoint's test key pair (so the
 //! signatures verify) with a session token of its own, numbered in the
-//! order it issued them.
+//! order it issued them. Its counts are lower bounds of what one test
+//! caused: the chains of earlier tests live on in the process and resolve
+//! again from whatever the environment then says, this test's fakes
+//! included. So tests check what each request carried.
 //!
 //! Included by test files with `mod aws_fakes;` (after `mod raw_server;`).
 
@@ -53,6 +58,12 @@ impl Ledger {
     }
 }
 
+/// The session token a fake container agent issues with its `n`th
+/// credentials.
+pub fn container_session_token(n: usize) -> String {
+    format!("container-session-token-{n}")
+}
+
 /// The session token a fake STS issues with its `n`th credentials.
 pub fn sts_session_token(n: usize) -> String {
     format!("sts-session-token-{n}")
@@ -83,17 +94,45 @@ fn response(status: &str, content_type: &str, extra: &str, body: &str) -> String
     )
 }
 
+/// A fake container credentials agent on loopback: when the
+/// `Authorization` header is `auth`, answers the test key pair with
+/// [`container_session_token`]`(n)`, expiring after `life`; otherwise 401.
+/// Returns its URL (for `AWS_CONTAINER_CREDENTIALS_FULL_URI`) and its
+/// ledger.
+pub fn container_agent(auth: &'static str, life: Duration) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/v2/credentials/llmperf",
+        listener.local_addr().unwrap()
+    );
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        if header_values(request, "authorization") != [auth] {
+            seen.refuse("authorization");
+            return response("401 Unauthorized", "application/json", "", "{}");
+        }
+        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let expiration = humantime::format_rfc3339_millis(SystemTime::now() + life);
+        let body = format!(
+            r#"{{"AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"{}","Expiration":"{expiration}"}}"#,
+            container_session_token(n)
+        );
+        response("200 OK", "application/json", "", &body)
+    });
+    (url, ledger)
+}
+
 /// A fake STS on loopback for `AssumeRoleWithWebIdentity`. It checks the
 /// posted form (the action, `role_arn`, `session_name`, and `token`: the
 /// content of the token file) and answers STS's XML with the test key
-/// pair and [`sts_session_token`]`(n)`, the first credentials expiring
-/// after `first_life`, the next ones after an hour. Returns its URL (for
-/// `AWS_ENDPOINT_URL_STS`) and its ledger.
+/// pair and [`sts_session_token`]`(n)`, expiring after `life`. Returns
+/// its URL (for `AWS_ENDPOINT_URL_STS`) and its ledger.
 pub fn sts(
     role_arn: &'static str,
     session_name: &'static str,
     token: &'static str,
-    first_life: Duration,
+    life: Duration,
 ) -> (String, Ledger) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -129,11 +168,6 @@ pub fn sts(
             return response("400 Bad Request", "text/xml", "", body);
         }
         let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        let life = if n == 1 {
-            first_life
-        } else {
-            Duration::from_secs(3600)
-        };
         let expiration = humantime::format_rfc3339_millis(SystemTime::now() + life);
         let session_token = sts_session_token(n);
         let body = format!(
