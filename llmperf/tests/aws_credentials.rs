@@ -1,29 +1,38 @@
 //! SageMaker requests signed with what the AWS SDK's default credential
 //! chain finds, against local fakes only: a profile chosen with `--option
 //! profile=` from shared files given by `AWS_SHARED_CREDENTIALS_FILE` /
-//! `AWS_CONFIG_FILE`, and container credentials from a fake agent on
-//! loopback (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) whose first credentials
-//! expire during the run and are renewed. The built-in endpoint verifies
-//! each SigV4 signature against its test key pair, so a run that completes
-//! was signed with the right keys. The instance metadata service is
-//! switched off (`AWS_EC2_METADATA_DISABLED`): nothing leaves the machine.
+//! `AWS_CONFIG_FILE`; container credentials from a fake agent on loopback
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) whose credentials expire during
+//! the run and are renewed; web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`
+//! and `AWS_ROLE_ARN`) exchanged at a fake STS (`AWS_ENDPOINT_URL_STS`),
+//! renewed too; IAM Identity Center profiles whose cached token (under
+//! `HOME`) a fake portal (`AWS_ENDPOINT_URL_SSO`) exchanges for role
+//! credentials, and an expired one. The built-in endpoint verifies each
+//! SigV4 signature against its test key pair, so a run that completes was
+//! signed with the right keys; where the session token matters, a relay in
+//! front of it shows which one each request carried. The instance metadata
+//! service is switched off (`AWS_EC2_METADATA_DISABLED`): nothing leaves
+//! the machine.
 //!
 //! The chain reads process-wide environment variables, so these tests live
-//! in their own binary and hold one lock while they run.
+//! in their own binary and hold one lock while they run. Chains are kept
+//! per profile and region for the life of the process, so each test uses
+//! a profile or region of its own.
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use llmperf::builtin::Server;
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
 use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
+mod aws_fakes;
 mod fault_matrix;
+mod raw_server;
+use aws_fakes::{container_session_token, sso_session_token, sts_session_token, Relay};
 use fault_matrix::{errors, fast_script, quiet};
 
 /// Every variable the chain reads; each test starts from none of them.
@@ -39,6 +48,13 @@ const AWS_VARIABLES: &[&str] = &[
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_SSO",
+    "AWS_ENDPOINT_URL_SSO_OIDC",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+    "HOME",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
@@ -57,8 +73,9 @@ struct AwsEnvironment {
 
 impl AwsEnvironment {
     /// Clears every AWS variable, switches off the instance metadata
-    /// service and points the shared files into `dir` (absent unless the
-    /// test writes them), then sets `vars`.
+    /// service, points the shared files into `dir` (absent unless the test
+    /// writes them) and `HOME` at it (so the SSO token cache is
+    /// `dir/.aws/sso/cache`), then sets `vars`.
     fn new(dir: &Path, vars: &[(&str, String)]) -> AwsEnvironment {
         static LOCK: Mutex<()> = Mutex::new(());
         let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -72,6 +89,7 @@ impl AwsEnvironment {
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
         std::env::set_var("AWS_CONFIG_FILE", dir.join("config"));
         std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"));
+        std::env::set_var("HOME", dir);
         for (name, value) in vars {
             std::env::set_var(name, value);
         }
@@ -128,6 +146,60 @@ fn assert_nothing_leaks(dir: &Path, outcome: &RunOutcome, secrets: &[&str]) {
             );
         }
     }
+}
+
+/// The built-in endpoint, reached through a [`Relay`] that shows how each
+/// request was signed, and the SageMaker endpoint pointing at it
+/// (credentials left to the chain).
+fn relayed_builtin(script: Script) -> (Server, Relay, Endpoint) {
+    let server = Server::start(script).unwrap();
+    let relay = Relay::start(server.addr());
+    let endpoint = Endpoint::kind("sagemaker")
+        .base_url(&relay.url)
+        .model("llmperf-tgi");
+    (server, relay, endpoint)
+}
+
+/// The session token of each request the relay saw, after checking that
+/// each was signed with the test access key id.
+fn session_tokens(relay: &Relay) -> Vec<String> {
+    relay
+        .signed()
+        .into_iter()
+        .map(|signed| {
+            assert_eq!(signed.access_key_id, TEST_ACCESS_KEY_ID);
+            signed.session_token.expect("a session token")
+        })
+        .collect()
+}
+
+/// The issue number `N` of each session token `{prefix}N`, checking that
+/// the fake issued it (`N` at most `issued`).
+fn issue_numbers(tokens: &[String], prefix: &str, issued: usize) -> Vec<usize> {
+    tokens
+        .iter()
+        .map(|token| {
+            token
+                .strip_prefix(prefix)
+                .and_then(|n| n.parse().ok())
+                .filter(|n| (1..=issued).contains(n))
+                .unwrap_or_else(|| panic!("`{token}` was not issued ({issued} were)"))
+        })
+        .collect()
+}
+
+/// Asserts that the credentials requests signed with, in the order they
+/// were sent, moved on at least once and never back: renewed during the
+/// run and used from then on.
+fn assert_renewed_mid_run(numbers: &[usize]) {
+    assert!(
+        numbers.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{numbers:?}"
+    );
+    assert!(
+        numbers.first() < numbers.last(),
+        "never renewed: {numbers:?}"
+    );
 }
 
 #[test]
@@ -191,64 +263,12 @@ fn a_profile_that_does_not_exist_is_a_clear_unauthorized_error() {
     assert!(message.contains("profile `nowhere`"), "{message}");
 }
 
-/// A fake container credentials agent (what ECS and EKS Pod Identity run)
-/// on loopback: checks the authorization token, answers the test key pair
-/// with a new session token each time, the first expiring after
-/// `first_life`, the next ones after an hour. Counts its answers.
-fn container_agent(auth: &'static str, first_life: Duration) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!(
-        "http://{}/v2/credentials/llmperf",
-        listener.local_addr().unwrap()
-    );
-    let served = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&served);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut authorized = false;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                authorized |=
-                    lower.starts_with("authorization:") && line.trim_end().ends_with(auth);
-            }
-            if !authorized {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                continue;
-            }
-            let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            let life = if n == 1 {
-                first_life
-            } else {
-                Duration::from_secs(3600)
-            };
-            let expiration = humantime::format_rfc3339_seconds(SystemTime::now() + life);
-            let body = format!(
-                r#"{{"AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"container-session-token-{n}","Expiration":"{expiration}"}}"#
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, served)
-}
-
 #[test]
 fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signed() {
     let auth = "container-authorization-token-abcdef";
-    // The first credentials live 3 s: renewed after about 1.5 s, unusable
-    // after 3 s. The run lasts about 4.5 s.
-    let (url, served) = container_agent(auth, Duration::from_secs(3));
+    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The run
+    // lasts about 2.7 s.
+    let (url, agent) = aws_fakes::container_agent(auth, Duration::from_secs(2));
     let dir = tempfile::tempdir().unwrap();
     let _env = AwsEnvironment::new(
         dir.path(),
@@ -258,37 +278,285 @@ fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signe
             ("AWS_REGION", "ap-southeast-2".to_string()),
         ],
     );
+    let (_server, relay, endpoint) = relayed_builtin(
+        Script::new()
+            .ttft(Duration::from_millis(300))
+            .inter_token(Duration::from_millis(1)),
+    );
+    let results = tempfile::tempdir().unwrap();
+    let bench = Benchmark::new()
+        .endpoint(endpoint)
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(9));
+    let outcome = run_into(results.path(), &bench);
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        9,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    assert_eq!(agent.refused(), Vec::<String>::new());
+    let numbers = issue_numbers(
+        &session_tokens(&relay),
+        "container-session-token-",
+        agent.issued(),
+    );
+    assert_renewed_mid_run(&numbers);
+    let tokens: Vec<String> = (1..=agent.issued()).map(container_session_token).collect();
+    let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    secrets.extend([auth, TEST_SECRET_ACCESS_KEY]);
+    assert_nothing_leaks(results.path(), &outcome, &secrets);
+}
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/llmperf-bench";
+const ROLE_SESSION_NAME: &str = "llmperf-bench-pod";
+/// What a projected service account token file holds (no newline).
+const WEB_IDENTITY_TOKEN: &str =
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YmVuY2gifQ.c2lnbmF0dXJl";
+
+#[test]
+fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run() {
+    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The
+    // run lasts about 2.7 s.
+    let (sts_url, sts) = aws_fakes::sts(
+        ROLE_ARN,
+        ROLE_SESSION_NAME,
+        WEB_IDENTITY_TOKEN,
+        Duration::from_secs(2),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
+    let _env = AwsEnvironment::new(
+        dir.path(),
+        &[
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AWS_ROLE_ARN", ROLE_ARN.to_string()),
+            ("AWS_ROLE_SESSION_NAME", ROLE_SESSION_NAME.to_string()),
+            ("AWS_ENDPOINT_URL_STS", sts_url),
+            // A region no other test uses: a chain of its own.
+            ("AWS_REGION", "eu-west-3".to_string()),
+        ],
+    );
+    let (_server, relay, endpoint) = relayed_builtin(
+        Script::new()
+            .ttft(Duration::from_millis(300))
+            .inter_token(Duration::from_millis(1)),
+    );
+    let results = tempfile::tempdir().unwrap();
+    let bench = Benchmark::new()
+        .endpoint(endpoint)
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(9));
+    let outcome = run_into(results.path(), &bench);
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        9,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    assert_eq!(sts.refused(), Vec::<String>::new(), "STS refused a request");
+    let numbers = issue_numbers(&session_tokens(&relay), "sts-session-token-", sts.issued());
+    assert_eq!(numbers.len(), 9);
+    assert_renewed_mid_run(&numbers);
+    let tokens: Vec<String> = (1..=sts.issued()).map(sts_session_token).collect();
+    let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    secrets.extend([WEB_IDENTITY_TOKEN, TEST_SECRET_ACCESS_KEY]);
+    assert_nothing_leaks(results.path(), &outcome, &secrets);
+}
+
+#[test]
+#[ignore = "fails until chain.rs stops formatting the chain's errors with DisplayErrorContext, \
+            whose Debug tail quotes the raw STS answer, credentials included"]
+fn an_sts_answer_the_sdk_cannot_read_is_an_unauthorized_error_that_quotes_none_of_it() {
+    let secret = "garbled-sts-secret-access-key";
+    let session_token = "garbled-sts-session-token";
+    let (sts_url, sts) = aws_fakes::garbled_sts(secret, session_token);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
+    let _env = AwsEnvironment::new(
+        dir.path(),
+        &[
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AWS_ROLE_ARN", ROLE_ARN.to_string()),
+            ("AWS_ENDPOINT_URL_STS", sts_url),
+            // A region no other test uses: a chain of its own.
+            ("AWS_REGION", "eu-south-1".to_string()),
+        ],
+    );
     let results = tempfile::tempdir().unwrap();
     let bench = Benchmark::new()
         .endpoint(sagemaker())
         .workload(Workload::token_lengths(30, 0, 5, 0))
-        .load(Load::closed(1).requests(15))
-        .builtin_script(
-            Script::new()
-                .ttft(Duration::from_millis(300))
-                .inter_token(Duration::from_millis(1)),
-        );
+        .load(Load::closed(1).requests(2))
+        .builtin_script(fast_script());
     let outcome = run_into(results.path(), &bench);
-    let requests = &outcome.summary.summary.requests;
-    assert_eq!(
-        requests.completed,
-        15,
-        "{:?}",
-        outcome.records.iter().find_map(|r| r.error.as_ref())
-    );
-    let fetched = served.load(Ordering::SeqCst);
-    assert!(
-        (2..=4).contains(&fetched),
-        "credentials fetched {fetched} times: once, then renewed before expiry"
-    );
+    assert_eq!(errors(&outcome, "unauthorized"), 2);
+    assert!(sts.issued() >= 1, "STS was asked");
+    let message = &outcome.records[0].error.as_ref().unwrap().message;
+    assert!(message.contains("error parsing XML"), "{message}");
     assert_nothing_leaks(
         results.path(),
         &outcome,
-        &[
-            auth,
-            "container-session-token-1",
-            "container-session-token-2",
-            TEST_SECRET_ACCESS_KEY,
-        ],
+        &[secret, session_token, WEB_IDENTITY_TOKEN],
     );
+}
+
+const SSO_ACCOUNT_ID: &str = "123456789012";
+const SSO_ROLE_NAME: &str = "BenchRole";
+const SSO_START_URL: &str = "https://llmperf-test.awsapps.com/start";
+/// The SSO cache file names: SHA-1 of the session name (`sso_session`
+/// profiles) or of the start URL (legacy profiles), as
+/// `printf %s NAME | sha1sum` prints it.
+const SSO_CACHE_SESSION: &str = "00464bc4af580b77830b40c917e94832e0b69395"; // llmperf-bench
+const SSO_CACHE_START_URL: &str = "3f80da170e31f237d86faf153ba296d3079c7a1d"; // SSO_START_URL
+
+/// Writes a config with two IAM Identity Center profiles for the same
+/// account and role: `{prefix}-session` through the `[sso-session
+/// llmperf-bench]` section, `{prefix}-legacy` with the `sso_*` keys of
+/// its own; and, as `aws sso login` leaves it, the cached `access_token`
+/// of each, expiring at `expires_at`.
+fn sso_profiles(dir: &Path, prefix: &str, access_token: &str, expires_at: SystemTime) {
+    std::fs::write(
+        dir.join("config"),
+        format!(
+            "[profile {prefix}-session]\nsso_session = llmperf-bench\nsso_account_id = {SSO_ACCOUNT_ID}\n\
+             sso_role_name = {SSO_ROLE_NAME}\nregion = eu-west-1\n\n\
+             [profile {prefix}-legacy]\nsso_start_url = {SSO_START_URL}\nsso_region = eu-west-1\n\
+             sso_account_id = {SSO_ACCOUNT_ID}\nsso_role_name = {SSO_ROLE_NAME}\nregion = eu-west-1\n\n\
+             [sso-session llmperf-bench]\nsso_start_url = {SSO_START_URL}\nsso_region = eu-west-1\n\
+             sso_registration_scopes = sso:account:access\n"
+        ),
+    )
+    .unwrap();
+    let cache = dir.join(".aws/sso/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let expires_at = humantime::format_rfc3339_seconds(expires_at);
+    let token = format!(
+        r#"{{"startUrl":"{SSO_START_URL}","region":"eu-west-1","accessToken":"{access_token}","expiresAt":"{expires_at}"}}"#
+    );
+    for name in [SSO_CACHE_SESSION, SSO_CACHE_START_URL] {
+        std::fs::write(cache.join(format!("{name}.json")), &token).unwrap();
+    }
+}
+
+#[test]
+fn sso_profiles_sign_with_the_role_credentials_the_portal_exchanges_for_the_cached_token() {
+    let access_token = "sso-access-token-from-aws-sso-login";
+    let (portal_url, portal) = aws_fakes::sso_portal(access_token, SSO_ACCOUNT_ID, SSO_ROLE_NAME);
+    let dir = tempfile::tempdir().unwrap();
+    sso_profiles(
+        dir.path(),
+        "sso",
+        access_token,
+        SystemTime::now() + Duration::from_secs(8 * 3600),
+    );
+    let _env = AwsEnvironment::new(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
+    let (_server, relay, endpoint) = relayed_builtin(fast_script());
+    let bench = Benchmark::new()
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(2).requests(4));
+
+    // Each profile's chain asks the portal, with the cached token, for
+    // credentials of its own, and signs every request of its run with them.
+    let mut used = Vec::new();
+    for profile in ["sso-session", "sso-legacy"] {
+        let before = relay.signed().len();
+        let results = tempfile::tempdir().unwrap();
+        let outcome = run_into(
+            results.path(),
+            &bench
+                .clone()
+                .endpoint(endpoint.clone().option("profile", profile)),
+        );
+        assert_eq!(
+            outcome.summary.summary.requests.completed,
+            4,
+            "{profile}: {:?}",
+            outcome.records.iter().find_map(|r| r.error.as_ref())
+        );
+        assert_eq!(portal.refused(), Vec::<String>::new(), "{profile}");
+        let numbers = issue_numbers(
+            &session_tokens(&relay)[before..],
+            "sso-session-token-",
+            portal.issued(),
+        );
+        assert_eq!(numbers.len(), 4, "{profile}");
+        assert!(numbers.iter().all(|n| *n == numbers[0]), "{numbers:?}");
+        used.push(numbers[0]);
+        let tokens: Vec<String> = (1..=portal.issued()).map(sso_session_token).collect();
+        let mut secrets: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        secrets.extend([access_token, TEST_SECRET_ACCESS_KEY]);
+        assert_nothing_leaks(results.path(), &outcome, &secrets);
+    }
+    assert_ne!(
+        used[0], used[1],
+        "the two profiles' chains shared credentials"
+    );
+}
+
+#[test]
+fn an_expired_sso_login_is_one_clear_unauthorized_error_that_says_to_log_in_again() {
+    let expired_token = "sso-access-token-expired-yesterday";
+    // The portal knows only a current token: it refuses the expired one.
+    let (portal_url, portal) =
+        aws_fakes::sso_portal("sso-access-token-current", SSO_ACCOUNT_ID, SSO_ROLE_NAME);
+    let dir = tempfile::tempdir().unwrap();
+    sso_profiles(
+        dir.path(),
+        "expired",
+        expired_token,
+        SystemTime::now() - Duration::from_secs(24 * 3600),
+    );
+    let _env = AwsEnvironment::new(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
+    let bench = Benchmark::new()
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(2))
+        .builtin_script(fast_script());
+
+    // An `sso_session` profile: the SDK sees the expiry itself and never
+    // calls the portal. A legacy profile: it sends the token, and the
+    // portal refuses it.
+    for (profile, why) in [
+        ("expired-session", "the SSO token has expired"),
+        ("expired-legacy", "Session token not found or invalid"),
+    ] {
+        let results = tempfile::tempdir().unwrap();
+        let outcome = run_into(
+            results.path(),
+            &bench
+                .clone()
+                .endpoint(sagemaker().option("profile", profile)),
+        );
+        assert_eq!(errors(&outcome, "unauthorized"), 2, "{profile}");
+        let messages: Vec<&str> = outcome
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().unwrap().message.as_str())
+            .collect();
+        assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
+        let message = messages[0];
+        assert!(message.contains(why), "{profile}: {message}");
+        assert!(message.contains("aws sso login"), "{message}");
+        assert!(
+            message.contains(&format!("profile `{profile}`")),
+            "{message}"
+        );
+        assert_nothing_leaks(results.path(), &outcome, &[expired_token]);
+        if profile == "expired-session" {
+            assert_eq!(portal.refused(), Vec::<String>::new());
+        }
+    }
+    assert!(
+        !portal.refused().is_empty(),
+        "the legacy profile's token was sent"
+    );
+    assert_eq!(portal.issued(), 0);
 }

@@ -1,0 +1,373 @@
+//! Fakes of the AWS services the default credential chain calls, on
+//! loopback, and a relay that shows what llmperf signed with.
+//!
+//! - [`container_agent`]: the container credentials agent ECS and EKS Pod
+//!   Identity run, reached through `AWS_CONTAINER_CREDENTIALS_FULL_URI`.
+//! - [`sts`]: STS `AssumeRoleWithWebIdentity` (what Kubernetes service
+//!   accounts and EKS IRSA use), reached through `AWS_ENDPOINT_URL_STS`.
+//! - [`sso_portal`]: the IAM Identity Center portal's `GetRoleCredentials`,
+//!   reached through `AWS_ENDPOINT_URL_SSO`.
+//! - [`Relay`]: a TCP relay in front of the built-in endpoint keeping the
+//!   bytes llmperf sent. The built-in endpoint checks signatures against
+//!   its test key pair with whatever session token a request carries, so
+//!   only the relay can tell which session token was sent.
+//!
+//! Each fake hands out the built-in endpoint's test key pair (so the
+//! signatures verify) with a session token of its own, numbered in the
+//! order it issued them. Its counts are lower bounds of what one test
+//! caused: the chains of earlier tests live on in the process and resolve
+//! again from whatever the environment then says, this test's fakes
+//! included. So tests check what each request carried.
+//!
+//! Included by test files with `mod aws_fakes;` (after `mod raw_server;`).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
+
+use crate::raw_server::{header_values, read_request};
+
+/// What a fake saw: credentials it issued, and why it refused the requests
+/// it refused (which field was wrong, never its value).
+#[derive(Clone, Default)]
+pub struct Ledger {
+    issued: Arc<AtomicUsize>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ledger {
+    /// How many credentials the fake issued.
+    pub fn issued(&self) -> usize {
+        self.issued.load(Ordering::SeqCst)
+    }
+
+    /// Why each refused request was refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
+    }
+
+    fn refuse(&self, why: impl Into<String>) {
+        self.refused.lock().unwrap().push(why.into());
+    }
+}
+
+/// The session token a fake container agent issues with its `n`th
+/// credentials.
+pub fn container_session_token(n: usize) -> String {
+    format!("container-session-token-{n}")
+}
+
+/// The session token a fake STS issues with its `n`th credentials.
+pub fn sts_session_token(n: usize) -> String {
+    format!("sts-session-token-{n}")
+}
+
+/// The session token a fake SSO portal issues with its `n`th credentials.
+pub fn sso_session_token(n: usize) -> String {
+    format!("sso-session-token-{n}")
+}
+
+/// Serves each connection of `listener` (one request each) on one thread:
+/// `answer` gets the request as text and returns the whole response.
+fn serve(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 'static) {
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { continue };
+            if let Some(request) = read_request(&mut socket) {
+                let _ = socket.write_all(answer(&request).as_bytes());
+            }
+        }
+    });
+}
+
+fn response(status: &str, content_type: &str, extra: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// A fake container credentials agent on loopback: when the
+/// `Authorization` header is `auth`, answers the test key pair with
+/// [`container_session_token`]`(n)`, expiring after `life`; otherwise 401.
+/// Returns its URL (for `AWS_CONTAINER_CREDENTIALS_FULL_URI`) and its
+/// ledger.
+pub fn container_agent(auth: &'static str, life: Duration) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/v2/credentials/llmperf",
+        listener.local_addr().unwrap()
+    );
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        if header_values(request, "authorization") != [auth] {
+            seen.refuse("authorization");
+            return response("401 Unauthorized", "application/json", "", "{}");
+        }
+        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let expiration = humantime::format_rfc3339_millis(SystemTime::now() + life);
+        let body = format!(
+            r#"{{"AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"{}","Expiration":"{expiration}"}}"#,
+            container_session_token(n)
+        );
+        response("200 OK", "application/json", "", &body)
+    });
+    (url, ledger)
+}
+
+/// A fake STS on loopback for `AssumeRoleWithWebIdentity`. It checks the
+/// posted form (the action, `role_arn`, `session_name`, and `token`: the
+/// content of the token file) and answers STS's XML with the test key
+/// pair and [`sts_session_token`]`(n)`, expiring after `life`. Returns
+/// its URL (for `AWS_ENDPOINT_URL_STS`) and its ledger.
+pub fn sts(
+    role_arn: &'static str,
+    session_name: &'static str,
+    token: &'static str,
+    life: Duration,
+) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        let (head, body) = request.split_once("\r\n\r\n").unwrap_or((request, ""));
+        // The form, decoded as a URL's query is.
+        let form = reqwest::Url::parse(&format!("http://sts/?{body}")).unwrap();
+        let field = |name: &str| {
+            form.query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        let expected = [
+            ("Action", "AssumeRoleWithWebIdentity"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", role_arn),
+            ("RoleSessionName", session_name),
+            ("WebIdentityToken", token),
+        ];
+        let wrong: Vec<&str> = expected
+            .iter()
+            .filter(|(name, value)| field(name).as_deref() != Some(*value))
+            .map(|(name, _)| *name)
+            .collect();
+        if !head.starts_with("POST / HTTP/1.1\r\n") || !wrong.is_empty() {
+            seen.refuse(format!(
+                "{} wrong: {wrong:?}",
+                head.lines().next().unwrap_or("")
+            ));
+            let body = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>The web identity token or role does not match</Message></Error><RequestId>llmperf-fake</RequestId></ErrorResponse>";
+            return response("400 Bad Request", "text/xml", "", body);
+        }
+        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let expiration = humantime::format_rfc3339_millis(SystemTime::now() + life);
+        let session_token = sts_session_token(n);
+        let body = format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <AssumeRoleWithWebIdentityResult>\
+             <SubjectFromWebIdentityToken>system:serviceaccount:bench:llmperf</SubjectFromWebIdentityToken>\
+             <Audience>sts.amazonaws.com</Audience>\
+             <AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/llmperf-bench/{session_name}</Arn>\
+             <AssumedRoleId>AROAEXAMPLEID:{session_name}</AssumedRoleId></AssumedRoleUser>\
+             <Credentials><AccessKeyId>{TEST_ACCESS_KEY_ID}</AccessKeyId>\
+             <SecretAccessKey>{TEST_SECRET_ACCESS_KEY}</SecretAccessKey>\
+             <SessionToken>{session_token}</SessionToken>\
+             <Expiration>{expiration}</Expiration></Credentials>\
+             <Provider>arn:aws:iam::123456789012:oidc-provider/oidc.eks.example</Provider>\
+             </AssumeRoleWithWebIdentityResult>\
+             <ResponseMetadata><RequestId>llmperf-fake-{n}</RequestId></ResponseMetadata>\
+             </AssumeRoleWithWebIdentityResponse>"
+        );
+        response("200 OK", "text/xml", "", &body)
+    });
+    (url, ledger)
+}
+
+/// A fake STS whose every answer is a `200` the SDK cannot read: real
+/// looking credentials (`secret` as the secret key, `session_token` as
+/// the session token) whose `Expiration` is no timestamp. Counts its
+/// answers as issued.
+pub fn garbled_sts(secret: &'static str, session_token: &'static str) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |_| {
+        seen.issued.fetch_add(1, Ordering::SeqCst);
+        let body = format!(
+            "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+             <AssumeRoleWithWebIdentityResult><Credentials>\
+             <AccessKeyId>{TEST_ACCESS_KEY_ID}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>\
+             <SessionToken>{session_token}</SessionToken><Expiration>in an hour</Expiration>\
+             </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        );
+        response("200 OK", "text/xml", "", &body)
+    });
+    (url, ledger)
+}
+
+/// A fake IAM Identity Center portal on loopback for `GetRoleCredentials`
+/// (`GET /federation/credentials?account_id=&role_name=`). It answers the
+/// test key pair with [`sso_session_token`]`(n)`, valid an hour, when the
+/// `x-amz-sso_bearer_token` header is `access_token` and the query names
+/// `account_id` and `role_name`; otherwise 401, as the portal answers a
+/// token it does not know. Returns its URL (for `AWS_ENDPOINT_URL_SSO`)
+/// and its ledger.
+pub fn sso_portal(
+    access_token: &'static str,
+    account_id: &'static str,
+    role_name: &'static str,
+) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        let target = request.split(' ').nth(1).unwrap_or("");
+        let url = reqwest::Url::parse(&format!("http://portal{target}")).unwrap();
+        let query = |name: &str| {
+            url.query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        let bearer = header_values(request, "x-amz-sso_bearer_token");
+        let mut wrong = Vec::new();
+        if !request.starts_with("GET ") || url.path() != "/federation/credentials" {
+            wrong.push("path");
+        }
+        if query("account_id").as_deref() != Some(account_id) {
+            wrong.push("account_id");
+        }
+        if query("role_name").as_deref() != Some(role_name) {
+            wrong.push("role_name");
+        }
+        if bearer != [access_token] {
+            wrong.push("x-amz-sso_bearer_token");
+        }
+        if !wrong.is_empty() {
+            seen.refuse(format!("wrong: {wrong:?}"));
+            return response(
+                "401 Unauthorized",
+                "application/json",
+                "x-amzn-errortype: UnauthorizedException\r\n",
+                r#"{"message":"Session token not found or invalid"}"#,
+            );
+        }
+        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let expiration = (SystemTime::now() + Duration::from_secs(3600))
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let body = format!(
+            r#"{{"roleCredentials":{{"accessKeyId":"{TEST_ACCESS_KEY_ID}","secretAccessKey":"{TEST_SECRET_ACCESS_KEY}","sessionToken":"{}","expiration":{expiration}}}}}"#,
+            sso_session_token(n)
+        );
+        response("200 OK", "application/json", "", &body)
+    });
+    (url, ledger)
+}
+
+/// How one request reaching the built-in endpoint was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The access key id in the `Authorization` header's credential scope.
+    pub access_key_id: String,
+    /// The `X-Amz-Security-Token` header.
+    pub session_token: Option<String>,
+}
+
+/// A TCP relay on loopback in front of `upstream`: bytes flow both ways
+/// untouched, and what the clients sent is kept per connection, in the
+/// order the connections came.
+pub struct Relay {
+    /// `http://127.0.0.1:PORT`, the base URL to give llmperf.
+    pub url: String,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Relay {
+    /// Starts a relay to `upstream`.
+    pub fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&sent);
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                let index = {
+                    let mut log = log.lock().unwrap();
+                    log.push(Vec::new());
+                    log.len() - 1
+                };
+                let (mut from_server, mut to_client) = (server.try_clone().unwrap(), client);
+                let (mut from_client, mut to_server) = (to_client.try_clone().unwrap(), server);
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(Shutdown::Both);
+                });
+                let log = Arc::clone(&log);
+                thread::spawn(move || {
+                    let mut buffer = [0u8; 16 * 1024];
+                    loop {
+                        let n = match from_client.read(&mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        // Kept before it is passed on: once the server has
+                        // answered a request, the relay holds all of it.
+                        log.lock().unwrap()[index].extend_from_slice(&buffer[..n]);
+                        if to_server.write_all(&buffer[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to_server.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Relay { url, sent }
+    }
+
+    /// How each request sent through the relay was signed, connection by
+    /// connection, each connection's requests in order.
+    pub fn signed(&self) -> Vec<Signed> {
+        let sent = self.sent.lock().unwrap();
+        let mut signed = Vec::new();
+        for connection in sent.iter() {
+            let text = String::from_utf8_lossy(connection);
+            // Each piece is the previous request's JSON body (which holds
+            // no blank line) followed by the next request's head.
+            for piece in text.split("\r\n\r\n") {
+                let Some(start) = piece.find("POST /") else {
+                    continue;
+                };
+                let head = format!("{}\r\n\r\n", &piece[start..]);
+                let authorization = header_values(&head, "authorization");
+                let access_key_id = authorization
+                    .first()
+                    .and_then(|value| value.split("Credential=").nth(1))
+                    .and_then(|scope| scope.split('/').next())
+                    .unwrap_or_default()
+                    .to_string();
+                signed.push(Signed {
+                    access_key_id,
+                    session_token: header_values(&head, "x-amz-security-token")
+                        .into_iter()
+                        .next(),
+                });
+            }
+        }
+        signed
+    }
+}
