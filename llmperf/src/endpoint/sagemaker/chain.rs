@@ -40,7 +40,6 @@ use aws_config::profile::ProfileFileRegionProvider;
 use aws_config::provider_config::ProviderConfig;
 use aws_config::Region;
 use aws_credential_types::provider::ProvideCredentials;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::sigv4::AwsCredentials;
 use crate::endpoint::refreshed::{self, Keeper, Refreshed, Registry, Unavailable};
@@ -148,16 +147,18 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
         .clone()
         .or(profile_region.clone())
         .unwrap_or_else(|| "us-east-1".to_string());
-    let mut builder = DefaultCredentialsChain::builder()
-        .configure(config)
-        .region(Region::new(sts_region));
-    if let Some(profile) = &key.profile {
-        builder = builder.profile_name(profile);
-    }
-    let chain = builder.build().await;
-
     let mut failures = 0u32;
     loop {
+        // A chain per resolution: aws-config's profile provider keeps the
+        // outcome of building itself, and after one failure answers only
+        // "initialization error already taken" (renewals then fail too).
+        let mut builder = DefaultCredentialsChain::builder()
+            .configure(config.clone())
+            .region(Region::new(sts_region.clone()));
+        if let Some(profile) = &key.profile {
+            builder = builder.profile_name(profile);
+        }
+        let chain = builder.build().await;
         let outcome =
             tokio::time::timeout(refreshed::FETCH_TIMEOUT, chain.provide_credentials()).await;
         let pause = match outcome {
@@ -183,7 +184,9 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
             }
             Ok(Err(error)) => {
                 failures += 1;
-                keeper.failed(DisplayErrorContext(&error).to_string());
+                // The messages alone: DisplayErrorContext's Debug tail
+                // quotes raw HTTP answers, credentials included.
+                keeper.failed(refreshed::causes(&error));
                 refreshed::retry_pause(failures)
             }
             Err(_) => {
