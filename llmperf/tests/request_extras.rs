@@ -297,6 +297,31 @@ fn bad_header_names_values_and_references_are_refused_before_a_run() {
     let error = run_benchmark("splits", &bench(splits, 1), &RunOptions::default()).unwrap_err();
     assert!(error.to_string().contains("line break"), "{error}");
     assert!(!error.to_string().contains("X-Evil"), "{error}");
+    // SageMaker signs the URL: a query parameter would break every
+    // signature, so the run does not start (a header is fine).
+    let sagemaker = || Endpoint::kind("sagemaker").builtin().model("m");
+    let error = run_benchmark(
+        "signed",
+        &bench(sagemaker().query("route", "sk-hidden"), 1),
+        &RunOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("signs each request's URL"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("sk-hidden"), "{error}");
+    let outcome = run_benchmark(
+        "signed",
+        &bench(sagemaker().header("X-Team", "blue"), 1),
+        &RunOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        outcome.records.iter().all(|r| r.ok),
+        "{:?}",
+        outcome.records
+    );
 }
 
 #[test]

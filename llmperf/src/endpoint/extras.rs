@@ -125,6 +125,11 @@ impl RequestExtras {
         );
     }
 
+    /// Whether there are query parameters to add.
+    pub fn has_query(&self) -> bool {
+        !self.query.is_empty()
+    }
+
     /// Whether there is nothing to add.
     pub fn is_empty(&self) -> bool {
         self.headers.is_empty() && self.query.is_empty()

@@ -234,6 +234,14 @@ pub trait EndpointKind: Send + Sync + 'static {
     fn accepts_content_type(&self, content_type: &str) -> bool {
         content_type.contains("event-stream")
     }
+    /// Whether [`build_request`](EndpointKind::build_request) signs the
+    /// request's URL (as SigV4 does), so that query parameters added after
+    /// it ([`Endpoint::query`](crate::Endpoint::query)) would break the
+    /// signature: a run with any is then refused before it starts.
+    /// Default: no.
+    fn signs_url(&self) -> bool {
+        false
+    }
     /// The HTTP request for one planned prompt. Fails (as a recorded
     /// request error) when it cannot be built, e.g. missing credentials.
     fn build_request(

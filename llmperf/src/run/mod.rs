@@ -161,6 +161,14 @@ fn resolve(bench: &Benchmark) -> Result<Resolved, RunError> {
         bench.extra_body.clone(),
     )?;
     let extras = RequestExtras::resolve(spec)?;
+    if extras.has_query() && kind.signs_url() {
+        return Err(SpecError::new(format!(
+            "the {} kind signs each request's URL, so extra query parameters (--query, \
+             Endpoint::query) would invalidate the signature: remove them",
+            kind.name()
+        ))
+        .into());
+    }
     // Loopback traffic to the built-in endpoint never goes through a proxy.
     let proxy = match builtin {
         Some(_) => None,

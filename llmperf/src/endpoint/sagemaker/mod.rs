@@ -276,6 +276,10 @@ impl EndpointKind for SageMaker {
         content_type.contains("vnd.amazon.eventstream")
     }
 
+    fn signs_url(&self) -> bool {
+        true
+    }
+
     fn credentials(&self, options: &BTreeMap<String, String>, env_prefix: &str) -> Credentials {
         credentials::describe(options, env_prefix)
     }
