@@ -19,9 +19,7 @@
 //! per profile and region for the life of the process, so each test uses
 //! a profile or region of its own.
 
-use std::ffi::OsString;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use llmperf::builtin::Server;
@@ -32,8 +30,10 @@ use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 mod aws_fakes;
 mod fault_matrix;
 mod raw_server;
+mod scoped_env;
 use aws_fakes::{container_session_token, sso_session_token, sts_session_token, Relay};
 use fault_matrix::{errors, fast_script, quiet};
+use scoped_env::ScopedEnv;
 
 /// Every variable the chain reads; each test starts from none of them.
 const AWS_VARIABLES: &[&str] = &[
@@ -64,48 +64,22 @@ const AWS_VARIABLES: &[&str] = &[
     "SAGEMAKER_API_BASE",
 ];
 
-/// The AWS environment of one test: set on creation, restored on drop,
-/// under a lock no other test of this binary runs without.
-struct AwsEnvironment {
-    saved: Vec<(&'static str, Option<OsString>)>,
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl AwsEnvironment {
-    /// Clears every AWS variable, switches off the instance metadata
-    /// service, points the shared files into `dir` (absent unless the test
-    /// writes them) and `HOME` at it (so the SSO token cache is
-    /// `dir/.aws/sso/cache`), then sets `vars`.
-    fn new(dir: &Path, vars: &[(&str, String)]) -> AwsEnvironment {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let saved = AWS_VARIABLES
-            .iter()
-            .map(|name| (*name, std::env::var_os(name)))
-            .collect();
-        for name in AWS_VARIABLES {
-            std::env::remove_var(name);
-        }
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-        std::env::set_var("AWS_CONFIG_FILE", dir.join("config"));
-        std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", dir.join("credentials"));
-        std::env::set_var("HOME", dir);
-        for (name, value) in vars {
-            std::env::set_var(name, value);
-        }
-        AwsEnvironment { saved, _lock: lock }
-    }
-}
-
-impl Drop for AwsEnvironment {
-    fn drop(&mut self) {
-        for (name, value) in &self.saved {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
-    }
+/// Clears every AWS variable, switches off the instance metadata service,
+/// points the shared files into `dir` (absent unless the test writes them)
+/// and `HOME` at it (so the SSO token cache is `dir/.aws/sso/cache`), then
+/// sets `vars`: until dropped, under the binary's one lock.
+fn aws_environment(dir: &Path, vars: &[(&str, String)]) -> ScopedEnv {
+    let mut set = vec![
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+        ("AWS_CONFIG_FILE", dir.join("config").display().to_string()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("credentials").display().to_string(),
+        ),
+        ("HOME", dir.display().to_string()),
+    ];
+    set.extend(vars.iter().cloned());
+    ScopedEnv::new(AWS_VARIABLES, &set)
 }
 
 /// The built-in endpoint's SageMaker path, credentials left to the chain.
@@ -219,7 +193,7 @@ fn the_profile_option_picks_which_keys_of_the_shared_files_sign() {
         "[profile bench]\nregion = eu-north-1\n\n[profile other]\nregion = eu-north-1\n",
     )
     .unwrap();
-    let _env = AwsEnvironment::new(dir.path(), &[]);
+    let _env = aws_environment(dir.path(), &[]);
     let bench = Benchmark::new()
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(2).requests(4))
@@ -250,7 +224,7 @@ fn the_profile_option_picks_which_keys_of_the_shared_files_sign() {
 #[test]
 fn a_profile_that_does_not_exist_is_a_clear_unauthorized_error() {
     let dir = tempfile::tempdir().unwrap();
-    let _env = AwsEnvironment::new(dir.path(), &[]);
+    let _env = aws_environment(dir.path(), &[]);
     let bench = Benchmark::new()
         .endpoint(sagemaker().option("profile", "nowhere"))
         .workload(Workload::token_lengths(30, 0, 5, 0))
@@ -263,21 +237,10 @@ fn a_profile_that_does_not_exist_is_a_clear_unauthorized_error() {
     assert!(message.contains("profile `nowhere`"), "{message}");
 }
 
-#[test]
-fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signed() {
-    let auth = "container-authorization-token-abcdef";
-    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The run
-    // lasts about 2.7 s.
-    let (url, agent) = aws_fakes::container_agent(auth, Duration::from_secs(2));
-    let dir = tempfile::tempdir().unwrap();
-    let _env = AwsEnvironment::new(
-        dir.path(),
-        &[
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url),
-            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", auth.to_string()),
-            ("AWS_REGION", "ap-southeast-2".to_string()),
-        ],
-    );
+/// Nine requests, one at a time, each 300 ms to its first token (about
+/// 2.7 s in all), through a relay to the built-in endpoint; all of them
+/// must complete. The outcome, the relay and the results directory.
+fn nine_requests_of_300_ms() -> (RunOutcome, Relay, tempfile::TempDir) {
     let (_server, relay, endpoint) = relayed_builtin(
         Script::new()
             .ttft(Duration::from_millis(300))
@@ -295,6 +258,25 @@ fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signe
         "{:?}",
         outcome.records.iter().find_map(|r| r.error.as_ref())
     );
+    (outcome, relay, results)
+}
+
+#[test]
+fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signed() {
+    let auth = "container-authorization-token-abcdef";
+    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The run
+    // lasts about 2.7 s.
+    let (url, agent) = aws_fakes::container_agent(auth, Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    let _env = aws_environment(
+        dir.path(),
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", auth.to_string()),
+            ("AWS_REGION", "ap-southeast-2".to_string()),
+        ],
+    );
+    let (outcome, relay, results) = nine_requests_of_300_ms();
     assert_eq!(agent.refused(), Vec::<String>::new());
     let numbers = issue_numbers(
         &session_tokens(&relay),
@@ -327,7 +309,7 @@ fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run(
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
-    let _env = AwsEnvironment::new(
+    let _env = aws_environment(
         dir.path(),
         &[
             (
@@ -341,23 +323,7 @@ fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run(
             ("AWS_REGION", "eu-west-3".to_string()),
         ],
     );
-    let (_server, relay, endpoint) = relayed_builtin(
-        Script::new()
-            .ttft(Duration::from_millis(300))
-            .inter_token(Duration::from_millis(1)),
-    );
-    let results = tempfile::tempdir().unwrap();
-    let bench = Benchmark::new()
-        .endpoint(endpoint)
-        .workload(Workload::token_lengths(30, 0, 5, 0))
-        .load(Load::closed(1).requests(9));
-    let outcome = run_into(results.path(), &bench);
-    assert_eq!(
-        outcome.summary.summary.requests.completed,
-        9,
-        "{:?}",
-        outcome.records.iter().find_map(|r| r.error.as_ref())
-    );
+    let (outcome, relay, results) = nine_requests_of_300_ms();
     assert_eq!(sts.refused(), Vec::<String>::new(), "STS refused a request");
     let numbers = issue_numbers(&session_tokens(&relay), "sts-session-token-", sts.issued());
     assert_eq!(numbers.len(), 9);
@@ -376,7 +342,7 @@ fn an_sts_answer_the_sdk_cannot_read_is_an_unauthorized_error_that_quotes_none_o
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, WEB_IDENTITY_TOKEN).unwrap();
-    let _env = AwsEnvironment::new(
+    let _env = aws_environment(
         dir.path(),
         &[
             (
@@ -456,7 +422,7 @@ fn sso_profiles_sign_with_the_role_credentials_the_portal_exchanges_for_the_cach
         access_token,
         SystemTime::now() + Duration::from_secs(8 * 3600),
     );
-    let _env = AwsEnvironment::new(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
+    let _env = aws_environment(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
     let (_server, relay, endpoint) = relayed_builtin(fast_script());
     let bench = Benchmark::new()
         .workload(Workload::token_lengths(30, 0, 5, 0))
@@ -513,7 +479,7 @@ fn an_expired_sso_login_is_one_clear_unauthorized_error_that_says_to_log_in_agai
         expired_token,
         SystemTime::now() - Duration::from_secs(24 * 3600),
     );
-    let _env = AwsEnvironment::new(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
+    let _env = aws_environment(dir.path(), &[("AWS_ENDPOINT_URL_SSO", portal_url)]);
     let bench = Benchmark::new()
         .workload(Workload::token_lengths(30, 0, 5, 0))
         .load(Load::closed(1).requests(2))

@@ -19,12 +19,11 @@
 //! The credential is found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
@@ -33,7 +32,9 @@ use llmperf::{Benchmark, Endpoint, Load, Workload};
 mod entra_authority;
 mod fault_matrix;
 mod raw_server;
+mod scoped_env;
 mod tls_server;
+use scoped_env::ScopedEnv;
 
 const AZURE_VARIABLES: &[&str] = &[
     "AZURE_TENANT_ID",
@@ -53,46 +54,10 @@ const AZURE_VARIABLES: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
-struct AzureEnvironment {
-    saved: Vec<(&'static str, Option<OsString>)>,
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl AzureEnvironment {
-    /// Clears [`AZURE_VARIABLES`] and sets `vars` (which may name others,
-    /// such as `PATH`) until dropped.
-    fn new(vars: &[(&'static str, String)]) -> AzureEnvironment {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut names: Vec<&'static str> = AZURE_VARIABLES.to_vec();
-        for (name, _) in vars {
-            if !names.contains(name) {
-                names.push(name);
-            }
-        }
-        let saved = names
-            .into_iter()
-            .map(|name| (name, std::env::var_os(name)))
-            .collect();
-        for name in AZURE_VARIABLES {
-            std::env::remove_var(name);
-        }
-        for (name, value) in vars {
-            std::env::set_var(name, value);
-        }
-        AzureEnvironment { saved, _lock: lock }
-    }
-}
-
-impl Drop for AzureEnvironment {
-    fn drop(&mut self) {
-        for (name, value) in &self.saved {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
-    }
+/// Clears [`AZURE_VARIABLES`] and sets `vars` (which may name others,
+/// such as `PATH`): until dropped, under the binary's one lock.
+fn azure_environment(vars: &[(&str, String)]) -> ScopedEnv {
+    ScopedEnv::new(AZURE_VARIABLES, vars)
 }
 
 /// A fake managed identity endpoint: answers `token` (an hour's) to
@@ -213,7 +178,7 @@ fn without_a_key_a_managed_identity_token_is_sent_as_bearer() {
     let token = "entra-token-from-the-managed-identity-0123";
     let secret = "identity-header-secret-4567";
     let (endpoint, served) = managed_identity(secret, token);
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("IDENTITY_ENDPOINT", endpoint),
         ("IDENTITY_HEADER", secret.to_string()),
     ]);
@@ -236,7 +201,7 @@ fn without_a_key_a_managed_identity_token_is_sent_as_bearer() {
 #[test]
 fn a_refusing_identity_endpoint_is_one_clear_unauthorized_error() {
     let (endpoint, served) = managed_identity("the-right-header", "never-given");
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("IDENTITY_ENDPOINT", endpoint),
         (
             "IDENTITY_HEADER",
@@ -278,7 +243,7 @@ fn a_service_principal_secret_is_exchanged_at_the_authority_for_a_bearer_token()
     let token = "entra-token-for-the-service-principal-cdef";
     let secret = "service-principal-client-secret-2468";
     let authority = entra_authority::serve(token);
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("AZURE_TENANT_ID", TENANT.to_string()),
         ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
         ("AZURE_CLIENT_SECRET", secret.to_string()),
@@ -310,7 +275,7 @@ fn an_authority_whose_certificate_is_not_trusted_is_the_sdks_error_not_a_timeout
     let secret = "service-principal-secret-untrusted-9753";
     let authority = entra_authority::serve("never-handed-out");
     // No SSL_CERT_FILE: the platform's store does not know the test CA.
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("AZURE_TENANT_ID", TENANT.to_string()),
         ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
         ("AZURE_CLIENT_SECRET", secret.to_string()),
@@ -342,7 +307,7 @@ fn an_authority_host_without_https_is_refused_before_the_secret_is_sent() {
         "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n".to_string(),
     );
     let plain = plain.trim_end_matches("/v1").to_string();
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("AZURE_TENANT_ID", TENANT.to_string()),
         ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
         ("AZURE_CLIENT_SECRET", secret.to_string()),
@@ -369,7 +334,7 @@ fn workload_identity_posts_the_federated_token_file_as_its_client_assertion() {
     let files = tempfile::tempdir().unwrap();
     let token_file = files.path().join("azure-identity-token");
     std::fs::write(&token_file, assertion).unwrap();
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("AZURE_TENANT_ID", TENANT.to_string()),
         ("AZURE_CLIENT_ID", CLIENT_ID.to_string()),
         (
@@ -445,8 +410,8 @@ impl FakeAz {
 
 /// The fake first on `PATH` (part of the environment that keys the
 /// process's credential threads, so each test's `az` answers for it alone).
-fn cli_environment(az: &FakeAz) -> AzureEnvironment {
-    AzureEnvironment::new(&[("PATH", az.path())])
+fn cli_environment(az: &FakeAz) -> ScopedEnv {
+    azure_environment(&[("PATH", az.path())])
 }
 
 #[test]
@@ -563,7 +528,7 @@ fn the_builtin_endpoint_takes_an_entra_token_as_its_scripted_key() {
     let token = "entra-token-the-builtin-endpoint-expects-4a6c";
     let secret = "identity-header-secret-for-the-builtin-8e0a";
     let (endpoint, served) = managed_identity(secret, token);
-    let _env = AzureEnvironment::new(&[
+    let _env = azure_environment(&[
         ("IDENTITY_ENDPOINT", endpoint),
         ("IDENTITY_HEADER", secret.to_string()),
     ]);

@@ -11,19 +11,20 @@
 //! The credentials are found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod fault_matrix;
 mod raw_server;
+mod scoped_env;
 use fault_matrix::{fast_script, quiet};
+use scoped_env::ScopedEnv;
 
 const GOOGLE_VARIABLES: &[&str] = &[
     "GOOGLE_APPLICATION_CREDENTIALS",
@@ -37,41 +38,13 @@ const GOOGLE_VARIABLES: &[&str] = &[
     "GOOGLE_CLOUD_QUOTA_PROJECT",
 ];
 
-/// The Google environment of one test: set on creation, restored on drop,
-/// under a lock. `HOME` is an empty directory (no gcloud user file).
-struct GoogleEnvironment {
-    saved: Vec<(&'static str, Option<OsString>)>,
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl GoogleEnvironment {
-    fn new(home: &Path, vars: &[(&str, String)]) -> GoogleEnvironment {
-        static LOCK: Mutex<()> = Mutex::new(());
-        let lock = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let saved = GOOGLE_VARIABLES
-            .iter()
-            .map(|name| (*name, std::env::var_os(name)))
-            .collect();
-        for name in GOOGLE_VARIABLES {
-            std::env::remove_var(name);
-        }
-        std::env::set_var("HOME", home);
-        for (name, value) in vars {
-            std::env::set_var(name, value);
-        }
-        GoogleEnvironment { saved, _lock: lock }
-    }
-}
-
-impl Drop for GoogleEnvironment {
-    fn drop(&mut self) {
-        for (name, value) in &self.saved {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
-    }
+/// Clears every Google variable, points `HOME` at `home` (an empty
+/// directory: no gcloud user file), then sets `vars`: until dropped, under
+/// the binary's one lock.
+fn google_environment(home: &Path, vars: &[(&str, String)]) -> ScopedEnv {
+    let mut set = vec![("HOME", home.display().to_string())];
+    set.extend(vars.iter().cloned());
+    ScopedEnv::new(GOOGLE_VARIABLES, &set)
 }
 
 /// A fake token server on loopback: answers `token` as an hour's access
@@ -199,7 +172,7 @@ fn an_authorized_user_file_gets_its_token_from_its_token_uri() {
         ),
     )
     .unwrap();
-    let _env = GoogleEnvironment::new(
+    let _env = google_environment(
         home.path(),
         &[(
             "GOOGLE_APPLICATION_CREDENTIALS",
@@ -231,7 +204,7 @@ fn the_metadata_server_gives_the_token_when_no_file_does() {
         token,
     );
     let home = tempfile::tempdir().unwrap();
-    let _env = GoogleEnvironment::new(home.path(), &[("GCE_METADATA_HOST", address)]);
+    let _env = google_environment(home.path(), &[("GCE_METADATA_HOST", address)]);
     let results = tempfile::tempdir().unwrap();
     let outcome = run_into(results.path(), &bench(vertex(), token));
     assert_eq!(
@@ -257,7 +230,7 @@ fn a_token_renewed_by_the_library_reaches_the_requests_of_a_running_benchmark() 
         vec![(first, 60), (second, 3600)],
     );
     let home = tempfile::tempdir().unwrap();
-    let _env = GoogleEnvironment::new(home.path(), &[("GCE_METADATA_HOST", address)]);
+    let _env = google_environment(home.path(), &[("GCE_METADATA_HOST", address)]);
     let (base, seen, _server) =
         raw_server::recording_server(usize::MAX, raw_server::chat_answer("renewed", "stop"));
     let bench = Benchmark::new()
@@ -308,7 +281,7 @@ fn a_token_renewed_by_the_library_reaches_the_requests_of_a_running_benchmark() 
 fn a_token_given_to_llmperf_wins_over_application_default_credentials() {
     let (address, served) = token_server("/", "", "ya29.never-asked-for");
     let home = tempfile::tempdir().unwrap();
-    let _env = GoogleEnvironment::new(home.path(), &[("GCE_METADATA_HOST", address)]);
+    let _env = google_environment(home.path(), &[("GCE_METADATA_HOST", address)]);
     let results = tempfile::tempdir().unwrap();
     let outcome = run_into(
         results.path(),
@@ -331,7 +304,7 @@ fn a_refused_refresh_token_is_one_clear_unauthorized_error_without_secrets() {
         ),
     )
     .unwrap();
-    let _env = GoogleEnvironment::new(
+    let _env = google_environment(
         home.path(),
         &[(
             "GOOGLE_APPLICATION_CREDENTIALS",

@@ -188,7 +188,7 @@ async fn keep_fresh(source: Source, keeper: refreshed::Keeper<Secret>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     refreshed::poll_tokens(
         keeper,
-        || credential(source).map_err(|error| refreshed::causes(&error)),
+        || credential(source).map_err(|error| crate::transport::error_chain(&error)),
         |credential| async move {
             credential
                 .get_token(&[SCOPE], None)
@@ -197,7 +197,7 @@ async fn keep_fresh(source: Source, keeper: refreshed::Keeper<Secret>) {
                     let expiry = SystemTime::from(token.expires_on);
                     (token.token.secret().to_string(), Some(expiry))
                 })
-                .map_err(|error| refreshed::causes(&error))
+                .map_err(|error| crate::transport::error_chain(&error))
         },
     )
     .await

@@ -186,7 +186,7 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
                 failures += 1;
                 // The messages alone: DisplayErrorContext's Debug tail
                 // quotes raw HTTP answers, credentials included.
-                keeper.failed(refreshed::causes(&error));
+                keeper.failed(crate::transport::error_chain(&error));
                 refreshed::retry_pause(failures)
             }
             Err(_) => {

@@ -78,7 +78,7 @@ async fn keep_fresh(keeper: refreshed::Keeper<Secret>) {
         || {
             google_cloud_auth::credentials::Builder::default()
                 .build_access_token_credentials()
-                .map_err(|error| refreshed::causes(&error))
+                .map_err(|error| crate::transport::error_chain(&error))
         },
         |credentials| async move {
             credentials
@@ -86,7 +86,7 @@ async fn keep_fresh(keeper: refreshed::Keeper<Secret>) {
                 .await
                 // The library keeps the token's expiry to itself.
                 .map(|token| (token.token, None))
-                .map_err(|error| refreshed::causes(&error))
+                .map_err(|error| crate::transport::error_chain(&error))
         },
     )
     .await
