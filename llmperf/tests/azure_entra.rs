@@ -63,6 +63,16 @@ fn azure_environment(vars: &[(&str, String)]) -> ScopedEnv {
 /// A fake managed identity endpoint: answers `token` (an hour's) to
 /// requests carrying `x-identity-header: {secret}`. Counts its answers.
 fn managed_identity(secret: &'static str, token: &'static str) -> (String, Arc<AtomicUsize>) {
+    slow_managed_identity(secret, token, Duration::ZERO)
+}
+
+/// [`managed_identity`] answering each request `delay` after reading it
+/// (a slow token service).
+fn slow_managed_identity(
+    secret: &'static str,
+    token: &'static str,
+    delay: Duration,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/msi/token", listener.local_addr().unwrap());
     let served = Arc::new(AtomicUsize::new(0));
@@ -82,6 +92,7 @@ fn managed_identity(secret: &'static str, token: &'static str) -> (String, Arc<A
                 );
                 continue;
             }
+            std::thread::sleep(delay);
             count.fetch_add(1, Ordering::SeqCst);
             let expires_on = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -196,6 +207,42 @@ fn without_a_key_a_managed_identity_token_is_sent_as_bearer() {
         &[format!("{:?}", outcome.records)],
         &[token, secret],
     );
+}
+
+/// The first token is fetched before the run's clock starts: an open loop's
+/// first requests go out on schedule, not after the token service's 800 ms.
+#[test]
+fn a_slow_token_service_delays_the_start_of_a_run_not_its_first_requests() {
+    let token = "entra-token-from-a-slow-identity-endpoint-77aa";
+    let secret = "identity-header-secret-slow-0011";
+    let (endpoint, served) = slow_managed_identity(secret, token, Duration::from_millis(800));
+    let _env = azure_environment(&[
+        ("IDENTITY_ENDPOINT", endpoint),
+        ("IDENTITY_HEADER", secret.to_string()),
+    ]);
+    let bench = Benchmark::new()
+        .endpoint(
+            Endpoint::kind("azure-openai")
+                .base_url(azure_openai(token))
+                .model("gpt-4o"),
+        )
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(
+            Load::rate(20.0)
+                .arrival(llmperf::spec::Arrival::Constant)
+                .requests(4),
+        );
+    let (outcome, _results) = run_keeping_results(&bench);
+    assert_all_completed(&outcome, 4);
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+    for record in &outcome.records {
+        let lag = record.sent_us.saturating_sub(record.scheduled_us);
+        assert!(
+            lag < 400_000,
+            "request {} went out {lag} µs late",
+            record.id
+        );
+    }
 }
 
 #[test]

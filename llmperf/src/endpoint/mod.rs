@@ -244,6 +244,9 @@ pub trait EndpointKind: Send + Sync + 'static {
     }
     /// The HTTP request for one planned prompt. Fails (as a recorded
     /// request error) when it cannot be built, e.g. missing credentials.
+    /// A run also builds (and drops) one request before its clock starts,
+    /// so that credentials fetched on first use (cloud credential chains,
+    /// token commands) are ready for the first measured request.
     fn build_request(
         &self,
         client: &reqwest::Client,

@@ -234,6 +234,23 @@ struct RunContext<'a> {
     scraper: Option<Scraper>,
 }
 
+/// Builds one request and drops it, before the run's clock starts: a cloud
+/// credential source starts on the first request built and the first
+/// requests wait for its first answer (at most
+/// [`FIRST_WAIT`](crate::endpoint::refreshed::FIRST_WAIT)), which would
+/// otherwise fall inside the run and delay an open loop's first arrivals.
+/// An error is left for the requests to record.
+fn warm_credentials(resolved: &Resolved, transport: &Transport, tokenizer: &Tokenizer) {
+    let plan = crate::workload::RequestPlan::new(
+        0,
+        vec![crate::workload::Message::user("warm up")],
+        tokenizer,
+    );
+    let _ = resolved
+        .kind
+        .build_request(transport.request_builder(), &resolved.target, &plan);
+}
+
 /// Runs `bench` under the id `id`.
 pub fn run_benchmark(
     id: &str,
@@ -294,6 +311,7 @@ pub fn run_benchmark(
         Some(dir) => Some(RecordWriter::create(dir)?),
         None => None,
     };
+    warm_credentials(&resolved, &transport, tokenizer);
     let t0 = Instant::now();
     let scraper = start_scraper(bench, &resolved, options, t0, &transport)?;
     let workers = load::Workers::start(
