@@ -12,8 +12,8 @@
 //! signed with the right keys; where the session token matters, a relay in
 //! front of it shows which one each request carried. The instance metadata
 //! service (IMDSv2) is a fake on loopback too
-//! (`AWS_EC2_METADATA_SERVICE_ENDPOINT`), renewed likewise; every other
-//! test switches it off (`AWS_EC2_METADATA_DISABLED`): nothing
+//! (`AWS_EC2_METADATA_SERVICE_ENDPOINT`), renewed likewise, or gone; every
+//! other test switches it off (`AWS_EC2_METADATA_DISABLED`): nothing
 //! leaves the machine.
 //!
 //! The chain reads process-wide environment variables, so these tests live
@@ -22,9 +22,9 @@
 //! a profile or region of its own.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use llmperf::builtin::Server;
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
@@ -620,4 +620,75 @@ fn instance_credentials_from_imdsv2_sign_every_request_and_are_renewed_mid_run()
         );
     }
     assert_eq!(imds.refused().len(), 2, "{:?}", imds.refused());
+}
+
+#[test]
+fn without_instance_metadata_or_any_other_source_each_request_is_one_clear_unauthorized_error_within_seconds(
+) {
+    let nothing_listening = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let never_answering = aws_fakes::silent_instance_metadata();
+    // Each case with a profile of its own: a chain of its own. The SDK
+    // gives the service 1 s to connect and 1 s to answer and retries
+    // neither: switched off or refused, the run takes about 0.2 s; never
+    // answering, about 1.2 s (requests would wait 30 s for a first answer).
+    let cases = [
+        (
+            "ec2-switched-off",
+            vec![],
+            "the credential provider was not enabled: IMDS disabled by AWS_EC2_METADATA_DISABLED",
+        ),
+        (
+            "ec2-nothing-listening",
+            vec![
+                ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", nothing_listening),
+            ],
+            "the credential provider was not enabled: could not communicate with IMDS",
+        ),
+        (
+            "ec2-never-answering",
+            vec![
+                ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", never_answering),
+            ],
+            "the credential provider was not enabled: could not communicate with IMDS: \
+             dispatch failure: timeout: HTTP read timeout",
+        ),
+    ];
+    let bench = Benchmark::new()
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(2))
+        .builtin_script(fast_script());
+    for (profile, vars, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        regional_profiles(dir.path(), &[profile]);
+        let _env = aws_environment(dir.path(), &vars);
+        let results = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let outcome = run_into(
+            results.path(),
+            &bench
+                .clone()
+                .endpoint(sagemaker().option("profile", profile)),
+        );
+        let took = started.elapsed();
+        assert_eq!(errors(&outcome, "unauthorized"), 2, "{profile}");
+        let messages: Vec<&str> = outcome
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().unwrap().message.as_str())
+            .collect();
+        assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
+        let message = messages[0];
+        assert!(
+            message.contains(&format!("Ec2InstanceMetadata: {why}")),
+            "{profile}: {message}"
+        );
+        assert!(message.contains("instance credentials"), "{message}");
+        assert!(took < Duration::from_secs(5), "{profile}: {took:?}");
+        assert_nothing_leaks(results.path(), &outcome, &[]);
+    }
 }

@@ -8,7 +8,8 @@
 //! - [`sso_portal`]: the IAM Identity Center portal's `GetRoleCredentials`,
 //!   reached through `AWS_ENDPOINT_URL_SSO`.
 //! - [`instance_metadata`]: the EC2 instance metadata service (IMDSv2) with
-//!   an instance role, reached through `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+//!   an instance role, reached through `AWS_EC2_METADATA_SERVICE_ENDPOINT`;
+//!   [`silent_instance_metadata`], one that never answers.
 //! - [`Relay`]: a TCP relay in front of the built-in endpoint keeping the
 //!   bytes llmperf sent. The built-in endpoint checks signatures against
 //!   its test key pair with whatever session token a request carries, so
@@ -405,6 +406,23 @@ pub fn instance_metadata(role: &'static str, life: Duration) -> (String, Metadat
         }
     });
     (url, ledger)
+}
+
+/// An instance metadata address on loopback that accepts connections and
+/// never answers (reads nothing, closes nothing) until the process ends:
+/// a hung service. (An address that drops packets would time out while
+/// connecting instead, which loopback cannot show.) Returns its URL (for
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+pub fn silent_instance_metadata() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming().flatten() {
+            held.push(socket);
+        }
+    });
+    url
 }
 
 /// How one request reaching the built-in endpoint was signed.
