@@ -11,16 +11,20 @@
 //! SigV4 signature against its test key pair, so a run that completes was
 //! signed with the right keys; where the session token matters, a relay in
 //! front of it shows which one each request carried. The instance metadata
-//! service is switched off (`AWS_EC2_METADATA_DISABLED`): nothing leaves
-//! the machine.
+//! service (IMDSv2) is a fake on loopback too
+//! (`AWS_EC2_METADATA_SERVICE_ENDPOINT`), renewed likewise, or gone; every
+//! other test switches it off (`AWS_EC2_METADATA_DISABLED`): nothing
+//! leaves the machine.
 //!
 //! The chain reads process-wide environment variables, so these tests live
 //! in their own binary and hold one lock while they run. Chains are kept
 //! per profile and region for the life of the process, so each test uses
 //! a profile or region of its own.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use llmperf::builtin::Server;
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
@@ -31,7 +35,10 @@ mod aws_fakes;
 mod fault_matrix;
 mod raw_server;
 mod scoped_env;
-use aws_fakes::{container_session_token, sso_session_token, sts_session_token, Relay};
+use aws_fakes::{
+    container_session_token, imds_metadata_token, imds_session_token, sso_session_token,
+    sts_session_token, Relay,
+};
 use fault_matrix::{errors, fast_script, quiet};
 use scoped_env::ScopedEnv;
 
@@ -59,6 +66,8 @@ const AWS_VARIABLES: &[&str] = &[
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "AWS_EC2_METADATA_DISABLED",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
     "SAGEMAKER_PROFILE",
     "SAGEMAKER_REGION",
     "SAGEMAKER_API_BASE",
@@ -238,14 +247,18 @@ fn a_profile_that_does_not_exist_is_a_clear_unauthorized_error() {
 }
 
 /// Nine requests, one at a time, each 300 ms to its first token (about
-/// 2.7 s in all), through a relay to the built-in endpoint; all of them
-/// must complete. The outcome, the relay and the results directory.
-fn nine_requests_of_300_ms() -> (RunOutcome, Relay, tempfile::TempDir) {
-    let (_server, relay, endpoint) = relayed_builtin(
+/// 2.7 s in all), through a relay to the built-in endpoint, with the
+/// `profile` option if given; all of them must complete. The outcome, the
+/// relay and the results directory.
+fn nine_requests_of_300_ms(profile: Option<&str>) -> (RunOutcome, Relay, tempfile::TempDir) {
+    let (_server, relay, mut endpoint) = relayed_builtin(
         Script::new()
             .ttft(Duration::from_millis(300))
             .inter_token(Duration::from_millis(1)),
     );
+    if let Some(profile) = profile {
+        endpoint = endpoint.option("profile", profile);
+    }
     let results = tempfile::tempdir().unwrap();
     let bench = Benchmark::new()
         .endpoint(endpoint)
@@ -276,7 +289,7 @@ fn container_credentials_expiring_mid_run_are_renewed_and_every_request_is_signe
             ("AWS_REGION", "ap-southeast-2".to_string()),
         ],
     );
-    let (outcome, relay, results) = nine_requests_of_300_ms();
+    let (outcome, relay, results) = nine_requests_of_300_ms(None);
     assert_eq!(agent.refused(), Vec::<String>::new());
     let numbers = issue_numbers(
         &session_tokens(&relay),
@@ -323,7 +336,7 @@ fn web_identity_credentials_from_sts_sign_every_request_and_are_renewed_mid_run(
             ("AWS_REGION", "eu-west-3".to_string()),
         ],
     );
-    let (outcome, relay, results) = nine_requests_of_300_ms();
+    let (outcome, relay, results) = nine_requests_of_300_ms(None);
     assert_eq!(sts.refused(), Vec::<String>::new(), "STS refused a request");
     let numbers = issue_numbers(&session_tokens(&relay), "sts-session-token-", sts.issued());
     assert_eq!(numbers.len(), 9);
@@ -523,4 +536,159 @@ fn an_expired_sso_login_is_one_clear_unauthorized_error_that_says_to_log_in_agai
         "the legacy profile's token was sent"
     );
     assert_eq!(portal.issued(), 0);
+}
+
+/// The instance role of the fake instance metadata service.
+const INSTANCE_ROLE: &str = "llmperf-bench-instance";
+
+/// Writes a config whose profiles `names` each name a region and no
+/// credentials, as on an instance whose role is its only credential.
+///
+/// The instance metadata tests name such a profile because, against a
+/// loopback base URL with no AWS source pointed at (a profile,
+/// `AWS_PROFILE`, keys, web identity or container variables), llmperf
+/// signs with the built-in endpoint's test pair without asking the chain.
+fn regional_profiles(dir: &Path, names: &[&str]) {
+    let config: String = names
+        .iter()
+        .map(|name| format!("[profile {name}]\nregion = ca-central-1\n\n"))
+        .collect();
+    std::fs::write(dir.join("config"), config).unwrap();
+}
+
+/// The status line the instance metadata service at `url` answers to a
+/// `GET` of `path` carrying `token` (if any) as its IMDSv2 token.
+fn imds_status(url: &str, path: &str, token: Option<&str>) -> String {
+    let mut socket = TcpStream::connect(url.strip_prefix("http://").unwrap()).unwrap();
+    let token = token
+        .map(|token| format!("x-aws-ec2-metadata-token: {token}\r\n"))
+        .unwrap_or_default();
+    write!(socket, "GET {path} HTTP/1.1\r\nhost: imds\r\n{token}\r\n").unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).unwrap();
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn instance_credentials_from_imdsv2_sign_every_request_and_are_renewed_mid_run() {
+    // Credentials live 2 s: renewed after 1 s, unusable after 2 s. The
+    // run lasts about 2.7 s.
+    let (url, imds) = aws_fakes::instance_metadata(INSTANCE_ROLE, Duration::from_secs(2));
+    let dir = tempfile::tempdir().unwrap();
+    regional_profiles(dir.path(), &["ec2-instance"]);
+    let _env = aws_environment(
+        dir.path(),
+        &[
+            // After the default `true`: the service is on, at the fake.
+            ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", url.clone()),
+        ],
+    );
+    let (outcome, relay, results) = nine_requests_of_300_ms(Some("ec2-instance"));
+    // Every request the SDK made carried a live token it had asked for.
+    assert_eq!(
+        imds.refused(),
+        Vec::<String>::new(),
+        "IMDS refused a request"
+    );
+    let numbers = issue_numbers(
+        &session_tokens(&relay),
+        "imds-session-token-",
+        imds.issued(),
+    );
+    assert_eq!(numbers.len(), 9);
+    assert_renewed_mid_run(&numbers);
+    let metadata_tokens: Vec<String> = (1..=imds.metadata_tokens())
+        .map(imds_metadata_token)
+        .collect();
+    let session_tokens: Vec<String> = (1..=imds.issued()).map(imds_session_token).collect();
+    let mut secrets: Vec<&str> = metadata_tokens
+        .iter()
+        .chain(&session_tokens)
+        .map(String::as_str)
+        .collect();
+    secrets.push(TEST_SECRET_ACCESS_KEY);
+    assert_nothing_leaks(results.path(), &outcome, &secrets);
+
+    // The fake does insist on IMDSv2: no token, or one it never handed
+    // out, is refused.
+    let credentials = format!("/latest/meta-data/iam/security-credentials/{INSTANCE_ROLE}");
+    for token in [None, Some("imds-metadata-token-0")] {
+        assert_eq!(
+            imds_status(&url, &credentials, token),
+            "HTTP/1.1 401 Unauthorized"
+        );
+    }
+    assert_eq!(imds.refused().len(), 2, "{:?}", imds.refused());
+}
+
+#[test]
+fn without_instance_metadata_or_any_other_source_each_request_is_one_clear_unauthorized_error_within_seconds(
+) {
+    let nothing_listening = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let never_answering = aws_fakes::silent_instance_metadata();
+    // Each case with a profile of its own: a chain of its own. The SDK
+    // gives the service 1 s to connect and 1 s to answer and retries
+    // neither: switched off or refused, the run takes about 0.2 s; never
+    // answering, about 1.2 s (requests would wait 30 s for a first answer).
+    let cases = [
+        (
+            "ec2-switched-off",
+            vec![],
+            "the credential provider was not enabled: IMDS disabled by AWS_EC2_METADATA_DISABLED",
+        ),
+        (
+            "ec2-nothing-listening",
+            vec![
+                ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", nothing_listening),
+            ],
+            "the credential provider was not enabled: could not communicate with IMDS",
+        ),
+        (
+            "ec2-never-answering",
+            vec![
+                ("AWS_EC2_METADATA_DISABLED", "false".to_string()),
+                ("AWS_EC2_METADATA_SERVICE_ENDPOINT", never_answering),
+            ],
+            "the credential provider was not enabled: could not communicate with IMDS: \
+             dispatch failure: timeout: HTTP read timeout",
+        ),
+    ];
+    let bench = Benchmark::new()
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(1).requests(2))
+        .builtin_script(fast_script());
+    for (profile, vars, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        regional_profiles(dir.path(), &[profile]);
+        let _env = aws_environment(dir.path(), &vars);
+        let results = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let outcome = run_into(
+            results.path(),
+            &bench
+                .clone()
+                .endpoint(sagemaker().option("profile", profile)),
+        );
+        let took = started.elapsed();
+        assert_eq!(errors(&outcome, "unauthorized"), 2, "{profile}");
+        let messages: Vec<&str> = outcome
+            .records
+            .iter()
+            .map(|r| r.error.as_ref().unwrap().message.as_str())
+            .collect();
+        assert!(messages.iter().all(|m| *m == messages[0]), "{messages:?}");
+        let message = messages[0];
+        assert!(
+            message.contains(&format!("Ec2InstanceMetadata: {why}")),
+            "{profile}: {message}"
+        );
+        assert!(message.contains("instance credentials"), "{message}");
+        assert!(took < Duration::from_secs(5), "{profile}: {took:?}");
+        assert_nothing_leaks(results.path(), &outcome, &[]);
+    }
 }

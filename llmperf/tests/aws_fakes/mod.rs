@@ -7,6 +7,9 @@
 //!   accounts and EKS IRSA use), reached through `AWS_ENDPOINT_URL_STS`.
 //! - [`sso_portal`]: the IAM Identity Center portal's `GetRoleCredentials`,
 //!   reached through `AWS_ENDPOINT_URL_SSO`.
+//! - [`instance_metadata`]: the EC2 instance metadata service (IMDSv2) with
+//!   an instance role, reached through `AWS_EC2_METADATA_SERVICE_ENDPOINT`;
+//!   [`silent_instance_metadata`], one that never answers.
 //! - [`Relay`]: a TCP relay in front of the built-in endpoint keeping the
 //!   bytes llmperf sent. The built-in endpoint checks signatures against
 //!   its test key pair with whatever session token a request carries, so
@@ -28,7 +31,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
@@ -72,6 +75,19 @@ pub fn sts_session_token(n: usize) -> String {
 /// The session token a fake SSO portal issues with its `n`th credentials.
 pub fn sso_session_token(n: usize) -> String {
     format!("sso-session-token-{n}")
+}
+
+/// The session token a fake instance metadata service issues with its
+/// `n`th credentials.
+pub fn imds_session_token(n: usize) -> String {
+    format!("imds-session-token-{n}")
+}
+
+/// The `n`th IMDSv2 token (what `PUT /latest/api/token` answers, and
+/// every `GET` must carry as `x-aws-ec2-metadata-token`) a fake instance
+/// metadata service hands out.
+pub fn imds_metadata_token(n: usize) -> String {
+    format!("imds-metadata-token-{n}")
 }
 
 /// Serves each connection of `listener` (one request each) on one thread:
@@ -273,6 +289,140 @@ pub fn sso_portal(
         response("200 OK", "application/json", "", &body)
     });
     (url, ledger)
+}
+
+/// What a fake instance metadata service saw: the credentials it issued
+/// and the requests it refused, as a [`Ledger`], and the IMDSv2 tokens it
+/// handed out. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct MetadataLedger {
+    ledger: Ledger,
+    /// When each handed-out token expires, in the order they went.
+    token_expiries: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl MetadataLedger {
+    /// How many credentials the fake issued.
+    pub fn issued(&self) -> usize {
+        self.ledger.issued()
+    }
+
+    /// Why each refused request was refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.ledger.refused()
+    }
+
+    /// How many IMDSv2 tokens the fake handed out.
+    pub fn metadata_tokens(&self) -> usize {
+        self.token_expiries.lock().unwrap().len()
+    }
+
+    fn hand_out_token(&self, ttl: Duration) -> String {
+        let mut expiries = self.token_expiries.lock().unwrap();
+        expiries.push(Instant::now() + ttl);
+        imds_metadata_token(expiries.len())
+    }
+
+    /// Whether `values` (a request's `x-aws-ec2-metadata-token` headers)
+    /// is one token this fake handed out, not yet expired.
+    fn token_is_valid(&self, values: &[String]) -> bool {
+        let [value] = values else { return false };
+        let expiries = self.token_expiries.lock().unwrap();
+        (1..=expiries.len())
+            .find(|n| imds_metadata_token(*n) == *value)
+            .is_some_and(|n| Instant::now() < expiries[n - 1])
+    }
+}
+
+/// Where instance credentials are listed (the role name) and served (at
+/// this path plus the role name).
+const SECURITY_CREDENTIALS: &str = "/latest/meta-data/iam/security-credentials/";
+
+/// A fake EC2 instance metadata service on loopback that requires IMDSv2,
+/// for an instance whose role is `role`:
+///
+/// - `PUT /latest/api/token` with `x-aws-ec2-metadata-token-ttl-seconds`
+///   (1 to 21600) hands out [`imds_metadata_token`]`(n)`, valid that long,
+///   with the TTL header echoed; without a valid TTL, 400.
+/// - A `GET` whose `x-aws-ec2-metadata-token` is not a live token it
+///   handed out gets 401, as an instance with `HttpTokens=required`
+///   answers (IMDSv1 refused).
+/// - `GET /latest/meta-data/iam/security-credentials/` answers `role`;
+///   `GET` of that path plus `role` answers the test key pair with
+///   [`imds_session_token`]`(n)`, expiring after `life`. Any other path
+///   gets 404.
+///
+/// Every request answered other than with a 200 is refused (the ledger
+/// says why). Returns its URL (for `AWS_EC2_METADATA_SERVICE_ENDPOINT`)
+/// and its ledger.
+pub fn instance_metadata(role: &'static str, life: Duration) -> (String, MetadataLedger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let ledger = MetadataLedger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        let mut line = request.lines().next().unwrap_or("").split(' ');
+        let (method, path) = (line.next().unwrap_or(""), line.next().unwrap_or(""));
+        if method == "PUT" && path == "/latest/api/token" {
+            let ttl_s = header_values(request, "x-aws-ec2-metadata-token-ttl-seconds")
+                .first()
+                .and_then(|value| value.parse::<u64>().ok())
+                .filter(|ttl_s| (1..=21_600).contains(ttl_s));
+            let Some(ttl_s) = ttl_s else {
+                seen.ledger.refuse("PUT without a valid token TTL");
+                return response("400 Bad Request", "text/plain", "", "");
+            };
+            let token = seen.hand_out_token(Duration::from_secs(ttl_s));
+            let ttl_header = format!("x-aws-ec2-metadata-token-ttl-seconds: {ttl_s}\r\n");
+            return response("200 OK", "text/plain", &ttl_header, &token);
+        }
+        if method != "GET" {
+            seen.ledger.refuse(format!("{method} {path}"));
+            return response("405 Method Not Allowed", "text/plain", "", "");
+        }
+        if !seen.token_is_valid(&header_values(request, "x-aws-ec2-metadata-token")) {
+            seen.ledger.refuse(format!(
+                "GET {path} without a valid x-aws-ec2-metadata-token"
+            ));
+            return response("401 Unauthorized", "text/plain", "", "");
+        }
+        match path.strip_prefix(SECURITY_CREDENTIALS) {
+            Some("") => response("200 OK", "text/plain", "", role),
+            Some(name) if name == role => {
+                let n = seen.ledger.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                let now = SystemTime::now();
+                let body = format!(
+                    r#"{{"Code":"Success","LastUpdated":"{}","Type":"AWS-HMAC","AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"{}","Expiration":"{}"}}"#,
+                    humantime::format_rfc3339_seconds(now),
+                    imds_session_token(n),
+                    humantime::format_rfc3339_millis(now + life),
+                );
+                response("200 OK", "text/plain", "", &body)
+            }
+            _ => {
+                seen.ledger.refuse(format!("GET {path}"));
+                response("404 Not Found", "text/plain", "", "")
+            }
+        }
+    });
+    (url, ledger)
+}
+
+/// An instance metadata address on loopback that accepts connections and
+/// never answers (reads nothing, closes nothing) until the process ends:
+/// a hung service. (An address that drops packets would time out while
+/// connecting instead, which loopback cannot show.) Returns its URL (for
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`).
+pub fn silent_instance_metadata() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for socket in listener.incoming().flatten() {
+            held.push(socket);
+        }
+    });
+    url
 }
 
 /// How one request reaching the built-in endpoint was signed.
