@@ -622,6 +622,42 @@ fn instance_credentials_from_imdsv2_sign_every_request_and_are_renewed_mid_run()
     assert_eq!(imds.refused().len(), 2, "{:?}", imds.refused());
 }
 
+/// The profile named with `--option profile=` decides where the instance
+/// metadata service is (`ec2_metadata_service_endpoint`, as for an
+/// IPv6-only instance's `_mode`), not the default profile.
+#[test]
+fn the_named_profile_says_where_the_instance_metadata_service_is() {
+    let (default_url, default_imds) =
+        aws_fakes::instance_metadata(INSTANCE_ROLE, Duration::from_secs(3600));
+    let (named_url, named_imds) =
+        aws_fakes::instance_metadata(INSTANCE_ROLE, Duration::from_secs(3600));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "[default]\nregion = ca-central-1\nec2_metadata_service_endpoint = {default_url}\n\n\
+             [profile ec2-keyed]\nregion = ca-central-1\nec2_metadata_service_endpoint = {named_url}\n"
+        ),
+    )
+    .unwrap();
+    let _env = aws_environment(
+        dir.path(),
+        &[("AWS_EC2_METADATA_DISABLED", "false".to_string())],
+    );
+    let (_outcome, relay, _results) = nine_requests_of_300_ms(Some("ec2-keyed"));
+    let numbers = issue_numbers(
+        &session_tokens(&relay),
+        "imds-session-token-",
+        named_imds.issued(),
+    );
+    assert_eq!(numbers.len(), 9);
+    assert_eq!(
+        default_imds.issued(),
+        0,
+        "the default profile's service was asked"
+    );
+}
+
 #[test]
 fn without_instance_metadata_or_any_other_source_each_request_is_one_clear_unauthorized_error_within_seconds(
 ) {

@@ -136,7 +136,7 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    let config = ProviderConfig::without_region().with_http_client(http);
+    let config = ProviderConfig::without_region().with_http_client(http.clone());
     let mut region = ProfileFileRegionProvider::builder().configure(&config);
     if let Some(profile) = &key.profile {
         region = region.profile_name(profile);
@@ -148,19 +148,18 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
         .or(profile_region.clone())
         .unwrap_or_else(|| "us-east-1".to_string());
     let mut failures = 0u32;
+    let mut chain = None;
     loop {
-        // A chain per resolution: aws-config's profile provider keeps the
-        // outcome of building itself, and after one failure answers only
-        // "initialization error already taken" (renewals then fail too).
-        let mut builder = DefaultCredentialsChain::builder()
-            .configure(config.clone())
-            .region(Region::new(sts_region.clone()));
-        if let Some(profile) = &key.profile {
-            builder = builder.profile_name(profile);
-        }
-        let chain = builder.build().await;
+        // Built again after a failure: aws-config's profile provider keeps
+        // the outcome of building itself, and after one failure answers
+        // only "initialization error already taken". Kept while it works
+        // (the instance metadata client keeps its session token).
+        let provider = match &chain {
+            Some(provider) => provider,
+            None => chain.insert(build_chain(key, &http, &sts_region).await),
+        };
         let outcome =
-            tokio::time::timeout(refreshed::FETCH_TIMEOUT, chain.provide_credentials()).await;
+            tokio::time::timeout(refreshed::FETCH_TIMEOUT, provider.provide_credentials()).await;
         let pause = match outcome {
             Ok(Ok(credentials)) => {
                 failures = 0;
@@ -184,6 +183,7 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
             }
             Ok(Err(error)) => {
                 failures += 1;
+                chain = None;
                 // The messages alone: DisplayErrorContext's Debug tail
                 // quotes raw HTTP answers, credentials included.
                 keeper.failed(crate::transport::error_chain(&error));
@@ -191,10 +191,43 @@ async fn keep_fresh(key: &ChainKey, keeper: Keeper<ChainCredentials>) {
             }
             Err(_) => {
                 failures += 1;
+                chain = None;
                 keeper.failed(refreshed::no_answer());
                 refreshed::retry_pause(failures)
             }
         };
         tokio::time::sleep(pause).await;
+    }
+}
+
+/// The SDK's default credential chain for `key`, through its config loader
+/// (not `DefaultCredentialsChain::builder`, whose profile name does not
+/// reach the instance metadata client: a named profile's
+/// `ec2_metadata_service_endpoint[_mode]` would be read from the default
+/// profile instead).
+async fn build_chain(
+    key: &ChainKey,
+    http: &aws_smithy_runtime_api::client::http::SharedHttpClient,
+    sts_region: &str,
+) -> aws_credential_types::provider::SharedCredentialsProvider {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http.clone())
+        .region(Region::new(sts_region.to_string()));
+    if let Some(profile) = &key.profile {
+        loader = loader.profile_name(profile);
+    }
+    let config = loader.load().await;
+    match config.credentials_provider() {
+        Some(provider) => provider,
+        // The loader always sets the default chain; should it not, the
+        // chain itself (as built before the loader was used).
+        None => {
+            let mut builder =
+                DefaultCredentialsChain::builder().region(Region::new(sts_region.to_string()));
+            if let Some(profile) = &key.profile {
+                builder = builder.profile_name(profile);
+            }
+            aws_credential_types::provider::SharedCredentialsProvider::new(builder.build().await)
+        }
     }
 }
