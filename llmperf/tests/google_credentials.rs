@@ -11,19 +11,18 @@
 //! The credentials are found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod fault_matrix;
+mod google_fakes;
 mod raw_server;
 mod scoped_env;
 use fault_matrix::{fast_script, quiet};
+use google_fakes::{token_series, token_server};
 use scoped_env::ScopedEnv;
 
 const GOOGLE_VARIABLES: &[&str] = &[
@@ -45,76 +44,6 @@ fn google_environment(home: &Path, vars: &[(&str, String)]) -> ScopedEnv {
     let mut set = vec![("HOME", home.display().to_string())];
     set.extend(vars.iter().cloned());
     ScopedEnv::new(GOOGLE_VARIABLES, &set)
-}
-
-/// A fake token server on loopback: answers `token` as an hour's access
-/// token to requests for `path` that hold `must_contain` (in the head or
-/// the body), 401 otherwise. Counts the tokens it gave.
-fn token_server(
-    path: &'static str,
-    must_contain: &'static str,
-    token: &'static str,
-) -> (String, Arc<AtomicUsize>) {
-    token_series(path, must_contain, vec![(token, 3600)])
-}
-
-/// [`token_server`] giving `tokens` in turn, each `(token, expires_in)`;
-/// the last one again once they are all given.
-fn token_series(
-    path: &'static str,
-    must_contain: &'static str,
-    tokens: Vec<(&'static str, u64)>,
-) -> (String, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let served = Arc::new(AtomicUsize::new(0));
-    let count = Arc::clone(&served);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                head.push_str(&line);
-            }
-            let mut body = vec![0; length];
-            let _ = reader.read_exact(&mut body);
-            let request = format!("{head}{}", String::from_utf8_lossy(&body));
-            let path_ok = head
-                .lines()
-                .next()
-                .is_some_and(|line| line.split(' ').nth(1).unwrap_or("").starts_with(path));
-            if !path_ok
-                || !request
-                    .to_ascii_lowercase()
-                    .contains(&must_contain.to_ascii_lowercase())
-            {
-                let _ = stream.write_all(
-                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                );
-                continue;
-            }
-            let given = count.fetch_add(1, Ordering::SeqCst);
-            let (token, expires_in) = tokens[given.min(tokens.len() - 1)];
-            let body = format!(
-                r#"{{"access_token":"{token}","expires_in":{expires_in},"token_type":"Bearer"}}"#
-            );
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (address, served)
 }
 
 fn bench(endpoint: Endpoint, token: &str) -> Benchmark {
