@@ -8,6 +8,10 @@
 //! server). A token given to llmperf itself wins and leaves the fakes
 //! untouched.
 //!
+//! A service-account key makes no token request: the library signs its own
+//! JWT, which a recording server checks against the test key; a proxy trap
+//! catches any request for googleapis.com.
+//!
 //! The credentials are found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
 
@@ -257,5 +261,124 @@ fn a_refused_refresh_token_is_one_clear_unauthorized_error_without_secrets() {
         results.path(),
         &outcome,
         &["revoked-refresh-token-cdef", "client-secret-89ab"],
+    );
+}
+
+/// A service-account key file as the Cloud console downloads it, signed
+/// with the test key; its `token_uri` is Google's own.
+fn service_account_key(key_id: &str, client_email: &str) -> String {
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "llmperf-test",
+        "private_key_id": key_id,
+        "private_key": google_fakes::TEST_KEY_PEM,
+        "client_email": client_email,
+        "client_id": "100000000000000000001",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+        "universe_domain": "googleapis.com",
+    })
+    .to_string()
+}
+
+/// The tokens of the `Authorization: Bearer` headers of `requests`, one
+/// per request (a request without one fails the test).
+fn bearer_tokens(requests: &[String]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|request| {
+            let values = raw_server::header_values(request, "authorization");
+            let [value] = &values[..] else {
+                panic!("{} authorization headers", values.len());
+            };
+            value
+                .strip_prefix("Bearer ")
+                .unwrap_or_else(|| panic!("not a bearer token"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// google-cloud-auth makes no token request for a service-account key
+/// with scopes: it signs a JWT with the key (`kid` the key id, `iss` and
+/// `sub` the client email, `scope` cloud-platform, an hour's life) and
+/// sends that as the access token (`credentials/service_account.rs`,
+/// `ServiceAccountTokenGenerator::generate`). The key's `token_uri` is
+/// never called: the proxy trap catches any request for googleapis.com.
+#[test]
+fn a_service_account_key_signs_its_own_token_and_calls_no_token_service() {
+    let (key_id, client_email) = (
+        "0123456789abcdef0123456789abcdef01234567",
+        "llmperf-bench@llmperf-test.iam.gserviceaccount.com",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let key_file = home.path().join("service-account.json");
+    std::fs::write(&key_file, service_account_key(key_id, client_email)).unwrap();
+    let trap = google_fakes::ProxyTrap::start();
+    let mut vars = trap.variables();
+    vars.push((
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        key_file.display().to_string(),
+    ));
+    let _env = google_environment(home.path(), &vars);
+    let (base, seen, _server) =
+        raw_server::recording_server(usize::MAX, raw_server::chat_answer("signed", "stop"));
+    let bench = Benchmark::new()
+        .endpoint(
+            Endpoint::kind("vertex-openai")
+                .base_url(base)
+                .model("google/gemini-2.0-flash")
+                .option("project", "llmperf-test"),
+        )
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(2).requests(4))
+        .server_metrics(llmperf::spec::ServerMetrics::off());
+    let results = tempfile::tempdir().unwrap();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let outcome = run_into(results.path(), &bench);
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        4,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    let tokens = bearer_tokens(&seen.lock().unwrap());
+    assert_eq!(tokens.len(), 4);
+    for token in &tokens {
+        let (header, claims) = google_fakes::verified_jwt(token).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": key_id})
+        );
+        assert_eq!(claims["iss"], client_email);
+        assert_eq!(claims["sub"], client_email);
+        assert_eq!(claims["scope"], google_fakes::CLOUD_PLATFORM);
+        // Scopes or an audience, never both.
+        assert!(claims["aud"].is_null(), "{claims}");
+        let (iat, exp) = (
+            claims["iat"].as_i64().unwrap(),
+            claims["exp"].as_i64().unwrap(),
+        );
+        assert!(iat <= started + 1, "issued {iat}, run started {started}");
+        assert!(
+            (3600..=3700).contains(&(exp - started)),
+            "expires {}s after the run started",
+            exp - started
+        );
+    }
+    assert_eq!(
+        trap.caught(),
+        Vec::<String>::new(),
+        "requests left loopback"
+    );
+    let signature = tokens[0].rsplit('.').next().unwrap();
+    let key_line = google_fakes::TEST_KEY_PEM.lines().nth(5).unwrap();
+    assert_nothing_leaks(
+        results.path(),
+        &outcome,
+        &[tokens[0].as_str(), signature, key_line],
     );
 }

@@ -4,15 +4,154 @@
 //! - [`token_server`], [`token_series`]: an OAuth token endpoint (an
 //!   `authorized_user` file's `token_uri`) or the metadata server's token
 //!   path (`GCE_METADATA_HOST`).
+//! - [`ProxyTrap`]: a proxy that forwards nothing and keeps every request
+//!   it gets. With the proxy variables pointing at it and `NO_PROXY`
+//!   sparing loopback, any request the library makes to anything but the
+//!   fakes (googleapis.com) is caught there instead of leaving the machine.
+//! - [`TEST_KEY_PEM`] and [`verified_jwt`]: a service-account key made for
+//!   these tests, and the check a Google service makes of a JWT it signed.
 //!
-//! Included by test files with `mod google_fakes;`.
+//! The counts of the fakes are lower bounds of what one test caused:
+//! credentials of earlier tests live on in the process and, after a
+//! failure, are built again from whatever the environment then says, this
+//! test's files and fakes included. So tests check what requests carried.
+//!
+//! Included by test files with `mod google_fakes;` (after `mod raw_server;`).
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use base64::Engine as _;
+
+use crate::raw_server::read_request;
+
+/// The scope llmperf asks Application Default Credentials for.
+pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+
+/// An RSA-2048 private key (PKCS#8 PEM) generated for these tests with
+/// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`. It
+/// belongs to no service account and opens nothing: it is here so a
+/// service-account key file can be signed with, and checked against,
+/// something. (Made once rather than at test time: no crate in the build
+/// generates RSA keys, and `rsa` would bring a dozen crates and seconds of
+/// unoptimised key generation per run.)
+pub const TEST_KEY_PEM: &str = "\
+-----BEGIN PRIVATE KEY-----
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQDiZk6sims4ikO3
+/mC3HDccTDuUtU0UNDgqz1q+YGS4i7d3lQDxwGsWpC8H56Pi8KInLK+Rc/shBG4j
+Xlc0OGcuhmrXWvGhqUsBJLoY08aPTsx9bvuRu6Sv+Edsyoamwqnu8YL4wpVsUCHa
+iZNRsmeScYVOnoaiPMINEaBdIKzRBIjIut9wFPr0nQ1lm+5vUKiey5Qu8OsIfVdG
+YgDS26mARposw1pkmtsVRWs1rpHV3ucl5Lyq/VdelqE68VDxhK8buqT/GdzEb2XQ
+zxgc9i8R6e3HYWPxCnhp5We5CG4dIanwLAsrrd9jU7i/MwGfFKwyDG2x4eI5D8FS
+x/0j1J03AgMBAAECggEATk+PFRWIAvWoeONPducWlP41ebnAoKVzbDNvMvzKuh7x
+5jYvLnAdWqaN8hEI2j3cCOrnC8vvaLtMkYVXaqO75Rbvq/A0NnQFkq6uhFn0i6t5
+BkY2VHFwhMG/ivz+2H3rI9B8OimsX9vT6fC+eXrZYolL0Cb7cPDNOpIHQ09DF8Tw
+MiFpfdX5mSNAXueSuxwstWpnuDz+flb1lcIUHncrk4OcHTH/WOBHHFVpZVG+FFSp
+Jss8rR286mpqj3oSDj6e8r7GO3Vp2mKO0XDygYqcj59PlDGNU4H6mFvKoxurFCIj
+lmKhO6CSxEa6Gs4BQmq6r7HLCst0HlD/xlGIp50voQKBgQDyUDucVHBDGcXWrz2o
+iRuK7j61/Q7rKU6kfUEhEisfsT6qiL6lkGAbSOkLzHBHOFQ47keEiUioBbiT85Oh
+MmXOiniHekr02c3/VOIMKQXXuX6zijRx6GbRmh3d83HcgQkrlcDtfWzNpt/ajAgz
+FBZfOLPya/aSK/J0Rh8PdqP+ZwKBgQDvL/eGbCgssMPLnpjjOZiB38PLnFVcLTkQ
+8C7pndj6WLlRmRXmP5iJkAcou9DbtNpy0oyRcZOBgd5M8x0HQIqh5g9pAnJEK8N6
+7KHevd3o8VxdGx1SSG4CR+ArDDMWSBih2jIdCLlnDl26vsrFUrh/bRfPTB/tdH0k
+rG3a832IsQKBgAqU8mV7UoO7pmYftQOdKTTB/r8X1AT1AtgwGB4HmxaBOQlde2Xj
+ji7i2jqHrQePMC5kSX9CN4gO5+aeJn5NoyCH74eLEabrtBFIda6uQ/ENyriwemXX
+DlZs8oz0yq4kfHAI1CoK5it89B2pK9p/MBLseP9HM7dib+4f+c9FERhVAoGAU6DP
+yJ4URdvf+VeQWRIQMoiMKqqUZdAh/bwciu33qUBQOyltML3XlXFYL3PLiKXpIvBe
+2ZN+YW+IzBrMcXatggGwLaT/UrqCdH478mcsKYAKLTuHuvc8D2wWArcXPZkjk6N4
+lhIw0MmDGAIRX4CWpWb9Rit1lk5+Ws428rDjmWECgYEA678KNPE2z+dABHTM/gaP
+zgcQYGkdU+o25x4plCDbDO0abu3u7fAexiADkus4PeLhyD7lCeACd0tMbkExI4eH
+lOhMM/ejCpX5upOXj9bN5yyKZqnerrog8fzzlEltddsENrDDa9Hc7nxDfl/j2JVN
+tAQxa/U/iGoc6/XpTF68qG0=
+-----END PRIVATE KEY-----
+";
+
+/// Serves each connection of `listener` (one request each) on one thread:
+/// `answer` gets the request as text and returns the whole response.
+fn serve(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 'static) {
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { continue };
+            if let Some(request) = read_request(&mut socket) {
+                let _ = socket.write_all(answer(&request).as_bytes());
+            }
+        }
+    });
+}
+
+/// A proxy on loopback that forwards nothing: each request (a `CONNECT`
+/// for an `https://` target, the absolute form for an `http://` one) is
+/// kept and answered 403.
+pub struct ProxyTrap {
+    url: String,
+    caught: Arc<Mutex<Vec<String>>>,
+}
+
+impl ProxyTrap {
+    /// Starts a trap.
+    pub fn start() -> ProxyTrap {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let caught = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&caught);
+        serve(listener, move |request| {
+            let line = request.lines().next().unwrap_or("").to_string();
+            log.lock().unwrap().push(line);
+            "HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+        });
+        ProxyTrap { url, caught }
+    }
+
+    /// The variables that send every request but loopback's to the trap.
+    pub fn variables(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HTTPS_PROXY", self.url.clone()),
+            ("HTTP_PROXY", self.url.clone()),
+            ("ALL_PROXY", self.url.clone()),
+            ("NO_PROXY", "127.0.0.1,localhost".to_string()),
+        ]
+    }
+
+    /// The request line of each request the trap caught.
+    pub fn caught(&self) -> Vec<String> {
+        self.caught.lock().unwrap().clone()
+    }
+}
+
+/// The header and claims of `jwt`, a JWS in compact form, when its
+/// signature is RS256 by [`TEST_KEY_PEM`]; why not otherwise.
+pub fn verified_jwt(jwt: &str) -> Result<(serde_json::Value, serde_json::Value), String> {
+    let base64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header, claims, signature] = parts[..] else {
+        return Err(format!("{} parts, not 3", parts.len()));
+    };
+    let decode_json = |part: &str| -> Result<serde_json::Value, String> {
+        let bytes = base64url.decode(part).map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    };
+    let signature = base64url.decode(signature).map_err(|e| e.to_string())?;
+    let pkcs8: String = TEST_KEY_PEM
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    let pkcs8 = base64::engine::general_purpose::STANDARD
+        .decode(pkcs8)
+        .unwrap();
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&pkcs8).unwrap();
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        key.public().as_ref(),
+    )
+    .verify(format!("{header}.{claims}").as_bytes(), &signature)
+    .map_err(|_| "the signature does not verify with the test key's public key".to_string())?;
+    Ok((decode_json(header)?, decode_json(claims)?))
+}
 
 /// A fake token server on loopback: answers `token` as an hour's access
 /// token to requests for `path` that hold `must_contain` (in the head or
