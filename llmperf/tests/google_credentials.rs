@@ -9,8 +9,10 @@
 //! untouched.
 //!
 //! A service-account key makes no token request: the library signs its own
-//! JWT, which a recording server checks against the test key; a proxy trap
-//! catches any request for googleapis.com.
+//! JWT, which a recording server checks against the test key. Workload
+//! identity federation (`external_account`) exchanges a subject token file
+//! at a fake STS, then optionally at a fake IAM `generateAccessToken`. A
+//! proxy trap catches any request for googleapis.com.
 //!
 //! The credentials are found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
@@ -381,4 +383,141 @@ fn a_service_account_key_signs_its_own_token_and_calls_no_token_service() {
         &outcome,
         &[tokens[0].as_str(), signature, key_line],
     );
+}
+
+const WORKLOAD_POOL_PROVIDER: &str =
+    "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/llmperf-pool/providers/llmperf-provider";
+
+/// An `external_account` file (workload identity federation) whose subject
+/// token is the file `subject_token_file` and whose token exchange is at
+/// `token_url`; through `impersonation_url` when given.
+fn external_account(
+    subject_token_file: &Path,
+    token_url: &str,
+    impersonation_url: Option<&str>,
+) -> String {
+    let mut file = serde_json::json!({
+        "type": "external_account",
+        "audience": WORKLOAD_POOL_PROVIDER,
+        "subject_token_type": google_fakes::JWT_TOKEN_TYPE,
+        "token_url": token_url,
+        "credential_source": {"file": subject_token_file.display().to_string()},
+        "universe_domain": "googleapis.com",
+    });
+    if let Some(url) = impersonation_url {
+        file["service_account_impersonation_url"] = url.into();
+    }
+    file.to_string()
+}
+
+/// An OIDC token as Kubernetes projects it into a pod (a JWT, no trailing
+/// newline); its content is all that matters here.
+const SUBJECT_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6YmVuY2g6bGxtcGVyZiJ9.subject-token-signature";
+
+/// google-cloud-auth takes an `external_account` file's `token_url` as it
+/// is (no https or googleapis.com check: `credentials/external_account.rs`,
+/// `ExternalAccountFile`), so a fake STS on loopback gets the RFC 8693
+/// exchange of the subject token file, and the token it answers is the one
+/// every request sends (the built-in endpoint requires it).
+#[test]
+fn workload_identity_federation_exchanges_the_subject_token_file_at_its_token_url() {
+    let token = "ya29.from-the-fake-sts";
+    let (token_url, sts) = google_fakes::sts(
+        google_fakes::Exchange {
+            audience: WORKLOAD_POOL_PROVIDER.to_string(),
+            subject_token: SUBJECT_TOKEN.to_string(),
+            scope: google_fakes::CLOUD_PLATFORM,
+        },
+        token,
+    );
+    let home = tempfile::tempdir().unwrap();
+    let subject_token_file = home.path().join("token");
+    std::fs::write(&subject_token_file, SUBJECT_TOKEN).unwrap();
+    let key_file = home.path().join("external-account.json");
+    std::fs::write(
+        &key_file,
+        external_account(&subject_token_file, &token_url, None),
+    )
+    .unwrap();
+    let trap = google_fakes::ProxyTrap::start();
+    let mut vars = trap.variables();
+    vars.push((
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        key_file.display().to_string(),
+    ));
+    let _env = google_environment(home.path(), &vars);
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), token));
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        4,
+        "{:?}; the STS refused: {:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref()),
+        sts.refused()
+    );
+    assert!(sts.issued() >= 1);
+    assert_eq!(sts.refused(), Vec::<String>::new());
+    assert_eq!(
+        trap.caught(),
+        Vec::<String>::new(),
+        "requests left loopback"
+    );
+    assert_nothing_leaks(results.path(), &outcome, &[token, SUBJECT_TOKEN]);
+}
+
+/// With `service_account_impersonation_url`, the STS token is asked for
+/// the IAM scope only and exchanged again, at that URL (a second fake), for
+/// the service account's cloud-platform token: the one requests send. The
+/// STS token never reaches Vertex.
+#[test]
+fn workload_identity_federation_impersonates_a_service_account_with_the_exchanged_token() {
+    let (sts_token, token) = ("ya29.sts-token-for-iam-only", "ya29.service-account-token");
+    let (token_url, sts) = google_fakes::sts(
+        google_fakes::Exchange {
+            audience: WORKLOAD_POOL_PROVIDER.to_string(),
+            subject_token: SUBJECT_TOKEN.to_string(),
+            scope: google_fakes::IAM_SCOPE,
+        },
+        sts_token,
+    );
+    let (impersonation_url, iam) = google_fakes::impersonation(
+        "llmperf-bench@llmperf-test.iam.gserviceaccount.com",
+        sts_token,
+        token,
+    );
+    let home = tempfile::tempdir().unwrap();
+    let subject_token_file = home.path().join("token");
+    std::fs::write(&subject_token_file, SUBJECT_TOKEN).unwrap();
+    let key_file = home.path().join("external-account.json");
+    std::fs::write(
+        &key_file,
+        external_account(&subject_token_file, &token_url, Some(&impersonation_url)),
+    )
+    .unwrap();
+    let trap = google_fakes::ProxyTrap::start();
+    let mut vars = trap.variables();
+    vars.push((
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        key_file.display().to_string(),
+    ));
+    let _env = google_environment(home.path(), &vars);
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), token));
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        4,
+        "{:?}; the STS refused: {:?}; IAM refused: {:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref()),
+        sts.refused(),
+        iam.refused()
+    );
+    assert!(sts.issued() >= 1 && iam.issued() >= 1);
+    assert_eq!(sts.refused(), Vec::<String>::new());
+    assert_eq!(iam.refused(), Vec::<String>::new());
+    assert_eq!(
+        trap.caught(),
+        Vec::<String>::new(),
+        "requests left loopback"
+    );
+    assert_nothing_leaks(results.path(), &outcome, &[token, sts_token, SUBJECT_TOKEN]);
 }

@@ -4,6 +4,10 @@
 //! - [`token_server`], [`token_series`]: an OAuth token endpoint (an
 //!   `authorized_user` file's `token_uri`) or the metadata server's token
 //!   path (`GCE_METADATA_HOST`).
+//! - [`sts`]: the Security Token Service's token exchange, an
+//!   `external_account` file's `token_url` (workload identity federation).
+//! - [`impersonation`]: IAM Credentials' `generateAccessToken`, an
+//!   `external_account` file's `service_account_impersonation_url`.
 //! - [`ProxyTrap`]: a proxy that forwards nothing and keeps every request
 //!   it gets. With the proxy variables pointing at it and `NO_PROXY`
 //!   sparing loopback, any request the library makes to anything but the
@@ -25,13 +29,19 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use crate::raw_server::read_request;
+use crate::raw_server::{header_values, json_body, read_request};
 
 /// The scope llmperf asks Application Default Credentials for.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The scope of an STS token that is only exchanged again, for a service
+/// account's (impersonation).
+pub const IAM_SCOPE: &str = "https://www.googleapis.com/auth/iam";
+/// The subject token type of an OIDC ID token (Kubernetes, GitHub).
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 /// An RSA-2048 private key (PKCS#8 PEM) generated for these tests with
 /// `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`. It
@@ -71,6 +81,30 @@ tAQxa/U/iGoc6/XpTF68qG0=
 -----END PRIVATE KEY-----
 ";
 
+/// What a fake saw: tokens it issued, and why it refused the requests it
+/// refused (which field was wrong, never its value).
+#[derive(Clone, Default)]
+pub struct Ledger {
+    issued: Arc<AtomicUsize>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ledger {
+    /// How many tokens the fake issued.
+    pub fn issued(&self) -> usize {
+        self.issued.load(Ordering::SeqCst)
+    }
+
+    /// Why each refused request was refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
+    }
+
+    fn refuse(&self, why: String) {
+        self.refused.lock().unwrap().push(why);
+    }
+}
+
 /// Serves each connection of `listener` (one request each) on one thread:
 /// `answer` gets the request as text and returns the whole response.
 fn serve(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 'static) {
@@ -82,6 +116,142 @@ fn serve(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 
             }
         }
     });
+}
+
+fn json_response(status: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The request line's method and path.
+fn method_and_path(request: &str) -> (&str, &str) {
+    let mut words = request.split(' ');
+    (words.next().unwrap_or(""), words.next().unwrap_or(""))
+}
+
+/// A token exchange a fake STS accepts: the fields of RFC 8693's form it
+/// requires besides the grant and requested token types.
+pub struct Exchange {
+    /// The workload identity pool provider.
+    pub audience: String,
+    /// What the subject token file holds.
+    pub subject_token: String,
+    /// `scope`: [`CLOUD_PLATFORM`] for a token used as is, [`IAM_SCOPE`]
+    /// for one exchanged again for a service account's.
+    pub scope: &'static str,
+}
+
+/// A fake Security Token Service on loopback. A `POST /v1/token` whose
+/// form is RFC 8693's token exchange (`grant_type`
+/// `urn:ietf:params:oauth:grant-type:token-exchange`, `requested_token_type`
+/// an access token, `subject_token_type` [`JWT_TOKEN_TYPE`]) with the
+/// `audience`, `subject_token` and `scope` of `expected` gets
+/// `access_token`, valid an hour; anything else a 400 `invalid_grant`.
+/// Returns its URL (an `external_account` file's `token_url`) and its
+/// ledger.
+pub fn sts(expected: Exchange, access_token: &'static str) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/token", listener.local_addr().unwrap());
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        let body = request.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        // The form, decoded as a URL's query is.
+        let form = reqwest::Url::parse(&format!("http://sts/?{body}")).unwrap();
+        let field = |name: &str| {
+            form.query_pairs()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.into_owned())
+        };
+        let required = [
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:access_token",
+            ),
+            ("subject_token_type", JWT_TOKEN_TYPE),
+            ("subject_token", expected.subject_token.as_str()),
+            ("audience", expected.audience.as_str()),
+            ("scope", expected.scope),
+        ];
+        let mut wrong: Vec<&str> = required
+            .iter()
+            .filter(|(name, value)| field(name).as_deref() != Some(*value))
+            .map(|(name, _)| *name)
+            .collect();
+        if method_and_path(request) != ("POST", "/v1/token") {
+            wrong.push("request line");
+        }
+        if header_values(request, "content-type") != ["application/x-www-form-urlencoded"] {
+            wrong.push("content-type");
+        }
+        if !wrong.is_empty() {
+            seen.refuse(format!("wrong: {wrong:?}"));
+            return json_response(
+                "400 Bad Request",
+                r#"{"error":"invalid_grant","error_description":"The token exchange was refused."}"#,
+            );
+        }
+        seen.issued.fetch_add(1, Ordering::SeqCst);
+        json_response(
+            "200 OK",
+            &format!(
+                r#"{{"access_token":"{access_token}","issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer","expires_in":3600}}"#
+            ),
+        )
+    });
+    (url, ledger)
+}
+
+/// A fake IAM Credentials `generateAccessToken` for `client_email` on
+/// loopback. A `POST` to the method's path for that account, carrying
+/// `Bearer {sts_token}` and asking for [`CLOUD_PLATFORM`] for an hour
+/// (`{"scope":[…],"lifetime":"3600s"}`), gets `access_token`, valid an
+/// hour; anything else a 403. Returns its URL (an `external_account`
+/// file's `service_account_impersonation_url`) and its ledger.
+pub fn impersonation(
+    client_email: &'static str,
+    sts_token: &'static str,
+    access_token: &'static str,
+) -> (String, Ledger) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let path = format!("/v1/projects/-/serviceAccounts/{client_email}:generateAccessToken");
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let ledger = Ledger::default();
+    let seen = ledger.clone();
+    serve(listener, move |request| {
+        let mut wrong = Vec::new();
+        if method_and_path(request) != ("POST", path.as_str()) {
+            wrong.push("request line");
+        }
+        if header_values(request, "authorization") != [format!("Bearer {sts_token}")] {
+            wrong.push("authorization");
+        }
+        let asked = serde_json::json!({"scope": [CLOUD_PLATFORM], "lifetime": "3600s"});
+        if json_body(request) != Some(asked) {
+            wrong.push("body");
+        }
+        if !wrong.is_empty() {
+            seen.refuse(format!("wrong: {wrong:?}"));
+            return json_response(
+                "403 Forbidden",
+                r#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied.","status":"PERMISSION_DENIED"}}"#,
+            );
+        }
+        seen.issued.fetch_add(1, Ordering::SeqCst);
+        let expire_time =
+            humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
+        json_response(
+            "200 OK",
+            &format!(r#"{{"accessToken":"{access_token}","expireTime":"{expire_time}"}}"#),
+        )
+    });
+    (url, ledger)
 }
 
 /// A proxy on loopback that forwards nothing: each request (a `CONNECT`
