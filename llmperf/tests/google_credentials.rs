@@ -12,7 +12,8 @@
 //! JWT, which a recording server checks against the test key. Workload
 //! identity federation (`external_account`) exchanges a subject token file
 //! at a fake STS, then optionally at a fake IAM `generateAccessToken`. A
-//! proxy trap catches any request for googleapis.com.
+//! proxy trap catches any request for googleapis.com. A key file that is
+//! not JSON, or of an unknown type, is one clear `unauthorized` error.
 //!
 //! The credentials are found from process-wide environment variables, so
 //! these tests live in their own binary and hold one lock while they run.
@@ -520,4 +521,69 @@ fn workload_identity_federation_impersonates_a_service_account_with_the_exchange
         "requests left loopback"
     );
     assert_nothing_leaks(results.path(), &outcome, &[token, sts_token, SUBJECT_TOKEN]);
+}
+
+/// Runs the built-in endpoint with `GOOGLE_APPLICATION_CREDENTIALS`
+/// naming a file that holds `contents`; every request must fail as
+/// `unauthorized`, all with one message, which is returned.
+fn run_with_unusable_key_file(contents: &str) -> (String, RunOutcome, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let key_file = home.path().join("key.json");
+    std::fs::write(&key_file, contents).unwrap();
+    let _env = google_environment(
+        home.path(),
+        &[(
+            "GOOGLE_APPLICATION_CREDENTIALS",
+            key_file.display().to_string(),
+        )],
+    );
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), "ya29.x"));
+    assert_eq!(fault_matrix::errors(&outcome, "unauthorized"), 4);
+    let messages: std::collections::BTreeSet<&str> = outcome
+        .records
+        .iter()
+        .map(|record| record.error.as_ref().unwrap().message.as_str())
+        .collect();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let message = messages.into_iter().next().unwrap().to_string();
+    assert!(
+        message.contains("Application Default Credentials gave no token"),
+        "{message}"
+    );
+    assert!(
+        message.contains("GOOGLE_APPLICATION_CREDENTIALS"),
+        "{message}"
+    );
+    (message, outcome, results)
+}
+
+/// A PEM private key where the JSON key file belongs (a common mix-up).
+#[test]
+fn a_key_file_that_is_not_json_is_one_clear_unauthorized_error_without_secrets() {
+    let (message, outcome, results) = run_with_unusable_key_file(google_fakes::TEST_KEY_PEM);
+    assert!(
+        message.contains("cannot parse the credentials file"),
+        "{message}"
+    );
+    let key_line = google_fakes::TEST_KEY_PEM.lines().nth(1).unwrap();
+    assert_nothing_leaks(results.path(), &outcome, &[key_line, "PRIVATE KEY"]);
+}
+
+/// A misspelt `type`: the library names the type it does not know.
+#[test]
+fn a_key_file_of_an_unknown_type_is_one_clear_unauthorized_error_without_secrets() {
+    let key = service_account_key(
+        "0123456789abcdef",
+        "llmperf@llmperf-test.iam.gserviceaccount.com",
+    )
+    .replace(r#""type":"service_account""#, r#""type":"service-account""#);
+    assert!(key.contains("service-account"));
+    let (message, outcome, results) = run_with_unusable_key_file(&key);
+    assert!(
+        message.contains("unknown or invalid credentials type service-account"),
+        "{message}"
+    );
+    let key_line = google_fakes::TEST_KEY_PEM.lines().nth(1).unwrap();
+    assert_nothing_leaks(results.path(), &outcome, &[key_line, "PRIVATE KEY"]);
 }
