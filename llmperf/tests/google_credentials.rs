@@ -595,7 +595,6 @@ fn a_key_file_of_an_unknown_type_is_one_clear_unauthorized_error_without_secrets
 /// body=<…>"), and adc.rs passes the library's error on as it is, so the
 /// token lands in every request's error and the results files.
 #[test]
-#[ignore = "google-cloud-auth quotes the subject token file in its error"]
 fn a_subject_token_file_without_its_field_leaks_nothing() {
     let home = tempfile::tempdir().unwrap();
     let subject_token_file = home.path().join("token.json");

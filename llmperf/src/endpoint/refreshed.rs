@@ -70,6 +70,8 @@ struct State<T> {
     last_error: Option<String>,
     /// Fetches that succeeded.
     successes: u64,
+    /// Whether the keeper gave up for good (its environment changed).
+    stopped: bool,
 }
 
 /// Why [`Refreshed::current`] has no value to give.
@@ -113,6 +115,7 @@ impl<T: Clone + Send + 'static> Refreshed<T> {
                 current: None,
                 last_error: None,
                 successes: 0,
+                stopped: false,
             }),
             changed: Condvar::new(),
         }));
@@ -181,7 +184,20 @@ impl<T: Clone + Send + 'static> Refreshed<T> {
     }
 }
 
+impl<T> Refreshed<T> {
+    fn stopped(&self) -> bool {
+        lock(&self.0.state).stopped
+    }
+}
+
 impl<T> Keeper<T> {
+    /// The keeper ends for good: the [`Registry`] starts a new one for the
+    /// next request that asks (its environment changed: see
+    /// [`poll_tokens`]).
+    pub fn stop(&self) {
+        lock(&self.0.state).stopped = true;
+    }
+
     /// A fetch succeeded: `value`, good until `expiry` (`None`: no expiry).
     pub fn fresh(&self, value: T, expiry: Option<SystemTime>) {
         let mut state = lock(&self.0.state);
@@ -211,12 +227,18 @@ impl<K: Eq + Hash, T: Clone + Send + 'static> Registry<K, T> {
         Registry(OnceLock::new())
     }
 
-    /// The source for `key`, started by `start` the first time.
+    /// The source for `key`, started by `start` the first time (and again
+    /// if its keeper stopped).
     pub fn get(&self, key: K, start: impl FnOnce() -> Refreshed<T>) -> Refreshed<T> {
-        lock(self.0.get_or_init(Default::default))
-            .entry(key)
-            .or_insert_with(start)
-            .clone()
+        let mut sources = lock(self.0.get_or_init(Default::default));
+        match sources.get(&key) {
+            Some(source) if !source.stopped() => source.clone(),
+            _ => {
+                let source = start();
+                sources.insert(key, source.clone());
+                source
+            }
+        }
     }
 }
 
@@ -226,23 +248,37 @@ impl<K: Eq + Hash, T: Clone + Send + 'static> Default for Registry<K, T> {
     }
 }
 
+/// The values of the environment variables `names` (a [`Registry`] key).
+pub fn environment(names: &[&str]) -> Vec<Option<String>> {
+    names.iter().map(|name| std::env::var(name).ok()).collect()
+}
+
 /// A keeper for token libraries (Google's, Azure's): builds the
 /// credentials, then asks them for a token again — when the last one nears
 /// its expiry ([`renewal_pause`]), or every [`POLL_EVERY`] when the library
 /// keeps the expiry to itself (it then renews and caches the token, and
 /// asking is a cache read). After a failure it builds them again (their
 /// credentials may keep answering an error once they have met one) after
-/// 1, 2, 4 … 30 s, while the last token serves until its expiry.
+/// 1, 2, 4 … 30 s, while the last token serves until its expiry — unless
+/// the `variables` that chose the source have changed since it started:
+/// the libraries read the environment as they build, so it would then
+/// fetch another source's token; it stops instead, and the [`Registry`]
+/// starts one for the new environment when a request asks.
 pub async fn poll_tokens<C, Fut>(
     keeper: Keeper<Secret>,
+    variables: &[&str],
     build: impl Fn() -> Result<C, String>,
     fetch: impl Fn(C) -> Fut,
 ) where
     C: Clone,
     Fut: Future<Output = Result<(String, Option<SystemTime>), String>>,
 {
+    let started_with = environment(variables);
     let mut failures = 0u32;
     loop {
+        if failures > 0 && environment(variables) != started_with {
+            return keeper.stop();
+        }
         match build() {
             Ok(credentials) => loop {
                 match tokio::time::timeout(FETCH_TIMEOUT, fetch(credentials.clone())).await {
@@ -323,6 +359,30 @@ mod tests {
             error.to_string(),
             "the credential library failed: no CA certificates were loaded"
         );
+    }
+
+    #[test]
+    fn a_stopped_source_is_started_again_by_the_registry() {
+        static SOURCES: Registry<&str, u32> = Registry::new();
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let first = SOURCES.get("key", || {
+            Refreshed::start("llmperf-test-keeper", move |keeper| async move {
+                keeper.fresh(1, None);
+                keeper.stop();
+                let _ = done.send(());
+            })
+        });
+        finished.recv().unwrap();
+        assert_eq!(first.current(Duration::ZERO), Ok(1));
+        let second = SOURCES.get("key", || {
+            Refreshed::start("llmperf-test-keeper", |keeper| async move {
+                keeper.fresh(2, None);
+            })
+        });
+        assert_eq!(second.current(Duration::from_secs(30)), Ok(2));
+        // A live source is shared, not started again.
+        let third = SOURCES.get("key", || unreachable!("started twice"));
+        assert_eq!(third.current(Duration::ZERO), Ok(2));
     }
 
     #[test]

@@ -108,10 +108,7 @@ pub(super) fn token(target: &Target, loopback: bool) -> Result<Option<Secret>, R
 fn shared_token(source: Source) -> Result<Secret, RequestError> {
     type Key = (Source, Vec<Option<String>>);
     static SHARED: Registry<Key, Secret> = Registry::new();
-    let environment = SOURCE_VARIABLES
-        .iter()
-        .map(|name| std::env::var(name).ok())
-        .collect();
+    let environment = refreshed::environment(&SOURCE_VARIABLES);
     SHARED
         .get((source, environment), || {
             Refreshed::start("llmperf-azure-credentials", move |keeper| {
@@ -188,6 +185,7 @@ async fn keep_fresh(source: Source, keeper: refreshed::Keeper<Secret>) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     refreshed::poll_tokens(
         keeper,
+        &SOURCE_VARIABLES,
         || credential(source).map_err(|error| crate::transport::error_chain(&error)),
         |credential| async move {
             credential
