@@ -459,7 +459,7 @@ pub struct ConnectArgs {
     /// An extra query parameter on every request URL, NAME=VALUE (repeatable), e.g. api-version=2024-10-21, replacing one of the same name; ${VAR} as in --header; results record the name, the value as ***.
     #[arg(long = "query", value_name = "NAME=VALUE")]
     pub query: Vec<String>,
-    /// Send every request through this http:// proxy, http://[USER:PASSWORD@]HOST:PORT, instead of what HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY say (HTTPS through a CONNECT tunnel); ${VAR} as in --header. Never used for the built-in endpoint.
+    /// Send every request through this http:// proxy, http://HOST:PORT or http://USER:PASSWORD@HOST:PORT, instead of what HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY say (HTTPS through a CONNECT tunnel); ${VAR} as in --header. Never used for the built-in endpoint.
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
     #[command(flatten)]

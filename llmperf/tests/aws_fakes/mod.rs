@@ -28,38 +28,13 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 
-use crate::raw_server::{header_values, read_request};
-
-/// What a fake saw: credentials it issued, and why it refused the requests
-/// it refused (which field was wrong, never its value).
-#[derive(Clone, Default)]
-pub struct Ledger {
-    issued: Arc<AtomicUsize>,
-    refused: Arc<Mutex<Vec<String>>>,
-}
-
-impl Ledger {
-    /// How many credentials the fake issued.
-    pub fn issued(&self) -> usize {
-        self.issued.load(Ordering::SeqCst)
-    }
-
-    /// Why each refused request was refused.
-    pub fn refused(&self) -> Vec<String> {
-        self.refused.lock().unwrap().clone()
-    }
-
-    fn refuse(&self, why: impl Into<String>) {
-        self.refused.lock().unwrap().push(why.into());
-    }
-}
+use crate::raw_server::{header_values, serve_each as serve, Ledger};
 
 /// The session token a fake container agent issues with its `n`th
 /// credentials.
@@ -90,19 +65,6 @@ pub fn imds_metadata_token(n: usize) -> String {
     format!("imds-metadata-token-{n}")
 }
 
-/// Serves each connection of `listener` (one request each) on one thread:
-/// `answer` gets the request as text and returns the whole response.
-fn serve(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 'static) {
-    thread::spawn(move || {
-        for socket in listener.incoming() {
-            let Ok(mut socket) = socket else { continue };
-            if let Some(request) = read_request(&mut socket) {
-                let _ = socket.write_all(answer(&request).as_bytes());
-            }
-        }
-    });
-}
-
 fn response(status: &str, content_type: &str, extra: &str, body: &str) -> String {
     format!(
         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -128,7 +90,7 @@ pub fn container_agent(auth: &'static str, life: Duration) -> (String, Ledger) {
             seen.refuse("authorization");
             return response("401 Unauthorized", "application/json", "", "{}");
         }
-        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = seen.issue();
         let expiration = humantime::format_rfc3339_millis(SystemTime::now() + life);
         let body = format!(
             r#"{{"AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"{}","Expiration":"{expiration}"}}"#,
@@ -183,7 +145,7 @@ pub fn sts(
             let body = "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code><Message>The web identity token or role does not match</Message></Error><RequestId>llmperf-fake</RequestId></ErrorResponse>";
             return response("400 Bad Request", "text/xml", "", body);
         }
-        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = seen.issue();
         let expiration = humantime::format_rfc3339_millis(SystemTime::now() + life);
         let session_token = sts_session_token(n);
         let body = format!(
@@ -217,7 +179,7 @@ pub fn garbled_sts(secret: &'static str, session_token: &'static str) -> (String
     let ledger = Ledger::default();
     let seen = ledger.clone();
     serve(listener, move |_| {
-        seen.issued.fetch_add(1, Ordering::SeqCst);
+        seen.issue();
         let body = format!(
             "<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
              <AssumeRoleWithWebIdentityResult><Credentials>\
@@ -277,7 +239,7 @@ pub fn sso_portal(
                 r#"{"message":"Session token not found or invalid"}"#,
             );
         }
-        let n = seen.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let n = seen.issue();
         let expiration = (SystemTime::now() + Duration::from_secs(3600))
             .duration_since(UNIX_EPOCH)
             .unwrap()
@@ -389,7 +351,7 @@ pub fn instance_metadata(role: &'static str, life: Duration) -> (String, Metadat
         match path.strip_prefix(SECURITY_CREDENTIALS) {
             Some("") => response("200 OK", "text/plain", "", role),
             Some(name) if name == role => {
-                let n = seen.ledger.issued.fetch_add(1, Ordering::SeqCst) + 1;
+                let n = seen.ledger.issue();
                 let now = SystemTime::now();
                 let body = format!(
                     r#"{{"Code":"Success","LastUpdated":"{}","Type":"AWS-HMAC","AccessKeyId":"{TEST_ACCESS_KEY_ID}","SecretAccessKey":"{TEST_SECRET_ACCESS_KEY}","Token":"{}","Expiration":"{}"}}"#,

@@ -28,12 +28,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 
-use crate::raw_server::{header_values, json_body, read_request};
+use crate::raw_server::{header_values, json_body, serve_each as serve, Ledger};
 
 /// The scope llmperf asks Application Default Credentials for.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -80,43 +79,6 @@ lOhMM/ejCpX5upOXj9bN5yyKZqnerrog8fzzlEltddsENrDDa9Hc7nxDfl/j2JVN
 tAQxa/U/iGoc6/XpTF68qG0=
 -----END PRIVATE KEY-----
 ";
-
-/// What a fake saw: tokens it issued, and why it refused the requests it
-/// refused (which field was wrong, never its value).
-#[derive(Clone, Default)]
-pub struct Ledger {
-    issued: Arc<AtomicUsize>,
-    refused: Arc<Mutex<Vec<String>>>,
-}
-
-impl Ledger {
-    /// How many tokens the fake issued.
-    pub fn issued(&self) -> usize {
-        self.issued.load(Ordering::SeqCst)
-    }
-
-    /// Why each refused request was refused.
-    pub fn refused(&self) -> Vec<String> {
-        self.refused.lock().unwrap().clone()
-    }
-
-    fn refuse(&self, why: String) {
-        self.refused.lock().unwrap().push(why);
-    }
-}
-
-/// Serves each connection of `listener` (one request each) on one thread:
-/// `answer` gets the request as text and returns the whole response.
-fn serve(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 'static) {
-    thread::spawn(move || {
-        for socket in listener.incoming() {
-            let Ok(mut socket) = socket else { continue };
-            if let Some(request) = read_request(&mut socket) {
-                let _ = socket.write_all(answer(&request).as_bytes());
-            }
-        }
-    });
-}
 
 fn json_response(status: &str, body: &str) -> String {
     format!(
@@ -197,7 +159,7 @@ pub fn sts(expected: Exchange, access_token: &'static str) -> (String, Ledger) {
                 r#"{"error":"invalid_grant","error_description":"The token exchange was refused."}"#,
             );
         }
-        seen.issued.fetch_add(1, Ordering::SeqCst);
+        seen.issue();
         json_response(
             "200 OK",
             &format!(
@@ -243,7 +205,7 @@ pub fn impersonation(
                 r#"{"error":{"code":403,"message":"Permission 'iam.serviceAccounts.getAccessToken' denied.","status":"PERMISSION_DENIED"}}"#,
             );
         }
-        seen.issued.fetch_add(1, Ordering::SeqCst);
+        seen.issue();
         let expire_time =
             humantime::format_rfc3339_seconds(SystemTime::now() + Duration::from_secs(3600));
         json_response(

@@ -236,3 +236,48 @@ fn tunnel(mut client: TcpStream, log: &Mutex<Vec<String>>) {
     let _ = client.shutdown(Shutdown::Write);
     let _ = upstream.join();
 }
+
+/// What a fake saw: what it issued, and why it refused the requests it
+/// refused (which field was wrong, never its value).
+#[derive(Clone, Default)]
+pub struct Ledger {
+    issued: Arc<std::sync::atomic::AtomicUsize>,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl Ledger {
+    /// How many credentials or tokens the fake issued.
+    pub fn issued(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts one more issued; its number, from 1.
+    pub fn issue(&self) -> usize {
+        self.issued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1
+    }
+
+    /// Why each refused request was refused.
+    pub fn refused(&self) -> Vec<String> {
+        self.refused.lock().unwrap().clone()
+    }
+
+    /// Notes a refusal and why.
+    pub fn refuse(&self, why: impl Into<String>) {
+        self.refused.lock().unwrap().push(why.into());
+    }
+}
+
+/// Serves each connection of `listener` (one request each) on one thread:
+/// `answer` gets the request as text and returns the whole response.
+pub fn serve_each(listener: TcpListener, mut answer: impl FnMut(&str) -> String + Send + 'static) {
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { continue };
+            if let Some(request) = read_request(&mut socket) {
+                let _ = socket.write_all(answer(&request).as_bytes());
+            }
+        }
+    });
+}
