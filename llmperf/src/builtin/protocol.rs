@@ -349,7 +349,7 @@ mod tests {
         let timeline = plan(
             &script,
             &openai::CHAT,
-            &request(true, Some(3)),
+            &request(true, Some(7)), // 4 reasoning and 3 content tokens
             None,
             None,
             1,

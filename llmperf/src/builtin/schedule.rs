@@ -79,16 +79,30 @@ impl Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(script.seed);
         rng.set_stream(index);
         let prompt_tokens = Tokenizer::bundled().count(&request.prompt);
+        let reasoning_tokens = if reasoning {
+            script.reasoning_tokens.min(MAX_OUTPUT_TOKENS)
+        } else {
+            0
+        };
+        // A request's `max_tokens` limits reasoning and content together,
+        // as real servers count it (vLLM's completion tokens, OpenAI's
+        // `max_completion_tokens`, Anthropic's `max_tokens` with thinking):
+        // the reasoning comes out of it. Without one, the script's output
+        // length is the content's.
+        let (max_tokens, reasoning_tokens) = match request.max_tokens {
+            Some(limit) => {
+                let limit = limit.min(MAX_OUTPUT_TOKENS);
+                let reasoning = reasoning_tokens.min(limit);
+                (limit - reasoning, reasoning)
+            }
+            None => (
+                script.output_tokens.min(MAX_OUTPUT_TOKENS),
+                reasoning_tokens,
+            ),
+        };
         let spec = Spec {
-            max_tokens: request
-                .max_tokens
-                .unwrap_or(script.output_tokens)
-                .min(MAX_OUTPUT_TOKENS),
-            reasoning_tokens: if reasoning {
-                script.reasoning_tokens.min(MAX_OUTPUT_TOKENS)
-            } else {
-                0
-            },
+            max_tokens,
+            reasoning_tokens,
             task,
             fill: request.fill,
             long_words: script.long_words,

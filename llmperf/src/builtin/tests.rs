@@ -288,7 +288,8 @@ async fn non_streaming_response_comes_whole_after_the_scripted_time() {
             .reasoning_tokens(3),
     )
     .unwrap();
-    let body = chat("hi", json!({"stream": false, "max_completion_tokens": 10}));
+    // The limit counts reasoning too: 3 reasoning + 10 content tokens.
+    let body = chat("hi", json!({"stream": false, "max_completion_tokens": 13}));
     let (start, response) = post(&server, "/chat/completions", &body).await;
     let headers_at = start.elapsed();
     let json: Value = response.json().await.unwrap();
@@ -394,7 +395,8 @@ async fn keep_alive_crlf_reasoning_and_grouped_tokens() {
     let (start, response) = post(
         &server,
         "/chat/completions",
-        &chat("hi", json!({"max_tokens": 9})),
+        // The limit counts reasoning too: 2 reasoning + 9 content tokens.
+        &chat("hi", json!({"max_tokens": 11})),
     )
     .await;
     let sse = read_sse(response, start, Duration::from_secs(2)).await;

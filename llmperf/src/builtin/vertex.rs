@@ -460,7 +460,8 @@ mod tests {
     fn both_forms_decode_to_the_scripted_tokens_and_counts() {
         let script = Script::new().reasoning_tokens(3).tokens_per_event(2);
         for api in [VertexApi::GeminiSse, VertexApi::GeminiJson] {
-            let timeline = plan(&script, api, &request(5), None, None, 1);
+            // maxOutputTokens counts the thoughts too: 3 of them, 5 content.
+            let timeline = plan(&script, api, &request(8), None, None, 1);
             let events = decoded(api, &timeline);
             let reasoning = events
                 .iter()

@@ -162,9 +162,11 @@ impl Script {
 
     /// Reasoning tokens streamed as `delta.reasoning_content` before the
     /// content (chat only), starting at the time to first token; content then
-    /// starts `n * inter_token` later. They come on top of the content
-    /// tokens and are counted in `completion_tokens` and
-    /// `completion_tokens_details.reasoning_tokens`.
+    /// starts `n * inter_token` later. They are counted in
+    /// `completion_tokens` and `completion_tokens_details.reasoning_tokens`,
+    /// and, as real servers count them, within a request's `max_tokens`:
+    /// the content gets what the reasoning leaves of it (a request without
+    /// one gets the script's output tokens on top of the reasoning).
     pub fn reasoning_tokens(mut self, n: u32) -> Self {
         self.reasoning_tokens = n;
         self

@@ -441,11 +441,12 @@ async fn reasoning_grouped_events_whole_bodies_and_other_protocols_count_their_u
             .keep_alive(true),
     )
     .unwrap();
-    // Streamed: 4 reasoning + 7 content tokens in events of up to 3.
+    // Streamed: 4 reasoning + 7 content tokens (the limit counts both) in
+    // events of up to 3.
     let (start, response) = post(
         &server,
         "/chat/completions",
-        &chat("hi", json!({"max_tokens": 7})),
+        &chat("hi", json!({"max_tokens": 11})),
     )
     .await;
     let sse = read_sse(response, start, Duration::from_secs(2)).await;
