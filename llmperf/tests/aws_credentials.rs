@@ -230,6 +230,58 @@ fn the_profile_option_picks_which_keys_of_the_shared_files_sign() {
     assert_nothing_leaks(results.path(), &wrong, &[wrong_secret]);
 }
 
+/// A profile's `credential_process` (a program printing credentials as
+/// JSON, as SSO helpers and vaults do) signs the requests.
+#[test]
+fn a_credential_process_signs_with_what_it_prints() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let session_token = "process-session-token-5b1e";
+    let program = dir.path().join("credentials.sh");
+    std::fs::write(
+        &program,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\n\
+             printf '{{\"Version\": 1, \"AccessKeyId\": \"{TEST_ACCESS_KEY_ID}\", \
+             \"SecretAccessKey\": \"{TEST_SECRET_ACCESS_KEY}\", \"SessionToken\": \"{session_token}\", \
+             \"Expiration\": \"2099-01-01T00:00:00Z\"}}'\n",
+            dir.path().join("calls").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        dir.path().join("config"),
+        format!(
+            "[profile vault]\nregion = sa-east-1\ncredential_process = {} --role bench\n",
+            program.display()
+        ),
+    )
+    .unwrap();
+    let _env = aws_environment(dir.path(), &[]);
+    let (_server, relay, endpoint) = relayed_builtin(fast_script());
+    let results = tempfile::tempdir().unwrap();
+    let bench = Benchmark::new()
+        .endpoint(endpoint.option("profile", "vault"))
+        .workload(Workload::token_lengths(30, 0, 5, 0))
+        .load(Load::closed(2).requests(4));
+    let outcome = run_into(results.path(), &bench);
+    assert_eq!(
+        outcome.summary.summary.requests.completed,
+        4,
+        "{:?}",
+        outcome.records.iter().find_map(|r| r.error.as_ref())
+    );
+    assert_eq!(session_tokens(&relay), vec![session_token.to_string(); 4]);
+    let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+    assert!(calls.lines().all(|line| line == "--role bench"), "{calls}");
+    assert_nothing_leaks(
+        results.path(),
+        &outcome,
+        &[session_token, TEST_SECRET_ACCESS_KEY],
+    );
+}
+
 #[test]
 fn a_profile_that_does_not_exist_is_a_clear_unauthorized_error() {
     let dir = tempfile::tempdir().unwrap();
