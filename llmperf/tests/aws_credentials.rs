@@ -28,18 +28,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use llmperf::builtin::Server;
 use llmperf::endpoint::sagemaker::{TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
-use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::run::RunOutcome;
 use llmperf::{Benchmark, Endpoint, Load, Script, Workload};
 
 mod aws_fakes;
 mod fault_matrix;
+use fault_matrix::run_into;
 mod raw_server;
 mod scoped_env;
 use aws_fakes::{
     container_session_token, imds_metadata_token, imds_session_token, sso_session_token,
     sts_session_token, Relay,
 };
-use fault_matrix::{errors, fast_script, quiet};
+use fault_matrix::{errors, fast_script};
 use scoped_env::ScopedEnv;
 
 /// Every variable the chain reads; each test starts from none of them.
@@ -96,14 +97,6 @@ fn sagemaker() -> Endpoint {
     Endpoint::kind("sagemaker")
         .builtin()
         .option("endpoint_name", "llmperf-tgi")
-}
-
-fn run_into(dir: &Path, bench: &Benchmark) -> RunOutcome {
-    let options = RunOptions {
-        results_dir: Some(dir.to_path_buf()),
-        ..quiet()
-    };
-    run_benchmark("aws", bench, &options).expect("the run itself must succeed")
 }
 
 /// Asserts that none of `secrets`, nor any SigV4 signature, is in the

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::run::RunOutcome;
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod entra_authority;
@@ -147,11 +147,7 @@ fn bench(endpoint: Endpoint, requests: u64) -> Benchmark {
 /// Runs `bench`, writing its results to a directory of their own.
 fn run_keeping_results(bench: &Benchmark) -> (RunOutcome, tempfile::TempDir) {
     let results = tempfile::tempdir().unwrap();
-    let options = RunOptions {
-        results_dir: Some(results.path().to_path_buf()),
-        ..fault_matrix::quiet()
-    };
-    let outcome = run_benchmark("azure", bench, &options).unwrap();
+    let outcome = fault_matrix::run_into(results.path(), bench);
     (outcome, results)
 }
 

@@ -21,14 +21,15 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use llmperf::run::{run_benchmark, RunOptions, RunOutcome};
+use llmperf::run::RunOutcome;
 use llmperf::{Benchmark, Endpoint, Load, Workload};
 
 mod fault_matrix;
+use fault_matrix::run_into;
 mod google_fakes;
 mod raw_server;
 mod scoped_env;
-use fault_matrix::{fast_script, quiet};
+use fault_matrix::fast_script;
 use google_fakes::{token_series, token_server};
 use scoped_env::ScopedEnv;
 
@@ -65,14 +66,6 @@ fn vertex() -> Endpoint {
     Endpoint::kind("vertex-gemini")
         .builtin()
         .option("project", "llmperf-test")
-}
-
-fn run_into(dir: &Path, bench: &Benchmark) -> RunOutcome {
-    let options = RunOptions {
-        results_dir: Some(dir.to_path_buf()),
-        ..quiet()
-    };
-    run_benchmark("google", bench, &options).expect("the run itself must succeed")
 }
 
 /// Asserts that none of `secrets` is in the files of `dir` or the
@@ -431,24 +424,7 @@ fn workload_identity_federation_exchanges_the_subject_token_file_at_its_token_ur
         },
         token,
     );
-    let home = tempfile::tempdir().unwrap();
-    let subject_token_file = home.path().join("token");
-    std::fs::write(&subject_token_file, SUBJECT_TOKEN).unwrap();
-    let key_file = home.path().join("external-account.json");
-    std::fs::write(
-        &key_file,
-        external_account(&subject_token_file, &token_url, None),
-    )
-    .unwrap();
-    let trap = google_fakes::ProxyTrap::start();
-    let mut vars = trap.variables();
-    vars.push((
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        key_file.display().to_string(),
-    ));
-    let _env = google_environment(home.path(), &vars);
-    let results = tempfile::tempdir().unwrap();
-    let outcome = run_into(results.path(), &bench(vertex(), token));
+    let (outcome, trap, results) = run_with_external_account(&token_url, None, token);
     assert_eq!(
         outcome.summary.summary.requests.completed,
         4,
@@ -464,6 +440,36 @@ fn workload_identity_federation_exchanges_the_subject_token_file_at_its_token_ur
         "requests left loopback"
     );
     assert_nothing_leaks(results.path(), &outcome, &[token, SUBJECT_TOKEN]);
+}
+
+/// Runs the built-in endpoint, which requires `token`, with
+/// `GOOGLE_APPLICATION_CREDENTIALS` naming an `external_account` file (its
+/// subject token in a file beside it) and a proxy trap for requests that
+/// leave loopback. The outcome, the trap and the results directory.
+fn run_with_external_account(
+    token_url: &str,
+    impersonation_url: Option<&str>,
+    token: &str,
+) -> (RunOutcome, google_fakes::ProxyTrap, tempfile::TempDir) {
+    let home = tempfile::tempdir().unwrap();
+    let subject_token_file = home.path().join("token");
+    std::fs::write(&subject_token_file, SUBJECT_TOKEN).unwrap();
+    let key_file = home.path().join("external-account.json");
+    std::fs::write(
+        &key_file,
+        external_account(&subject_token_file, token_url, impersonation_url),
+    )
+    .unwrap();
+    let trap = google_fakes::ProxyTrap::start();
+    let mut vars = trap.variables();
+    vars.push((
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        key_file.display().to_string(),
+    ));
+    let _env = google_environment(home.path(), &vars);
+    let results = tempfile::tempdir().unwrap();
+    let outcome = run_into(results.path(), &bench(vertex(), token));
+    (outcome, trap, results)
 }
 
 /// With `service_account_impersonation_url`, the STS token is asked for
@@ -486,24 +492,8 @@ fn workload_identity_federation_impersonates_a_service_account_with_the_exchange
         sts_token,
         token,
     );
-    let home = tempfile::tempdir().unwrap();
-    let subject_token_file = home.path().join("token");
-    std::fs::write(&subject_token_file, SUBJECT_TOKEN).unwrap();
-    let key_file = home.path().join("external-account.json");
-    std::fs::write(
-        &key_file,
-        external_account(&subject_token_file, &token_url, Some(&impersonation_url)),
-    )
-    .unwrap();
-    let trap = google_fakes::ProxyTrap::start();
-    let mut vars = trap.variables();
-    vars.push((
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        key_file.display().to_string(),
-    ));
-    let _env = google_environment(home.path(), &vars);
-    let results = tempfile::tempdir().unwrap();
-    let outcome = run_into(results.path(), &bench(vertex(), token));
+    let (outcome, trap, results) =
+        run_with_external_account(&token_url, Some(&impersonation_url), token);
     assert_eq!(
         outcome.summary.summary.requests.completed,
         4,

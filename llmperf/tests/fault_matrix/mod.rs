@@ -24,6 +24,16 @@ pub fn run(bench: &Benchmark) -> RunOutcome {
     run_benchmark("test", bench, &quiet()).expect("the run itself must succeed")
 }
 
+/// Runs `bench`, which must not fail as a whole, writing its results to
+/// `dir` (for tests that search them).
+pub fn run_into(dir: &std::path::Path, bench: &Benchmark) -> RunOutcome {
+    let options = RunOptions {
+        results_dir: Some(dir.to_path_buf()),
+        ..quiet()
+    };
+    run_benchmark("test", bench, &options).expect("the run itself must succeed")
+}
+
 /// A script fast enough for fault tests.
 pub fn fast_script() -> Script {
     Script::new()
