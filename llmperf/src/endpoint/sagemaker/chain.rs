@@ -93,12 +93,6 @@ impl CredentialChain {
             .map_err(|unavailable| self.error(&unavailable))
     }
 
-    /// How many resolutions have succeeded so far (the first, then each
-    /// renewal).
-    pub fn resolutions(&self) -> u64 {
-        self.latest.successes()
-    }
-
     fn error(&self, unavailable: &Unavailable) -> RequestError {
         let why = match unavailable {
             Unavailable::NoAnswer(_) => format!("the AWS credential chain: {unavailable}"),
